@@ -1,0 +1,104 @@
+//! Reading WAV files: header facts for Recordings, and samples mixed down to mono f32 for
+//! models.
+
+use std::path::Path;
+
+use acoupi_engine::component::ComponentError;
+
+/// What a WAV header says about a recording.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WavInfo {
+    pub samplerate: u32,
+    pub channels: u16,
+    pub frames: u64,
+}
+
+impl WavInfo {
+    pub fn duration_seconds(&self) -> f64 {
+        self.frames as f64 / f64::from(self.samplerate)
+    }
+}
+
+fn audio_error(path: &Path, e: impl std::fmt::Display) -> ComponentError {
+    ComponentError::Audio { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+/// Reads the header of a WAV file.
+pub fn wav_info(path: &Path) -> Result<WavInfo, ComponentError> {
+    let reader = hound::WavReader::open(path).map_err(|e| audio_error(path, e))?;
+    let spec = reader.spec();
+    if spec.sample_rate == 0 || spec.channels == 0 {
+        return Err(audio_error(path, "the header has a zero sample rate or channel count"));
+    }
+    Ok(WavInfo { samplerate: spec.sample_rate, channels: spec.channels, frames: u64::from(reader.duration()) })
+}
+
+/// Reads a WAV file as mono f32 samples in [-1, 1] (channels averaged).
+pub fn read_mono(path: &Path) -> Result<(WavInfo, Vec<f32>), ComponentError> {
+    let mut reader = hound::WavReader::open(path).map_err(|e| audio_error(path, e))?;
+    let spec = reader.spec();
+    let info = WavInfo { samplerate: spec.sample_rate, channels: spec.channels, frames: u64::from(reader.duration()) };
+    if spec.sample_rate == 0 || spec.channels == 0 {
+        return Err(audio_error(path, "the header has a zero sample rate or channel count"));
+    }
+    let interleaved: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>(),
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample.saturating_sub(1))) as f32;
+            reader.samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect::<Result<_, _>>()
+        }
+    }
+    .map_err(|e| audio_error(path, e))?;
+    let channels = usize::from(spec.channels);
+    let mono = interleaved
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+        .collect();
+    Ok((info, mono))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+
+    /// Writes a 16-bit WAV of `seconds` at `samplerate` whose samples come from `f(t)`.
+    pub fn write_wav(path: &Path, samplerate: u32, channels: u16, seconds: f64, f: impl Fn(f64) -> f64) {
+        let spec = hound::WavSpec { channels, sample_rate: samplerate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let mut writer = hound::WavWriter::create(path, spec).unwrap();
+        let n = (seconds * f64::from(samplerate)) as usize;
+        for i in 0..n {
+            let v = (f(i as f64 / f64::from(samplerate)).clamp(-1.0, 1.0) * 32767.0) as i16;
+            for _ in 0..channels {
+                writer.write_sample(v).unwrap();
+            }
+        }
+        writer.finalize().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_header_and_mixes_to_mono() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        testing::write_wav(&path, 8000, 2, 0.5, |_| 0.5);
+        let info = wav_info(&path).unwrap();
+        assert_eq!(info, WavInfo { samplerate: 8000, channels: 2, frames: 4000 });
+        assert!((info.duration_seconds() - 0.5).abs() < 1e-9);
+        let (_, mono) = read_mono(&path).unwrap();
+        assert_eq!(mono.len(), 4000);
+        assert!((mono[0] - 0.5).abs() < 1e-3);
+    }
+
+    #[test]
+    fn rejects_a_file_that_is_not_wav() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.wav");
+        std::fs::write(&path, b"not a wav file").unwrap();
+        let err = wav_info(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.wav"), "{err}");
+    }
+}

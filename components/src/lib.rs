@@ -1,0 +1,51 @@
+//! The built-in components. Each file holds one component (or a small family): its config
+//! struct (the doc comment is its description; fields are its parameters), its
+//! `ComponentConfig` implementation and the running component. Adding a component means
+//! adding its file and one line in [`registry`].
+
+mod audio;
+mod cleaner_threshold;
+mod condition_time_window;
+mod filter_threshold;
+mod message_detections;
+mod model_band_energy;
+mod recorder_replay;
+
+use acoupi_engine::registry::Registry;
+
+/// Every built-in component type.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register::<recorder_replay::ReplayRecorderConfig>()
+        .register::<condition_time_window::TimeWindowConditionConfig>()
+        .register::<model_band_energy::BandEnergyModelConfig>()
+        .register::<cleaner_threshold::ThresholdCleanerConfig>()
+        .register::<filter_threshold::ThresholdSavingFilterConfig>()
+        .register::<message_detections::DetectionMessageConfig>();
+    registry
+}
+
+#[cfg(test)]
+mod testing {
+    //! Builders for test data shared by the component tests.
+    use acoupi_engine::data::{Deployment, Detection, PredictedTag, PredictionType, Recording, Tag, ModelOutput};
+
+    pub fn recording() -> Recording {
+        Recording::new(Deployment::new("test site"), 3.0, 48_000).unwrap()
+    }
+
+    pub fn detection(score: f64, tags: &[(&str, &str, f64)]) -> Detection {
+        let mut d = Detection::new(PredictionType::Event);
+        d.detection_score = score;
+        d.tags = tags
+            .iter()
+            .map(|(k, v, s)| PredictedTag::new(Tag::new(*k, *v), *s).unwrap())
+            .collect();
+        d
+    }
+
+    pub fn output(detections: Vec<Detection>) -> ModelOutput {
+        ModelOutput::new("test_model", recording(), detections)
+    }
+}

@@ -1,0 +1,278 @@
+//! `model.band_energy`: a signal-processing event detector. It finds the stretches of a
+//! recording where the energy in a frequency band rises well above the recording's own
+//! background level: a useful first pass for a single loud species (a cuckoo, an owl, a
+//! frog chorus), for QA of a new deployment, and the model of the demo pipeline.
+//!
+//! Method: Hann-windowed frames (`frame` long, no overlap), real FFT (`realfft`), band
+//! power in dB; the background level is the median band power over the recording; frames
+//! more than `threshold_db` above it are active; runs of active frames at least
+//! `min_duration` long become `event` detections with a time-frequency box (the band) and a
+//! score `min(1, peak excess / (2 × threshold_db))`, so an event exactly at the threshold
+//! scores 0.5. Times are in the file's seconds; frequencies are real-world Hz (file Hz ×
+//! the recording's time expansion). A recording that is loud from end to end has a high
+//! median and few events: use a shorter recording or a narrower band.
+
+use std::sync::Arc;
+
+use acoupi_engine::component::{ComponentError, ComponentResult, Model};
+use acoupi_engine::config::values::{Hertz, PositiveDuration};
+use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
+use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use realfft::RealFftPlanner;
+
+use crate::audio::read_mono;
+
+/// Detect sound events from the energy in a frequency band rising above the recording's
+/// background level (no machine learning).
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BandEnergyModelConfig {
+    /// The model name stored with each output (`name_model`).
+    #[serde(default = "default_name")]
+    #[schemars(default = "default_name")]
+    pub name: String,
+    /// Lower edge of the band, in Hz.
+    pub low_freq: Hertz,
+    /// Upper edge of the band, in Hz.
+    pub high_freq: Hertz,
+    /// How far above the background (median band level) a frame must be, in dB.
+    #[serde(default = "default_threshold_db")]
+    #[schemars(range(min = 0.1), default = "default_threshold_db")]
+    pub threshold_db: f64,
+    /// Frame length of the analysis.
+    #[serde(default = "default_frame")]
+    #[schemars(default = "default_frame_text")]
+    pub frame: PositiveDuration,
+    /// Shortest event reported.
+    #[serde(default = "default_min_duration")]
+    #[schemars(default = "default_min_duration_text")]
+    pub min_duration: PositiveDuration,
+    /// The tag given to each event: `{ key = "sound", value = <label> }`.
+    #[serde(default = "default_label")]
+    #[schemars(default = "default_label")]
+    pub label: String,
+}
+
+fn default_name() -> String {
+    "band_energy".into()
+}
+fn default_threshold_db() -> f64 {
+    10.0
+}
+fn default_frame() -> PositiveDuration {
+    PositiveDuration(std::time::Duration::from_millis(20))
+}
+fn default_frame_text() -> &'static str {
+    "20ms"
+}
+fn default_min_duration() -> PositiveDuration {
+    PositiveDuration(std::time::Duration::from_millis(100))
+}
+fn default_min_duration_text() -> &'static str {
+    "100ms"
+}
+fn default_label() -> String {
+    "band energy".into()
+}
+
+impl ComponentConfig for BandEnergyModelConfig {
+    const KIND: &'static str = "model.band_energy";
+
+    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+        if self.low_freq.0 >= self.high_freq.0 {
+            return Err(format!("low_freq {} must be below high_freq {}", self.low_freq.0, self.high_freq.0));
+        }
+        if !(self.threshold_db > 0.0) {
+            return Err(format!("threshold_db must be greater than 0, not {}", self.threshold_db));
+        }
+        Ok(Built::Model(Arc::new(BandEnergyModel {
+            name: self.name.clone(),
+            low_freq: self.low_freq.0,
+            high_freq: self.high_freq.0,
+            threshold_db: self.threshold_db,
+            frame_seconds: self.frame.0.as_secs_f64(),
+            min_duration: self.min_duration.0.as_secs_f64(),
+            label: self.label.clone(),
+        })))
+    }
+}
+
+pub struct BandEnergyModel {
+    name: String,
+    low_freq: f64,
+    high_freq: f64,
+    threshold_db: f64,
+    frame_seconds: f64,
+    min_duration: f64,
+    label: String,
+}
+
+/// A run of active frames.
+#[derive(Debug, Clone, PartialEq)]
+struct Event {
+    start: f64,
+    end: f64,
+    peak_excess_db: f64,
+}
+
+impl BandEnergyModel {
+    /// Band level in dB of each frame.
+    fn band_levels(&self, samples: &[f32], samplerate: f64, time_expansion: f64) -> Result<(usize, Vec<f64>), String> {
+        let frame_len = ((self.frame_seconds * samplerate).round() as usize).max(16);
+        let fft_len = frame_len.next_power_of_two();
+        let bin_hz = samplerate / fft_len as f64;
+        // The band in the file's frequencies.
+        let low = self.low_freq / time_expansion;
+        let high = (self.high_freq / time_expansion).min(samplerate / 2.0);
+        let first_bin = (low / bin_hz).ceil() as usize;
+        let last_bin = ((high / bin_hz).floor() as usize).min(fft_len / 2);
+        if first_bin > last_bin {
+            return Err(format!(
+                "the band {}-{} Hz is above the Nyquist frequency of this recording ({} Hz)",
+                self.low_freq,
+                self.high_freq,
+                samplerate / 2.0 * time_expansion
+            ));
+        }
+        let window: Vec<f32> = (0..frame_len)
+            .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / frame_len as f32).cos())
+            .collect();
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(fft_len);
+        let mut input = fft.make_input_vec();
+        let mut spectrum = fft.make_output_vec();
+        let mut levels = Vec::with_capacity(samples.len() / frame_len);
+        for frame in samples.chunks_exact(frame_len) {
+            input.iter_mut().for_each(|x| *x = 0.0);
+            for ((x, s), w) in input.iter_mut().zip(frame).zip(&window) {
+                *x = s * w;
+            }
+            fft.process(&mut input, &mut spectrum).map_err(|e| e.to_string())?;
+            let power: f64 = spectrum[first_bin..=last_bin].iter().map(|c| f64::from(c.norm_sqr())).sum();
+            levels.push(10.0 * (power + 1e-12).log10());
+        }
+        Ok((frame_len, levels))
+    }
+
+    fn events(&self, levels: &[f64], frame_seconds: f64) -> Vec<Event> {
+        if levels.is_empty() {
+            return Vec::new();
+        }
+        let mut sorted = levels.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let background = sorted[sorted.len() / 2];
+        let mut events = Vec::new();
+        let mut current: Option<(usize, f64)> = None;
+        for (i, level) in levels.iter().chain(std::iter::once(&f64::NEG_INFINITY)).enumerate() {
+            let excess = level - background;
+            match (&mut current, excess > self.threshold_db) {
+                (None, true) => current = Some((i, excess)),
+                (Some((_, peak)), true) => *peak = peak.max(excess),
+                (Some((start, peak)), false) => {
+                    let event = Event { start: *start as f64 * frame_seconds, end: i as f64 * frame_seconds, peak_excess_db: *peak };
+                    if event.end - event.start >= self.min_duration - 1e-9 {
+                        events.push(event);
+                    }
+                    current = None;
+                }
+                (None, false) => {}
+            }
+        }
+        events
+    }
+}
+
+impl Model for BandEnergyModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
+        let path = recording.path.as_deref().ok_or_else(|| ComponentError::Other("the recording has no file".into()))?;
+        let (info, samples) = read_mono(path)?;
+        let samplerate = f64::from(info.samplerate);
+        let (frame_len, levels) = self
+            .band_levels(&samples, samplerate, recording.time_expansion)
+            .map_err(|reason| ComponentError::Audio { path: path.to_path_buf(), reason })?;
+        let frame_seconds = frame_len as f64 / samplerate;
+        let mut detections = Vec::new();
+        for event in self.events(&levels, frame_seconds) {
+            let score = (event.peak_excess_db / (2.0 * self.threshold_db)).min(1.0);
+            let mut detection = Detection::new(PredictionType::Event);
+            detection.location = Some(BoundingBox::new(event.start, self.low_freq, event.end, self.high_freq)?);
+            detection.detection_score = score;
+            detection.tags = vec![PredictedTag::new(Tag::new("sound", self.label.as_str()), score)?];
+            detections.push(detection);
+        }
+        Ok(ModelOutput::new(self.name.as_str(), recording.clone(), detections))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::testing::write_wav;
+    use acoupi_engine::data::Deployment;
+
+    fn model(low: f64, high: f64) -> BandEnergyModel {
+        BandEnergyModel {
+            name: "band_energy".into(),
+            low_freq: low,
+            high_freq: high,
+            threshold_db: 10.0,
+            frame_seconds: 0.02,
+            min_duration: 0.1,
+            label: "tone".into(),
+        }
+    }
+
+    /// 3 s at 16 kHz: faint broadband-ish hiss, a 4 kHz tone from 1.0 s to 1.5 s.
+    fn recording_with_tone(dir: &std::path::Path) -> Recording {
+        let path = dir.join("tone.wav");
+        write_wav(&path, 16_000, 1, 3.0, |t| {
+            let hiss = 0.001 * ((t * 7919.0).sin() + (t * 104_729.0).sin());
+            let tone = if (1.0..1.5).contains(&t) { 0.5 * (2.0 * std::f64::consts::PI * 4000.0 * t).sin() } else { 0.0 };
+            hiss + tone
+        });
+        let mut recording = Recording::new(Deployment::new("site"), 3.0, 16_000).unwrap();
+        recording.path = Some(path);
+        recording
+    }
+
+    #[test]
+    fn finds_the_tone_in_its_band_with_its_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let recording = recording_with_tone(dir.path());
+        let output = model(3000.0, 5000.0).run(&recording).unwrap();
+        assert_eq!(output.detections.len(), 1, "{:?}", output.detections);
+        let detection = &output.detections[0];
+        let location = detection.location.as_ref().unwrap();
+        let [start, low, end, high] = location.coordinates();
+        assert!((start - 1.0).abs() <= 0.04, "start {start}");
+        assert!((end - 1.5).abs() <= 0.04, "end {end}");
+        assert_eq!((low, high), (3000.0, 5000.0));
+        assert!(detection.detection_score > 0.9, "a loud tone scores high: {}", detection.detection_score);
+        assert_eq!(detection.tags[0].tag.value, "tone");
+        assert_eq!(output.name_model, "band_energy");
+    }
+
+    #[test]
+    fn ignores_sound_outside_the_band_and_errors_above_nyquist() {
+        let dir = tempfile::tempdir().unwrap();
+        let recording = recording_with_tone(dir.path());
+        assert!(model(6000.0, 7000.0).run(&recording).unwrap().detections.is_empty());
+        let err = model(9000.0, 12000.0).run(&recording).unwrap_err().to_string();
+        assert!(err.contains("Nyquist"), "{err}");
+    }
+
+    #[test]
+    fn events_shorter_than_the_minimum_are_dropped() {
+        let m = model(1.0, 2.0);
+        let mut levels = vec![0.0; 50];
+        levels[10..13].iter_mut().for_each(|l| *l = 30.0); // 60 ms
+        levels[20..30].iter_mut().for_each(|l| *l = 20.0); // 200 ms
+        let events = m.events(&levels, 0.02);
+        assert_eq!(events.len(), 1);
+        assert!((events[0].start - 0.4).abs() < 1e-9 && (events[0].end - 0.6).abs() < 1e-9);
+        assert_eq!(events[0].peak_excess_db, 20.0);
+    }
+}

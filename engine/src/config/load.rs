@@ -1,0 +1,655 @@
+//! Loads a pipeline file: parses the TOML with spans, deserialises each table on its own
+//! (so one mistake does not hide the next), resolves component references, checks the
+//! triggers and the `after` graph, and returns either a validated [`Pipeline`] or every
+//! problem found, each pointing at its line and column.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::diagnostics::{Code, PipelineErrors, Problem, ReadError, suggestion};
+use super::pipeline::{
+    DetectionStage, DeviceSection, HeartbeatStage, ManagementStage, MessagingStage, PathsSection,
+    RecordingStage, RefTarget, Schedule, StageKind, StageSpec, StoreSection, SummaryStage,
+};
+use super::values::{CronExpr, Located};
+use super::{DeploymentSection, Settings};
+use crate::component::Family;
+use crate::registry::{ComponentSettings, Registry};
+
+/// A component instance of a validated pipeline.
+#[derive(Debug)]
+pub struct ComponentInstance {
+    /// `[components.<name>]`, or `<stage>.<field>` for an inline component.
+    pub name: String,
+    pub kind: &'static str,
+    pub family: Family,
+    pub settings: Box<dyn ComponentSettings>,
+}
+
+/// When a stage runs.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// On wall-clock multiples of `every`, shifted by `offset` (acoupi's aligned schedule).
+    Every { every: Duration, offset: Duration },
+    /// On a cron expression in the deployment's timezone.
+    Cron(CronExpr),
+    /// On each output of the stage at this index.
+    After(usize),
+}
+
+/// A stage of a validated pipeline.
+#[derive(Debug)]
+pub struct Stage {
+    pub name: String,
+    pub spec: StageSpec,
+    pub trigger: Trigger,
+}
+
+/// A validated pipeline, ready to build and run.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub path: PathBuf,
+    pub settings: Settings,
+    pub components: Vec<ComponentInstance>,
+    /// In file order.
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// A one-line summary: stages with their triggers, and components.
+    pub fn summary(&self) -> String {
+        let stages: Vec<String> = self
+            .stages
+            .iter()
+            .map(|stage| {
+                let trigger = match &stage.trigger {
+                    Trigger::Every { every, offset } if offset.is_zero() => {
+                        format!("every {}", humantime::format_duration(*every))
+                    }
+                    Trigger::Every { every, offset } => format!(
+                        "every {} +{}",
+                        humantime::format_duration(*every),
+                        humantime::format_duration(*offset)
+                    ),
+                    Trigger::Cron(cron) => format!("cron \"{}\"", cron.text),
+                    Trigger::After(i) => format!("after {}", self.stages[*i].name),
+                };
+                format!("{} ({}, {trigger})", stage.name, stage.spec.kind())
+            })
+            .collect();
+        let named = self.components.iter().filter(|c| !c.name.contains('.')).count();
+        format!(
+            "{} stage{}: {}; {} component{} ({} inline)",
+            self.stages.len(),
+            if self.stages.len() == 1 { "" } else { "s" },
+            stages.join(", "),
+            self.components.len(),
+            if self.components.len() == 1 { "" } else { "s" },
+            self.components.len() - named,
+        )
+    }
+}
+
+/// Why a pipeline could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{0}")]
+    Invalid(PipelineErrors),
+}
+
+/// Reads and validates a pipeline file.
+pub fn load(path: &Path, registry: &Registry) -> Result<Pipeline, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ReadError::new(path, e))?;
+    load_str(path, &source, registry).map_err(LoadError::Invalid)
+}
+
+/// Validates pipeline text; `path` names the file in messages and anchors relative paths.
+pub fn load_str(path: &Path, source: &str, registry: &Registry) -> Result<Pipeline, PipelineErrors> {
+    let mut loader = Loader { registry, problems: Vec::new(), components: Vec::new() };
+    let pipeline = loader.load(path, source);
+    match pipeline {
+        Some(pipeline) if loader.problems.is_empty() => Ok(pipeline),
+        _ => {
+            let mut problems = loader.problems;
+            problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
+            problems.dedup();
+            Err(PipelineErrors { path: path.to_path_buf(), source: Arc::from(source), problems })
+        }
+    }
+}
+
+const TOP_LEVEL: [&str; 6] = ["deployment", "store", "paths", "device", "components", "stages"];
+
+struct Loader<'r> {
+    registry: &'r Registry,
+    problems: Vec<Problem>,
+    components: Vec<ComponentInstance>,
+}
+
+/// A stage while it is being checked: its parsed spec and its raw table.
+struct Pending<'a, 'i> {
+    name: String,
+    name_span: Range<usize>,
+    raw: &'a Spanned<DeValue<'i>>,
+    spec: StageSpec,
+}
+
+impl Loader<'_> {
+    fn problem(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    fn load(&mut self, path: &Path, source: &str) -> Option<Pipeline> {
+        let (root, errors) = DeTable::parse_recoverable(source);
+        if !errors.is_empty() {
+            for error in &errors {
+                self.problem(Problem::from_toml(error, 0..0).with_help_opt(
+                    error.message().contains("duplicate key").then(|| {
+                        "each table and key may appear once; rename one of them".to_string()
+                    }),
+                ));
+            }
+            return None;
+        }
+        let root = root.get_ref();
+        for (key, _) in root.iter() {
+            if !TOP_LEVEL.contains(&key.get_ref().as_ref()) {
+                self.unknown_key(key, "at the top level", TOP_LEVEL.iter().copied());
+            }
+        }
+
+        let deployment: Option<DeploymentSection> = match root.get("deployment") {
+            Some(value) => self.section(value),
+            None => {
+                self.problem(
+                    Problem::new(Code::MissingKey, 0..0, "the pipeline has no [deployment] table")
+                        .with_help("add [deployment] with at least `name = \"...\"`"),
+                );
+                None
+            }
+        };
+        if let Some(d) = &deployment {
+            if let (Some(lat), None) | (None, Some(lat)) = (
+                d.latitude.as_ref().map(Located::span),
+                d.longitude.as_ref().map(Located::span),
+            ) {
+                self.problem(
+                    Problem::new(Code::InvalidValue, lat, "latitude and longitude must be given together")
+                        .with_help("give both, or neither"),
+                );
+            }
+        }
+        let store: Option<StoreSection> = root.get("store").map_or(Some(StoreSection::default()), |v| self.section(v));
+        let paths: Option<PathsSection> = root.get("paths").map_or(Some(PathsSection::default()), |v| self.section(v));
+        let device: Option<DeviceSection> = root.get("device").map_or(Some(DeviceSection::default()), |v| self.section(v));
+
+        let mut names = HashMap::new();
+        if let Some(table) = root.get("components").and_then(|v| self.table(v, "[components]")) {
+            for (key, value) in table.iter() {
+                let name = key.get_ref().to_string();
+                if let Some(instance) = self.component(&name, key.span(), value) {
+                    names.insert(name, self.components.len());
+                    self.components.push(instance);
+                }
+            }
+        }
+
+        let mut pending = Vec::new();
+        if let Some(table) = root.get("stages").and_then(|v| self.table(v, "[stages]")) {
+            for (key, value) in table.iter() {
+                if let Some(stage) = self.stage(key, value) {
+                    pending.push(stage);
+                }
+            }
+        }
+        pending.sort_by_key(|s| s.name_span.start);
+        if pending.is_empty() && root.get("stages").is_none() {
+            self.problem(
+                Problem::new(Code::MissingKey, 0..0, "the pipeline has no [stages]")
+                    .with_help("add at least one stage, e.g. [stages.record] with kind = \"recording\""),
+            );
+        }
+
+        for stage in &mut pending {
+            self.resolve_refs(stage, &names);
+        }
+        let triggers = self.triggers(&pending);
+
+        let deployment = deployment?;
+        let settings = Settings::new(
+            path,
+            deployment,
+            store?,
+            paths?,
+            device?,
+        );
+        let stages = pending
+            .into_iter()
+            .zip(triggers)
+            .map(|(p, trigger)| trigger.map(|trigger| Stage { name: p.name, spec: p.spec, trigger }))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Pipeline {
+            path: path.to_path_buf(),
+            settings,
+            components: std::mem::take(&mut self.components),
+            stages,
+        })
+    }
+
+    fn unknown_key<'a>(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        place: &str,
+        allowed: impl IntoIterator<Item = &'a str> + Clone,
+    ) {
+        let name = key.get_ref();
+        self.problem(
+            Problem::new(Code::UnknownKey, key.span(), format!("unknown key `{name}` {place}"))
+                .with_help_opt(suggestion(name, allowed)),
+        );
+    }
+
+    fn table<'a, 'i>(&mut self, value: &'a Spanned<DeValue<'i>>, what: &str) -> Option<&'a DeTable<'i>> {
+        match value.get_ref() {
+            DeValue::Table(table) => Some(table),
+            other => {
+                self.problem(Problem::new(
+                    Code::TypeMismatch,
+                    value.span(),
+                    format!("{what} must be a table, found {}", other.type_str()),
+                ));
+                None
+            }
+        }
+    }
+
+    /// Deserialises a top-level section, reporting its problems.
+    fn section<T: serde::de::DeserializeOwned + JsonSchema>(&mut self, value: &Spanned<DeValue<'_>>) -> Option<T> {
+        self.deserialize_with(value.clone(), &property_names::<T>(), "", |v| T::deserialize(v))
+    }
+
+    /// Removes the discriminating key (`type` or `kind`) and returns its string value.
+    fn take_tag<'i>(
+        &mut self,
+        value: &Spanned<DeValue<'i>>,
+        tag: &str,
+        owner: &str,
+        owner_span: Range<usize>,
+    ) -> Option<(String, Range<usize>, Spanned<DeValue<'i>>)> {
+        let table = self.table(value, owner)?;
+        let Some(tag_value) = table.get(tag) else {
+            self.problem(Problem::new(Code::MissingKey, owner_span, format!("{owner} has no `{tag}`")));
+            return None;
+        };
+        let Some(text) = tag_value.get_ref().as_str() else {
+            self.problem(Problem::new(
+                Code::TypeMismatch,
+                tag_value.span(),
+                format!("`{tag}` must be a string, found {}", tag_value.get_ref().type_str()),
+            ));
+            return None;
+        };
+        let mut rest = table.clone();
+        rest.remove(tag);
+        Some((text.to_string(), tag_value.span(), Spanned::new(value.span(), DeValue::Table(rest))))
+    }
+
+    /// Parses a component table (named or inline).
+    fn component(&mut self, name: &str, name_span: Range<usize>, value: &Spanned<DeValue<'_>>) -> Option<ComponentInstance> {
+        let owner = format!("component `{name}`");
+        let (kind, kind_span, rest) = self.take_tag(value, "type", &owner, name_span)?;
+        let Some(ty) = self.registry.get(&kind) else {
+            self.problem(
+                Problem::new(Code::UnknownComponentType, kind_span, format!("unknown component type `{kind}`"))
+                    .with_help(match super::diagnostics::did_you_mean(&kind, self.registry.kinds()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => "run `acoupi components` to list the component types".to_string(),
+                    }),
+            );
+            return None;
+        };
+        let settings = self.deserialize_with(rest, &ty.parameter_names(), &format!("in {owner} ({kind})"), |v| ty.parse(v))?;
+        Some(ComponentInstance { name: name.to_string(), kind: ty.kind, family: ty.family, settings })
+    }
+
+    /// Reports every key of `value` not in `allowed` (each with a did-you-mean), then
+    /// parses it; serde's own unknown-key error is not repeated.
+    fn deserialize_with<T>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        allowed: &[String],
+        place: &str,
+        parse: impl FnOnce(ValueDeserializer<'_>) -> Result<T, toml::de::Error>,
+    ) -> Option<T> {
+        let mut reported_unknown = false;
+        if let DeValue::Table(table) = value.get_ref() {
+            for (key, _) in table.iter() {
+                if !allowed.iter().any(|a| a == key.get_ref().as_ref()) {
+                    reported_unknown = true;
+                    self.unknown_key(key, place, allowed.iter().map(String::as_str));
+                }
+            }
+        }
+        let span = value.span();
+        match parse(ValueDeserializer::from(value)) {
+            Ok(parsed) => Some(parsed),
+            Err(error) => {
+                let problem = Problem::from_toml(&error, span);
+                if !(reported_unknown && problem.code == Code::UnknownKey) {
+                    self.problem(problem);
+                }
+                None
+            }
+        }
+    }
+
+    fn stage<'a, 'i>(&mut self, key: &Spanned<std::borrow::Cow<'i, str>>, value: &'a Spanned<DeValue<'i>>) -> Option<Pending<'a, 'i>> {
+        let name = key.get_ref().to_string();
+        let owner = format!("stage `{name}`");
+        let (kind_text, kind_span, rest) = self.take_tag(value, "kind", &owner, key.span())?;
+        let Some(kind) = StageKind::ALL.into_iter().find(|k| k.as_str() == kind_text) else {
+            self.problem(
+                Problem::new(Code::UnknownStageKind, kind_span, format!("unknown stage kind `{kind_text}`"))
+                    .with_help_opt(suggestion(&kind_text, StageKind::ALL.map(StageKind::as_str))),
+            );
+            return None;
+        };
+        let allowed = stage_property_names(kind);
+        let spec = self.deserialize_with(rest, &allowed, &format!("in {owner} ({kind})"), |v| StageSpec::parse(kind, v))?;
+        for (field, empty) in spec.required_lists() {
+            if empty {
+                let span = value.get_ref().get(field).map_or(key.span(), Spanned::span);
+                self.problem(Problem::new(
+                    Code::EmptyList,
+                    span,
+                    format!("`{field}` of {owner} must name at least one component"),
+                ));
+            }
+        }
+        Some(Pending { name, name_span: key.span(), raw: value, spec })
+    }
+
+    fn resolve_refs(&mut self, stage: &mut Pending<'_, '_>, names: &HashMap<String, usize>) {
+        let raw = stage.raw;
+        let mut seen: HashSet<(&'static str, String)> = HashSet::new();
+        let mut inline_components = Vec::new();
+        for slot in stage.spec.refs_mut() {
+            match &slot.core.target {
+                RefTarget::Name(name) => {
+                    if !seen.insert((slot.field, name.clone())) {
+                        self.problem(Problem::new(
+                            Code::DuplicateReference,
+                            slot.core.span.clone(),
+                            format!("`{name}` is listed twice in `{}` of stage `{}`", slot.field, stage.name),
+                        ));
+                    }
+                    match names.get(name) {
+                        None => {
+                            let same_family: Vec<&str> = names
+                                .iter()
+                                .filter(|(_, i)| self.components[**i].family == slot.family)
+                                .map(|(n, _)| n.as_str())
+                                .collect();
+                            self.problem(
+                                Problem::new(
+                                    Code::UndefinedReference,
+                                    slot.core.span.clone(),
+                                    format!("no component named `{name}` (`{}` of stage `{}` takes a {})", slot.field, stage.name, slot.family),
+                                )
+                                .with_help(match suggestion(name, same_family.iter().copied()) {
+                                    Some(hint) => hint,
+                                    None => format!("define it in [components.{name}] or write it inline"),
+                                }),
+                            );
+                        }
+                        Some(&id) => {
+                            let target = &self.components[id];
+                            if target.family != slot.family {
+                                self.problem(Problem::new(
+                                    Code::WrongFamily,
+                                    slot.core.span.clone(),
+                                    format!(
+                                        "component `{name}` is a {} ({}), but `{}` of stage `{}` takes a {}",
+                                        target.family, target.kind, slot.field, stage.name, slot.family
+                                    ),
+                                ));
+                            } else {
+                                slot.core.id = Some(id);
+                            }
+                        }
+                    }
+                }
+                RefTarget::Inline => {
+                    let Some(value) = find_by_span(raw, &slot.core.span) else { continue };
+                    let name = format!("{}.{}", stage.name, slot.field);
+                    let Some(instance) = self.component(&name, slot.core.span.clone(), value) else { continue };
+                    if instance.family != slot.family {
+                        self.problem(Problem::new(
+                            Code::WrongFamily,
+                            slot.core.span.clone(),
+                            format!(
+                                "inline component is a {} ({}), but `{}` of stage `{}` takes a {}",
+                                instance.family, instance.kind, slot.field, stage.name, slot.family
+                            ),
+                        ));
+                        continue;
+                    }
+                    inline_components.push(instance);
+                    slot.core.id = Some(self.components.len() + inline_components.len() - 1);
+                }
+            }
+        }
+        self.components.extend(inline_components);
+    }
+
+    /// Checks every stage's trigger; returns one per stage (None where it is invalid).
+    fn triggers(&mut self, stages: &[Pending<'_, '_>]) -> Vec<Option<Trigger>> {
+        let index: BTreeMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+        let mut triggers = Vec::with_capacity(stages.len());
+        for stage in stages {
+            let kind = stage.spec.kind();
+            let trigger = match (stage.spec.schedule(), stage.spec.after()) {
+                (Some(_), Some(after)) => {
+                    self.problem(
+                        Problem::new(Code::TwoTriggers, after.span(), format!("stage `{}` has both `schedule` and `after`", stage.name))
+                            .with_help("a stage runs on exactly one trigger; remove one"),
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.problem(
+                        Problem::new(Code::NoTrigger, stage.name_span.clone(), format!("stage `{}` has no trigger", stage.name))
+                            .with_help(if kind.may_follow().is_empty() {
+                                "add `schedule = { every = \"10s\" }` or `schedule = { cron = \"...\" }`".to_string()
+                            } else {
+                                format!("add `after = \"<{} stage>\"`", kind.may_follow()[0])
+                            }),
+                    );
+                    None
+                }
+                (Some(schedule), None) => {
+                    if kind == StageKind::Detection {
+                        self.problem(
+                            Problem::new(Code::IncompatibleAfter, schedule.span(), format!("detection stage `{}` cannot run on a schedule", stage.name))
+                                .with_help("a detection stage analyses each new recording: use `after = \"<recording stage>\"`"),
+                        );
+                        None
+                    } else {
+                        self.schedule(schedule)
+                    }
+                }
+                (None, Some(after)) => self.after(stage, after, kind, &index, stages),
+            };
+            triggers.push(trigger);
+        }
+        self.cycles(stages, &index);
+        triggers
+    }
+
+    fn schedule(&mut self, schedule: &Located<Schedule>) -> Option<Trigger> {
+        let s = schedule.get();
+        match (&s.every, &s.cron) {
+            (Some(_), Some(cron)) => {
+                self.problem(
+                    Problem::new(Code::InvalidSchedule, cron.span(), "a schedule has either `every` or `cron`, not both")
+                        .with_help("remove one"),
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    Problem::new(Code::InvalidSchedule, schedule.span(), "a schedule needs `every` or `cron`")
+                        .with_help("e.g. `schedule = { every = \"10s\" }`"),
+                );
+                None
+            }
+            (None, Some(cron)) => {
+                if let Some(offset) = &s.offset {
+                    self.problem(
+                        Problem::new(Code::InvalidSchedule, offset.span(), "`offset` applies to `every`, not to `cron`")
+                            .with_help("shift the cron expression instead"),
+                    );
+                    return None;
+                }
+                Some(Trigger::Cron(cron.get().clone()))
+            }
+            (Some(every), None) => {
+                let every_value = every.get().0;
+                let offset = s.offset.as_ref().map_or(Duration::ZERO, |o| o.get().0);
+                if offset >= every_value {
+                    let span = s.offset.as_ref().map_or(schedule.span(), Located::span);
+                    self.problem(
+                        Problem::new(
+                            Code::OffsetTooLarge,
+                            span,
+                            format!(
+                                "offset {} must be less than every {}",
+                                humantime::format_duration(offset),
+                                humantime::format_duration(every_value)
+                            ),
+                        )
+                        .with_help("the offset shifts runs within each interval: 0 <= offset < every"),
+                    );
+                    return None;
+                }
+                Some(Trigger::Every { every: every_value, offset })
+            }
+        }
+    }
+
+    fn after(
+        &mut self,
+        stage: &Pending<'_, '_>,
+        after: &Located<String>,
+        kind: StageKind,
+        index: &BTreeMap<&str, usize>,
+        stages: &[Pending<'_, '_>],
+    ) -> Option<Trigger> {
+        let upstream_name = after.get();
+        if kind.may_follow().is_empty() {
+            self.problem(
+                Problem::new(Code::IncompatibleAfter, after.span(), format!("a {kind} stage cannot run `after` another stage"))
+                    .with_help("use `schedule = { every = \"...\" }` or `schedule = { cron = \"...\" }`"),
+            );
+            return None;
+        }
+        let Some(&upstream) = index.get(upstream_name.as_str()) else {
+            self.problem(
+                Problem::new(Code::UndefinedStage, after.span(), format!("no stage named `{upstream_name}`"))
+                    .with_help_opt(suggestion(upstream_name, index.keys().copied())),
+            );
+            return None;
+        };
+        let upstream_kind = stages[upstream].spec.kind();
+        if !kind.may_follow().contains(&upstream_kind) {
+            let allowed: Vec<_> = kind.may_follow().iter().map(|k| k.as_str()).collect();
+            self.problem(
+                Problem::new(
+                    Code::IncompatibleAfter,
+                    after.span(),
+                    format!("a {kind} stage cannot run after `{upstream_name}`, a {upstream_kind} stage"),
+                )
+                .with_help(format!("a {kind} stage may run after a {} stage", allowed.join(" or "))),
+            );
+            return None;
+        }
+        if upstream == index[stage.name.as_str()] {
+            // Reported as a cycle.
+            return None;
+        }
+        Some(Trigger::After(upstream))
+    }
+
+    /// Reports each `after` cycle once, at the first stage of the cycle in file order.
+    fn cycles(&mut self, stages: &[Pending<'_, '_>], index: &BTreeMap<&str, usize>) {
+        let next = |i: usize| stages[i].spec.after().and_then(|a| index.get(a.get().as_str()).copied());
+        let mut reported = HashSet::new();
+        for start in 0..stages.len() {
+            let mut path = vec![start];
+            let mut current = start;
+            while let Some(n) = next(current) {
+                if let Some(pos) = path.iter().position(|&p| p == n) {
+                    let cycle = &path[pos..];
+                    let first = *cycle.iter().min().unwrap_or(&n);
+                    if reported.insert(first) {
+                        let rotate = cycle.iter().position(|&c| c == first).unwrap_or(0);
+                        let mut names: Vec<&str> = cycle[rotate..].iter().chain(&cycle[..rotate]).map(|&i| stages[i].name.as_str()).collect();
+                        names.push(stages[first].name.as_str());
+                        let span = stages[first].spec.after().map_or(stages[first].name_span.clone(), Located::span);
+                        self.problem(
+                            Problem::new(Code::AfterCycle, span, format!("stages run after each other in a cycle: {}", names.join(" → ")))
+                                .with_help("one stage of the cycle must run on a schedule"),
+                        );
+                    }
+                    break;
+                }
+                path.push(n);
+                current = n;
+            }
+        }
+    }
+}
+
+/// Finds the value with exactly `span` inside `value` (an inline component table).
+fn find_by_span<'a, 'i>(value: &'a Spanned<DeValue<'i>>, span: &Range<usize>) -> Option<&'a Spanned<DeValue<'i>>> {
+    if value.span() == *span && value.get_ref().is_table() {
+        return Some(value);
+    }
+    match value.get_ref() {
+        DeValue::Table(table) => table.values().find_map(|v| find_by_span(v, span)),
+        DeValue::Array(array) => array.iter().find_map(|v| find_by_span(v, span)),
+        _ => None,
+    }
+}
+
+/// The parameter names of a config type, from its JSON Schema.
+pub(crate) fn property_names<T: JsonSchema>() -> Vec<String> {
+    let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+    schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn stage_property_names(kind: StageKind) -> Vec<String> {
+    let mut names = match kind {
+        StageKind::Recording => property_names::<RecordingStage>(),
+        StageKind::Detection => property_names::<DetectionStage>(),
+        StageKind::Management => property_names::<ManagementStage>(),
+        StageKind::Messaging => property_names::<MessagingStage>(),
+        StageKind::Heartbeat => property_names::<HeartbeatStage>(),
+        StageKind::Summary => property_names::<SummaryStage>(),
+    };
+    names.retain(|n| n != "kind");
+    names
+}

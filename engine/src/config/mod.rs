@@ -1,0 +1,70 @@
+//! Pipeline files: their types ([`pipeline`]), validated values ([`values`]), problems and
+//! their rendering ([`diagnostics`]), loading and validation ([`load`]), and the global
+//! [`Settings`] every component build sees.
+
+pub mod diagnostics;
+pub mod load;
+pub mod pipeline;
+pub mod values;
+
+use std::path::{Path, PathBuf};
+
+pub use diagnostics::{Code, PipelineErrors, Problem};
+pub use load::{ComponentInstance, LoadError, Pipeline, Stage, Trigger, load, load_str};
+pub use pipeline::{DeploymentSection, StageKind, StageSpec};
+
+/// The deployment as configured in `[deployment]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentSettings {
+    pub name: String,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub timezone: chrono_tz::Tz,
+}
+
+/// The pipeline's global settings, with paths resolved against the pipeline file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The folder holding the pipeline file.
+    pub base_dir: PathBuf,
+    pub deployment: DeploymentSettings,
+    /// The DuckDB store file.
+    pub store_path: PathBuf,
+    /// Where new recordings wait for detection and management.
+    pub temp_dir: PathBuf,
+    /// Root of the kept recordings tree.
+    pub recordings_dir: PathBuf,
+    /// `[device] id`, if given.
+    pub device_id: Option<String>,
+}
+
+impl Settings {
+    pub(crate) fn new(
+        pipeline_path: &Path,
+        deployment: DeploymentSection,
+        store: pipeline::StoreSection,
+        paths: pipeline::PathsSection,
+        device: pipeline::DeviceSection,
+    ) -> Self {
+        let base_dir = pipeline_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
+        Settings {
+            deployment: DeploymentSettings {
+                name: deployment.name,
+                latitude: deployment.latitude.map(|l| l.get().0),
+                longitude: deployment.longitude.map(|l| l.get().0),
+                timezone: deployment.timezone.0,
+            },
+            store_path: resolve(&store.path),
+            temp_dir: resolve(&paths.temp),
+            recordings_dir: resolve(&paths.recordings),
+            device_id: device.id,
+            base_dir,
+        }
+    }
+
+    /// Resolves a path from a config relative to the pipeline file.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+}

@@ -1,0 +1,372 @@
+//! Validated value types used in pipeline files: durations ("10s", "5min"), times of day,
+//! timezones, cron expressions, coordinates and scores. Each checks its value while it is
+//! deserialised, so a bad value is reported at its own line and column, and each describes
+//! itself in the JSON Schema.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::NaiveTime;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, Deserialize, Deserializer};
+
+use super::diagnostics::Code;
+
+/// Builds a deserialisation error carrying a diagnostic code (see [`Code::split`]).
+pub(crate) fn invalid<E: de::Error>(code: Code, message: impl fmt::Display) -> E {
+    E::custom(code.tag(message))
+}
+
+/// A value with the byte range it came from in the pipeline file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Located<T>(toml::Spanned<T>);
+
+impl<T> Located<T> {
+    pub fn get(&self) -> &T {
+        self.0.get_ref()
+    }
+    pub fn span(&self) -> Range<usize> {
+        self.0.span()
+    }
+    pub fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Located<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<T>()
+    }
+}
+
+/// Parses a human duration such as "3s", "10min", "1h 30min", "250ms".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration `{text}` ({e}); write e.g. \"3s\", \"10min\", \"1h\""))
+}
+
+fn duration_schema(description: &str) -> Schema {
+    json_schema!({
+        "type": "string",
+        "description": description,
+        "pattern": r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$",
+        "examples": ["3s", "10min", "1h"]
+    })
+}
+
+/// A duration written as a human string ("3s", "10min", "1h"); zero is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_duration(&text).map(HumanDuration).map_err(|e| invalid(Code::InvalidDuration, e))
+    }
+}
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        duration_schema("A duration such as \"3s\", \"10min\" or \"1h\".")
+    }
+}
+
+/// A duration that must be greater than zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PositiveDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for PositiveDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let HumanDuration(d) = HumanDuration::deserialize(deserializer)?;
+        if d.is_zero() {
+            return Err(invalid(Code::OutOfRange, "duration must be greater than zero"));
+        }
+        Ok(PositiveDuration(d))
+    }
+}
+
+impl JsonSchema for PositiveDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "PositiveDuration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        duration_schema("A duration greater than zero, such as \"3s\", \"10min\" or \"1h\".")
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl fmt::Display for PositiveDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A time of day, "HH:MM" or "HH:MM:SS", in the deployment's timezone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeOfDay(pub NaiveTime);
+
+impl FromStr for TimeOfDay {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        NaiveTime::parse_from_str(text, "%H:%M:%S")
+            .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M"))
+            .map(TimeOfDay)
+            .map_err(|_| format!("invalid time of day `{text}`; write \"HH:MM\" or \"HH:MM:SS\" (00:00 to 23:59:59)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeOfDay {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(|e| invalid(Code::InvalidTime, e))
+    }
+}
+
+impl JsonSchema for TimeOfDay {
+    fn schema_name() -> Cow<'static, str> {
+        "TimeOfDay".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A time of day in the deployment's timezone, \"HH:MM\" or \"HH:MM:SS\".",
+            "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+            "examples": ["06:00", "22:30"]
+        })
+    }
+}
+
+/// An IANA timezone name such as "Europe/London".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timezone(pub chrono_tz::Tz);
+
+impl Default for Timezone {
+    fn default() -> Self {
+        Timezone(chrono_tz::UTC)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timezone {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Ok(Timezone(tz)),
+            Err(_) => {
+                let names = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
+                let hint = super::diagnostics::did_you_mean(&text, names)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                Err(invalid(Code::UnknownTimezone, format!("unknown timezone `{text}`{hint}")))
+            }
+        }
+    }
+}
+
+impl JsonSchema for Timezone {
+    fn schema_name() -> Cow<'static, str> {
+        "Timezone".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "An IANA timezone name.",
+            "examples": ["Europe/London", "America/New_York", "UTC"]
+        })
+    }
+}
+
+/// A cron expression, evaluated in the deployment's timezone. Five fields
+/// ("min hour day month weekday") as in crontab, or six/seven with seconds (and years)
+/// first/last as the `cron` crate reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronExpr {
+    pub text: String,
+    pub schedule: cron::Schedule,
+}
+
+impl FromStr for CronExpr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let fields = text.split_whitespace().count();
+        let full = if fields == 5 { format!("0 {text}") } else { text.to_string() };
+        cron::Schedule::from_str(&full)
+            .map(|schedule| CronExpr { text: text.to_string(), schedule })
+            .map_err(|e| format!("invalid cron expression `{text}`: {e}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for CronExpr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(|e| invalid(Code::InvalidCron, e))
+    }
+}
+
+impl JsonSchema for CronExpr {
+    fn schema_name() -> Cow<'static, str> {
+        "Cron".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A cron expression in the deployment's timezone: \"min hour day month weekday\", or with seconds first.",
+            "examples": ["0 6 * * *", "*/15 * * * *"]
+        })
+    }
+}
+
+/// Declares an f64 newtype restricted to a closed range, checked when deserialised.
+macro_rules! bounded_f64 {
+    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $what:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub f64);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = f64::deserialize(deserializer)?;
+                if !($min..=$max).contains(&value) {
+                    return Err(invalid(
+                        Code::OutOfRange,
+                        format!("{} {value} is out of range: must be between {} and {}", $what, $min, $max),
+                    ));
+                }
+                Ok($name(value))
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({ "type": "number", "minimum": $min, "maximum": $max })
+            }
+        }
+    };
+}
+
+bounded_f64!(
+    /// Latitude in decimal degrees, -90 to 90.
+    Latitude, -90.0, 90.0, "latitude"
+);
+bounded_f64!(
+    /// Longitude in decimal degrees, -180 to 180.
+    Longitude, -180.0, 180.0, "longitude"
+);
+bounded_f64!(
+    /// A score or threshold between 0 and 1.
+    Score, 0.0, 1.0, "score"
+);
+
+/// A frequency in Hz, greater than zero.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Hertz(pub f64);
+
+impl<'de> Deserialize<'de> for Hertz {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if value.is_nan() || value <= 0.0 {
+            return Err(invalid(Code::OutOfRange, format!("frequency {value} Hz must be greater than 0")));
+        }
+        Ok(Hertz(value))
+    }
+}
+
+impl JsonSchema for Hertz {
+    fn schema_name() -> Cow<'static, str> {
+        "Hertz".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "number", "exclusiveMinimum": 0, "description": "A frequency in Hz." })
+    }
+}
+
+/// A list with at least one item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonEmpty<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Vec::<T>::deserialize(deserializer)?;
+        if items.is_empty() {
+            return Err(invalid(Code::EmptyList, "the list must have at least one item"));
+        }
+        Ok(NonEmpty(items))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for NonEmpty<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("NonEmpty_{}", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "array", "items": generator.subschema_for::<T>(), "minItems": 1 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn de<T: serde::de::DeserializeOwned>(toml_value: &str) -> Result<T, String> {
+        #[derive(serde::Deserialize)]
+        struct W<T> {
+            v: T,
+        }
+        toml::from_str::<W<T>>(&format!("v = {toml_value}")).map(|w| w.v).map_err(|e| e.message().to_string())
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(de::<HumanDuration>("\"10min\"").map(|d| d.0), Ok(Duration::from_secs(600)));
+        assert_eq!(de::<HumanDuration>("\"0s\"").map(|d| d.0), Ok(Duration::ZERO));
+        assert!(de::<PositiveDuration>("\"0s\"").is_err_and(|e| e.contains("greater than zero")));
+        assert!(de::<HumanDuration>("\"ten seconds\"").is_err_and(|e| e.contains("invalid duration")));
+    }
+
+    #[test]
+    fn times_zones_and_cron() {
+        assert_eq!(de::<TimeOfDay>("\"22:30\"").map(|t| t.0), Ok(NaiveTime::from_hms_opt(22, 30, 0).unwrap()));
+        assert!(de::<TimeOfDay>("\"25:00\"").is_err());
+        assert_eq!(de::<Timezone>("\"Europe/London\"").map(|t| t.0), Ok(chrono_tz::Europe::London));
+        let err = de::<Timezone>("\"Europe/Londn\"").unwrap_err();
+        assert!(err.contains("did you mean `Europe/London`"), "{err}");
+        assert!(de::<CronExpr>("\"0 6 * * *\"").is_ok());
+        assert!(de::<CronExpr>("\"0 61 * * *\"").is_err());
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(de::<Latitude>("51.5").map(|l| l.0), Ok(51.5));
+        assert!(de::<Latitude>("95.0").is_err_and(|e| e.contains("out of range")));
+        assert!(de::<Longitude>("-181.0").is_err());
+        assert!(de::<Score>("1.5").is_err());
+        assert!(de::<Score>("1").is_ok());
+        assert!(de::<Hertz>("0").is_err());
+        assert!(de::<NonEmpty<u32>>("[]").is_err_and(|e| e.contains("at least one")));
+        assert_eq!(de::<NonEmpty<u32>>("[1]").map(|l| l.0), Ok(vec![1]));
+    }
+}

@@ -1,0 +1,8 @@
+//! acoupi-engine: the data model, component traits, registry, pipeline loading and
+//! validation, the stage DAG, the scheduler and the six tasks.
+
+pub mod component;
+pub mod config;
+pub mod data;
+pub mod registry;
+pub mod schema;

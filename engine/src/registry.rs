@@ -1,0 +1,247 @@
+//! The component registry: every component type (`family.kind`) with its config struct,
+//! its JSON Schema and its build function.
+//!
+//! A component is three things side by side in its own file: a config struct
+//! (`serde::Deserialize + schemars::JsonSchema`, `deny_unknown_fields`, doc comments as
+//! descriptions), an implementation of [`ComponentConfig`], and one registration line
+//! (`registry.register::<MyConfig>()`). The struct's doc comment is the component's
+//! description in `acoupi components` and in editors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+
+use crate::component::{
+    Family, MessageFactory, Messenger, MetricSource, Model, OutputCleaner, ProcessingFilter,
+    Recorder, RecordingCondition, SavingFilter, SavingManager, Summariser,
+};
+use crate::config::Settings;
+
+/// A built, running component, by family.
+#[derive(Clone)]
+pub enum Built {
+    Recorder(Arc<dyn Recorder>),
+    Condition(Arc<dyn RecordingCondition>),
+    ProcessingFilter(Arc<dyn ProcessingFilter>),
+    Model(Arc<dyn Model>),
+    Cleaner(Arc<dyn OutputCleaner>),
+    SavingFilter(Arc<dyn SavingFilter>),
+    Manager(Arc<dyn SavingManager>),
+    MessageFactory(Arc<dyn MessageFactory>),
+    Messenger(Arc<dyn Messenger>),
+    Summariser(Arc<dyn Summariser>),
+    Metric(Arc<dyn MetricSource>),
+}
+
+impl Built {
+    pub fn family(&self) -> Family {
+        match self {
+            Built::Recorder(_) => Family::Recorder,
+            Built::Condition(_) => Family::Condition,
+            Built::ProcessingFilter(_) => Family::ProcessingFilter,
+            Built::Model(_) => Family::Model,
+            Built::Cleaner(_) => Family::Cleaner,
+            Built::SavingFilter(_) => Family::SavingFilter,
+            Built::Manager(_) => Family::Manager,
+            Built::MessageFactory(_) => Family::MessageFactory,
+            Built::Messenger(_) => Family::Messenger,
+            Built::Summariser(_) => Family::Summariser,
+            Built::Metric(_) => Family::Metric,
+        }
+    }
+}
+
+impl fmt::Debug for Built {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Built({})", self.family())
+    }
+}
+
+/// What a build function may use: the pipeline's global settings (which also anchor
+/// relative paths).
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// `[deployment]`, `[paths]`, `[store]`, `[device]` as loaded.
+    pub settings: Settings,
+    /// The instance name (`[components.<name>]`, or `<stage>.<field>` when inline).
+    pub instance: String,
+}
+
+impl BuildContext {
+    /// Resolves a path from a config relative to the pipeline file.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.settings.resolve(path)
+    }
+}
+
+/// Why a component could not be built (a missing file, an unreadable model, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build component `{instance}` ({kind}): {reason}")]
+pub struct BuildError {
+    pub instance: String,
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+/// Implemented by each component's config struct.
+pub trait ComponentConfig: DeserializeOwned + JsonSchema + fmt::Debug + Send + Sync + 'static {
+    /// `family.kind`, e.g. `recorder.replay`.
+    const KIND: &'static str;
+
+    /// Builds the running component.
+    fn build(&self, ctx: &BuildContext) -> Result<Built, String>;
+}
+
+/// A parsed component config, type-erased.
+pub trait ComponentSettings: fmt::Debug + Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError>;
+}
+
+impl<T: ComponentConfig> ComponentSettings for T {
+    fn kind(&self) -> &'static str {
+        T::KIND
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
+        let built = ComponentConfig::build(self, ctx).map_err(|reason| BuildError {
+            instance: ctx.instance.clone(),
+            kind: T::KIND,
+            reason,
+        })?;
+        debug_assert_eq!(Some(built.family()), Family::of_kind(T::KIND));
+        Ok(built)
+    }
+}
+
+type ParseFn =
+    fn(toml::de::ValueDeserializer<'_>) -> Result<Box<dyn ComponentSettings>, toml::de::Error>;
+
+/// One registered component type.
+pub struct ComponentType {
+    pub kind: &'static str,
+    pub family: Family,
+    /// The Rust name of the config struct (its schema definition name).
+    pub schema_name: String,
+    schema: fn(&mut SchemaGenerator) -> Schema,
+    parse: ParseFn,
+}
+
+impl ComponentType {
+    /// Adds this type's config schema to `generator` and returns the `$ref` to it.
+    pub fn schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        (self.schema)(generator)
+    }
+
+    /// Deserialises a component table (without its `type` key).
+    pub fn parse(
+        &self,
+        value: toml::de::ValueDeserializer<'_>,
+    ) -> Result<Box<dyn ComponentSettings>, toml::de::Error> {
+        (self.parse)(value)
+    }
+
+    /// The one-line description: the first paragraph of the config struct's doc comment.
+    pub fn description(&self) -> String {
+        let schema = schemars::SchemaGenerator::default().into_root_schema_for_inline(self);
+        let text = schema.get("description").and_then(|d| d.as_str()).unwrap_or("");
+        let paragraph = text.split("\n\n").next().unwrap_or("");
+        paragraph.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The config's full JSON Schema, inlined (for `acoupi components --json`).
+    pub fn parameters_schema(&self) -> serde_json::Value {
+        schemars::SchemaGenerator::default().into_root_schema_for_inline(self).to_value()
+    }
+
+    /// The names of the config's parameters (for unknown-key hints).
+    pub fn parameter_names(&self) -> Vec<String> {
+        let schema = self.parameters_schema();
+        schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+trait InlineRoot {
+    fn into_root_schema_for_inline(self, ty: &ComponentType) -> Schema;
+}
+
+impl InlineRoot for SchemaGenerator {
+    fn into_root_schema_for_inline(mut self, ty: &ComponentType) -> Schema {
+        let reference = ty.schema(&mut self);
+        let defs = self.take_definitions(true);
+        let mut schema = defs
+            .get(&ty.schema_name)
+            .cloned()
+            .map(Schema::try_from)
+            .and_then(Result::ok)
+            .unwrap_or(reference);
+        if !defs.is_empty() {
+            let others: serde_json::Map<_, _> =
+                defs.into_iter().filter(|(name, _)| name != &ty.schema_name).collect();
+            if !others.is_empty() {
+                schema.insert("$defs".into(), serde_json::Value::Object(others));
+            }
+        }
+        schema
+    }
+}
+
+fn parse_as<T: ComponentConfig>(
+    value: toml::de::ValueDeserializer<'_>,
+) -> Result<Box<dyn ComponentSettings>, toml::de::Error> {
+    let config: T = serde::Deserialize::deserialize(value)?;
+    Ok(Box::new(config))
+}
+
+fn schema_of<T: ComponentConfig>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// Every component type the engine knows, by `family.kind`.
+#[derive(Default)]
+pub struct Registry {
+    types: BTreeMap<&'static str, ComponentType>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a component type. Panics on a programming error: a `KIND` without a
+    /// known family prefix, or the same `KIND` registered twice.
+    pub fn register<T: ComponentConfig>(&mut self) -> &mut Self {
+        let family = Family::of_kind(T::KIND)
+            .unwrap_or_else(|| panic!("component kind `{}` has no known family prefix", T::KIND));
+        let entry = ComponentType {
+            kind: T::KIND,
+            family,
+            schema_name: T::schema_name().into_owned(),
+            schema: schema_of::<T>,
+            parse: parse_as::<T>,
+        };
+        assert!(self.types.insert(T::KIND, entry).is_none(), "`{}` registered twice", T::KIND);
+        self
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&ComponentType> {
+        self.types.get(kind)
+    }
+
+    /// All types, sorted by kind.
+    pub fn types(&self) -> impl Iterator<Item = &ComponentType> {
+        self.types.values()
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.types.keys().copied()
+    }
+}
