@@ -36,7 +36,7 @@ fn one() -> f64 {
 }
 
 /// The order files are replayed in.
-#[derive(Debug, Clone, Copy, Default, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplayOrder {
     /// By file name.

@@ -172,6 +172,13 @@ impl Family {
         }
     }
 
+    /// The noun with its indefinite article ("an output cleaner").
+    pub fn with_article(self) -> String {
+        let noun = self.noun();
+        let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        format!("{article} {noun}")
+    }
+
     /// The name of the schema definition holding every component of this family.
     pub fn schema_name(self) -> &'static str {
         match self {

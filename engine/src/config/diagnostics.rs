@@ -45,6 +45,7 @@ codes! {
     IncompatibleAfter => "incompatible-after",
     NoTrigger => "no-trigger",
     TwoTriggers => "two-triggers",
+    ScheduleNotAllowed => "schedule-not-allowed",
     InvalidSchedule => "invalid-schedule",
     OffsetTooLarge => "offset-too-large",
     EmptyList => "empty-list",
@@ -116,9 +117,23 @@ impl Problem {
         self
     }
 
-    /// Converts a toml/serde error, using its span and its code tag.
+    /// Converts a toml/serde error, using its span and its code tag; serde's Rust type
+    /// names are put in a field user's words.
     pub fn from_toml(error: &toml::de::Error, fallback_span: Range<usize>) -> Self {
-        let (code, message) = Code::split(error.message().trim());
+        let (code, mut message) = Code::split(error.message().trim());
+        for (rust, words) in [
+            ("a nonzero u32", "a positive integer"),
+            ("f64", "a number"),
+            ("f32", "a number"),
+            ("u32", "a non-negative integer"),
+            ("u64", "a non-negative integer"),
+            ("usize", "a non-negative integer"),
+            ("i64", "an integer"),
+        ] {
+            if let Some(stripped) = message.strip_suffix(rust) {
+                message = format!("{stripped}{words}");
+            }
+        }
         Problem::new(code, Some(error.span().unwrap_or(fallback_span)), message)
     }
 }

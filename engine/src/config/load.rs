@@ -151,13 +151,7 @@ impl Loader<'_> {
     fn load(&mut self, path: &Path, source: &str) -> Option<Pipeline> {
         let (root, errors) = DeTable::parse_recoverable(source);
         if !errors.is_empty() {
-            for error in &errors {
-                self.problem(Problem::from_toml(error, 0..0).with_help_opt(
-                    error.message().contains("duplicate key").then(|| {
-                        "each table and key may appear once; rename one of them".to_string()
-                    }),
-                ));
-            }
+            self.syntax_errors(source, &errors);
             return None;
         }
         let root = root.get_ref();
@@ -192,14 +186,17 @@ impl Loader<'_> {
         let paths: Option<PathsSection> = root.get("paths").map_or(Some(PathsSection::default()), |v| self.section(v));
         let device: Option<DeviceSection> = root.get("device").map_or(Some(DeviceSection::default()), |v| self.section(v));
 
-        let mut names = HashMap::new();
+        // Components that failed to parse are `None`: their problems are already reported,
+        // so references to them are not reported again.
+        let mut names: HashMap<String, Option<usize>> = HashMap::new();
         if let Some(table) = root.get("components").and_then(|v| self.table(v, "[components]")) {
             for (key, value) in table.iter() {
                 let name = key.get_ref().to_string();
-                if let Some(instance) = self.component(&name, key.span(), value) {
-                    names.insert(name, self.components.len());
+                let id = self.component(&name, key.span(), value).map(|instance| {
                     self.components.push(instance);
-                }
+                    self.components.len() - 1
+                });
+                names.insert(name, id);
             }
         }
 
@@ -243,6 +240,32 @@ impl Loader<'_> {
             components: std::mem::take(&mut self.components),
             stages,
         })
+    }
+
+    /// Reports TOML syntax errors. A table defined twice makes the parser report every key
+    /// of its second definition too; those follow-on errors are dropped.
+    fn syntax_errors(&mut self, source: &str, errors: &[toml::de::Error]) {
+        let mut duplicate_section_end = 0;
+        for error in errors {
+            let span = error.span().unwrap_or(0..0);
+            let duplicate = error.message().contains("duplicate key");
+            if !duplicate {
+                self.problem(Problem::new(Code::TomlSyntax, span, error.message().trim()));
+                continue;
+            }
+            if span.start < duplicate_section_end {
+                continue;
+            }
+            let name = source.get(span.clone()).unwrap_or("").trim_matches('"');
+            let line_start = source[..span.start.min(source.len())].rfind('\n').map_or(0, |i| i + 1);
+            if source[line_start..].starts_with('[') {
+                duplicate_section_end = source[span.end..].find("\n[").map_or(source.len(), |i| span.end + i);
+            }
+            self.problem(
+                Problem::new(Code::DuplicateName, span, format!("`{name}` is defined twice"))
+                    .with_help("each table and key may appear once; rename or merge them"),
+            );
+        }
     }
 
     fn unknown_key<'a>(
@@ -322,32 +345,62 @@ impl Loader<'_> {
     }
 
     /// Reports every key of `value` not in `allowed` (each with a did-you-mean), then
-    /// parses it; serde's own unknown-key error is not repeated.
+    /// parses the rest. Serde stops at the first bad value, so after each error the entry
+    /// it points into is removed and the table parsed again, until it parses or an error
+    /// cannot be pinned to an entry: every bad value of a table is reported at once.
     fn deserialize_with<T>(
         &mut self,
         value: Spanned<DeValue<'_>>,
         allowed: &[String],
         place: &str,
-        parse: impl FnOnce(ValueDeserializer<'_>) -> Result<T, toml::de::Error>,
+        parse: impl Fn(ValueDeserializer<'_>) -> Result<T, toml::de::Error>,
     ) -> Option<T> {
-        let mut reported_unknown = false;
-        if let DeValue::Table(table) = value.get_ref() {
-            for (key, _) in table.iter() {
-                if !allowed.iter().any(|a| a == key.get_ref().as_ref()) {
-                    reported_unknown = true;
-                    self.unknown_key(key, place, allowed.iter().map(String::as_str));
-                }
-            }
-        }
         let span = value.span();
-        match parse(ValueDeserializer::from(value)) {
-            Ok(parsed) => Some(parsed),
-            Err(error) => {
-                let problem = Problem::from_toml(&error, span);
-                if !(reported_unknown && problem.code == Code::UnknownKey) {
-                    self.problem(problem);
+        if !value.get_ref().is_table() {
+            return match parse(ValueDeserializer::from(value)) {
+                Ok(parsed) => Some(parsed),
+                Err(error) => {
+                    self.problem(Problem::from_toml(&error, span));
+                    None
                 }
-                None
+            };
+        }
+        let DeValue::Table(mut table) = value.into_inner() else { return None };
+        let unknown: Vec<_> = table
+            .iter()
+            .filter(|(key, _)| !allowed.iter().any(|a| a == key.get_ref().as_ref()))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &unknown {
+            self.unknown_key(key, place, allowed.iter().map(String::as_str));
+            table.remove(key.get_ref().as_ref());
+        }
+        let mut removed: Vec<String> = Vec::new();
+        loop {
+            match parse(ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(table.clone())))) {
+                Ok(parsed) => return (unknown.is_empty() && removed.is_empty()).then_some(parsed),
+                Err(error) => {
+                    let mut problem = Problem::from_toml(&error, span.clone());
+                    if !place.is_empty() && matches!(problem.code, Code::MissingKey | Code::TypeMismatch | Code::InvalidValue) {
+                        problem.message = format!("{} {place}", problem.message);
+                    }
+                    let consequence = removed.iter().any(|k| problem.message.contains(&format!("`{k}`")));
+                    if !consequence {
+                        self.problem(problem.clone());
+                    }
+                    let at = problem.span.as_ref().map_or(span.start, |s| s.start);
+                    let culprit = table
+                        .iter()
+                        .find(|(k, v)| k.span().contains(&at) || v.span().contains(&at))
+                        .map(|(k, _)| k.get_ref().to_string());
+                    match culprit {
+                        Some(key) if !consequence => {
+                            table.remove(key.as_str());
+                            removed.push(key);
+                        }
+                        _ => return None,
+                    }
+                }
             }
         }
     }
@@ -363,22 +416,21 @@ impl Loader<'_> {
             );
             return None;
         };
-        let allowed = stage_property_names(kind);
-        let spec = self.deserialize_with(rest, &allowed, &format!("in {owner} ({kind})"), |v| StageSpec::parse(kind, v))?;
-        for (field, empty) in spec.required_lists() {
-            if empty {
-                let span = value.get_ref().get(field).map_or(key.span(), Spanned::span);
+        for field in kind.required_lists() {
+            if let Some(list) = value.get_ref().get(*field).filter(|l| l.get_ref().as_array().is_some_and(|a| a.is_empty())) {
                 self.problem(Problem::new(
                     Code::EmptyList,
-                    span,
+                    list.span(),
                     format!("`{field}` of {owner} must name at least one component"),
                 ));
             }
         }
+        let allowed = stage_property_names(kind);
+        let spec = self.deserialize_with(rest, &allowed, &format!("in {owner} ({kind})"), |v| StageSpec::parse(kind, v))?;
         Some(Pending { name, name_span: key.span(), raw: value, spec })
     }
 
-    fn resolve_refs(&mut self, stage: &mut Pending<'_, '_>, names: &HashMap<String, usize>) {
+    fn resolve_refs(&mut self, stage: &mut Pending<'_, '_>, names: &HashMap<String, Option<usize>>) {
         let raw = stage.raw;
         let mut seen: HashSet<(&'static str, String)> = HashSet::new();
         let mut inline_components = Vec::new();
@@ -396,14 +448,14 @@ impl Loader<'_> {
                         None => {
                             let same_family: Vec<&str> = names
                                 .iter()
-                                .filter(|(_, i)| self.components[**i].family == slot.family)
+                                .filter(|(_, i)| i.is_some_and(|i| self.components[i].family == slot.family))
                                 .map(|(n, _)| n.as_str())
                                 .collect();
                             self.problem(
                                 Problem::new(
                                     Code::UndefinedReference,
                                     slot.core.span.clone(),
-                                    format!("no component named `{name}` (`{}` of stage `{}` takes a {})", slot.field, stage.name, slot.family),
+                                    format!("no component named `{name}` (`{}` of stage `{}` takes {})", slot.field, stage.name, slot.family.with_article()),
                                 )
                                 .with_help(match suggestion(name, same_family.iter().copied()) {
                                     Some(hint) => hint,
@@ -411,15 +463,16 @@ impl Loader<'_> {
                                 }),
                             );
                         }
-                        Some(&id) => {
+                        Some(None) => {}
+                        Some(&Some(id)) => {
                             let target = &self.components[id];
                             if target.family != slot.family {
                                 self.problem(Problem::new(
                                     Code::WrongFamily,
                                     slot.core.span.clone(),
                                     format!(
-                                        "component `{name}` is a {} ({}), but `{}` of stage `{}` takes a {}",
-                                        target.family, target.kind, slot.field, stage.name, slot.family
+                                        "component `{name}` is {} ({}), but `{}` of stage `{}` takes {}",
+                                        target.family.with_article(), target.kind, slot.field, stage.name, slot.family.with_article()
                                     ),
                                 ));
                             } else {
@@ -437,8 +490,8 @@ impl Loader<'_> {
                             Code::WrongFamily,
                             slot.core.span.clone(),
                             format!(
-                                "inline component is a {} ({}), but `{}` of stage `{}` takes a {}",
-                                instance.family, instance.kind, slot.field, stage.name, slot.family
+                                "inline component is {} ({}), but `{}` of stage `{}` takes {}",
+                                instance.family.with_article(), instance.kind, slot.field, stage.name, slot.family.with_article()
                             ),
                         ));
                         continue;
@@ -479,7 +532,7 @@ impl Loader<'_> {
                 (Some(schedule), None) => {
                     if kind == StageKind::Detection {
                         self.problem(
-                            Problem::new(Code::IncompatibleAfter, schedule.span(), format!("detection stage `{}` cannot run on a schedule", stage.name))
+                            Problem::new(Code::ScheduleNotAllowed, schedule.span(), format!("detection stage `{}` cannot run on a schedule", stage.name))
                                 .with_help("a detection stage analyses each new recording: use `after = \"<recording stage>\"`"),
                         );
                         None

@@ -247,6 +247,15 @@ impl StageKind {
         }
     }
 
+    /// Component lists of this kind that must name at least one component.
+    pub fn required_lists(self) -> &'static [&'static str] {
+        match self {
+            StageKind::Messaging | StageKind::Heartbeat => &["messengers"],
+            StageKind::Summary => &["summarisers"],
+            _ => &[],
+        }
+    }
+
     /// The stage kinds this kind may run `after` (whose output it can take).
     ///
     /// detection takes the Recording of a recording stage; management runs after a
@@ -282,10 +291,6 @@ pub trait StageFields {
     fn after(&self) -> Option<&Located<String>>;
     /// Every component reference of the stage, with its field name and family.
     fn refs_mut(&mut self) -> Vec<RefSlot<'_>>;
-    /// Lists that must not be empty: (field, span of the stage table, is_empty).
-    fn required_lists(&self) -> Vec<(&'static str, bool)> {
-        Vec::new()
-    }
 }
 
 fn slots<'a, F: of::FamilyMarker>(field: &'static str, refs: &'a mut [ComponentRef<F>]) -> Vec<RefSlot<'a>> {
@@ -404,7 +409,7 @@ impl StageFields for ManagementStage {
 }
 
 /// Order in which unsent messages are sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, JsonSchema, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageOrder {
     #[default]
@@ -437,9 +442,6 @@ impl StageFields for MessagingStage {
     fn refs_mut(&mut self) -> Vec<RefSlot<'_>> {
         slots("messengers", &mut self.messengers)
     }
-    fn required_lists(&self) -> Vec<(&'static str, bool)> {
-        vec![("messengers", self.messengers.is_empty())]
-    }
 }
 
 /// A heartbeat stage: measures the metrics and sends a heartbeat directly through every
@@ -464,9 +466,6 @@ impl StageFields for HeartbeatStage {
         all.extend(slots("metrics", &mut self.metrics));
         all
     }
-    fn required_lists(&self) -> Vec<(&'static str, bool)> {
-        vec![("messengers", self.messengers.is_empty())]
-    }
 }
 
 /// A summary stage: asks each summariser for summary messages and queues them.
@@ -484,9 +483,6 @@ impl StageFields for SummaryStage {
     trigger_accessors!(Summary);
     fn refs_mut(&mut self) -> Vec<RefSlot<'_>> {
         slots("summarisers", &mut self.summarisers)
-    }
-    fn required_lists(&self) -> Vec<(&'static str, bool)> {
-        vec![("summarisers", self.summarisers.is_empty())]
     }
 }
 
@@ -545,10 +541,6 @@ impl StageSpec {
 
     pub fn refs_mut(&mut self) -> Vec<RefSlot<'_>> {
         with_stage!(self, s => s.refs_mut())
-    }
-
-    pub fn required_lists(&self) -> Vec<(&'static str, bool)> {
-        with_stage!(self, s => s.required_lists())
     }
 
     /// Adds each stage kind's schema to `generator`; returns (kind, `$ref`) pairs.

@@ -209,7 +209,13 @@ impl FromStr for CronExpr {
         let full = if fields == 5 { format!("0 {text}") } else { text.to_string() };
         cron::Schedule::from_str(&full)
             .map(|schedule| CronExpr { text: text.to_string(), schedule })
-            .map_err(|e| format!("invalid cron expression `{text}`: {e}"))
+            .map_err(|e| {
+                // The cron crate's message repeats the expression with a caret; keep its
+                // last line, the reason.
+                let message = e.to_string();
+                let reason = message.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+                format!("invalid cron expression `{text}`: {reason}")
+            })
     }
 }
 
