@@ -1,0 +1,74 @@
+//! The store and message store interfaces (spec sections 2 and 5). The engine only
+//! talks to these traits; `store.duckdb` in acoupi-components implements both.
+//!
+//! Semantics every implementation keeps:
+//! - the store never deletes a recording row: a recording whose file is deleted keeps its
+//!   row with `path = None`, so its detections stay queryable;
+//! - a model output, its detections and their tags are stored together or not at all;
+//! - a message is *unsent* while it has no response with status SUCCESS; FAILED, ERROR
+//!   and TIMEOUT responses are recorded and leave it unsent, so it is retried;
+//! - unsent messages are ordered by `created_on` (ascending for oldest first, descending
+//!   for newest first), ties broken by id, and the limit applies after ordering.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::config::pipeline::MessageOrder;
+use crate::data::{Deployment, Message, Metric, ModelOutput, ModelOutputInfo, Recording, Response};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store `{}`: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
+    /// Another process has the store open for writing.
+    #[error("store `{}` is in use by another process ({reason}); only one `acoupi run` may write to a store file", path.display())]
+    Locked { path: PathBuf, reason: String },
+    /// The file was written by a newer acoupi with a schema this version does not know.
+    #[error("store `{}` has schema version {found}, newer than the {supported} this acoupi supports; upgrade acoupi", path.display())]
+    NewerSchema { path: PathBuf, found: i64, supported: i64 },
+    #[error("store: {0}")]
+    Database(String),
+    /// A stored value could not be read back as the data model (a corrupt row).
+    #[error("store holds an invalid value: {0}")]
+    Invalid(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Where deployments, recordings and model outputs are kept.
+pub trait Store: Send + Sync {
+    fn store_deployment(&self, deployment: &Deployment) -> StoreResult<()>;
+    /// The deployment with the latest `started_on`, if any.
+    fn get_current_deployment(&self) -> StoreResult<Option<Deployment>>;
+    /// Updates a stored deployment (e.g. sets `ended_on`).
+    fn update_deployment(&self, deployment: &Deployment) -> StoreResult<()>;
+    fn store_recording(&self, recording: &Recording) -> StoreResult<()>;
+    /// Stores the output with its detections and tags in one transaction.
+    fn store_model_output(&self, output: &ModelOutput) -> StoreResult<()>;
+    /// The recordings with these ids; unknown ids are absent.
+    fn get_recordings(&self, ids: &[Uuid]) -> StoreResult<Vec<Recording>>;
+    /// For each path that matches a stored recording: the recording and its full model
+    /// outputs. Unknown paths are absent.
+    fn get_recordings_by_path(&self, paths: &[PathBuf]) -> StoreResult<Vec<(Recording, Vec<ModelOutput>)>>;
+    /// Like [`Store::get_recordings_by_path`], with only the outputs' light form.
+    fn get_recordings_info_by_path(&self, paths: &[PathBuf]) -> StoreResult<Vec<(Recording, Vec<ModelOutputInfo>)>>;
+    /// All model outputs of one recording, oldest first.
+    fn get_recording_model_outputs(&self, recording_id: Uuid) -> StoreResult<Vec<ModelOutput>>;
+    /// Sets (or, with `None`, clears) the recording's path; returns the updated Recording.
+    fn update_recording_path(&self, recording: &Recording, path: Option<&Path>) -> StoreResult<Recording>;
+    /// Model outputs created in `(start, end]`, oldest first (for summarisers).
+    fn get_model_outputs_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> StoreResult<Vec<ModelOutput>>;
+    /// Keeps heartbeat metrics for queries.
+    fn store_metrics(&self, metrics: &[Metric]) -> StoreResult<()>;
+}
+
+/// Where messages wait until a messenger has delivered them.
+pub trait MessageStore: Send + Sync {
+    fn store_message(&self, message: &Message) -> StoreResult<()>;
+    fn store_response(&self, response: &Response) -> StoreResult<()>;
+    /// At most `limit` unsent messages in `order` (see the module docs).
+    fn get_unsent_messages(&self, limit: usize, order: MessageOrder) -> StoreResult<Vec<Message>>;
+}
