@@ -73,7 +73,9 @@ pub trait SavingFilter: Send + Sync {
     fn should_save(&self, recording: &Recording, outputs: &[ModelOutput]) -> ComponentResult<bool>;
 }
 
-/// Chooses where a kept recording goes; `None` lets the next manager try.
+/// Chooses where a kept recording goes: the destination file path (inside the
+/// recordings root), or `None` to let the next manager try. The management task moves the
+/// file; managers only decide.
 pub trait SavingManager: Send + Sync {
     fn save(&self, recording: &Recording, outputs: &[ModelOutput])
     -> ComponentResult<Option<PathBuf>>;

@@ -1,0 +1,283 @@
+//! The management task: decides, for the recordings waiting in the temp folder, which to
+//! keep (moved into the recordings tree) and which to delete.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Named;
+use crate::component::{SavingFilter, SavingManager};
+use crate::store::Store;
+
+/// Keeps or deletes the recordings in the temp folder.
+pub struct ManagementTask {
+    pub stage: String,
+    pub temp_dir: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub filters: Vec<Named<dyn SavingFilter>>,
+    pub managers: Vec<Named<dyn SavingManager>>,
+    /// Model names that must have an output before a recording is managed.
+    pub required_models: Vec<String>,
+}
+
+/// What one management run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ManagementReport {
+    pub kept: usize,
+    pub deleted: usize,
+    /// Recordings waiting for a required model.
+    pub waiting: usize,
+    /// Files the store does not know (left alone).
+    pub unknown: usize,
+    pub errors: usize,
+}
+
+impl ManagementTask {
+    /// 1. list the `.wav` files in the temp folder; 2. `store.get_recordings_info_by_path`;
+    /// 3. keep those for which every required model has an output (the others wait for a
+    ///    later run); 4. `store.get_recordings_by_path` for those (full outputs); 5. for
+    ///    each: no path → error, skip; saving filters present and none says yes → delete
+    ///    the file; file already gone → log, skip; else ask the managers in order, the
+    ///    first returning a path wins → move the file there → `update_recording_path`; no
+    ///    manager returns a path → warn and delete. A deleted file's recording keeps its
+    ///    row with no path. A failing filter counts as "no"; a failing manager as "none".
+    pub fn run(&self) -> ManagementReport {
+        let mut report = ManagementReport::default();
+        let files = match wav_files(&self.temp_dir) {
+            Ok(files) => files,
+            Err(error) => {
+                tracing::error!(stage = %self.stage, temp = %self.temp_dir.display(), %error, "cannot list the temp folder");
+                report.errors += 1;
+                return report;
+            }
+        };
+        if files.is_empty() {
+            return report;
+        }
+        let infos = match self.store.get_recordings_info_by_path(&files) {
+            Ok(infos) => infos,
+            Err(error) => {
+                tracing::error!(stage = %self.stage, %error, "cannot look up recordings");
+                report.errors += 1;
+                return report;
+            }
+        };
+        report.unknown = files.len().saturating_sub(infos.len());
+        let ready: Vec<PathBuf> = infos
+            .iter()
+            .filter(|(recording, outputs)| {
+                let done: HashSet<&str> = outputs.iter().map(|o| o.name_model.as_str()).collect();
+                let ready = self.required_models.iter().all(|m| done.contains(m.as_str()));
+                if !ready {
+                    tracing::debug!(stage = %self.stage, recording = %recording.id, "waiting for required models");
+                }
+                ready
+            })
+            .filter_map(|(recording, _)| recording.path.clone())
+            .collect();
+        report.waiting = infos.len() - ready.len();
+        if ready.is_empty() {
+            return report;
+        }
+        let recordings = match self.store.get_recordings_by_path(&ready) {
+            Ok(recordings) => recordings,
+            Err(error) => {
+                tracing::error!(stage = %self.stage, %error, "cannot read recordings");
+                report.errors += 1;
+                return report;
+            }
+        };
+        for (recording, outputs) in recordings {
+            let Some(path) = recording.path.clone() else {
+                tracing::error!(stage = %self.stage, recording = %recording.id, "recording has no path");
+                report.errors += 1;
+                continue;
+            };
+            let keep = self.filters.is_empty()
+                || self.filters.iter().any(|filter| match filter.should_save(&recording, &outputs) {
+                    Ok(answer) => answer,
+                    Err(error) => {
+                        tracing::error!(stage = %self.stage, recording = %recording.id, filter = %filter.name, %error, "saving filter failed; counts as no");
+                        false
+                    }
+                });
+            if !path.exists() {
+                tracing::warn!(stage = %self.stage, recording = %recording.id, path = %path.display(), "file already gone");
+                continue;
+            }
+            let destination = if keep {
+                self.managers.iter().find_map(|manager| match manager.save(&recording, &outputs) {
+                    Ok(destination) => destination,
+                    Err(error) => {
+                        tracing::error!(stage = %self.stage, recording = %recording.id, manager = %manager.name, %error, "saving manager failed");
+                        None
+                    }
+                })
+            } else {
+                None
+            };
+            match destination {
+                Some(destination) => match move_file(&path, &destination) {
+                    Ok(()) => match self.store.update_recording_path(&recording, Some(&destination)) {
+                        Ok(_) => {
+                            report.kept += 1;
+                            tracing::info!(stage = %self.stage, recording = %recording.id, path = %destination.display(), "kept");
+                        }
+                        Err(error) => {
+                            report.errors += 1;
+                            tracing::error!(stage = %self.stage, recording = %recording.id, %error, "moved, but cannot record the new path");
+                        }
+                    },
+                    Err(error) => {
+                        report.errors += 1;
+                        tracing::error!(stage = %self.stage, recording = %recording.id, from = %path.display(), to = %destination.display(), %error, "cannot move the recording; it stays in the temp folder");
+                    }
+                },
+                None => {
+                    if keep && !self.managers.is_empty() {
+                        tracing::warn!(stage = %self.stage, recording = %recording.id, "no saving manager gave a path; deleting");
+                    }
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {
+                            report.deleted += 1;
+                            if let Err(error) = self.store.update_recording_path(&recording, None) {
+                                report.errors += 1;
+                                tracing::error!(stage = %self.stage, recording = %recording.id, %error, "deleted, but cannot clear the path in the store");
+                            }
+                            tracing::info!(stage = %self.stage, recording = %recording.id, "deleted");
+                        }
+                        Err(error) => {
+                            report.errors += 1;
+                            tracing::error!(stage = %self.stage, recording = %recording.id, path = %path.display(), %error, "cannot delete the recording");
+                        }
+                    }
+                }
+            }
+        }
+        report
+    }
+}
+
+/// The `.wav` files (any case) directly in `dir`, sorted; a missing folder has none.
+fn wav_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav")) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Moves a file, creating the destination folder. Within a filesystem this is a rename;
+/// across filesystems the file is copied to a temporary name beside the destination,
+/// synced, renamed into place, and only then is the source removed, so a crash leaves the
+/// file at the old path or the new one.
+pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if to.exists() {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("`{}` already exists", to.display())));
+    }
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            let partial = to.with_extension("partial");
+            std::fs::copy(from, &partial)?;
+            std::fs::File::open(&partial)?.sync_all()?;
+            std::fs::rename(&partial, to)?;
+            std::fs::remove_file(from)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::testing::{Calls, FakeManager, FakeSavingFilter, FakeStore};
+
+    fn setup(calls: &Calls, files: &[&str], outputs: &[Vec<&str>]) -> (tempfile::TempDir, Arc<FakeStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FakeStore::new(calls));
+        for (name, models) in files.iter().zip(outputs) {
+            let path = dir.path().join("tmp").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"RIFF").unwrap();
+            store.add_recording(&path, models);
+        }
+        (dir, store)
+    }
+
+    fn task(dir: &Path, store: Arc<FakeStore>, calls: &Calls, filters: &[Option<bool>], managers: &[Option<&str>], required: &[&str]) -> ManagementTask {
+        ManagementTask {
+            stage: "manage".into(),
+            temp_dir: dir.join("tmp"),
+            store,
+            filters: filters.iter().map(|a| Named::new("sf", Arc::new(FakeSavingFilter { calls: calls.clone(), answer: *a }) as Arc<dyn SavingFilter>)).collect(),
+            managers: managers
+                .iter()
+                .map(|m| Named::new("mgr", Arc::new(FakeManager { calls: calls.clone(), target: m.map(|m| dir.join(m)) }) as Arc<dyn SavingManager>))
+                .collect(),
+            required_models: required.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn keeps_with_the_first_manager_that_gives_a_path() {
+        let calls = Calls::default();
+        let (dir, store) = setup(&calls, &["a.wav"], &[vec!["m"]]);
+        let report = task(dir.path(), store.clone(), &calls, &[Some(false), Some(true)], &[None, Some("kept/a.wav"), Some("other/a.wav")], &["m"]).run();
+        assert_eq!(report, ManagementReport { kept: 1, ..Default::default() });
+        assert_eq!(
+            calls.take(),
+            ["store.get_recordings_info_by_path", "store.get_recordings_by_path", "saving_filter", "saving_filter", "manager", "manager", "store.update_recording_path"]
+        );
+        assert!(dir.path().join("kept/a.wav").exists() && !dir.path().join("tmp/a.wav").exists());
+        assert_eq!(store.path_of(0), Some(dir.path().join("kept/a.wav")));
+    }
+
+    #[test]
+    fn deletes_when_no_filter_says_yes_and_keeps_the_row() {
+        let calls = Calls::default();
+        let (dir, store) = setup(&calls, &["a.wav"], &[vec![]]);
+        let report = task(dir.path(), store.clone(), &calls, &[Some(false), None], &[Some("kept/a.wav")], &[]).run();
+        assert_eq!(report, ManagementReport { deleted: 1, ..Default::default() });
+        assert!(!dir.path().join("tmp/a.wav").exists());
+        assert_eq!(store.path_of(0), None);
+        assert!(!calls.take().contains(&"manager".to_string()));
+    }
+
+    #[test]
+    fn waits_for_required_models_and_ignores_unknown_files() {
+        let calls = Calls::default();
+        let (dir, store) = setup(&calls, &["a.wav", "b.wav"], &[vec!["m1"], vec!["m1", "m2"]]);
+        std::fs::write(dir.path().join("tmp/orphan.wav"), b"RIFF").unwrap();
+        let report = task(dir.path(), store, &calls, &[], &[], &["m1", "m2"]).run();
+        assert_eq!(report, ManagementReport { deleted: 1, waiting: 1, unknown: 1, ..Default::default() });
+        assert!(dir.path().join("tmp/a.wav").exists(), "a waits for m2");
+        assert!(!dir.path().join("tmp/b.wav").exists(), "b: no manager, deleted");
+        assert!(dir.path().join("tmp/orphan.wav").exists(), "unknown files are left alone");
+    }
+
+    #[test]
+    fn move_file_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("sub/b"));
+        std::fs::write(&a, b"1").unwrap();
+        move_file(&a, &b).unwrap();
+        assert!(!a.exists() && b.exists());
+        std::fs::write(&a, b"2").unwrap();
+        assert!(move_file(&a, &b).is_err());
+        assert_eq!(std::fs::read(&b).unwrap(), b"1");
+    }
+}

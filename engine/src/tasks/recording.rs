@@ -1,0 +1,111 @@
+//! The recording task: conditions → current deployment → recorder → store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::Named;
+use crate::component::{Recorder, RecordingCondition};
+use crate::data::Recording;
+use crate::store::Store;
+
+/// Makes one recording when every condition holds.
+pub struct RecordingTask {
+    pub stage: String,
+    pub recorder: Named<dyn Recorder>,
+    pub conditions: Vec<Named<dyn RecordingCondition>>,
+    pub store: Arc<dyn Store>,
+    pub temp_dir: PathBuf,
+}
+
+impl RecordingTask {
+    /// 1. `condition.should_record(now)` for each condition: any false → nothing (a
+    ///    condition that fails with an error counts as false: no recording is made);
+    /// 2. `store.get_current_deployment()`; 3. `recorder.record(deployment)`;
+    /// 4. `store.store_recording(recording)` → the Recording, which stages running
+    ///    `after` this one receive. A recorder or store error is logged and gives nothing;
+    ///    a file the store could not record stays in the temp folder.
+    pub fn run(&self, now: DateTime<Utc>) -> Option<Recording> {
+        for condition in &self.conditions {
+            match condition.should_record(now) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(stage = %self.stage, condition = %condition.name, "condition not met; not recording");
+                    return None;
+                }
+                Err(error) => {
+                    tracing::error!(stage = %self.stage, condition = %condition.name, %error, "condition failed; not recording");
+                    return None;
+                }
+            }
+        }
+        let deployment = match self.store.get_current_deployment() {
+            Ok(Some(deployment)) => deployment,
+            Ok(None) => {
+                tracing::error!(stage = %self.stage, "the store has no deployment; not recording");
+                return None;
+            }
+            Err(error) => {
+                tracing::error!(stage = %self.stage, %error, "cannot read the current deployment; not recording");
+                return None;
+            }
+        };
+        let recording = match self.recorder.record(&deployment, &self.temp_dir) {
+            Ok(recording) => recording,
+            Err(error) => {
+                tracing::error!(stage = %self.stage, recorder = %self.recorder.name, %error, "recording failed");
+                return None;
+            }
+        };
+        if let Err(error) = self.store.store_recording(&recording) {
+            tracing::error!(stage = %self.stage, recording = %recording.id, path = ?recording.path, %error, "cannot store the recording; its file stays in the temp folder");
+            return None;
+        }
+        tracing::info!(stage = %self.stage, recording = %recording.id, path = ?recording.path, duration = recording.duration, "recorded");
+        Some(recording)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::testing::{Calls, FakeCondition, FakeRecorder, FakeStore};
+
+    fn task(calls: &Calls, conditions: &[(&str, Option<bool>)], recorder_fails: bool) -> RecordingTask {
+        RecordingTask {
+            stage: "record".into(),
+            recorder: Named::new("rec", Arc::new(FakeRecorder { calls: calls.clone(), fail: recorder_fails })),
+            conditions: conditions
+                .iter()
+                .map(|(n, answer)| Named::new(*n, Arc::new(FakeCondition { name: n.to_string(), answer: *answer, calls: calls.clone() }) as Arc<dyn RecordingCondition>))
+                .collect(),
+            store: Arc::new(FakeStore::new(calls)),
+            temp_dir: PathBuf::from("/tmp/unused"),
+        }
+    }
+
+    #[test]
+    fn calls_conditions_then_deployment_then_recorder_then_store() {
+        let calls = Calls::default();
+        let recording = task(&calls, &[("a", Some(true)), ("b", Some(true))], false).run(Utc::now());
+        assert!(recording.is_some());
+        assert_eq!(calls.take(), ["condition a", "condition b", "store.get_current_deployment", "recorder.record", "store.store_recording"]);
+    }
+
+    #[test]
+    fn a_false_or_failing_condition_stops_before_the_recorder() {
+        let calls = Calls::default();
+        assert!(task(&calls, &[("a", Some(false)), ("b", Some(true))], false).run(Utc::now()).is_none());
+        assert_eq!(calls.take(), ["condition a"]);
+        assert!(task(&calls, &[("a", None)], false).run(Utc::now()).is_none());
+        assert_eq!(calls.take(), ["condition a"]);
+    }
+
+    #[test]
+    fn a_recorder_error_gives_nothing_and_stores_nothing() {
+        let calls = Calls::default();
+        assert!(task(&calls, &[], true).run(Utc::now()).is_none());
+        assert_eq!(calls.take(), ["store.get_current_deployment", "recorder.record"]);
+    }
+}
