@@ -5,6 +5,7 @@ pub mod component;
 pub mod config;
 pub mod data;
 pub mod registry;
+pub mod runtime;
 pub mod schedule;
 pub mod schema;
 pub mod store;

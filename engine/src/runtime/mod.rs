@@ -1,0 +1,224 @@
+//! Running a validated pipeline: [`Station::build`] turns component configs into running
+//! components and stages into tasks; [`Station::run`] drives them (see [`graph`]).
+
+mod clock;
+mod graph;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use graph::{RunOptions, RunSummary};
+
+use crate::component::Family;
+use crate::config::pipeline::{ComponentRef, StageSpec};
+use crate::config::{DeploymentSettings, Pipeline, Settings, Trigger};
+use crate::data::{DataError, Deployment, DeviceInfo};
+use crate::registry::{BuildContext, BuildError, Built};
+use crate::store::{MessageStore, Store, StoreError};
+use crate::tasks::{
+    DetectionTask, HeartbeatTask, ManagementTask, MessagingTask, Named, RecordingTask, SummaryTask,
+};
+
+/// A stage's task, ready to run.
+pub enum Job {
+    Recording(RecordingTask),
+    Detection(DetectionTask),
+    Management(ManagementTask),
+    Messaging(MessagingTask),
+    Heartbeat(HeartbeatTask),
+    Summary(SummaryTask),
+}
+
+/// A stage ready to run: its name, task and trigger.
+pub struct StageRun {
+    pub name: String,
+    pub job: Arc<Job>,
+    pub trigger: Trigger,
+    /// Inputs that may wait while the stage is busy (detection's `queue`; 1 otherwise).
+    pub queue: usize,
+}
+
+/// Why a station could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{} component{} could not be built:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Build(Vec<BuildError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid deployment: {0}")]
+    Deployment(#[from] DataError),
+    #[error("cannot create folder `{}`: {source}", path.display())]
+    Folder { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// A built station: every stage with its running components.
+pub struct Station {
+    pub settings: Settings,
+    pub stages: Vec<StageRun>,
+    pub store: Arc<dyn Store>,
+}
+
+impl Station {
+    /// Builds every component (reporting every failure, not just the first), stores the
+    /// deployment and creates the temp folder.
+    pub fn build(pipeline: &Pipeline, store: Arc<dyn Store>, message_store: Arc<dyn MessageStore>) -> Result<Station, StartError> {
+        let settings = pipeline.settings.clone();
+        let mut built = Vec::with_capacity(pipeline.components.len());
+        let mut errors = Vec::new();
+        for instance in &pipeline.components {
+            let ctx = BuildContext { settings: settings.clone(), instance: instance.name.clone() };
+            match instance.settings.build(&ctx) {
+                Ok(component) => built.push(Some(component)),
+                Err(error) => {
+                    errors.push(error);
+                    built.push(None);
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(StartError::Build(errors));
+        }
+        let parts = Parts { pipeline, built: &built };
+        std::fs::create_dir_all(&settings.temp_dir).map_err(|source| StartError::Folder { path: settings.temp_dir.clone(), source })?;
+        ensure_deployment(store.as_ref(), &settings.deployment)?;
+        let device_id = device_id(&settings);
+        let stages = pipeline
+            .stages
+            .iter()
+            .map(|stage| {
+                let name = stage.name.clone();
+                let (job, queue) = match &stage.spec {
+                    StageSpec::Recording(s) => (
+                        Job::Recording(RecordingTask {
+                            stage: name.clone(),
+                            recorder: parts.one(&s.recorder, |b| match b { Built::Recorder(c) => Some(c.clone()), _ => None }),
+                            conditions: parts.all(&s.conditions, |b| match b { Built::Condition(c) => Some(c.clone()), _ => None }),
+                            store: store.clone(),
+                            temp_dir: settings.temp_dir.clone(),
+                        }),
+                        1,
+                    ),
+                    StageSpec::Detection(s) => (
+                        Job::Detection(DetectionTask {
+                            stage: name.clone(),
+                            model: parts.one(&s.model, |b| match b { Built::Model(c) => Some(c.clone()), _ => None }),
+                            filters: parts.all(&s.filters, |b| match b { Built::ProcessingFilter(c) => Some(c.clone()), _ => None }),
+                            cleaners: parts.all(&s.cleaners, |b| match b { Built::Cleaner(c) => Some(c.clone()), _ => None }),
+                            factories: parts.all(&s.messages, |b| match b { Built::MessageFactory(c) => Some(c.clone()), _ => None }),
+                            store: store.clone(),
+                            message_store: message_store.clone(),
+                        }),
+                        s.queue.get() as usize,
+                    ),
+                    StageSpec::Management(s) => (
+                        Job::Management(ManagementTask {
+                            stage: name.clone(),
+                            temp_dir: settings.temp_dir.clone(),
+                            store: store.clone(),
+                            filters: parts.all(&s.filters, |b| match b { Built::SavingFilter(c) => Some(c.clone()), _ => None }),
+                            managers: parts.all(&s.managers, |b| match b { Built::Manager(c) => Some(c.clone()), _ => None }),
+                            required_models: s.required_models.clone(),
+                        }),
+                        1,
+                    ),
+                    StageSpec::Messaging(s) => (
+                        Job::Messaging(MessagingTask {
+                            stage: name.clone(),
+                            message_store: message_store.clone(),
+                            messengers: parts.all(&s.messengers, |b| match b { Built::Messenger(c) => Some(c.clone()), _ => None }),
+                            limit: s.max_messages.get() as usize,
+                            order: s.order,
+                        }),
+                        1,
+                    ),
+                    StageSpec::Heartbeat(s) => (
+                        Job::Heartbeat(HeartbeatTask {
+                            stage: name.clone(),
+                            messengers: parts.all(&s.messengers, |b| match b { Built::Messenger(c) => Some(c.clone()), _ => None }),
+                            metrics: parts.all(&s.metrics, |b| match b { Built::Metric(c) => Some(c.clone()), _ => None }),
+                            device_id: device_id.clone(),
+                            store: store.clone(),
+                        }),
+                        1,
+                    ),
+                    StageSpec::Summary(s) => (
+                        Job::Summary(SummaryTask {
+                            stage: name.clone(),
+                            summarisers: parts.all(&s.summarisers, |b| match b { Built::Summariser(c) => Some(c.clone()), _ => None }),
+                            message_store: message_store.clone(),
+                        }),
+                        1,
+                    ),
+                };
+                StageRun { name, job: Arc::new(job), trigger: stage.trigger.clone(), queue }
+            })
+            .collect();
+        Ok(Station { settings, stages, store })
+    }
+}
+
+/// The pipeline and its built components, for wiring tasks.
+struct Parts<'a> {
+    pipeline: &'a Pipeline,
+    built: &'a [Option<Built>],
+}
+
+impl Parts<'_> {
+    /// The component a reference resolved to. Validation guarantees the index and the
+    /// family, so a mismatch is a bug in the loader, reported loudly.
+    fn one<F, T: ?Sized>(&self, reference: &ComponentRef<F>, pick: impl Fn(&Built) -> Option<Arc<T>>) -> Named<T> {
+        let id = reference.id().unwrap_or_else(|| panic!("unresolved component reference in a validated pipeline"));
+        let instance = &self.pipeline.components[id];
+        let component = self.built[id].as_ref().and_then(&pick).unwrap_or_else(|| {
+            panic!("component `{}` is not {} after validation", instance.name, family_of(instance.family))
+        });
+        Named::new(instance.name.clone(), component)
+    }
+
+    fn all<F, T: ?Sized>(&self, references: &[ComponentRef<F>], pick: impl Fn(&Built) -> Option<Arc<T>>) -> Vec<Named<T>> {
+        references.iter().map(|r| self.one(r, &pick)).collect()
+    }
+}
+
+fn family_of(family: Family) -> String {
+    family.with_article()
+}
+
+/// Makes the pipeline's `[deployment]` the store's current deployment: kept when the name
+/// and location are unchanged, otherwise the current one is ended and a new one started.
+pub fn ensure_deployment(store: &dyn Store, wanted: &DeploymentSettings) -> Result<Deployment, StartError> {
+    if let Some(current) = store.get_current_deployment()? {
+        if current.ended_on.is_none() && current.name == wanted.name && current.latitude == wanted.latitude && current.longitude == wanted.longitude {
+            return Ok(current);
+        }
+        if current.ended_on.is_none() {
+            let mut ended = current;
+            ended.ended_on = Some(Utc::now());
+            store.update_deployment(&ended)?;
+        }
+    }
+    let mut deployment = Deployment::new(wanted.name.clone());
+    if let (Some(latitude), Some(longitude)) = (wanted.latitude, wanted.longitude) {
+        deployment = deployment.with_location(latitude, longitude)?;
+    }
+    store.store_deployment(&deployment)?;
+    tracing::info!(deployment = %deployment.id, name = %deployment.name, "started a new deployment");
+    Ok(deployment)
+}
+
+/// `[device] id`, else the Raspberry Pi CPU serial, else the host name.
+fn device_id(settings: &Settings) -> String {
+    if let Some(id) = &settings.device_id {
+        return id.clone();
+    }
+    let read = |p: &str| std::fs::read_to_string(Path::new(p)).ok();
+    read("/proc/cpuinfo")
+        .and_then(|text| DeviceInfo::from_cpuinfo(&text))
+        .map(|info| info.id)
+        .or_else(|| read("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()))
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
