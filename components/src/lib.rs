@@ -7,9 +7,12 @@ mod audio;
 mod cleaner_threshold;
 mod condition_time_window;
 mod filter_threshold;
+mod manager_date_folders;
 mod message_detections;
 mod model_band_energy;
 mod recorder_replay;
+mod summariser_statistics;
+pub mod store_duckdb;
 
 use acoupi_engine::registry::Registry;
 
@@ -22,7 +25,9 @@ pub fn registry() -> Registry {
         .register::<model_band_energy::BandEnergyModelConfig>()
         .register::<cleaner_threshold::ThresholdCleanerConfig>()
         .register::<filter_threshold::ThresholdSavingFilterConfig>()
-        .register::<message_detections::DetectionMessageConfig>();
+        .register::<manager_date_folders::DateFoldersManagerConfig>()
+        .register::<message_detections::DetectionMessageConfig>()
+        .register::<summariser_statistics::StatisticsSummariserConfig>();
     registry
 }
 

@@ -20,6 +20,7 @@ use crate::component::{
     Recorder, RecordingCondition, SavingFilter, SavingManager, Summariser,
 };
 use crate::config::Settings;
+use crate::store::Store;
 
 /// A built, running component, by family.
 #[derive(Clone)]
@@ -62,13 +63,22 @@ impl fmt::Debug for Built {
 }
 
 /// What a build function may use: the pipeline's global settings (which also anchor
-/// relative paths).
-#[derive(Debug, Clone)]
+/// relative paths) and the station's store.
+#[derive(Clone)]
 pub struct BuildContext {
     /// `[deployment]`, `[paths]`, `[store]`, `[device]` as loaded.
     pub settings: Settings,
     /// The instance name (`[components.<name>]`, or `<stage>.<field>` when inline).
     pub instance: String,
+    /// The station's store (summarisers read detections from it); `None` when components
+    /// are built outside a station.
+    pub store: Option<Arc<dyn Store>>,
+}
+
+impl fmt::Debug for BuildContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildContext").field("instance", &self.instance).field("settings", &self.settings).finish_non_exhaustive()
+    }
 }
 
 impl BuildContext {

@@ -47,7 +47,7 @@ impl Settings {
         device: pipeline::DeviceSection,
     ) -> Self {
         let base_dir = pipeline_path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
+        let resolve = |p: &Path| normalise(&base_dir.join(p));
         Settings {
             deployment: DeploymentSettings {
                 name: deployment.name,
@@ -63,8 +63,41 @@ impl Settings {
         }
     }
 
-    /// Resolves a path from a config relative to the pipeline file.
+    /// Resolves a path from a config relative to the pipeline file (an absolute path
+    /// stays as it is).
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+        normalise(&self.base_dir.join(path))
+    }
+}
+
+/// Removes `.` and folds `name/..` without touching the filesystem, so logs show
+/// `demo-output/tmp` rather than `pipelines/../demo-output/tmp`. A leading `..` stays.
+fn normalise(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+    use std::path::Path;
+
+    #[test]
+    fn paths_are_folded_lexically() {
+        assert_eq!(normalise(Path::new("pipelines/../demo-output/tmp")), Path::new("demo-output/tmp"));
+        assert_eq!(normalise(Path::new("./a/./b")), Path::new("a/b"));
+        assert_eq!(normalise(Path::new("../x")), Path::new("../x"));
+        assert_eq!(normalise(Path::new("/data/../srv")), Path::new("/srv"));
+        assert_eq!(normalise(Path::new("a/..")), Path::new("."));
     }
 }

@@ -69,7 +69,7 @@ impl Station {
         let mut built = Vec::with_capacity(pipeline.components.len());
         let mut errors = Vec::new();
         for instance in &pipeline.components {
-            let ctx = BuildContext { settings: settings.clone(), instance: instance.name.clone() };
+            let ctx = BuildContext { settings: settings.clone(), instance: instance.name.clone(), store: Some(store.clone()) };
             match instance.settings.build(&ctx) {
                 Ok(component) => built.push(Some(component)),
                 Err(error) => {

@@ -1,0 +1,396 @@
+//! The DuckDB store: one DuckDB file that keeps deployments, recordings, model outputs
+//! and messages ([`DuckDbStore`] implements both [`Store`] and [`MessageStore`]), plus the
+//! functions `acoupi query`, `acoupi export` and `acoupi bench store` call ([`query()`],
+//! [`export()`], [`bench()`]).
+//!
+//! This file owns opening: the in-process registry of open files, locks, snapshots and
+//! error mapping. [`schema`] holds the DDL and migrations, [`rows`] the row ↔ data model
+//! conversions, `store.rs` the trait implementations.
+//!
+//! # Tables (names users can rely on)
+//!
+//! | table | columns |
+//! |---|---|
+//! | `deployments` | `id` UUID, `name`, `latitude` DOUBLE?, `longitude` DOUBLE?, `started_on` TIMESTAMPTZ, `ended_on` TIMESTAMPTZ? |
+//! | `recordings` | `id` UUID, `deployment_id`, `created_on`, `duration` DOUBLE (s), `samplerate` UINTEGER (Hz), `audio_channels` UINTEGER, `time_expansion` DOUBLE, `path` VARCHAR? (NULL once the file is deleted; the row stays) |
+//! | `model_outputs` | `id`, `recording_id`, `name_model`, `created_on` |
+//! | `detections` | `id`, `model_output_id`, `prediction_type` (`presence`/`sequence`/`event`), `start_time`?, `low_freq`?, `end_time`?, `high_freq`? (DOUBLE; all four NULL without a location), `detection_score` |
+//! | `detection_tags` | `detection_id`, `key`, `value`, `confidence_score` |
+//! | `messages` | `id`, `content` VARCHAR (text bodies), `content_bytes` BLOB (byte bodies; exactly one of the two is set), `created_on`, `message_type` VARCHAR? (`deployment`, `heartbeat`, `recording`, `summary`, `detection`) |
+//! | `responses` | `id`, `message_id`, `status` INTEGER (0 SUCCESS, 1 FAILED, 2 ERROR, 3 TIMEOUT), `content` VARCHAR?, `received_on` |
+//! | `metrics` | `name`, `value` DOUBLE, `unit`, `captured_on` |
+//! | `schema_version` | `version`, `applied_on`: one row per applied migration |
+//!
+//! Ids are `UUID`, times `TIMESTAMPTZ` in UTC kept to the microsecond (a stored value
+//! reads back truncated to whole microseconds; see [`stored_precision`]). Indexes:
+//! `recordings.path`, `model_outputs.recording_id`, `detections.model_output_id`,
+//! `detection_tags.detection_id`, `responses.message_id`, `responses.status`.
+//!
+//! Views: `detections_flat` (one row per detection × tag, detections without tags
+//! once with NULL tag columns: `detection_id`, `model_output_id`, `recording_id`,
+//! `recording_created_on`, `recording_path`, `deployment_name`, `model_name`,
+//! `model_output_created_on`, `prediction_type`, `detection_score`, `start_time`,
+//! `low_freq`, `end_time`, `high_freq`, `tag_key`, `tag_value`, `tag_confidence`) and
+//! `message_status` (one row per message: `message_id`, `created_on`, `message_type`,
+//! `attempts` (responses so far), `latest_status`, `latest_status_name`,
+//! `latest_received_on`, `sent`).
+//!
+//! # Schema versions
+//!
+//! The current version is [`CURRENT_VERSION`] (2). [`DuckDbStore::open`] upgrades an older
+//! file in place, one migration per transaction; a file from a newer acoupi is refused
+//! with [`StoreError::NewerSchema`]; read-only opens never migrate.
+//!
+//! # Concurrency (measured with DuckDB 1.5.6, the library this crate links)
+//!
+//! DuckDB takes an exclusive `fcntl` lock on the file when it opens it for writing and a
+//! shared one when it opens it read-only. So while `acoupi run` holds the store:
+//! - a second writer process fails: [`StoreError::Locked`], whose reason names the
+//!   program and PID holding the lock ("lock held by /usr/bin/acoupi (PID 1234)");
+//! - a read-only open by another process **fails the same way** (DuckDB 1.5 has no
+//!   read-while-writing across processes); [`DuckDbStore::open_read_only`] reports it
+//!   as [`StoreError::Locked`] too;
+//! - what does work is reading a copy: [`DuckDbStore::open_snapshot`] copies the file and
+//!   its write-ahead log (`<file>.wal`) into a temporary folder and opens the copy
+//!   read-only; DuckDB replays the copied log, so the snapshot includes every committed
+//!   write. The copy is retried when the main file changed while it was copied (a
+//!   checkpoint). [`query()`] and [`export()`] fall back to a snapshot when the file is
+//!   locked.
+//! - several read-only processes can share the file while nobody writes; a writer then
+//!   fails until they close it.
+//!
+//! Within one process, locks do not separate two DuckDB instances (POSIX locks are per
+//! process, and closing any descriptor of the file drops them), so opening a file twice
+//! must not create two instances: the store keeps a registry of open files, and a second
+//! [`DuckDbStore::open`] of the same file returns a handle on the same connection. A
+//! read-only or snapshot open of a file this process has open for writing is refused
+//! with [`StoreError::Locked`] (read through the writing handle instead).
+
+mod bench;
+mod export;
+mod query;
+mod rows;
+mod schema;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::SystemTime;
+
+pub use acoupi_engine::store::StoreError;
+use acoupi_engine::store::{MessageStore, Store};
+use duckdb::{AccessMode, Config, Connection};
+
+pub use bench::{BenchSizes, bench, bench_with};
+pub use export::{ExportFormat, ExportWhat, export};
+pub use query::{QueryFormat, query};
+pub use rows::stored_precision;
+pub use schema::CURRENT_VERSION;
+
+/// A DuckDB store file. Cloning gives another handle on the same connection; every
+/// call takes the connection's lock, so writes are serialised.
+#[derive(Clone)]
+pub struct DuckDbStore {
+    shared: Arc<Shared>,
+}
+
+/// How a store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read and write; migrated to the current schema.
+    Write,
+    /// Read-only on the file itself.
+    ReadOnly,
+    /// Read-only on a copy taken when it was opened.
+    Snapshot,
+}
+
+struct Shared {
+    // Declared before `snapshot`, so the connection closes before the copy is removed.
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    access: Access,
+    snapshot: Option<SnapshotDir>,
+}
+
+/// The files this process has open, by canonical path (see the module docs).
+static OPEN: Mutex<BTreeMap<PathBuf, Weak<Shared>>> = Mutex::new(BTreeMap::new());
+
+fn open_files() -> MutexGuard<'static, BTreeMap<PathBuf, Weak<Shared>>> {
+    // A panic elsewhere while holding this lock leaves the map consistent.
+    OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl DuckDbStore {
+    /// Opens (creating the file and its folder if missing) for reading and writing, and
+    /// migrates the schema to [`CURRENT_VERSION`].
+    ///
+    /// Errors: [`StoreError::Locked`] when another process has the file open,
+    /// [`StoreError::NewerSchema`] for a file from a newer acoupi,
+    /// [`StoreError::Open`] otherwise.
+    pub fn open(path: &Path) -> Result<DuckDbStore, StoreError> {
+        let open_error = |reason: String| StoreError::Open { path: path.to_owned(), reason };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| open_error(format!("cannot create folder `{}`: {e}", parent.display())))?;
+        }
+        let key = canonical(path)?;
+        let mut open = open_files();
+        if let Some(shared) = open.get(&key).and_then(Weak::upgrade) {
+            return match shared.access {
+                Access::Write => Ok(DuckDbStore { shared }),
+                _ => Err(locked_here(path, "it is open read-only in this process")),
+            };
+        }
+        let mut conn = Connection::open(path).map_err(|e| connect_error(path, e))?;
+        prepare_connection(&conn);
+        schema::migrate(&mut conn, path)?;
+        let shared = Arc::new(Shared {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+            access: Access::Write,
+            snapshot: None,
+        });
+        open.insert(key, Arc::downgrade(&shared));
+        Ok(DuckDbStore { shared })
+    }
+
+    /// Opens an existing file read-only, without migrating. Refused with
+    /// [`StoreError::Locked`] while another process (or this one) has it open for
+    /// writing: DuckDB 1.5 does not let a second process read a file being written
+    /// (see the module docs; [`DuckDbStore::open_snapshot`] is the alternative).
+    pub fn open_read_only(path: &Path) -> Result<DuckDbStore, StoreError> {
+        let key = existing(path)?;
+        let mut open = open_files();
+        if let Some(shared) = open.get(&key).and_then(Weak::upgrade) {
+            return match shared.access {
+                Access::ReadOnly => Ok(DuckDbStore { shared }),
+                _ => Err(locked_here(path, "it is open for writing in this process")),
+            };
+        }
+        let conn = open_read_only_connection(path)?;
+        let shared = Arc::new(Shared {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+            access: Access::ReadOnly,
+            snapshot: None,
+        });
+        open.insert(key, Arc::downgrade(&shared));
+        Ok(DuckDbStore { shared })
+    }
+
+    /// Opens a read-only copy of the file and its write-ahead log, taken now: works while
+    /// another process writes the file. The copy lives in the system's temporary folder
+    /// and is removed when the last handle is dropped. Refused for a file this process
+    /// has open for writing (copying it would drop this process's lock).
+    pub fn open_snapshot(path: &Path) -> Result<DuckDbStore, StoreError> {
+        let key = existing(path)?;
+        if let Some(shared) = open_files().get(&key).and_then(Weak::upgrade) {
+            if shared.access == Access::Write {
+                return Err(locked_here(path, "it is open for writing in this process"));
+            }
+        }
+        let mut last_error = None;
+        for _ in 0..SNAPSHOT_ATTEMPTS {
+            let dir = SnapshotDir::copy_of(path)?;
+            match open_read_only_connection(&dir.file) {
+                Ok(conn) => {
+                    return Ok(DuckDbStore {
+                        shared: Arc::new(Shared {
+                            conn: Mutex::new(conn),
+                            path: path.to_owned(),
+                            access: Access::Snapshot,
+                            snapshot: Some(dir),
+                        }),
+                    });
+                }
+                Err(e @ StoreError::NewerSchema { .. }) => return Err(e),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| StoreError::Open {
+            path: path.to_owned(),
+            reason: "could not take a consistent snapshot".into(),
+        }))
+    }
+
+    /// Read-only if possible, else a snapshot (when another process writes the file).
+    pub fn open_for_reading(path: &Path) -> Result<DuckDbStore, StoreError> {
+        match DuckDbStore::open_read_only(path) {
+            Err(StoreError::Locked { .. }) => DuckDbStore::open_snapshot(path),
+            other => other,
+        }
+    }
+
+    /// The file as given to `open` (for a snapshot: the original file).
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    pub fn access(&self) -> Access {
+        self.shared.access
+    }
+
+    /// The file's schema version.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        schema::version(&self.connection()).map_err(StoreError::Database)
+    }
+
+    /// The connection, locked. A panic in another holder leaves DuckDB consistent (an
+    /// open transaction is rolled back when dropped), so a poisoned lock is taken over.
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.shared.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for DuckDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuckDbStore")
+            .field("path", &self.shared.path)
+            .field("access", &self.shared.access)
+            .field("snapshot", &self.shared.snapshot.as_ref().map(|s| &s.file))
+            .finish()
+    }
+}
+
+// Both traits are implemented in store.rs; this keeps the requirement visible here.
+const _: fn() = || {
+    fn implements<T: Store + MessageStore>() {}
+    implements::<DuckDbStore>();
+};
+
+/// Session settings every connection gets: timestamps shown and cast in UTC.
+fn prepare_connection(conn: &Connection) {
+    // Only fails where DuckDB was built without ICU, whose time zone is always UTC.
+    if let Err(e) = conn.execute_batch("SET TimeZone = 'UTC'") {
+        tracing::debug!("store: cannot set the time zone to UTC: {e}");
+    }
+}
+
+fn open_read_only_connection(path: &Path) -> Result<Connection, StoreError> {
+    let config = Config::default()
+        .access_mode(AccessMode::ReadOnly)
+        .map_err(|e| connect_error(path, e))?;
+    let conn = Connection::open_with_flags(path, config).map_err(|e| connect_error(path, e))?;
+    prepare_connection(&conn);
+    let found = schema::version(&conn)
+        .map_err(|reason| StoreError::Open { path: path.to_owned(), reason })?;
+    schema::check_not_newer(found, path)?;
+    Ok(conn)
+}
+
+/// The canonical form of a path whose folder exists (the file itself may not).
+fn canonical(path: &Path) -> Result<PathBuf, StoreError> {
+    let open_error = |e: std::io::Error| StoreError::Open { path: path.to_owned(), reason: e.to_string() };
+    match std::fs::canonicalize(path) {
+        Ok(p) => Ok(p),
+        Err(_) => {
+            let parent = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(parent) => std::fs::canonicalize(parent).map_err(open_error)?,
+                None => std::env::current_dir().map_err(open_error)?,
+            };
+            Ok(parent.join(path.file_name().unwrap_or(path.as_os_str())))
+        }
+    }
+}
+
+/// The canonical path of a store file that must exist.
+fn existing(path: &Path) -> Result<PathBuf, StoreError> {
+    std::fs::canonicalize(path).map_err(|e| StoreError::Open {
+        path: path.to_owned(),
+        reason: format!("{e} (a store file is created by `acoupi run`)"),
+    })
+}
+
+/// Maps DuckDB's open errors: its lock conflict becomes [`StoreError::Locked`] with the
+/// lock holder it names.
+fn connect_error(path: &Path, error: duckdb::Error) -> StoreError {
+    let message = error.to_string();
+    const HELD: &str = "Conflicting lock is held in ";
+    if let Some(start) = message.find(HELD) {
+        let holder = &message[start + HELD.len()..];
+        let holder = holder.find(')').map_or(holder, |end| &holder[..=end]);
+        return StoreError::Locked {
+            path: path.to_owned(),
+            reason: format!("lock held by {holder}"),
+        };
+    }
+    if message.contains("Could not set lock") {
+        return StoreError::Locked { path: path.to_owned(), reason: message };
+    }
+    StoreError::Open { path: path.to_owned(), reason: message }
+}
+
+fn locked_here(path: &Path, why: &str) -> StoreError {
+    StoreError::Locked {
+        path: path.to_owned(),
+        reason: format!("{why} (PID {})", std::process::id()),
+    }
+}
+
+/// Any other DuckDB error.
+fn database(error: duckdb::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+const SNAPSHOT_ATTEMPTS: usize = 5;
+
+/// A temporary folder holding a copy of a store file; removed on drop.
+struct SnapshotDir {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl SnapshotDir {
+    /// Copies `path` and `path.wal`, retrying while the main file changes under the copy
+    /// (a checkpoint by the writer): a main file unchanged across both copies is a
+    /// checkpoint, and the log copied after it only adds committed entries (a torn last
+    /// entry is dropped by DuckDB's replay, as after a crash).
+    fn copy_of(path: &Path) -> Result<SnapshotDir, StoreError> {
+        let io_error = |what: &str, e: std::io::Error| StoreError::Open {
+            path: path.to_owned(),
+            reason: format!("taking a snapshot: {what}: {e}"),
+        };
+        let dir = std::env::temp_dir().join(format!("acoupi-snapshot-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(|e| io_error("creating a temporary folder", e))?;
+        let name = path.file_name().unwrap_or(std::ffi::OsStr::new("store.duckdb"));
+        let snapshot = SnapshotDir { file: dir.join(name), dir };
+        let mut wal_name = name.to_owned();
+        wal_name.push(".wal");
+        let wal = path.with_file_name(&wal_name);
+        for _ in 0..SNAPSHOT_ATTEMPTS {
+            let before = stamp(path).map_err(|e| io_error("reading the store file", e))?;
+            std::fs::copy(path, &snapshot.file).map_err(|e| io_error("copying the store file", e))?;
+            let _ = std::fs::remove_file(snapshot.dir.join(&wal_name));
+            match std::fs::copy(&wal, snapshot.dir.join(&wal_name)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("copying the write-ahead log", e)),
+            }
+            if stamp(path).map_err(|e| io_error("reading the store file", e))? == before {
+                return Ok(snapshot);
+            }
+        }
+        Err(StoreError::Open {
+            path: path.to_owned(),
+            reason: "taking a snapshot: the file kept changing while it was copied; try again".into(),
+        })
+    }
+}
+
+/// What changes when DuckDB writes the main file.
+fn stamp(path: &Path) -> std::io::Result<(u64, Option<SystemTime>)> {
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.len(), metadata.modified().ok()))
+}
+
+impl Drop for SnapshotDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!("store: cannot remove snapshot folder `{}`: {e}", self.dir.display());
+        }
+    }
+}

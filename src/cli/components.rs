@@ -1,0 +1,28 @@
+//! `acoupi components`: the component types, as a table or as JSON with parameters.
+
+use std::process::ExitCode;
+
+use acoupi_engine::registry::Registry;
+
+pub fn list(registry: &Registry, json: bool) -> ExitCode {
+    if json {
+        let list: Vec<_> = registry
+            .types()
+            .map(|t| {
+                serde_json::json!({
+                    "type": t.kind,
+                    "family": t.family.noun(),
+                    "description": t.description(),
+                    "parameters": t.parameters_schema(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+    } else {
+        let width = registry.kinds().map(str::len).max().unwrap_or(0);
+        for t in registry.types() {
+            println!("{:width$}  {}", t.kind, t.description());
+        }
+    }
+    ExitCode::SUCCESS
+}

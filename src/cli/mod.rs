@@ -1,0 +1,89 @@
+//! Subcommands and exit codes: 0 success, 1 invalid pipeline or failed run, 2 usage or
+//! I/O error (clap uses 2 for usage errors too).
+
+mod components;
+mod run;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use acoupi_engine::config::{LoadError, Pipeline, load};
+use acoupi_engine::registry::Registry;
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub const INVALID: u8 = 1;
+pub const USAGE_OR_IO: u8 = 2;
+
+/// Autonomous bioacoustic monitoring stations, configured in one TOML pipeline file.
+#[derive(Parser)]
+#[command(name = "acoupi", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format: human-readable lines, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check pipeline files and report every mistake with file:line:col.
+    ///
+    /// Exit status: 0 valid, 1 invalid pipeline, 2 usage or I/O error.
+    Validate {
+        /// Pipeline files to check.
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+    /// Run a station until stopped (Ctrl-C or SIGTERM finish the work in flight).
+    Run(run::RunArgs),
+    /// Print the JSON Schema of pipeline files (for editors and `taplo`).
+    Schema,
+    /// List every component type with its one-line description.
+    Components {
+        /// Print the full list with each type's parameter schema as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    pub fn execute(self) -> ExitCode {
+        let registry = acoupi_components::registry();
+        match self.command {
+            Command::Validate { pipelines } => validate::validate(&registry, &pipelines),
+            Command::Run(args) => run::run(&registry, args, self.log_format),
+            Command::Schema => {
+                print!("{}", acoupi_engine::schema::pipeline_schema_text(&registry));
+                ExitCode::SUCCESS
+            }
+            Command::Components { json } => components::list(&registry, json),
+        }
+    }
+}
+
+/// Loads a pipeline, printing its problems (exit 1) or a read error (exit 2).
+pub fn load_or_report(registry: &Registry, path: &Path) -> Result<Pipeline, ExitCode> {
+    match load(path, registry) {
+        Ok(pipeline) => Ok(pipeline),
+        Err(LoadError::Read(error)) => {
+            eprintln!("error: {error}");
+            Err(ExitCode::from(USAGE_OR_IO))
+        }
+        Err(LoadError::Invalid(errors)) => {
+            for report in errors.reports() {
+                eprintln!("{:?}", miette::Report::new(report));
+            }
+            let n = errors.problems.len();
+            eprintln!("{}: {n} problem{} found", path.display(), if n == 1 { "" } else { "s" });
+            Err(ExitCode::from(INVALID))
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `acoupi run`: validate, open the store, build the station, run it until stopped, print
+//! a summary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use acoupi_components::store_duckdb::DuckDbStore;
+use acoupi_engine::registry::Registry;
+use acoupi_engine::runtime::{RunOptions, Station, SystemClock};
+use clap::Args;
+
+use super::LogFormat;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The pipeline file.
+    pipeline: PathBuf,
+    /// Trigger each scheduled stage once, wait for everything downstream, then exit.
+    #[arg(long, conflicts_with = "for_")]
+    once: bool,
+    /// Stop after this long, e.g. "30s", "2h".
+    #[arg(long = "for", id = "for_", value_parser = parse_duration)]
+    for_: Option<Duration>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    acoupi_engine::config::values::parse_duration(text)
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCode {
+    let pipeline = match super::load_or_report(registry, &args.pipeline) {
+        Ok(pipeline) => pipeline,
+        Err(code) => return code,
+    };
+    init_logging(log_format);
+    let store = match DuckDbStore::open(&pipeline.settings.store_path) {
+        Ok(store) => Arc::new(store),
+        Err(error) => {
+            tracing::error!(%error, "cannot open the store");
+            return ExitCode::from(super::INVALID);
+        }
+    };
+    let station = match Station::build(&pipeline, store.clone(), store.clone()) {
+        Ok(station) => station,
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::from(super::INVALID);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::from(super::USAGE_OR_IO);
+        }
+    };
+    tracing::info!(pipeline = %args.pipeline.display(), store = %pipeline.settings.store_path.display(), "{}", pipeline.summary());
+    let options = RunOptions { once: args.once, duration: args.for_ };
+    let summary = runtime.block_on(station.run(options, Arc::new(SystemClock), shutdown_signal()));
+    // Closing the last handle checkpoints the database file.
+    drop(store);
+    tracing::info!("stopped");
+    println!("{}: {summary}", args.pipeline.display());
+    ExitCode::SUCCESS
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received"),
+        _ = terminate => tracing::info!("SIGTERM received"),
+    }
+}
