@@ -4,6 +4,7 @@
 mod cli;
 mod corpus;
 mod pipelines;
+mod run;
 mod schema;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,102 @@
+//! `acoupi run` end to end: the demo pipeline on the real binary, a real DuckDB file and
+//! the bundled WAV files, in a temporary folder.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::root;
+
+/// The demo pipeline, rewritten to keep its store and folders in `dir`.
+fn demo_in(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("pipelines/demo.toml")).unwrap();
+    let mut pipeline: toml::Table = toml::from_str(&text).unwrap();
+    pipeline["store"]["path"] = "station.duckdb".into();
+    pipeline["paths"]["temp"] = "tmp".into();
+    pipeline["paths"]["recordings"] = "recordings".into();
+    pipeline["components"]["replay"]["folder"] = root().join("pipelines/audio").to_str().unwrap().into();
+    let path = dir.join("demo.toml");
+    std::fs::write(&path, toml::to_string(&pipeline).unwrap()).unwrap();
+    path
+}
+
+fn count(db: &duckdb::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |row| row.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+#[test]
+fn once_runs_the_demo_through_the_whole_chain_into_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_acoupi")).args(["run", pipeline.to_str().unwrap(), "--once"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("1 recordings, 1 analysed, 3 detections"), "summary: {stdout}");
+    assert!(stderr.contains("stage=record") && stderr.contains("recording="), "log lines name stage and recording: {stderr}");
+
+    let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM deployments WHERE name = 'demo'"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM recordings"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM model_outputs WHERE name_model = 'chirp_detector'"), 1);
+    // 01_dawn.wav has three chirps.
+    assert_eq!(count(&db, "SELECT count(*) FROM detections"), 3);
+    assert_eq!(count(&db, "SELECT count(*) FROM messages WHERE message_type = 'detection'"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM messages WHERE message_type = 'summary'"), 1);
+    // Kept by management in the dated tree, and the store knows where.
+    let path: String = db.query_row("SELECT path FROM recordings", [], |r| r.get(0)).unwrap();
+    assert!(path.contains("/recordings/") && Path::new(&path).exists(), "{path}");
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "the temp folder is empty");
+}
+
+#[test]
+fn a_second_run_keeps_the_deployment_and_adds_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    for _ in 0..2 {
+        let status = Command::new(env!("CARGO_BIN_EXE_acoupi")).args(["run", pipeline.to_str().unwrap(), "--once"]).stderr(Stdio::null()).status().unwrap();
+        assert!(status.success());
+    }
+    let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM deployments"), 1, "an unchanged [deployment] is reused");
+    assert_eq!(count(&db, "SELECT count(*) FROM recordings"), 2);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_finishes_the_work_in_flight_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acoupi"))
+        .args(["run", pipeline.to_str().unwrap(), "--for", "120s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (at most 30 s) for the second recording, then ask it to stop.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut recorded = 0;
+    while recorded < 2 && Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(" recorded ") => recorded += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(recorded, 2, "the station did not record");
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("SIGTERM received")), "{rest:?}");
+
+    let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
+    let recordings = count(&db, "SELECT count(*) FROM recordings");
+    assert!(recordings >= 2);
+    // Every recording made was analysed before exit: one output each, none twice.
+    assert_eq!(count(&db, "SELECT count(*) FROM model_outputs"), recordings);
+    assert_eq!(count(&db, "SELECT count(*) FROM recordings r WHERE (SELECT count(*) FROM model_outputs o WHERE o.recording_id = r.id) <> 1"), 0);
+}
