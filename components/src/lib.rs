@@ -6,10 +6,12 @@
 mod audio;
 mod cleaner_threshold;
 mod condition_time_window;
+mod filter_species;
 mod filter_threshold;
 mod manager_date_folders;
 mod message_detections;
 mod model_band_energy;
+mod processing_min_rms;
 mod recorder_replay;
 mod summariser_statistics;
 pub mod store_duckdb;
@@ -23,8 +25,10 @@ pub fn registry() -> Registry {
         .register::<recorder_replay::ReplayRecorderConfig>()
         .register::<condition_time_window::TimeWindowConditionConfig>()
         .register::<model_band_energy::BandEnergyModelConfig>()
+        .register::<processing_min_rms::MinRmsFilterConfig>()
         .register::<cleaner_threshold::ThresholdCleanerConfig>()
         .register::<filter_threshold::ThresholdSavingFilterConfig>()
+        .register::<filter_species::SpeciesFilterConfig>()
         .register::<manager_date_folders::DateFoldersManagerConfig>()
         .register::<message_detections::DetectionMessageConfig>()
         .register::<summariser_statistics::StatisticsSummariserConfig>();

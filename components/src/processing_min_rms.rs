@@ -1,0 +1,90 @@
+//! `processing.min_rms`: skips recordings that are nearly silent, so the model does not
+//! spend time on an unplugged microphone or a windless night.
+
+use std::sync::Arc;
+
+use acoupi_engine::component::{ComponentError, ComponentResult, ProcessingFilter};
+use acoupi_engine::data::Recording;
+use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+
+use crate::audio::read_mono;
+
+/// Run the model only on recordings whose RMS level is at least a threshold in dBFS
+/// (0 dBFS = full scale; a quiet field recording is around -60 dBFS).
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MinRmsFilterConfig {
+    /// Minimum RMS level in dBFS, at most 0.
+    #[serde(default = "default_min_dbfs")]
+    #[schemars(range(max = 0.0), default = "default_min_dbfs")]
+    pub min_dbfs: f64,
+}
+
+fn default_min_dbfs() -> f64 {
+    -70.0
+}
+
+impl ComponentConfig for MinRmsFilterConfig {
+    const KIND: &'static str = "processing.min_rms";
+
+    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+        if !(self.min_dbfs <= 0.0) {
+            return Err(format!("min_dbfs must be at most 0, not {}", self.min_dbfs));
+        }
+        Ok(Built::ProcessingFilter(Arc::new(MinRmsFilter { min_dbfs: self.min_dbfs })))
+    }
+}
+
+pub struct MinRmsFilter {
+    min_dbfs: f64,
+}
+
+/// RMS level of samples in dBFS (-inf for silence).
+pub fn rms_dbfs(samples: &[f32]) -> f64 {
+    if samples.is_empty() {
+        return f64::NEG_INFINITY;
+    }
+    let mean_square = samples.iter().map(|s| f64::from(*s) * f64::from(*s)).sum::<f64>() / samples.len() as f64;
+    10.0 * mean_square.log10()
+}
+
+impl ProcessingFilter for MinRmsFilter {
+    fn should_process(&self, recording: &Recording) -> ComponentResult<bool> {
+        let path = recording.path.as_deref().ok_or_else(|| ComponentError::Other("the recording has no file".into()))?;
+        let (_, samples) = read_mono(path)?;
+        let level = rms_dbfs(&samples);
+        if level < self.min_dbfs {
+            tracing::debug!(recording = %recording.id, level, min = self.min_dbfs, "processing.min_rms: too quiet to analyse");
+        }
+        Ok(level >= self.min_dbfs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::testing::write_wav;
+    use acoupi_engine::data::Deployment;
+
+    fn recording_of(dir: &std::path::Path, amplitude: f64) -> Recording {
+        let path = dir.join(format!("{amplitude}.wav"));
+        write_wav(&path, 8000, 1, 0.5, |t| amplitude * (2.0 * std::f64::consts::PI * 440.0 * t).sin());
+        Recording::new(Deployment::new("s"), 0.5, 8000).unwrap().with_path(path)
+    }
+
+    #[test]
+    fn passes_sound_and_skips_near_silence() {
+        let dir = tempfile::tempdir().unwrap();
+        let filter = MinRmsFilter { min_dbfs: -40.0 };
+        // A sine of amplitude 0.1 has RMS 0.0707 = -23 dBFS; 0.001 gives -63 dBFS.
+        assert!(filter.should_process(&recording_of(dir.path(), 0.1)).unwrap());
+        assert!(!filter.should_process(&recording_of(dir.path(), 0.001)).unwrap());
+        assert!(!filter.should_process(&recording_of(dir.path(), 0.0)).unwrap());
+    }
+
+    #[test]
+    fn rms_of_a_full_scale_square_is_0_dbfs() {
+        assert!((rms_dbfs(&[1.0, -1.0, 1.0, -1.0]) - 0.0).abs() < 1e-9);
+        assert_eq!(rms_dbfs(&[]), f64::NEG_INFINITY);
+    }
+}
