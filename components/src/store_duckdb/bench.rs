@@ -73,16 +73,22 @@ pub fn bench(dir: &Path, out: &mut dyn Write) -> Result<(), StoreError> {
 }
 
 /// [`bench`] with other sizes. `dir/bench.duckdb` must not exist.
-pub fn bench_with(dir: &Path, sizes: &BenchSizes, out: &mut dyn Write) -> Result<BenchReport, StoreError> {
+pub fn bench_with(
+    dir: &Path,
+    sizes: &BenchSizes,
+    out: &mut dyn Write,
+) -> Result<BenchReport, StoreError> {
     let path = dir.join("bench.duckdb");
     if path.exists() {
         return Err(StoreError::Open {
             path,
-            reason: "the benchmark writes a new file; remove this one or pick another folder".into(),
+            reason: "the benchmark writes a new file; remove this one or pick another folder"
+                .into(),
         });
     }
     let print = |out: &mut dyn Write, line: String| {
-        writeln!(out, "{line}").map_err(|e| StoreError::Database(format!("writing the benchmark report: {e}")))
+        writeln!(out, "{line}")
+            .map_err(|e| StoreError::Database(format!("writing the benchmark report: {e}")))
     };
     print(
         out,
@@ -112,8 +118,14 @@ pub fn bench_with(dir: &Path, sizes: &BenchSizes, out: &mut dyn Write) -> Result
         print(out, line)
     };
 
-    let start = Utc.with_ymd_and_hms(2026, 5, 1, 4, 0, 0).single().unwrap_or_else(Utc::now);
-    let deployment = Deployment { started_on: start, ..Deployment::new("bench") };
+    let start = Utc
+        .with_ymd_and_hms(2026, 5, 1, 4, 0, 0)
+        .single()
+        .unwrap_or_else(Utc::now);
+    let deployment = Deployment {
+        started_on: start,
+        ..Deployment::new("bench")
+    };
     store.store_deployment(&deployment)?;
     let recordings: Vec<Recording> = (0..sizes.recordings)
         .map(|i| recording(&deployment, dir, i, start))
@@ -123,14 +135,31 @@ pub fn bench_with(dir: &Path, sizes: &BenchSizes, out: &mut dyn Write) -> Result
     for recording in &recordings {
         store.store_recording(recording)?;
     }
-    report(out, BenchStep { name: "store_recording", operations: recordings.len(), elapsed: timer.elapsed() })?;
+    report(
+        out,
+        BenchStep {
+            name: "store_recording",
+            operations: recordings.len(),
+            elapsed: timer.elapsed(),
+        },
+    )?;
 
-    let outputs: Vec<ModelOutput> = recordings.iter().map(|r| output(r, sizes)).collect::<Result<_, _>>()?;
+    let outputs: Vec<ModelOutput> = recordings
+        .iter()
+        .map(|r| output(r, sizes))
+        .collect::<Result<_, _>>()?;
     let timer = Instant::now();
     for output in &outputs {
         store.store_model_output(output)?;
     }
-    report(out, BenchStep { name: "store_model_output", operations: outputs.len(), elapsed: timer.elapsed() })?;
+    report(
+        out,
+        BenchStep {
+            name: "store_model_output",
+            operations: outputs.len(),
+            elapsed: timer.elapsed(),
+        },
+    )?;
 
     let messages: Vec<Message> = (0..sizes.messages)
         .map(|i| Message {
@@ -146,7 +175,14 @@ pub fn bench_with(dir: &Path, sizes: &BenchSizes, out: &mut dyn Write) -> Result
     for message in &messages {
         store.store_message(message)?;
     }
-    report(out, BenchStep { name: "store_message", operations: messages.len(), elapsed: timer.elapsed() })?;
+    report(
+        out,
+        BenchStep {
+            name: "store_message",
+            operations: messages.len(),
+            elapsed: timer.elapsed(),
+        },
+    )?;
 
     let (mut fetching, mut responding) = (Duration::ZERO, Duration::ZERO);
     let (mut batches, mut responses) = (0, 0);
@@ -171,10 +207,28 @@ pub fn bench_with(dir: &Path, sizes: &BenchSizes, out: &mut dyn Write) -> Result
         }
         responding += timer.elapsed();
     }
-    report(out, BenchStep { name: "get_unsent_messages", operations: batches, elapsed: fetching })?;
-    report(out, BenchStep { name: "store_response", operations: responses, elapsed: responding })?;
+    report(
+        out,
+        BenchStep {
+            name: "get_unsent_messages",
+            operations: batches,
+            elapsed: fetching,
+        },
+    )?;
+    report(
+        out,
+        BenchStep {
+            name: "store_response",
+            operations: responses,
+            elapsed: responding,
+        },
+    )?;
 
-    let lookups = if recordings.is_empty() { 0 } else { sizes.lookups };
+    let lookups = if recordings.is_empty() {
+        0
+    } else {
+        sizes.lookups
+    };
     let timer = Instant::now();
     for n in 0..lookups {
         // A fixed walk through the recordings (a prime stride, so it spreads).
@@ -189,7 +243,14 @@ pub fn bench_with(dir: &Path, sizes: &BenchSizes, out: &mut dyn Write) -> Result
             )));
         }
     }
-    report(out, BenchStep { name: "get_recordings_by_path", operations: lookups, elapsed: timer.elapsed() })?;
+    report(
+        out,
+        BenchStep {
+            name: "get_recordings_by_path",
+            operations: lookups,
+            elapsed: timer.elapsed(),
+        },
+    )?;
 
     drop(store);
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -221,17 +282,25 @@ fn recording(
 
 fn output(recording: &Recording, sizes: &BenchSizes) -> Result<ModelOutput, StoreError> {
     let invalid = |e: acoupi_engine::data::DataError| StoreError::Invalid(format!("bench: {e}"));
-    let species = ["Turdus merula", "Erithacus rubecula", "Parus major", "Fringilla coelebs"];
+    let species = [
+        "Turdus merula",
+        "Erithacus rubecula",
+        "Parus major",
+        "Fringilla coelebs",
+    ];
     let detections = (0..sizes.detections_per_output)
         .map(|d| {
             let start = d as f64 * 0.5;
             let mut detection = Detection::new(PredictionType::Event)
-                .with_location(BoundingBox::new(start, 1_000.0, start + 0.4, 8_000.0).map_err(invalid)?)
+                .with_location(
+                    BoundingBox::new(start, 1_000.0, start + 0.4, 8_000.0).map_err(invalid)?,
+                )
                 .with_score(0.5 + 0.05 * (d % 10) as f64)
                 .map_err(invalid)?;
             for t in 0..sizes.tags_per_detection {
                 let tag = Tag::new("species", species[(d + t) % species.len()]);
-                detection = detection.with_tag(PredictedTag::new(tag, 0.9 - 0.1 * (t % 9) as f64).map_err(invalid)?);
+                detection = detection
+                    .with_tag(PredictedTag::new(tag, 0.9 - 0.1 * (t % 9) as f64).map_err(invalid)?);
             }
             Ok(detection)
         })

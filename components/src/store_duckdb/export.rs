@@ -71,7 +71,12 @@ pub fn export(
     match format {
         ExportFormat::Raven => raven(&conn, &condition, output),
         ExportFormat::Parquet => copy(&conn, &select(what, &condition), output, "FORMAT parquet"),
-        ExportFormat::Csv => copy(&conn, &select(what, &condition), output, "FORMAT csv, HEADER"),
+        ExportFormat::Csv => copy(
+            &conn,
+            &select(what, &condition),
+            output,
+            "FORMAT csv, HEADER",
+        ),
     }
 }
 
@@ -80,13 +85,23 @@ fn write_error(output: &Path, e: std::io::Error) -> StoreError {
 }
 
 /// `column >= since AND column < until`, with the bounds given.
-fn time_condition(column: &str, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> String {
+fn time_condition(
+    column: &str,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> String {
     let mut parts = vec!["TRUE".to_owned()];
     if let Some(since) = since {
-        parts.push(format!("{column} >= TIMESTAMPTZ '{}'", timestamp_literal(&since)));
+        parts.push(format!(
+            "{column} >= TIMESTAMPTZ '{}'",
+            timestamp_literal(&since)
+        ));
     }
     if let Some(until) = until {
-        parts.push(format!("{column} < TIMESTAMPTZ '{}'", timestamp_literal(&until)));
+        parts.push(format!(
+            "{column} < TIMESTAMPTZ '{}'",
+            timestamp_literal(&until)
+        ));
     }
     parts.join(" AND ")
 }
@@ -119,12 +134,24 @@ fn select(what: ExportWhat, condition: &str) -> String {
 }
 
 /// `COPY (select) TO output (options)`; returns the rows written.
-fn copy(conn: &Connection, select: &str, output: &Path, options: &str) -> Result<usize, StoreError> {
+fn copy(
+    conn: &Connection,
+    select: &str,
+    output: &Path,
+    options: &str,
+) -> Result<usize, StoreError> {
     let target = output.to_str().ok_or_else(|| {
-        StoreError::Database(format!("export: the output path `{}` is not valid UTF-8", output.display()))
+        StoreError::Database(format!(
+            "export: the output path `{}` is not valid UTF-8",
+            output.display()
+        ))
     })?;
-    let sql = format!("COPY ({select}) TO '{}' ({options})", target.replace('\'', "''"));
-    conn.execute(&sql, []).map_err(|e| StoreError::Database(format!("export to `{target}`: {e}")))
+    let sql = format!(
+        "COPY ({select}) TO '{}' ({options})",
+        target.replace('\'', "''")
+    );
+    conn.execute(&sql, [])
+        .map_err(|e| StoreError::Database(format!("export to `{target}`: {e}")))
 }
 
 /// One detection with what a selection table needs.
@@ -179,9 +206,23 @@ fn raven(conn: &Connection, condition: &str, output: &Path) -> Result<usize, Sto
             let file = path
                 .as_deref()
                 .and_then(|p| Path::new(p).file_name())
-                .map_or_else(|| recording.0.to_string(), |name| name.to_string_lossy().into_owned());
+                .map_or_else(
+                    || recording.0.to_string(),
+                    |name| name.to_string_lossy().into_owned(),
+                );
             let score = row.get(9).map_err(database)?;
-            selections.push((detection, Selection { file, begin, end, low, high, score, species: None }));
+            selections.push((
+                detection,
+                Selection {
+                    file,
+                    begin,
+                    end,
+                    low,
+                    high,
+                    score,
+                    species: None,
+                },
+            ));
         }
         let key: Option<String> = row.get(10).map_err(database)?;
         if let (Some(key), Some((_, selection))) = (key, selections.last_mut()) {
@@ -203,7 +244,10 @@ fn raven(conn: &Connection, condition: &str, output: &Path) -> Result<usize, Sto
     let written: std::io::Result<()> = (|| {
         writeln!(out, "{RAVEN_HEADER}")?;
         for (n, (_, s)) in selections.iter().enumerate() {
-            let species = s.species.as_ref().map_or(String::new(), |(_, _, value)| clean(value));
+            let species = s
+                .species
+                .as_ref()
+                .map_or(String::new(), |(_, _, value)| clean(value));
             writeln!(
                 out,
                 "{}\tSpectrogram 1\t1\t{}\t{}\t{}\t{}\t{}\t{species}\t{}",

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
+use duckdb::Connection;
 use duckdb::arrow::datatypes::DataType;
 use duckdb::types::{TimeUnit, Value};
-use duckdb::Connection;
 
 use super::{DuckDbStore, StoreError};
 
@@ -28,7 +28,12 @@ pub enum QueryFormat {
 /// another process writes it, see the module docs) and writes the result to `out`.
 /// Returns the number of rows. A statement DuckDB rejects returns
 /// [`StoreError::Database`] with DuckDB's message.
-pub fn query(path: &Path, sql: &str, format: QueryFormat, out: &mut dyn Write) -> Result<usize, StoreError> {
+pub fn query(
+    path: &Path,
+    sql: &str,
+    format: QueryFormat,
+    out: &mut dyn Write,
+) -> Result<usize, StoreError> {
     let store = DuckDbStore::open_for_reading(path)?;
     let conn = store.connection();
     run(&conn, sql, format, out)
@@ -41,7 +46,12 @@ struct Table {
     rows: Vec<Vec<Value>>,
 }
 
-pub(super) fn run(conn: &Connection, sql: &str, format: QueryFormat, out: &mut dyn Write) -> Result<usize, StoreError> {
+fn run(
+    conn: &Connection,
+    sql: &str,
+    format: QueryFormat,
+    out: &mut dyn Write,
+) -> Result<usize, StoreError> {
     let table = fetch(conn, sql)?;
     let written = match format {
         QueryFormat::Table => write_table(&table, out),
@@ -59,16 +69,25 @@ fn fetch(conn: &Connection, sql: &str) -> Result<Table, StoreError> {
     let (names, types) = match rows.as_ref() {
         Some(statement) => {
             let count = statement.column_count();
-            (statement.column_names(), (0..count).map(|i| statement.column_type(i)).collect())
+            (
+                statement.column_names(),
+                (0..count).map(|i| statement.column_type(i)).collect(),
+            )
         }
         None => (Vec::new(), Vec::new()),
     };
     let mut values = Vec::new();
     while let Some(row) = rows.next().map_err(failed)? {
-        let row = (0..names.len()).map(|i| row.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>();
+        let row = (0..names.len())
+            .map(|i| row.get::<_, Value>(i))
+            .collect::<Result<Vec<_>, _>>();
         values.push(row.map_err(failed)?);
     }
-    Ok(Table { names, types, rows: values })
+    Ok(Table {
+        names,
+        types,
+        rows: values,
+    })
 }
 
 fn is_number(value: &Value) -> bool {
@@ -98,7 +117,8 @@ fn write_table(table: &Table, out: &mut dyn Write) -> std::io::Result<()> {
             row.iter()
                 .zip(&table.types)
                 .map(|(value, dtype)| {
-                    text(value, Some(dtype)).map_or_else(|| "NULL".to_owned(), |s| s.replace('\n', "\\n"))
+                    text(value, Some(dtype))
+                        .map_or_else(|| "NULL".to_owned(), |s| s.replace('\n', "\\n"))
                 })
                 .collect()
         })
@@ -108,10 +128,22 @@ fn write_table(table: &Table, out: &mut dyn Write) -> std::io::Result<()> {
         .names
         .iter()
         .enumerate()
-        .map(|(i, name)| cells.iter().map(|row| width(&row[i])).chain([width(name)]).max().unwrap_or(0))
+        .map(|(i, name)| {
+            cells
+                .iter()
+                .map(|row| width(&row[i]))
+                .chain([width(name)])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |fields: Vec<String>| format!(" {} ", fields.join(" | ")).trim_end().to_owned();
-    let header = table.names.iter().zip(&widths).map(|(name, w)| format!("{name:<w$}")).collect();
+    let header = table
+        .names
+        .iter()
+        .zip(&widths)
+        .map(|(name, w)| format!("{name:<w$}"))
+        .collect();
     writeln!(out, "{}", line(header))?;
     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(w + 2)).collect();
     writeln!(out, "{}", rule.join("+"))?;
@@ -150,7 +182,11 @@ fn write_csv(table: &Table, out: &mut dyn Write) -> std::io::Result<()> {
         let fields: Vec<String> = row
             .iter()
             .zip(&table.types)
-            .map(|(value, dtype)| text(value, Some(dtype)).map(|s| csv_field(&s)).unwrap_or_default())
+            .map(|(value, dtype)| {
+                text(value, Some(dtype))
+                    .map(|s| csv_field(&s))
+                    .unwrap_or_default()
+            })
             .collect();
         writeln!(out, "{}", fields.join(","))?;
     }
@@ -158,7 +194,11 @@ fn write_csv(table: &Table, out: &mut dyn Write) -> std::io::Result<()> {
 }
 
 fn write_json(table: &Table, out: &mut dyn Write) -> std::io::Result<()> {
-    let keys: Vec<String> = table.names.iter().map(|n| serde_json::Value::from(n.as_str()).to_string()).collect();
+    let keys: Vec<String> = table
+        .names
+        .iter()
+        .map(|n| serde_json::Value::from(n.as_str()).to_string())
+        .collect();
     write!(out, "[")?;
     for (r, row) in table.rows.iter().enumerate() {
         let fields: Vec<String> = keys
@@ -166,14 +206,19 @@ fn write_json(table: &Table, out: &mut dyn Write) -> std::io::Result<()> {
             .zip(row.iter().zip(&table.types))
             .map(|(key, (value, dtype))| format!("{key}: {}", json(value, Some(dtype))))
             .collect();
-        write!(out, "{}\n  {{{}}}", if r == 0 { "" } else { "," }, fields.join(", "))?;
+        write!(
+            out,
+            "{}\n  {{{}}}",
+            if r == 0 { "" } else { "," },
+            fields.join(", ")
+        )?;
     }
     writeln!(out, "{}]", if table.rows.is_empty() { "" } else { "\n" })
 }
 
 /// The value as text; `None` for NULL. `dtype` tells a `TIMESTAMPTZ` (shown in RFC 3339
 /// with `+00:00`) from a plain `TIMESTAMP`; nested values have none.
-pub(super) fn text(value: &Value, dtype: Option<&DataType>) -> Option<String> {
+fn text(value: &Value, dtype: Option<&DataType>) -> Option<String> {
     let nested = |v: &Value| text(v, None).unwrap_or_else(|| "NULL".to_owned());
     Some(match value {
         Value::Null => return None,
@@ -196,7 +241,10 @@ pub(super) fn text(value: &Value, dtype: Option<&DataType>) -> Option<String> {
         Value::Blob(bytes) | Value::Geometry(bytes) => escape_bytes(bytes),
         Value::Date32(days) => NaiveDate::from_ymd_opt(1970, 1, 1)
             .and_then(|epoch| epoch.checked_add_signed(TimeDelta::days(i64::from(*days))))
-            .map_or_else(|| format!("{days} days since 1970-01-01"), |d| d.to_string()),
+            .map_or_else(
+                || format!("{days} days since 1970-01-01"),
+                |d| d.to_string(),
+            ),
         Value::Time64(unit, amount) => {
             let micros = unit.to_micros(*amount);
             NaiveTime::from_num_seconds_from_midnight_opt(
@@ -205,19 +253,37 @@ pub(super) fn text(value: &Value, dtype: Option<&DataType>) -> Option<String> {
             )
             .map_or_else(|| format!("{micros} µs"), |t| t.to_string())
         }
-        Value::Interval { months, days, nanos } => {
-            format!("{months} months {days} days {}", TimeDelta::nanoseconds(*nanos))
+        Value::Interval {
+            months,
+            days,
+            nanos,
+        } => {
+            format!(
+                "{months} months {days} days {}",
+                TimeDelta::nanoseconds(*nanos)
+            )
         }
         Value::List(items) | Value::Array(items) => {
-            format!("[{}]", items.iter().map(nested).collect::<Vec<_>>().join(", "))
+            format!(
+                "[{}]",
+                items.iter().map(nested).collect::<Vec<_>>().join(", ")
+            )
         }
         Value::Struct(fields) => format!(
             "{{{}}}",
-            fields.iter().map(|(k, v)| format!("'{k}': {}", nested(v))).collect::<Vec<_>>().join(", ")
+            fields
+                .iter()
+                .map(|(k, v)| format!("'{k}': {}", nested(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Value::Map(entries) => format!(
             "{{{}}}",
-            entries.iter().map(|(k, v)| format!("{}={}", nested(k), nested(v))).collect::<Vec<_>>().join(", ")
+            entries
+                .iter()
+                .map(|(k, v)| format!("{}={}", nested(k), nested(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Value::Union(inner) => return text(inner, None),
         other => format!("{other:?}"),
@@ -226,7 +292,7 @@ pub(super) fn text(value: &Value, dtype: Option<&DataType>) -> Option<String> {
 
 /// The value as JSON: numbers as numbers (NaN and infinities as `null`), bytes as
 /// arrays of integers, nested values as arrays and objects, the rest as [`text`].
-pub(super) fn json(value: &Value, dtype: Option<&DataType>) -> serde_json::Value {
+fn json(value: &Value, dtype: Option<&DataType>) -> serde_json::Value {
     use serde_json::Value as J;
     let float = |f: f64| serde_json::Number::from_f64(f).map_or(J::Null, J::Number);
     match value {
@@ -244,14 +310,31 @@ pub(super) fn json(value: &Value, dtype: Option<&DataType>) -> serde_json::Value
         Value::UHugeInt(i) => u64::try_from(*i).map_or_else(|_| J::String(i.to_string()), J::from),
         Value::Float(f) => float(f64::from(*f)),
         Value::Double(f) => float(*f),
-        Value::Decimal(d) => d.to_string().parse::<f64>().map_or_else(|_| J::String(d.to_string()), float),
-        Value::Blob(bytes) | Value::Geometry(bytes) => J::Array(bytes.iter().map(|b| J::from(*b)).collect()),
-        Value::List(items) | Value::Array(items) => J::Array(items.iter().map(|v| json(v, None)).collect()),
-        Value::Struct(fields) => J::Object(fields.iter().map(|(k, v)| (k.clone(), json(v, None))).collect()),
+        Value::Decimal(d) => d
+            .to_string()
+            .parse::<f64>()
+            .map_or_else(|_| J::String(d.to_string()), float),
+        Value::Blob(bytes) | Value::Geometry(bytes) => {
+            J::Array(bytes.iter().map(|b| J::from(*b)).collect())
+        }
+        Value::List(items) | Value::Array(items) => {
+            J::Array(items.iter().map(|v| json(v, None)).collect())
+        }
+        Value::Struct(fields) => J::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), json(v, None)))
+                .collect(),
+        ),
         Value::Map(entries) => J::Object(
             entries
                 .iter()
-                .map(|(k, v)| (text(k, None).unwrap_or_else(|| "NULL".into()), json(v, None)))
+                .map(|(k, v)| {
+                    (
+                        text(k, None).unwrap_or_else(|| "NULL".into()),
+                        json(v, None),
+                    )
+                })
                 .collect(),
         ),
         Value::Union(inner) => json(inner, None),

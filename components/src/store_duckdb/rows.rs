@@ -32,14 +32,15 @@ impl ToSql for SqlUuid {
 
 impl FromSql for SqlUuid {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let uuid = match value {
-            ValueRef::Text(text) => std::str::from_utf8(text)
-                .ok()
-                .and_then(|s| Uuid::parse_str(s).ok()),
-            ValueRef::Blob(bytes) => Uuid::from_slice(bytes).ok(),
-            _ => return Err(FromSqlError::InvalidType),
+        // DuckDB hands `UUID` columns to the Rust API as text.
+        let ValueRef::Text(text) = value else {
+            return Err(FromSqlError::InvalidType);
         };
-        uuid.map(SqlUuid).ok_or_else(|| FromSqlError::Other("not a UUID".into()))
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .map(SqlUuid)
+            .ok_or_else(|| FromSqlError::Other("not a UUID".into()))
     }
 }
 
@@ -56,9 +57,11 @@ impl ToSql for SqlTime {
 impl FromSql for SqlTime {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
         match value {
-            ValueRef::Timestamp(unit, amount) => DateTime::from_timestamp_micros(unit.to_micros(amount))
-                .map(SqlTime)
-                .ok_or(FromSqlError::OutOfRange(i128::from(amount))),
+            ValueRef::Timestamp(unit, amount) => {
+                DateTime::from_timestamp_micros(unit.to_micros(amount))
+                    .map(SqlTime)
+                    .ok_or(FromSqlError::OutOfRange(i128::from(amount)))
+            }
             _ => Err(FromSqlError::InvalidType),
         }
     }
@@ -118,9 +121,8 @@ fn message_type(name: &str) -> Result<MessageType, StoreError> {
 
 /// A path as stored: UTF-8 text. Other paths are refused rather than altered.
 pub(super) fn path_text(path: &Path) -> Result<&str, StoreError> {
-    path.to_str().ok_or_else(|| {
-        StoreError::Invalid(format!("path `{}` is not valid UTF-8", path.display()))
-    })
+    path.to_str()
+        .ok_or_else(|| StoreError::Invalid(format!("path `{}` is not valid UTF-8", path.display())))
 }
 
 /// Binds `&[&dyn ToSql]` from owned parameters.
@@ -142,7 +144,12 @@ pub(super) fn deployment_params(d: &Deployment) -> [Box<dyn ToSql>; 6] {
 
 /// `recordings` parameters, in column order.
 pub(super) fn recording_params(r: &Recording) -> Result<[Box<dyn ToSql>; 8], StoreError> {
-    let path = r.path.as_deref().map(path_text).transpose()?.map(str::to_owned);
+    let path = r
+        .path
+        .as_deref()
+        .map(path_text)
+        .transpose()?
+        .map(str::to_owned);
     Ok([
         Box::new(SqlUuid(r.id)),
         Box::new(SqlUuid(r.deployment.id)),
@@ -192,14 +199,15 @@ pub(super) fn deployment_at(row: &Row<'_>, at: usize) -> duckdb::Result<Deployme
     })
 }
 
-/// Runs `sql` and maps every row; errors become [`StoreError::Database`].
+/// Prepares and runs `sql` and maps every row; errors become [`StoreError::Database`].
+/// Never cached: see "Prepared statements" in the module docs.
 pub(super) fn select<T>(
     conn: &Connection,
     sql: &str,
     params: &[&dyn duckdb::ToSql],
     map: impl FnMut(&Row<'_>) -> duckdb::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut statement = conn.prepare_cached(sql).map_err(database)?;
+    let mut statement = conn.prepare(sql).map_err(database)?;
     let rows = statement.query_map(params, map).map_err(database)?;
     rows.collect::<duckdb::Result<Vec<T>>>().map_err(database)
 }
@@ -218,7 +226,9 @@ pub(super) fn recordings_where(
 }
 
 /// The full model outputs matching `condition` (on `mo`, `r` and `d`), oldest first,
-/// each with its detections and tags in the order they were stored.
+/// each with its detections and tags in the order they were stored. Two queries whose
+/// joins scan the tables: for ranges of time; one recording's outputs are read through
+/// the indexes by [`outputs_of_recording`].
 pub(super) fn outputs_where(
     conn: &Connection,
     condition: &str,
@@ -241,17 +251,77 @@ pub(super) fn outputs_where(
         return Ok(outputs);
     }
     let sql = format!(
-        "SELECT det.model_output_id, det.id, det.prediction_type, det.start_time, det.low_freq, \
-         det.end_time, det.high_freq, det.detection_score, t.key, t.value, t.confidence_score \
-         FROM {OUTPUTS_FROM} JOIN detections det ON det.model_output_id = mo.id \
-         LEFT JOIN detection_tags t ON t.detection_id = det.id \
+        "SELECT {DETECTION_COLUMNS} FROM {OUTPUTS_FROM} \
+         JOIN detections det ON det.model_output_id = mo.id {DETECTIONS_JOIN} \
          WHERE {condition} ORDER BY det.rowid, t.rowid"
     );
-    let rows = select(conn, &sql, params, DetectionRow::read)?;
+    let mut detections = group_detections(select(conn, &sql, params, DetectionRow::read)?)?;
+    for output in &mut outputs {
+        output.detections = detections.remove(&output.id).unwrap_or_default();
+    }
+    Ok(outputs)
+}
+
+/// The full model outputs of one recording, oldest first: a query on
+/// `model_outputs.recording_id`, then one per output on `detections.model_output_id`,
+/// so the cost does not grow with the store.
+pub(super) fn outputs_of_recording(
+    conn: &Connection,
+    recording: &Recording,
+) -> Result<Vec<ModelOutput>, StoreError> {
+    let infos = output_infos_of_recording(conn, recording.id)?;
+    let mut outputs = Vec::with_capacity(infos.len());
+    for info in infos {
+        let sql = format!(
+            "SELECT {DETECTION_COLUMNS} FROM detections det {DETECTIONS_JOIN} \
+             WHERE det.model_output_id = ? ORDER BY det.rowid, t.rowid"
+        );
+        let rows = select(conn, &sql, &[&SqlUuid(info.id)], DetectionRow::read)?;
+        let detections = group_detections(rows)?.remove(&info.id).unwrap_or_default();
+        outputs.push(ModelOutput {
+            id: info.id,
+            name_model: info.name_model,
+            recording: recording.clone(),
+            detections,
+            created_on: info.created_on,
+        });
+    }
+    Ok(outputs)
+}
+
+/// The light form of one recording's outputs, oldest first.
+pub(super) fn output_infos_of_recording(
+    conn: &Connection,
+    recording_id: Uuid,
+) -> Result<Vec<ModelOutputInfo>, StoreError> {
+    select(
+        conn,
+        "SELECT id, name_model, created_on FROM model_outputs WHERE recording_id = ? \
+         ORDER BY created_on, id",
+        &[&SqlUuid(recording_id)],
+        |row| {
+            Ok(ModelOutputInfo {
+                id: row.get::<_, SqlUuid>(0)?.0,
+                name_model: row.get(1)?,
+                created_on: row.get::<_, SqlTime>(2)?.0,
+            })
+        },
+    )
+}
+
+/// The columns [`DetectionRow::read`] reads, from `detections det` [`DETECTIONS_JOIN`].
+const DETECTION_COLUMNS: &str = "det.model_output_id, det.id, det.prediction_type, \
+    det.start_time, det.low_freq, det.end_time, det.high_freq, det.detection_score, \
+    t.key, t.value, t.confidence_score";
+const DETECTIONS_JOIN: &str = "LEFT JOIN detection_tags t ON t.detection_id = det.id";
+
+/// Detections by model output id, from rows ordered by detection: a detection's rows
+/// (one per tag) follow each other.
+fn group_detections(rows: Vec<DetectionRow>) -> Result<HashMap<Uuid, Vec<Detection>>, StoreError> {
     let mut detections: HashMap<Uuid, Vec<Detection>> = HashMap::new();
     for row in rows {
         let list = detections.entry(row.model_output_id).or_default();
-        let tag = row.tag()?;
+        let tag = row.tag();
         match list.last_mut() {
             Some(last) if last.id == row.id => last.tags.extend(tag),
             _ => {
@@ -261,33 +331,7 @@ pub(super) fn outputs_where(
             }
         }
     }
-    for output in &mut outputs {
-        output.detections = detections.remove(&output.id).unwrap_or_default();
-    }
-    Ok(outputs)
-}
-
-/// The light form of the outputs matching `condition`, oldest first, with the id of
-/// the recording each belongs to.
-pub(super) fn output_infos_where(
-    conn: &Connection,
-    condition: &str,
-    params: &[&dyn duckdb::ToSql],
-) -> Result<Vec<(Uuid, ModelOutputInfo)>, StoreError> {
-    let sql = format!(
-        "SELECT mo.recording_id, mo.id, mo.name_model, mo.created_on FROM {OUTPUTS_FROM} \
-         WHERE {condition} ORDER BY mo.created_on, mo.id"
-    );
-    select(conn, &sql, params, |row| {
-        Ok((
-            row.get::<_, SqlUuid>(0)?.0,
-            ModelOutputInfo {
-                id: row.get::<_, SqlUuid>(1)?.0,
-                name_model: row.get(2)?,
-                created_on: row.get::<_, SqlTime>(3)?.0,
-            },
-        ))
-    })
+    Ok(detections)
 }
 
 /// One row of detections ⟕ detection_tags, before validation.
@@ -342,17 +386,20 @@ impl DetectionRow {
         })
     }
 
-    fn tag(&self) -> Result<Option<PredictedTag>, StoreError> {
-        let Some((key, value, confidence)) = &self.tag else {
-            return Ok(None);
-        };
-        // Stored scores are kept as they are, as the data model's fields are.
-        Ok(Some(PredictedTag { tag: Tag::new(key.clone(), value.clone()), confidence_score: *confidence }))
+    /// The row's tag, if it has one; its score as stored (the data model's fields are
+    /// public, so a stored value is not re-validated).
+    fn tag(&self) -> Option<PredictedTag> {
+        let (key, value, confidence) = self.tag.as_ref()?;
+        Some(PredictedTag {
+            tag: Tag::new(key.clone(), value.clone()),
+            confidence_score: *confidence,
+        })
     }
 }
 
 /// The columns [`message_at`] reads from `messages m`.
-pub(super) const MESSAGE_COLUMNS: &str = "m.id, m.content, m.content_bytes, m.created_on, m.message_type";
+pub(super) const MESSAGE_COLUMNS: &str =
+    "m.id, m.content, m.content_bytes, m.created_on, m.message_type";
 
 /// One `messages` row, before its type is checked.
 pub(super) struct MessageRow {

@@ -177,21 +177,27 @@ pub(super) fn version(conn: &Connection) -> Result<i64, String> {
             )),
         };
     }
-    conn.query_row("SELECT coalesce(max(version), 0) FROM schema_version", [], |row| row.get(0))
-        .map_err(|e| e.to_string())
+    conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_version",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Brings the file to [`CURRENT_VERSION`], one migration (and transaction) at a time.
 /// Returns the version found before migrating.
 pub(super) fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<i64, StoreError> {
-    let open_error = |reason: String| StoreError::Open { path: path.to_owned(), reason };
+    let open_error = |reason: String| StoreError::Open {
+        path: path.to_owned(),
+        reason,
+    };
     let found = version(conn).map_err(open_error)?;
     check_not_newer(found, path)?;
     for (target, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
         let tx = conn.transaction().map_err(database)?;
-        tx.execute_batch(sql).map_err(|e| {
-            open_error(format!("migrating the schema to version {target}: {e}"))
-        })?;
+        tx.execute_batch(sql)
+            .map_err(|e| open_error(format!("migrating the schema to version {target}: {e}")))?;
         tx.execute(
             "INSERT INTO schema_version (version, applied_on) VALUES (?, ?)",
             duckdb::params![target, SqlTime(chrono::Utc::now())],
@@ -205,7 +211,11 @@ pub(super) fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<i
 /// Refuses a file written by a newer acoupi.
 pub(super) fn check_not_newer(found: i64, path: &std::path::Path) -> Result<(), StoreError> {
     if found > CURRENT_VERSION {
-        Err(StoreError::NewerSchema { path: path.to_owned(), found, supported: CURRENT_VERSION })
+        Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            supported: CURRENT_VERSION,
+        })
     } else {
         Ok(())
     }

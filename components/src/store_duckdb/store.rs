@@ -1,6 +1,10 @@
 //! [`Store`] and [`MessageStore`] for [`DuckDbStore`]: every write in one transaction
 //! under the connection's lock, every read through [`super::rows`].
 //!
+//! Rows are added through Appenders (a single-row INSERT costs DuckDB about as much as
+//! a query, 0.3 ms; an appended row microseconds); every other statement is prepared
+//! for the call that runs it (see "Prepared statements" in the module docs).
+//!
 //! Writes that need a parent row (a model output's recording and deployment, a
 //! response's message) add the parent when it is missing and leave it alone when it is
 //! there, so a path or an end date set meanwhile is not overwritten by an older copy.
@@ -9,12 +13,12 @@ use std::path::{Path, PathBuf};
 
 use acoupi_engine::config::pipeline::MessageOrder;
 use acoupi_engine::data::{
-    Deployment, Message, Metric, ModelOutput, ModelOutputInfo, Recording, Response,
-    ResponseStatus,
+    Deployment, Message, Metric, ModelOutput, ModelOutputInfo, Recording, Response, ResponseStatus,
 };
 use acoupi_engine::store::{MessageStore, Store, StoreResult};
 use chrono::{DateTime, Utc};
-use duckdb::{Connection, params};
+use duckdb::types::ToSql;
+use duckdb::{Appender, Connection, params};
 use uuid::Uuid;
 
 use super::rows::{
@@ -23,18 +27,36 @@ use super::rows::{
 };
 use super::{DuckDbStore, StoreError, database};
 
-const INSERT_DEPLOYMENT: &str = "INSERT INTO deployments \
-    (id, name, latitude, longitude, started_on, ended_on) VALUES (?, ?, ?, ?, ?, ?)";
+const DEPLOYMENT_INSERT_COLUMNS: [&str; 6] = [
+    "id",
+    "name",
+    "latitude",
+    "longitude",
+    "started_on",
+    "ended_on",
+];
 const UPDATE_DEPLOYMENT: &str = "UPDATE deployments SET \
     name = ?2, latitude = ?3, longitude = ?4, started_on = ?5, ended_on = ?6 WHERE id = ?1";
-const INSERT_RECORDING: &str = "INSERT INTO recordings \
-    (id, deployment_id, created_on, duration, samplerate, audio_channels, time_expansion, path) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+const RECORDING_INSERT_COLUMNS: [&str; 8] = [
+    "id",
+    "deployment_id",
+    "created_on",
+    "duration",
+    "samplerate",
+    "audio_channels",
+    "time_expansion",
+    "path",
+];
 const UPDATE_RECORDING: &str = "UPDATE recordings SET deployment_id = ?2, created_on = ?3, \
     duration = ?4, samplerate = ?5, audio_channels = ?6, time_expansion = ?7, path = ?8 \
     WHERE id = ?1";
-const INSERT_MESSAGE: &str = "INSERT INTO messages \
-    (id, content, content_bytes, created_on, message_type) VALUES (?, ?, ?, ?, ?)";
+const MESSAGE_INSERT_COLUMNS: [&str; 5] = [
+    "id",
+    "content",
+    "content_bytes",
+    "created_on",
+    "message_type",
+];
 
 /// Runs `write` in a transaction: committed when it returns `Ok`, rolled back otherwise.
 fn in_transaction<T>(
@@ -47,77 +69,143 @@ fn in_transaction<T>(
     Ok(value)
 }
 
-/// Runs a cached statement; returns the number of rows changed.
+/// Prepares and runs a statement; returns the number of rows changed. Statements are
+/// never cached: see "Prepared statements" in the module docs.
 fn execute(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql]) -> StoreResult<usize> {
-    conn.prepare_cached(sql)
+    conn.prepare(sql)
         .and_then(|mut statement| statement.execute(params))
         .map_err(database)
 }
 
-fn exists(conn: &Connection, table: &str, id: Uuid) -> StoreResult<bool> {
-    let sql = format!("SELECT count(*) FROM {table} WHERE id = ?");
-    let count: i64 = conn
-        .prepare_cached(&sql)
-        .and_then(|mut statement| statement.query_row([SqlUuid(id)], |row| row.get(0)))
-        .map_err(database)?;
-    Ok(count > 0)
-}
-
-/// Inserts the row unless one with its id is there.
-fn insert_if_missing(
+/// Appends rows to `columns` of `table` (the others get their defaults) through an
+/// Appender, inside the caller's transaction. Flushed before returning, so constraint
+/// errors surface here.
+fn append(
     conn: &Connection,
     table: &str,
-    id: Uuid,
-    insert: &str,
-    params: &[&dyn duckdb::ToSql],
+    columns: &[&str],
+    rows: impl FnOnce(&mut Appender<'_>) -> duckdb::Result<()>,
 ) -> StoreResult<()> {
-    if !exists(conn, table, id)? {
-        execute(conn, insert, params)?;
+    let mut appender = conn
+        .appender_with_columns(table, columns)
+        .map_err(database)?;
+    rows(&mut appender).map_err(database)?;
+    appender.flush().map_err(database)
+}
+
+fn append_one(
+    conn: &Connection,
+    table: &str,
+    columns: &[&str],
+    params: &[Box<dyn ToSql>],
+) -> StoreResult<()> {
+    append(conn, table, columns, |appender| {
+        appender.append_row(refs(params).as_slice())
+    })
+}
+
+/// Which of the `(table, id)` rows are stored, in one query.
+fn stored<const N: usize>(conn: &Connection, rows: [(&str, Uuid); N]) -> StoreResult<[bool; N]> {
+    let columns: Vec<String> = rows
+        .iter()
+        .map(|(table, _)| format!("(SELECT count(*) FROM {table} WHERE id = ?) > 0"))
+        .collect();
+    let ids = rows.map(|(_, id)| SqlUuid(id));
+    let mut found = [false; N];
+    conn.prepare(&format!("SELECT {}", columns.join(", ")))
+        .and_then(|mut statement| {
+            statement.query_row(duckdb::params_from_iter(ids), |row| {
+                for (i, slot) in found.iter_mut().enumerate() {
+                    *slot = row.get(i)?;
+                }
+                Ok(())
+            })
+        })
+        .map_err(database)?;
+    Ok(found)
+}
+
+/// Updates the row with the parameters' id (`?1`), or appends it.
+fn upsert(
+    conn: &Connection,
+    update: &str,
+    table: &str,
+    columns: &[&str],
+    params: &[Box<dyn ToSql>],
+) -> StoreResult<()> {
+    if execute(conn, update, &refs(params))? == 0 {
+        append_one(conn, table, columns, params)?;
     }
     Ok(())
 }
 
-/// Updates the row with the parameters' id (`?1`), or inserts it.
-fn upsert(conn: &Connection, update: &str, insert: &str, params: &[&dyn duckdb::ToSql]) -> StoreResult<()> {
-    if execute(conn, update, params)? == 0 {
-        execute(conn, insert, params)?;
-    }
-    Ok(())
+/// What [`put_recording`] does with a recording that is stored already.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IfStored {
+    /// Overwrite it with the given one (`store_recording`).
+    Update,
+    /// Leave it (a model output's copy of its recording may be older).
+    Keep,
 }
 
-/// The recording and its deployment, each added only if missing.
-fn add_recording_if_missing(conn: &Connection, recording: &Recording) -> StoreResult<()> {
-    let deployment = deployment_params(&recording.deployment);
-    insert_if_missing(conn, "deployments", recording.deployment.id, INSERT_DEPLOYMENT, &refs(&deployment))?;
+/// Adds the recording, and its deployment if missing (a stored deployment is left
+/// alone).
+fn put_recording(conn: &Connection, recording: &Recording, if_stored: IfStored) -> StoreResult<()> {
     let params = recording_params(recording)?;
-    insert_if_missing(conn, "recordings", recording.id, INSERT_RECORDING, &refs(&params))
+    let [deployment, found] = stored(
+        conn,
+        [
+            ("deployments", recording.deployment.id),
+            ("recordings", recording.id),
+        ],
+    )?;
+    if !deployment {
+        append_one(
+            conn,
+            "deployments",
+            &DEPLOYMENT_INSERT_COLUMNS,
+            &deployment_params(&recording.deployment),
+        )?;
+    }
+    match (found, if_stored) {
+        (false, _) => append_one(conn, "recordings", &RECORDING_INSERT_COLUMNS, &params),
+        (true, IfStored::Update) => execute(conn, UPDATE_RECORDING, &refs(&params)).map(drop),
+        (true, IfStored::Keep) => Ok(()),
+    }
 }
 
 /// The output, its detections and their tags. The output's id must be new.
 fn insert_model_output(conn: &Connection, output: &ModelOutput) -> StoreResult<()> {
-    execute(
+    append(
         conn,
-        "INSERT INTO model_outputs (id, recording_id, name_model, created_on) VALUES (?, ?, ?, ?)",
-        params![SqlUuid(output.id), SqlUuid(output.recording.id), output.name_model, SqlTime(output.created_on)],
+        "model_outputs",
+        &["id", "recording_id", "name_model", "created_on"],
+        |appender| {
+            appender.append_row(params![
+                SqlUuid(output.id),
+                SqlUuid(output.recording.id),
+                output.name_model,
+                SqlTime(output.created_on)
+            ])
+        },
     )?;
-    let mut detections = conn
-        .prepare_cached(
-            "INSERT INTO detections (id, model_output_id, prediction_type, start_time, low_freq, \
-             end_time, high_freq, detection_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .map_err(database)?;
-    let mut tags = conn
-        .prepare_cached(
-            "INSERT INTO detection_tags (detection_id, key, value, confidence_score) VALUES (?, ?, ?, ?)",
-        )
-        .map_err(database)?;
-    for detection in &output.detections {
-        let [start, low, end, high] = match detection.location {
-            Some(b) => b.coordinates().map(Some),
-            None => [None; 4],
-        };
-        detections
-            .execute(params![
+    let columns = [
+        "id",
+        "model_output_id",
+        "prediction_type",
+        "start_time",
+        "low_freq",
+        "end_time",
+        "high_freq",
+        "detection_score",
+    ];
+    append(conn, "detections", &columns, |appender| {
+        for detection in &output.detections {
+            let [start, low, end, high] = match detection.location {
+                Some(b) => b.coordinates().map(Some),
+                None => [None; 4],
+            };
+            appender.append_row(params![
                 SqlUuid(detection.id),
                 SqlUuid(output.id),
                 rows::prediction_type_name(detection.prediction_type),
@@ -126,12 +214,40 @@ fn insert_model_output(conn: &Connection, output: &ModelOutput) -> StoreResult<(
                 end,
                 high,
                 detection.detection_score,
-            ])
-            .map_err(database)?;
-        for tag in &detection.tags {
-            tags.execute(params![SqlUuid(detection.id), tag.tag.key, tag.tag.value, tag.confidence_score])
-                .map_err(database)?;
+            ])?;
         }
+        Ok(())
+    })?;
+    append(
+        conn,
+        "detection_tags",
+        &["detection_id", "key", "value", "confidence_score"],
+        |appender| {
+            for detection in &output.detections {
+                for tag in &detection.tags {
+                    appender.append_row(params![
+                        SqlUuid(detection.id),
+                        tag.tag.key,
+                        tag.tag.value,
+                        tag.confidence_score
+                    ])?;
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// The message unless it is stored.
+fn add_message_if_missing(conn: &Connection, message: &Message) -> StoreResult<()> {
+    let [found] = stored(conn, [("messages", message.id)])?;
+    if !found {
+        append_one(
+            conn,
+            "messages",
+            &MESSAGE_INSERT_COLUMNS,
+            &message_params(message),
+        )?;
     }
     Ok(())
 }
@@ -154,7 +270,13 @@ impl Store for DuckDbStore {
     fn store_deployment(&self, deployment: &Deployment) -> StoreResult<()> {
         let params = deployment_params(deployment);
         in_transaction(&mut self.connection(), |conn| {
-            upsert(conn, UPDATE_DEPLOYMENT, INSERT_DEPLOYMENT, &refs(&params))
+            upsert(
+                conn,
+                UPDATE_DEPLOYMENT,
+                "deployments",
+                &DEPLOYMENT_INSERT_COLUMNS,
+                &params,
+            )
         })
     }
 
@@ -186,18 +308,15 @@ impl Store for DuckDbStore {
 
     /// Adds the recording (and its deployment if missing), or updates a stored one.
     fn store_recording(&self, recording: &Recording) -> StoreResult<()> {
-        let deployment = deployment_params(&recording.deployment);
-        let params = recording_params(recording)?;
         in_transaction(&mut self.connection(), |conn| {
-            insert_if_missing(conn, "deployments", recording.deployment.id, INSERT_DEPLOYMENT, &refs(&deployment))?;
-            upsert(conn, UPDATE_RECORDING, INSERT_RECORDING, &refs(&params))
+            put_recording(conn, recording, IfStored::Update)
         })
     }
 
     /// Also adds the recording and its deployment if they are missing.
     fn store_model_output(&self, output: &ModelOutput) -> StoreResult<()> {
         in_transaction(&mut self.connection(), |conn| {
-            add_recording_if_missing(conn, &output.recording)?;
+            put_recording(conn, &output.recording, IfStored::Keep)?;
             insert_model_output(conn, output)
         })
     }
@@ -212,53 +331,36 @@ impl Store for DuckDbStore {
     }
 
     /// In the order of `paths`; several recordings on one path all come back.
-    fn get_recordings_by_path(&self, paths: &[PathBuf]) -> StoreResult<Vec<(Recording, Vec<ModelOutput>)>> {
-        let conn = self.connection();
-        let mut found = Vec::new();
-        for path in dedup(paths) {
-            let text = path_text(path)?;
-            let recordings = rows::recordings_where(&conn, "r.path = ?", &[&text])?;
-            if recordings.is_empty() {
-                continue;
-            }
-            let mut outputs = rows::outputs_where(&conn, "r.path = ?", &[&text])?;
-            for recording in recordings {
-                let (own, rest) = outputs.into_iter().partition(|o| o.recording.id == recording.id);
-                outputs = rest;
-                found.push((recording, own));
-            }
-        }
-        Ok(found)
+    fn get_recordings_by_path(
+        &self,
+        paths: &[PathBuf],
+    ) -> StoreResult<Vec<(Recording, Vec<ModelOutput>)>> {
+        self.by_path(paths, rows::outputs_of_recording)
     }
 
     fn get_recordings_info_by_path(
         &self,
         paths: &[PathBuf],
     ) -> StoreResult<Vec<(Recording, Vec<ModelOutputInfo>)>> {
-        let conn = self.connection();
-        let mut found = Vec::new();
-        for path in dedup(paths) {
-            let text = path_text(path)?;
-            let recordings = rows::recordings_where(&conn, "r.path = ?", &[&text])?;
-            if recordings.is_empty() {
-                continue;
-            }
-            let mut infos = rows::output_infos_where(&conn, "r.path = ?", &[&text])?;
-            for recording in recordings {
-                let (own, rest): (Vec<_>, Vec<_>) = infos.into_iter().partition(|(id, _)| *id == recording.id);
-                infos = rest;
-                found.push((recording, own.into_iter().map(|(_, info)| info).collect()));
-            }
-        }
-        Ok(found)
+        self.by_path(paths, |conn, recording| {
+            rows::output_infos_of_recording(conn, recording.id)
+        })
     }
 
     fn get_recording_model_outputs(&self, recording_id: Uuid) -> StoreResult<Vec<ModelOutput>> {
-        rows::outputs_where(&self.connection(), "mo.recording_id = ?", &[&SqlUuid(recording_id)])
+        let conn = self.connection();
+        match rows::recordings_where(&conn, "r.id = ?", &[&SqlUuid(recording_id)])?.first() {
+            Some(recording) => rows::outputs_of_recording(&conn, recording),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Adds the recording (with the new path) if it is not stored.
-    fn update_recording_path(&self, recording: &Recording, path: Option<&Path>) -> StoreResult<Recording> {
+    fn update_recording_path(
+        &self,
+        recording: &Recording,
+        path: Option<&Path>,
+    ) -> StoreResult<Recording> {
         let mut updated = recording.clone();
         updated.path = path.map(Path::to_path_buf);
         let text = path.map(path_text).transpose()?;
@@ -269,14 +371,18 @@ impl Store for DuckDbStore {
                 params![text, SqlUuid(recording.id)],
             )?;
             if changed == 0 {
-                add_recording_if_missing(conn, &updated)?;
+                put_recording(conn, &updated, IfStored::Keep)?;
             }
             Ok(())
         })?;
         Ok(updated)
     }
 
-    fn get_model_outputs_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> StoreResult<Vec<ModelOutput>> {
+    fn get_model_outputs_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> StoreResult<Vec<ModelOutput>> {
         rows::outputs_where(
             &self.connection(),
             "mo.created_on > ? AND mo.created_on <= ?",
@@ -285,44 +391,72 @@ impl Store for DuckDbStore {
     }
 
     fn store_metrics(&self, metrics: &[Metric]) -> StoreResult<()> {
+        if metrics.is_empty() {
+            return Ok(());
+        }
         in_transaction(&mut self.connection(), |conn| {
-            for metric in metrics {
-                execute(
-                    conn,
-                    "INSERT INTO metrics (name, value, unit, captured_on) VALUES (?, ?, ?, ?)",
-                    params![metric.name, metric.value, metric.unit, SqlTime(metric.captured_on)],
-                )?;
-            }
-            Ok(())
+            append(
+                conn,
+                "metrics",
+                &["name", "value", "unit", "captured_on"],
+                |appender| {
+                    for metric in metrics {
+                        appender.append_row(params![
+                            metric.name,
+                            metric.value,
+                            metric.unit,
+                            SqlTime(metric.captured_on)
+                        ])?;
+                    }
+                    Ok(())
+                },
+            )
         })
+    }
+}
+
+impl DuckDbStore {
+    /// For each distinct path in order, the recordings on it, each with what `read`
+    /// reads for it.
+    fn by_path<T>(
+        &self,
+        paths: &[PathBuf],
+        read: impl Fn(&Connection, &Recording) -> StoreResult<T>,
+    ) -> StoreResult<Vec<(Recording, T)>> {
+        let conn = self.connection();
+        let mut found = Vec::new();
+        for path in dedup(paths) {
+            for recording in rows::recordings_where(&conn, "r.path = ?", &[&path_text(path)?])? {
+                let read = read(&conn, &recording)?;
+                found.push((recording, read));
+            }
+        }
+        Ok(found)
     }
 }
 
 impl MessageStore for DuckDbStore {
     /// Storing a message again (same id) changes nothing.
     fn store_message(&self, message: &Message) -> StoreResult<()> {
-        let params = message_params(message);
         in_transaction(&mut self.connection(), |conn| {
-            insert_if_missing(conn, "messages", message.id, INSERT_MESSAGE, &refs(&params))
+            add_message_if_missing(conn, message)
         })
     }
 
     /// Also adds the message if it is missing.
     fn store_response(&self, response: &Response) -> StoreResult<()> {
-        let message = message_params(&response.message);
         in_transaction(&mut self.connection(), |conn| {
-            insert_if_missing(conn, "messages", response.message.id, INSERT_MESSAGE, &refs(&message))?;
-            execute(
-                conn,
-                "INSERT INTO responses (message_id, status, content, received_on) VALUES (?, ?, ?, ?)",
-                params![
+            add_message_if_missing(conn, &response.message)?;
+            let columns = ["id", "message_id", "status", "content", "received_on"];
+            append(conn, "responses", &columns, |appender| {
+                appender.append_row(params![
+                    SqlUuid(Uuid::new_v4()),
                     SqlUuid(response.message.id),
                     response.status.as_i32(),
                     response.content,
                     SqlTime(response.received_on)
-                ],
-            )?;
-            Ok(())
+                ])
+            })
         })
     }
 
@@ -333,7 +467,12 @@ impl MessageStore for DuckDbStore {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = rows::select(&self.connection(), &unsent_sql(order), &[&limit], rows::message_at)?;
+        let rows = rows::select(
+            &self.connection(),
+            &unsent_sql(order),
+            &[&limit],
+            rows::message_at,
+        )?;
         rows.into_iter().map(Message::try_from).collect()
     }
 }
