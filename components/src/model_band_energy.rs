@@ -168,7 +168,9 @@ impl BandEnergyModel {
                 (None, true) => current = Some((i, excess)),
                 (Some((_, peak)), true) => *peak = peak.max(excess),
                 (Some((start, peak)), false) => {
-                    let event = Event { start: *start as f64 * frame_seconds, end: i as f64 * frame_seconds, peak_excess_db: *peak };
+                    // Times to the microsecond: frame arithmetic would print 1.4000000000000001.
+                    let at = |frame: usize| (frame as f64 * frame_seconds * 1e6).round() / 1e6;
+                    let event = Event { start: at(*start), end: at(i), peak_excess_db: *peak };
                     if event.end - event.start >= self.min_duration - 1e-9 {
                         events.push(event);
                     }

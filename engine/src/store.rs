@@ -38,6 +38,18 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// One run of a stage, for `acoupi status` and for queries (`stage_runs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageRunRecord {
+    pub stage: String,
+    /// The stage kind (`recording`, `detection`, ...).
+    pub kind: String,
+    pub started_on: DateTime<Utc>,
+    pub finished_on: DateTime<Utc>,
+    /// What the run did, in a few words ("recorded 1", "3 detections, 1 message").
+    pub outcome: String,
+}
+
 /// Where deployments, recordings and model outputs are kept.
 pub trait Store: Send + Sync {
     fn store_deployment(&self, deployment: &Deployment) -> StoreResult<()>;
@@ -63,6 +75,8 @@ pub trait Store: Send + Sync {
     fn get_model_outputs_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> StoreResult<Vec<ModelOutput>>;
     /// Keeps heartbeat metrics for queries.
     fn store_metrics(&self, metrics: &[Metric]) -> StoreResult<()>;
+    /// Keeps a record of one stage run.
+    fn store_stage_run(&self, run: &StageRunRecord) -> StoreResult<()>;
 }
 
 /// Where messages wait until a messenger has delivered them.

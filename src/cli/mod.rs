@@ -3,6 +3,8 @@
 
 mod components;
 mod run;
+mod status;
+mod store;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +35,17 @@ pub enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum BenchWhat {
+    /// The store workload: 10,000 recordings with outputs, 10,000 messages sent in
+    /// batches of 100, 1,000 look-ups by path; operations per second per step.
+    Store {
+        /// Folder for the benchmark database (default: a temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Check pipeline files and report every mistake with file:line:col.
     ///
@@ -44,6 +57,20 @@ enum Command {
     },
     /// Run a station until stopped (Ctrl-C or SIGTERM finish the work in flight).
     Run(run::RunArgs),
+    /// What a station has done: last run of each stage, counts, unsent messages, disk use.
+    Status {
+        /// The pipeline file.
+        pipeline: PathBuf,
+    },
+    /// Run SQL on a station's store (works while the station runs).
+    Query(store::QueryArgs),
+    /// Export detections, recordings or messages to Parquet, CSV or a Raven selection table.
+    Export(store::ExportArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Print the JSON Schema of pipeline files (for editors and `taplo`).
     Schema,
     /// List every component type with its one-line description.
@@ -60,6 +87,10 @@ impl Cli {
         match self.command {
             Command::Validate { pipelines } => validate::validate(&registry, &pipelines),
             Command::Run(args) => run::run(&registry, args, self.log_format),
+            Command::Status { pipeline } => status::status(&registry, &pipeline),
+            Command::Query(args) => store::query(&registry, args),
+            Command::Export(args) => store::export(&registry, args),
+            Command::Bench { what: BenchWhat::Store { dir } } => store::bench(dir),
             Command::Schema => {
                 print!("{}", acoupi_engine::schema::pipeline_schema_text(&registry));
                 ExitCode::SUCCESS

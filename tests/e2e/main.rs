@@ -6,6 +6,7 @@ mod corpus;
 mod pipelines;
 mod run;
 mod schema;
+mod store_cli;
 
 use std::path::{Path, PathBuf};
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::root;
 
 /// The demo pipeline, rewritten to keep its store and folders in `dir`.
-fn demo_in(dir: &Path) -> PathBuf {
+pub fn demo_in(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(root().join("pipelines/demo.toml")).unwrap();
     let mut pipeline: toml::Table = toml::from_str(&text).unwrap();
     pipeline["store"]["path"] = "station.duckdb".into();

@@ -19,6 +19,7 @@
 //! | `messages` | `id`, `content` VARCHAR (text bodies), `content_bytes` BLOB (byte bodies; exactly one of the two is set), `created_on`, `message_type` VARCHAR? (`deployment`, `heartbeat`, `recording`, `summary`, `detection`) |
 //! | `responses` | `id`, `message_id`, `status` INTEGER (0 SUCCESS, 1 FAILED, 2 ERROR, 3 TIMEOUT), `content` VARCHAR?, `received_on` |
 //! | `metrics` | `name`, `value` DOUBLE, `unit`, `captured_on` |
+//! | `stage_runs` | `stage`, `kind`, `started_on`, `finished_on`, `outcome` (what the run did): one row per stage run |
 //! | `schema_version` | `version`, `applied_on`: one row per applied migration |
 //!
 //! Ids are `UUID`, times `TIMESTAMPTZ` in UTC kept to the microsecond (a stored value
@@ -37,7 +38,7 @@
 //!
 //! # Schema versions
 //!
-//! The current version is [`CURRENT_VERSION`] (2). [`DuckDbStore::open`] upgrades an older
+//! The current version is [`CURRENT_VERSION`] (3). [`DuckDbStore::open`] upgrades an older
 //! file in place, one migration per transaction; a file from a newer acoupi is refused
 //! with [`StoreError::NewerSchema`]; read-only opens never migrate.
 //!

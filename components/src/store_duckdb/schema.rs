@@ -4,7 +4,8 @@
 //! Each entry of [`MIGRATIONS`] takes a file from the version before it to its own
 //! version; a new file runs them all. Version 1 is the first layout (no `metrics` table,
 //! no views); version 2 adds `metrics`, the `responses.status` index and the views
-//! `detections_flat` and `message_status`. `schema_version` has one row per applied
+//! `detections_flat` and `message_status`; version 3 adds `stage_runs`. `schema_version`
+//! has one row per applied
 //! migration; the file's version is the largest.
 
 use duckdb::Connection;
@@ -13,10 +14,22 @@ use super::rows::SqlTime;
 use super::{StoreError, database};
 
 /// The schema version this acoupi writes.
-pub const CURRENT_VERSION: i64 = 2;
+pub const CURRENT_VERSION: i64 = 3;
 
 /// `(version, SQL)`: the statements that bring a file from `version - 1` to `version`.
-pub(super) const MIGRATIONS: [(i64, &str); 2] = [(1, V1), (2, V2)];
+pub(super) const MIGRATIONS: [(i64, &str); 3] = [(1, V1), (2, V2), (3, V3)];
+
+/// Version 3 adds `stage_runs`: one row per stage run (for `acoupi status`).
+const V3: &str = "
+CREATE TABLE stage_runs (
+    stage VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    started_on TIMESTAMPTZ NOT NULL,
+    finished_on TIMESTAMPTZ NOT NULL,
+    outcome VARCHAR NOT NULL
+);
+CREATE INDEX stage_runs_stage ON stage_runs (stage, finished_on);
+";
 
 /// The first layout: the data model's tables, without metrics and views.
 pub(super) const V1: &str = "

@@ -15,7 +15,7 @@ use acoupi_engine::config::pipeline::MessageOrder;
 use acoupi_engine::data::{
     Deployment, Message, Metric, ModelOutput, ModelOutputInfo, Recording, Response, ResponseStatus,
 };
-use acoupi_engine::store::{MessageStore, Store, StoreResult};
+use acoupi_engine::store::{MessageStore, StageRunRecord, Store, StoreResult};
 use chrono::{DateTime, Utc};
 use duckdb::types::ToSql;
 use duckdb::{Appender, Connection, params};
@@ -411,6 +411,15 @@ impl Store for DuckDbStore {
                     Ok(())
                 },
             )
+        })
+    }
+
+    fn store_stage_run(&self, run: &StageRunRecord) -> StoreResult<()> {
+        in_transaction(&mut self.connection(), |conn| {
+            append(conn, "stage_runs", &["stage", "kind", "started_on", "finished_on", "outcome"], |appender| {
+                appender.append_row(params![run.stage, run.kind, SqlTime(run.started_on), SqlTime(run.finished_on), run.outcome])?;
+                Ok(())
+            })
         })
     }
 }

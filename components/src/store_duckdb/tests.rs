@@ -687,7 +687,7 @@ fn a_version_1_file_is_upgraded_and_keeps_its_data() {
 
     let store = DuckDbStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), CURRENT_VERSION);
-    assert_eq!(count(&store, "SELECT count(*) FROM schema_version"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM schema_version"), CURRENT_VERSION);
     let found = store
         .get_recordings_by_path(&[PathBuf::from("/old/rec.wav")])
         .unwrap();
@@ -716,10 +716,20 @@ fn a_version_1_file_is_upgraded_and_keeps_its_data() {
             .len(),
         1
     );
+    // What version 3 added works too.
+    let run = acoupi_engine::store::StageRunRecord {
+        stage: "record".into(),
+        kind: "recording".into(),
+        started_on: at("2026-05-01T06:00:00Z"),
+        finished_on: at("2026-05-01T06:00:03Z"),
+        outcome: "recorded 1".into(),
+    };
+    store.store_stage_run(&run).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM stage_runs WHERE stage = 'record' AND outcome = 'recorded 1' AND finished_on = TIMESTAMPTZ '2026-05-01 06:00:03+00'"), 1);
     drop(store);
     // Opening again runs nothing more.
     let store = DuckDbStore::open(&path).unwrap();
-    assert_eq!(count(&store, "SELECT count(*) FROM schema_version"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM schema_version"), CURRENT_VERSION);
 }
 
 #[test]
@@ -729,16 +739,16 @@ fn a_newer_file_is_refused() {
     drop(DuckDbStore::open(&path).unwrap());
     {
         let conn = duckdb::Connection::open(&path).unwrap();
-        conn.execute("INSERT INTO schema_version VALUES (3, now())", [])
+        conn.execute("INSERT INTO schema_version VALUES (?, now())", [CURRENT_VERSION + 1])
             .unwrap();
     }
     for result in [DuckDbStore::open(&path), DuckDbStore::open_read_only(&path)] {
         match result {
-            Err(StoreError::NewerSchema {
-                found: 3,
-                supported: 2,
-                path: p,
-            }) => assert_eq!(p, path),
+            Err(StoreError::NewerSchema { found, supported, path: p })
+                if found == CURRENT_VERSION + 1 && supported == CURRENT_VERSION =>
+            {
+                assert_eq!(p, path)
+            }
             other => panic!("expected NewerSchema, got {other:?}"),
         }
     }

@@ -27,6 +27,7 @@ use super::{Clock, Job, Station};
 use crate::config::Trigger;
 use crate::data::Recording;
 use crate::schedule::{Aligned, next_cron};
+use crate::store::{StageRunRecord, Store};
 
 /// How long to run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -122,46 +123,66 @@ enum Input {
     Recording(Recording),
 }
 
-/// Runs one task (on a blocking thread); returns the Recording a recording stage made.
-fn run_job(job: &Job, input: Input, now: DateTime<Utc>, stats: &Stats) -> Option<Recording> {
+/// Runs one task (on a blocking thread); returns the Recording a recording stage made
+/// and a few words on what the run did.
+fn run_job(job: &Job, input: Input, now: DateTime<Utc>, stats: &Stats) -> (Option<Recording>, String) {
     match (job, input) {
         (Job::Recording(task), _) => {
             let recording = task.run(now);
             add(&stats.recordings, usize::from(recording.is_some()));
-            recording
+            let outcome = recording.as_ref().map_or_else(|| "no recording".to_string(), |r| format!("recorded {}", r.id));
+            (recording, outcome)
         }
         (Job::Detection(task), Input::Recording(recording)) => {
             let report = task.run(&recording);
             add(&stats.analysed, usize::from(report.stored));
             add(&stats.detections, report.detections);
             add(&stats.messages_queued, report.messages);
-            None
+            let outcome = if report.stored {
+                format!("{}: {} detections, {} messages", recording.id, report.detections, report.messages)
+            } else {
+                format!("{}: no output stored", recording.id)
+            };
+            (None, outcome)
         }
         (Job::Detection(task), Input::Tick) => {
             tracing::warn!(stage = %task.stage, "a detection stage was triggered without a recording");
-            None
+            (None, "no recording given".to_string())
         }
         (Job::Management(task), _) => {
             let report = task.run();
             add(&stats.kept, report.kept);
             add(&stats.deleted, report.deleted);
-            None
+            (None, format!("{} kept, {} deleted, {} waiting, {} errors", report.kept, report.deleted, report.waiting, report.errors))
         }
         (Job::Messaging(task), _) => {
             let report = task.run();
             add(&stats.messages_sent, report.successful);
             add(&stats.messages_failed, report.failed + report.send_errors);
-            None
+            (None, format!("{} selected, {} sent, {} failed", report.selected, report.successful, report.failed + report.send_errors))
         }
         (Job::Heartbeat(task), _) => {
-            task.run(now);
+            let report = task.run(now);
             add(&stats.heartbeats, 1);
-            None
+            (None, format!("{} metrics, delivered {} times", report.metrics, report.delivered))
         }
         (Job::Summary(task), _) => {
-            add(&stats.messages_queued, task.run(now));
-            None
+            let queued = task.run(now);
+            add(&stats.messages_queued, queued);
+            (None, format!("{queued} summaries queued"))
         }
+    }
+}
+
+/// The stage kind of a job, as stored in `stage_runs`.
+fn kind_of(job: &Job) -> &'static str {
+    match job {
+        Job::Recording(_) => "recording",
+        Job::Detection(_) => "detection",
+        Job::Management(_) => "management",
+        Job::Messaging(_) => "messaging",
+        Job::Heartbeat(_) => "heartbeat",
+        Job::Summary(_) => "summary",
     }
 }
 
@@ -172,11 +193,29 @@ struct Downstream {
     wants_recording: bool,
 }
 
-async fn worker(name: String, job: Arc<Job>, mut queue: mpsc::Receiver<Input>, downstream: Vec<Downstream>, stats: Arc<Stats>, clock: Arc<dyn Clock>) {
+struct Worker {
+    name: String,
+    job: Arc<Job>,
+    downstream: Vec<Downstream>,
+    stats: Arc<Stats>,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn Store>,
+}
+
+async fn worker(w: Worker, mut queue: mpsc::Receiver<Input>) {
+    let Worker { name, job, downstream, stats, clock, store } = w;
     while let Some(input) = queue.recv().await {
-        let (job, run_stats) = (job.clone(), stats.clone());
+        let (job, run_stats, store, stage, run_clock) = (job.clone(), stats.clone(), store.clone(), name.clone(), clock.clone());
         let now = clock.now();
-        let recording = match tokio::task::spawn_blocking(move || run_job(&job, input, now, &run_stats)).await {
+        let run = move || {
+            let (recording, outcome) = run_job(&job, input, now, &run_stats);
+            let record = StageRunRecord { stage, kind: kind_of(&job).into(), started_on: now, finished_on: run_clock.now(), outcome };
+            if let Err(error) = store.store_stage_run(&record) {
+                tracing::warn!(stage = %record.stage, %error, "cannot record the stage run");
+            }
+            recording
+        };
+        let recording = match tokio::task::spawn_blocking(run).await {
             Ok(recording) => recording,
             Err(error) => {
                 stats.crashed_runs.fetch_add(1, Ordering::Relaxed);
@@ -268,7 +307,8 @@ impl Station {
                 .map(|(j, s)| Downstream { name: s.name.clone(), sender: senders[j].clone(), wants_recording: matches!(*s.job, Job::Detection(_)) })
                 .collect();
             let stage = &self.stages[i];
-            workers.push(tokio::spawn(worker(stage.name.clone(), stage.job.clone(), receiver, downstream, stats.clone(), clock.clone())));
+            let w = Worker { name: stage.name.clone(), job: stage.job.clone(), downstream, stats: stats.clone(), clock: clock.clone(), store: self.store.clone() };
+            workers.push(tokio::spawn(worker(w, receiver)));
         }
         // From here on, only timers (or the once-ticks) and upstream workers hold senders:
         // when they are gone, queues close in stage order.

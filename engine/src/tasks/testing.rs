@@ -246,6 +246,9 @@ impl Store for FakeStore {
         self.calls.push("store.store_metrics");
         Ok(())
     }
+    fn store_stage_run(&self, _: &crate::store::StageRunRecord) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 impl MessageStore for FakeStore {
