@@ -42,6 +42,10 @@ enum BenchWhat {
         /// Folder for the benchmark database (default: a temporary folder).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Multiply the workload's counts by this (e.g. 0.1 for a quick check); the
+        /// figures to report are those of the full workload (1).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
     },
 }
 
@@ -90,7 +94,7 @@ impl Cli {
             Command::Status { pipeline } => status::status(&registry, &pipeline),
             Command::Query(args) => store::query(&registry, args),
             Command::Export(args) => store::export(&registry, args),
-            Command::Bench { what: BenchWhat::Store { dir } } => store::bench(dir),
+            Command::Bench { what: BenchWhat::Store { dir, scale } } => store::bench(dir, scale),
             Command::Schema => {
                 print!("{}", acoupi_engine::schema::pipeline_schema_text(&registry));
                 ExitCode::SUCCESS

@@ -122,7 +122,11 @@ pub fn export(registry: &Registry, args: ExportArgs) -> ExitCode {
 }
 
 /// `acoupi bench store`: the store benchmark in a temporary folder (or `--dir`).
-pub fn bench(dir: Option<PathBuf>) -> ExitCode {
+pub fn bench(dir: Option<PathBuf>, scale: f64) -> ExitCode {
+    if !(scale > 0.0) {
+        eprintln!("error: --scale must be greater than 0");
+        return ExitCode::from(super::USAGE_OR_IO);
+    }
     let temp;
     let dir = match dir {
         Some(dir) => dir,
@@ -137,8 +141,9 @@ pub fn bench(dir: Option<PathBuf>) -> ExitCode {
             }
         },
     };
-    match store_duckdb::bench(&dir, &mut std::io::stdout().lock()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let sizes = store_duckdb::BenchSizes::scaled(scale);
+    match store_duckdb::bench_with(&dir, &sizes, &mut std::io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(super::INVALID)

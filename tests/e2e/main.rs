@@ -3,6 +3,7 @@
 
 mod cli;
 mod corpus;
+mod crash;
 mod pipelines;
 mod run;
 mod schema;

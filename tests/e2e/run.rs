@@ -100,3 +100,21 @@ fn sigterm_finishes_the_work_in_flight_and_exits_0() {
     assert_eq!(count(&db, "SELECT count(*) FROM model_outputs"), recordings);
     assert_eq!(count(&db, "SELECT count(*) FROM recordings r WHERE (SELECT count(*) FROM model_outputs o WHERE o.recording_id = r.id) <> 1"), 0);
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_naming_stage_and_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_acoupi"))
+        .args(["run", pipeline.to_str().unwrap(), "--once", "--log-format", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let analysed = lines.iter().find(|l| l["fields"]["message"] == "analysed").expect("an `analysed` line");
+    assert_eq!(analysed["fields"]["stage"], "detect");
+    assert!(analysed["fields"]["recording"].as_str().is_some_and(|id| id.len() == 36));
+}

@@ -44,6 +44,16 @@ impl Default for BenchSizes {
     }
 }
 
+impl BenchSizes {
+    /// The default workload with the counts (recordings, messages, look-ups) multiplied
+    /// by `factor` (at least 1 each), for quick checks.
+    pub fn scaled(factor: f64) -> Self {
+        let d = BenchSizes::default();
+        let scale = |n: usize| ((n as f64 * factor).round() as usize).max(1);
+        BenchSizes { recordings: scale(d.recordings), messages: scale(d.messages), lookups: scale(d.lookups), ..d }
+    }
+}
+
 /// One timed step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchStep {
