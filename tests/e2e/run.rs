@@ -63,33 +63,55 @@ fn a_second_run_keeps_the_deployment_and_adds_to_the_store() {
     assert_eq!(count(&db, "SELECT count(*) FROM recordings"), 2);
 }
 
+/// A station running the demo in `dir` for up to 2 minutes, and its log lines.
+pub struct RunningStation {
+    pub child: std::process::Child,
+    pub lines: std::io::Lines<BufReader<std::process::ChildStderr>>,
+}
+
+impl RunningStation {
+    pub fn start(pipeline: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_acoupi"))
+            .args(["run", pipeline.to_str().unwrap(), "--for", "120s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        RunningStation { child, lines }
+    }
+
+    /// Waits (at most 30 s) until `n` log lines contain `marker`; returns how many did.
+    pub fn wait_for(&mut self, marker: &str, n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = 0;
+        while seen < n && Instant::now() < deadline {
+            match self.lines.next() {
+                Some(Ok(line)) if line.contains(marker) => seen += 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        seen
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let kill = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_finishes_the_work_in_flight_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = demo_in(dir.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_acoupi"))
-        .args(["run", pipeline.to_str().unwrap(), "--for", "120s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait (at most 30 s) for the second recording, then ask it to stop.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut recorded = 0;
-    while recorded < 2 && Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(line)) if line.contains(" recorded ") => recorded += 1,
-            Some(_) => {}
-            None => break,
-        }
-    }
-    assert_eq!(recorded, 2, "the station did not record");
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
+    let mut station = RunningStation::start(&pipeline);
+    assert_eq!(station.wait_for(" recorded ", 2), 2, "the station did not record");
+    station.terminate();
+    let rest: Vec<String> = station.lines.by_ref().map_while(Result::ok).collect();
+    let status = station.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("SIGTERM received")), "{rest:?}");
 

@@ -1,12 +1,10 @@
 //! `acoupi status`, `query` and `export` on a store the demo filled, including a query
 //! while a station is writing the store.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use crate::run::demo_in;
+use crate::run::{RunningStation, demo_in};
 
 fn acoupi(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_acoupi")).args(args).output().unwrap()
@@ -77,24 +75,11 @@ fn exports_are_read_back_by_duckdb_with_the_same_row_counts() {
 fn query_works_while_a_station_writes_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = demo_in(dir.path());
-    let mut station = Command::new(env!("CARGO_BIN_EXE_acoupi"))
-        .args(["run", pipeline.to_str().unwrap(), "--for", "60s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(station.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(line)) if line.contains(" analysed ") => break,
-            Some(_) => {}
-            None => break,
-        }
-    }
+    let mut station = RunningStation::start(&pipeline);
+    assert_eq!(station.wait_for(" analysed ", 1), 1, "the station analysed nothing");
     let output = acoupi(&["query", pipeline.to_str().unwrap(), "SELECT count(*) AS n FROM model_outputs", "--format", "csv"]);
-    let _ = Command::new("kill").args(["-TERM", &station.id().to_string()]).status();
-    let _ = station.wait();
+    station.terminate();
+    let _ = station.child.wait();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8_lossy(&output.stdout);
     let n: i64 = text.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0);
