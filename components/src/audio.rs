@@ -57,6 +57,12 @@ pub fn read_mono(path: &Path) -> Result<(WavInfo, Vec<f32>), ComponentError> {
     Ok((info, mono))
 }
 
+/// Reads a recording's file as mono f32 samples (see [`read_mono`]).
+pub fn read_recording(recording: &acoupi_engine::data::Recording) -> Result<(WavInfo, Vec<f32>), ComponentError> {
+    let path = recording.path.as_deref().ok_or_else(|| ComponentError::Other(format!("recording {} has no file", recording.id)))?;
+    read_mono(path)
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use std::path::Path;

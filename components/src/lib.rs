@@ -10,7 +10,9 @@ mod filter_species;
 mod filter_threshold;
 mod manager_date_folders;
 mod message_detections;
+mod messenger_http;
 mod model_band_energy;
+mod model_birdnet;
 mod processing_min_rms;
 mod recorder_replay;
 mod summariser_statistics;
@@ -25,12 +27,14 @@ pub fn registry() -> Registry {
         .register::<recorder_replay::ReplayRecorderConfig>()
         .register::<condition_time_window::TimeWindowConditionConfig>()
         .register::<model_band_energy::BandEnergyModelConfig>()
+        .register::<model_birdnet::BirdnetModelConfig>()
         .register::<processing_min_rms::MinRmsFilterConfig>()
         .register::<cleaner_threshold::ThresholdCleanerConfig>()
         .register::<filter_threshold::ThresholdSavingFilterConfig>()
         .register::<filter_species::SpeciesFilterConfig>()
         .register::<manager_date_folders::DateFoldersManagerConfig>()
         .register::<message_detections::DetectionMessageConfig>()
+        .register::<messenger_http::HttpMessengerConfig>()
         .register::<summariser_statistics::StatisticsSummariserConfig>();
     registry
 }

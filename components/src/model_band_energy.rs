@@ -20,7 +20,7 @@ use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, Pre
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use realfft::RealFftPlanner;
 
-use crate::audio::read_mono;
+use crate::audio::read_recording;
 
 /// Detect sound events from the energy in a frequency band rising above the recording's
 /// background level (no machine learning).
@@ -189,12 +189,11 @@ impl Model for BandEnergyModel {
     }
 
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
-        let path = recording.path.as_deref().ok_or_else(|| ComponentError::Other("the recording has no file".into()))?;
-        let (info, samples) = read_mono(path)?;
+        let (info, samples) = read_recording(recording)?;
         let samplerate = f64::from(info.samplerate);
         let (frame_len, levels) = self
             .band_levels(&samples, samplerate, recording.time_expansion)
-            .map_err(|reason| ComponentError::Audio { path: path.to_path_buf(), reason })?;
+            .map_err(|reason| ComponentError::Audio { path: recording.path.clone().unwrap_or_default(), reason })?;
         let frame_seconds = frame_len as f64 / samplerate;
         let mut detections = Vec::new();
         for event in self.events(&levels, frame_seconds) {

