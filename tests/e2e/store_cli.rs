@@ -85,3 +85,17 @@ fn query_works_while_a_station_writes_the_store() {
     let n: i64 = text.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0);
     assert!(n >= 1, "the running station's committed outputs are visible: {text}");
 }
+
+#[test]
+fn a_second_station_on_the_same_store_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let mut station = RunningStation::start(&pipeline);
+    assert_eq!(station.wait_for(" recorded ", 1), 1, "the first station did not record");
+    let second = acoupi(&["run", pipeline.to_str().unwrap(), "--once"]);
+    station.terminate();
+    let _ = station.child.wait();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another process") && stderr.contains("PID"), "{stderr}");
+}

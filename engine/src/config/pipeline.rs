@@ -40,14 +40,26 @@ fn utc() -> &'static str {
 #[derive(Debug, Clone, serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
+    /// The store component; `store.duckdb` (one DuckDB file holding the store and the
+    /// message store) is the only one.
+    #[serde(default, rename = "type")]
+    pub kind: StoreKind,
     /// The DuckDB database file (relative to the pipeline file).
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
 }
 
+/// The store components.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, JsonSchema)]
+pub enum StoreKind {
+    #[default]
+    #[serde(rename = "store.duckdb")]
+    DuckDb,
+}
+
 impl Default for StoreSection {
     fn default() -> Self {
-        StoreSection { path: default_store_path() }
+        StoreSection { kind: StoreKind::default(), path: default_store_path() }
     }
 }
 
