@@ -11,6 +11,7 @@ mod filter_threshold;
 mod manager_date_folders;
 mod message_detections;
 mod messenger_http;
+mod messenger_mqtt;
 mod model_band_energy;
 mod model_birdnet;
 mod processing_min_rms;
@@ -35,6 +36,7 @@ pub fn registry() -> Registry {
         .register::<manager_date_folders::DateFoldersManagerConfig>()
         .register::<message_detections::DetectionMessageConfig>()
         .register::<messenger_http::HttpMessengerConfig>()
+        .register::<messenger_mqtt::MqttMessengerConfig>()
         .register::<summariser_statistics::StatisticsSummariserConfig>();
     registry
 }

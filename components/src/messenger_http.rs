@@ -370,7 +370,7 @@ fn read_body(answer: reqwest::blocking::Response) -> std::io::Result<String> {
 
 /// An error with its causes ("error sending request ...: tcp connect error: Connection
 /// refused"), each cause once.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,0 +1,402 @@
+//! Tests of `messenger.mqtt` against a real broker (rumqttd, embedded, on a free port of
+//! 127.0.0.1), a real subscriber, a TCP relay that plays the uplink going down and up, a
+//! TLS listener with a CA made at test time (rcgen), and the DuckDB message store.
+
+use std::io::Read;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use acoupi_engine::config::pipeline::MessageOrder;
+use acoupi_engine::config::{Pipeline, PipelineErrors, load_str};
+use acoupi_engine::store::MessageStore;
+use acoupi_engine::tasks::{MessagingTask, Named};
+
+use super::*;
+use crate::store_duckdb::DuckDbStore;
+
+/// Every wait in these tests ends within this.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something listens on `port`.
+fn wait_for_port(port: u16) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < PATIENCE, "nothing listens on port {port}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An embedded rumqttd broker on 127.0.0.1 (it runs until the test process ends).
+struct Broker {
+    port: u16,
+}
+
+impl Broker {
+    fn start(auth: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Broker {
+        let port = free_port();
+        let mut server = serde_json::json!({
+            "name": "v4-test",
+            "listen": format!("127.0.0.1:{port}"),
+            "next_connection_delay_ms": 1,
+            "connections": {
+                "connection_timeout_ms": 5000,
+                "max_payload_size": 1_048_576,
+                "max_inflight_count": 100,
+                "dynamic_filters": true
+            }
+        });
+        if let Some((user, password)) = auth {
+            server["connections"]["auth"] = serde_json::json!({ user: password });
+        }
+        if let Some((cert, key)) = tls {
+            server["tls"] = serde_json::json!({ "certpath": cert, "keypath": key });
+        }
+        let config = serde_json::json!({
+            "id": 0,
+            "router": {
+                "max_connections": 100,
+                "max_outgoing_packet_count": 200,
+                "max_segment_size": 10_485_760,
+                "max_segment_count": 10
+            },
+            "v4": { "1": server }
+        });
+        let config: rumqttd::Config = serde_json::from_value(config).unwrap();
+        thread::spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(error) = broker.start() {
+                eprintln!("test broker stopped: {error}");
+            }
+        });
+        wait_for_port(port);
+        Broker { port }
+    }
+}
+
+/// A subscriber to `topic` on the broker, collecting the payloads it receives.
+struct Subscriber {
+    received: Receiver<(String, Vec<u8>)>,
+}
+
+impl Subscriber {
+    fn new(port: u16, topic: &str) -> Subscriber {
+        let mut options = MqttOptions::new(format!("subscriber-{port}"), "127.0.0.1", port);
+        options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+        let (client, mut connection) = rumqttc::Client::new(options, 10);
+        client.subscribe(topic, QoS::ExactlyOnce).unwrap();
+        let (tx, received) = mpsc::channel();
+        let (subscribed_tx, subscribed) = mpsc::channel();
+        thread::spawn(move || {
+            let _client = client;
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(publish))) => {
+                        if tx.send((publish.topic.clone(), publish.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        subscribed.recv_timeout(PATIENCE).expect("the subscription was acknowledged");
+        Subscriber { received }
+    }
+
+    /// The next publish received, waiting at most `wait`.
+    fn next(&self, wait: Duration) -> Option<(String, Vec<u8>)> {
+        self.received.recv_timeout(wait).ok()
+    }
+}
+
+/// A TCP relay in front of the broker: `down` closes its port and cuts every connection
+/// (the uplink is gone), `up` opens the same port again.
+struct Relay {
+    port: u16,
+    target: u16,
+    running: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn new(target: u16) -> Relay {
+        let relay = Relay { port: free_port(), target, running: Arc::new(AtomicBool::new(false)), connections: Arc::default() };
+        relay.up();
+        relay
+    }
+
+    fn up(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        self.running.store(true, Ordering::SeqCst);
+        let (running, connections, target) = (self.running.clone(), self.connections.clone(), self.target);
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if !running.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let mut open = connections.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        wait_for_port(self.port);
+    }
+
+    fn down(&self) {
+        self.running.store(false, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag and drops the listener.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        for stream in self.connections.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(start.elapsed() < PATIENCE, "the relay's port stays open");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A pipeline with one `messenger.mqtt` component named `mqtt`, whose keys are `component`.
+fn load(component: &str) -> Result<Pipeline, PipelineErrors> {
+    let source = format!(
+        "[deployment]\nname = \"north/field\"\n\n[components.mqtt]\ntype = \"messenger.mqtt\"\n{component}\n\n\
+         [stages.send]\nkind = \"messaging\"\nmessengers = [\"mqtt\"]\nschedule = {{ every = \"1min\" }}\n"
+    );
+    load_str(Path::new("/station/pipeline.toml"), &source, &crate::registry())
+}
+
+fn build(component: &str) -> Result<Arc<dyn Messenger>, String> {
+    let pipeline = load(component).map_err(|e| e.to_string())?;
+    let instance = &pipeline.components[0];
+    let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: None };
+    match instance.settings.build(&ctx).map_err(|e| e.to_string())? {
+        Built::Messenger(messenger) => Ok(messenger),
+        other => Err(format!("not a messenger: {other:?}")),
+    }
+}
+
+fn send(messenger: &dyn Messenger, text: &str) -> Response {
+    messenger.send(&Message::new(text)).unwrap()
+}
+
+#[test]
+fn publishes_to_the_templated_topic_and_reports_each_qos_acknowledged() {
+    let broker = Broker::start(None, None);
+    let subscriber = Subscriber::new(broker.port, "acoupi/#");
+    for qos in [0, 1, 2] {
+        let messenger = build(&format!("host = \"127.0.0.1\"\nport = {}\nqos = {qos}\nclient_id = \"station-{qos}\"", broker.port)).unwrap();
+        let payload = format!("{{\"qos\": {qos}, \"text\": \"Turdus merula ♪\"}}");
+        let response = send(messenger.as_ref(), &payload);
+        assert_eq!(response.status, ResponseStatus::Success, "QoS {qos}: {:?}", response.content);
+        let (topic, bytes) = subscriber.next(PATIENCE).expect("the subscriber got the message");
+        // `/` in the deployment name does not open a sub-topic.
+        assert_eq!(topic, "acoupi/north_field");
+        assert_eq!(bytes, payload.as_bytes(), "QoS {qos}: the payload arrives byte for byte");
+    }
+}
+
+#[test]
+fn an_outage_leaves_messages_unsent_and_they_go_out_once_in_order_when_it_ends() {
+    let broker = Broker::start(None, None);
+    let relay = Relay::new(broker.port);
+    let subscriber = Subscriber::new(broker.port, "acoupi/#");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(DuckDbStore::open(&dir.path().join("store.duckdb")).unwrap());
+    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {}\ntimeout = \"2s\"", relay.port)).unwrap();
+    let task = MessagingTask {
+        stage: "send".into(),
+        message_store: store.clone(),
+        messengers: vec![Named::new("mqtt", messenger)],
+        limit: 100,
+        order: MessageOrder::OldestFirst,
+    };
+    let mut created = Vec::new();
+    let mut queue = |text: String| {
+        let mut message = Message::new(text.clone());
+        // Distinct creation times: the store orders by them.
+        message.created_on += chrono::Duration::milliseconds(created.len() as i64);
+        store.store_message(&message).unwrap();
+        created.push(text);
+    };
+    for i in 0..3 {
+        queue(format!("message {i}"));
+    }
+    assert_eq!(task.run().successful, 3);
+
+    relay.down();
+    for i in 3..6 {
+        queue(format!("message {i}"));
+    }
+    let report = task.run();
+    assert_eq!((report.selected, report.successful), (3, 0), "{report:?}");
+    assert_eq!(report.failed, 3, "each attempt is a stored ERROR or TIMEOUT response");
+    assert_eq!(store.get_unsent_messages(100, MessageOrder::OldestFirst).unwrap().len(), 3);
+
+    relay.up();
+    let start = Instant::now();
+    while !store.get_unsent_messages(100, MessageOrder::OldestFirst).unwrap().is_empty() {
+        assert!(start.elapsed() < PATIENCE, "the messages were not delivered after the broker came back");
+        task.run();
+        thread::sleep(Duration::from_millis(200));
+    }
+    let mut received = Vec::new();
+    while let Some((_, payload)) = subscriber.next(Duration::from_millis(500)) {
+        received.push(String::from_utf8(payload).unwrap());
+    }
+    assert_eq!(received, created, "every message exactly once, oldest first");
+}
+
+/// A server that reads the CONNECT and answers CONNACK with `code` (4: bad user name or
+/// password, 5: not authorised), as mosquitto does for a refused login.
+fn refusing_server(code: u8) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buffer = [0u8; 512];
+            if matches!(stream.read(&mut buffer), Ok(n) if n > 0) {
+                let _ = std::io::Write::write_all(&mut stream, &[0x20, 0x02, 0x00, code]);
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn a_refused_login_is_failed_with_the_reason_and_the_right_password_succeeds() {
+    // SAFETY: tests in this crate read these two variables only here.
+    unsafe {
+        std::env::set_var("ACOUPI_TEST_MQTT_GOOD", "s3cret");
+        std::env::set_var("ACOUPI_TEST_MQTT_BAD", "guess");
+    }
+    let component = |port: u16, variable: &str| format!("host = \"127.0.0.1\"\nport = {port}\nusername = \"station\"\npassword_env = \"{variable}\"");
+
+    for (code, reason) in [(4, "bad user name or password"), (5, "not authorised")] {
+        let port = refusing_server(code);
+        let refused = send(build(&component(port, "ACOUPI_TEST_MQTT_BAD")).unwrap().as_ref(), "hello");
+        assert_eq!(refused.status, ResponseStatus::Failed, "{:?}", refused.content);
+        let content = refused.content.unwrap_or_default();
+        assert!(content.contains("refused") && content.contains(reason), "{content}");
+        assert!(!content.contains("guess"), "the password never appears: {content}");
+    }
+
+    // rumqttd closes the connection without a CONNACK on a wrong password: nothing says
+    // it was refused, so it is an ERROR (and the message stays unsent).
+    let broker = Broker::start(Some(("station", "s3cret")), None);
+    let dropped = send(build(&component(broker.port, "ACOUPI_TEST_MQTT_BAD")).unwrap().as_ref(), "hello");
+    assert_eq!(dropped.status, ResponseStatus::Error, "{:?}", dropped.content);
+    let accepted = send(build(&component(broker.port, "ACOUPI_TEST_MQTT_GOOD")).unwrap().as_ref(), "hello");
+    assert_eq!(accepted.status, ResponseStatus::Success, "{:?}", accepted.content);
+}
+
+#[test]
+fn tls_with_the_given_ca_succeeds_and_an_untrusted_server_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "acoupi test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&server_key, &issuer).unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca_path = write("ca.pem", ca.pem());
+    let cert_path = write("server.pem", server.pem());
+    let key_path = write("server.key", server_key.serialize_pem());
+    let broker = Broker::start(None, Some((&cert_path, &key_path)));
+
+    let trusted = build(&format!("host = \"localhost\"\nport = {}\ntls = {{ ca = \"{}\" }}", broker.port, ca_path.display())).unwrap();
+    let response = send(trusted.as_ref(), "over TLS");
+    assert_eq!(response.status, ResponseStatus::Success, "{:?}", response.content);
+
+    // Its own certificate as the only trusted one: the server's chain does not verify.
+    let untrusted = build(&format!("host = \"localhost\"\nport = {}\ntls = {{ ca = \"{}\" }}", broker.port, cert_path.display())).unwrap();
+    let response = send(untrusted.as_ref(), "over TLS");
+    assert_eq!(response.status, ResponseStatus::Error, "{:?}", response.content);
+}
+
+#[test]
+fn a_broker_that_never_answers_is_a_timeout_and_a_closed_port_an_error() {
+    // Accepts connections and reads them, but never sends a CONNACK.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in silent.incoming().flatten() {
+            let mut reader = stream.try_clone().unwrap();
+            open.push(stream);
+            thread::spawn(move || {
+                let mut buffer = [0u8; 256];
+                while matches!(reader.read(&mut buffer), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {port}\ntimeout = \"1s\"")).unwrap();
+    let response = send(messenger.as_ref(), "anyone?");
+    assert_eq!(response.status, ResponseStatus::Timeout, "{:?}", response.content);
+
+    let closed = free_port();
+    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {closed}\ntimeout = \"2s\"")).unwrap();
+    let response = send(messenger.as_ref(), "anyone?");
+    assert_eq!(response.status, ResponseStatus::Error, "{:?}", response.content);
+    let reason = response.content.unwrap_or_default();
+    assert!(reason.contains(&format!("127.0.0.1:{closed}")), "the reason names the broker: {reason}");
+    // While it stays down, later sends answer at once instead of waiting for the timeout.
+    let start = Instant::now();
+    assert_eq!(send(messenger.as_ref(), "again").status, ResponseStatus::Error);
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn configuration_mistakes_are_reported_when_the_file_is_read_or_the_station_starts() {
+    let cases: &[(&str, &str)] = &[
+        ("host = \"mqtt://example.org\"", "host name or address only"),
+        ("host = \"example.org:1883\"", "give the port in `port`"),
+        ("host = \"example.org\"\ntopic = \"acoupi/#\"", "wildcard"),
+        ("host = \"example.org\"\ntopic = \"acoupi/{station}\"", "the only placeholder is `{deployment}`"),
+        ("host = \"example.org\"\nqos = 3", "qos must be 0, 1 or 2"),
+        ("host = \"example.org\"\nkeep_alive = \"500ms\"", "keep_alive must be at least 1 s"),
+        ("host = \"example.org\"\npassword_env = \"X\"", "password_env needs a username"),
+        ("host = \"example.org\"\nusername = \"u\"\npassword_env = \"ACOUPI_TEST_MQTT_UNSET\"", "`ACOUPI_TEST_MQTT_UNSET` is not set"),
+        ("host = \"example.org\"\ntls = { ca = \"missing-ca.pem\" }", "cannot read the CA file `/station/missing-ca.pem`"),
+        ("host = \"example.org\"\npassword = \"plain\"", "password"),
+    ];
+    for (component, expected) in cases {
+        let error = match build(component) {
+            Ok(_) => panic!("`{component}` was accepted"),
+            Err(error) => error,
+        };
+        assert!(error.contains(expected), "`{component}`: expected `{expected}` in: {error}");
+    }
+}
+
+#[test]
+fn the_topic_template_replaces_the_deployment_name() {
+    let template = TopicTemplate("sites/{deployment}/detections".into());
+    assert_eq!(template.render("oak wood"), "sites/oak wood/detections");
+    assert_eq!(template.render("a/b+c#"), "sites/a_b_c_/detections");
+}
