@@ -12,6 +12,8 @@ mod manager_date_folders;
 mod message_detections;
 mod messenger_http;
 mod messenger_mqtt;
+mod metric_station;
+mod metric_system;
 mod model_band_energy;
 mod model_birdnet;
 mod processing_min_rms;
@@ -37,7 +39,9 @@ pub fn registry() -> Registry {
         .register::<message_detections::DetectionMessageConfig>()
         .register::<messenger_http::HttpMessengerConfig>()
         .register::<messenger_mqtt::MqttMessengerConfig>()
-        .register::<summariser_statistics::StatisticsSummariserConfig>();
+        .register::<summariser_statistics::StatisticsSummariserConfig>()
+        .register::<metric_system::SystemMetricsConfig>()
+        .register::<metric_station::StationMetricsConfig>();
     registry
 }
 

@@ -77,6 +77,23 @@ pub trait Store: Send + Sync {
     fn store_metrics(&self, metrics: &[Metric]) -> StoreResult<()>;
     /// Keeps a record of one stage run.
     fn store_stage_run(&self, run: &StageRunRecord) -> StoreResult<()>;
+    /// What the station did since `since` (for heartbeat metrics).
+    fn activity_since(&self, since: DateTime<Utc>) -> StoreResult<Activity>;
+}
+
+/// Counts of what the station did in an interval, and of what is still waiting.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    /// Recordings created in the interval.
+    pub recordings: u64,
+    /// Model outputs created in the interval.
+    pub model_outputs: u64,
+    /// Detections in those model outputs.
+    pub detections: u64,
+    /// Messages created in the interval.
+    pub messages: u64,
+    /// Messages (of any age) with no successful response yet.
+    pub unsent_messages: u64,
 }
 
 /// Where messages wait until a messenger has delivered them.

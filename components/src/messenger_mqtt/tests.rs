@@ -400,3 +400,51 @@ fn the_topic_template_replaces_the_deployment_name() {
     assert_eq!(template.render("oak wood"), "sites/oak wood/detections");
     assert_eq!(template.render("a/b+c#"), "sites/a_b_c_/detections");
 }
+
+#[test]
+fn a_heartbeat_reaches_the_broker_with_every_configured_metric_and_its_unit() {
+    use acoupi_engine::tasks::HeartbeatTask;
+
+    let broker = Broker::start(None, None);
+    let subscriber = Subscriber::new(broker.port, "acoupi/#");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(DuckDbStore::open(&dir.path().join("store.duckdb")).unwrap());
+    let source = format!(
+        "[deployment]\nname = \"roof\"\n\n[components.mqtt]\ntype = \"messenger.mqtt\"\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [stages.beat]\nkind = \"heartbeat\"\nmessengers = [\"mqtt\"]\n\
+         metrics = [{{ type = \"metric.system\" }}, {{ type = \"metric.station\" }}]\nschedule = {{ every = \"10min\" }}\n",
+        broker.port
+    );
+    let pipeline = load_str(Path::new("/station/pipeline.toml"), &source, &crate::registry()).unwrap();
+    let mut messengers = Vec::new();
+    let mut metrics = Vec::new();
+    for instance in &pipeline.components {
+        let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: Some(store.clone()) };
+        match instance.settings.build(&ctx).unwrap() {
+            Built::Messenger(m) => messengers.push(Named::new(instance.name.clone(), m)),
+            Built::Metric(m) => metrics.push(Named::new(instance.name.clone(), m)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((messengers.len(), metrics.len()), (1, 2));
+    let task = HeartbeatTask { stage: "beat".into(), messengers, metrics, device_id: "roof-pi".into(), store: store.clone() };
+    let report = task.run(chrono::Utc::now());
+    assert_eq!(report.delivered, 1);
+
+    let (topic, payload) = subscriber.next(PATIENCE).expect("the heartbeat arrived");
+    assert_eq!(topic, "acoupi/roof");
+    let heartbeat: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(heartbeat["device_id"], "roof-pi");
+    assert_eq!(heartbeat["status"], "OK");
+    let sent = heartbeat["metrics"].as_array().unwrap();
+    assert_eq!(sent.len(), report.metrics);
+    let names: Vec<&str> = sent.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    for expected in ["cpu_usage", "memory_used", "memory_total", "load_1min", "uptime", "disk_free_recordings", "disk_free_store", "recordings_since_last", "unsent_messages"] {
+        assert!(names.contains(&expected), "`{expected}` missing from {names:?}");
+    }
+    for metric in sent {
+        assert!(metric["value"].is_number(), "{metric}");
+        assert!(!metric["unit"].as_str().unwrap_or_default().is_empty(), "every metric has a unit: {metric}");
+        assert!(metric["captured_on"].as_str().is_some_and(|t| t.ends_with("+00:00") || t.ends_with('Z')), "{metric}");
+    }
+}

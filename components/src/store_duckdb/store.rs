@@ -15,7 +15,7 @@ use acoupi_engine::config::pipeline::MessageOrder;
 use acoupi_engine::data::{
     Deployment, Message, Metric, ModelOutput, ModelOutputInfo, Recording, Response, ResponseStatus,
 };
-use acoupi_engine::store::{MessageStore, StageRunRecord, Store, StoreResult};
+use acoupi_engine::store::{Activity, MessageStore, StageRunRecord, Store, StoreResult};
 use chrono::{DateTime, Utc};
 use duckdb::types::ToSql;
 use duckdb::{Appender, Connection, params};
@@ -420,6 +420,26 @@ impl Store for DuckDbStore {
                 appender.append_row(params![run.stage, run.kind, SqlTime(run.started_on), SqlTime(run.finished_on), run.outcome])?;
                 Ok(())
             })
+        })
+    }
+
+    fn activity_since(&self, since: DateTime<Utc>) -> StoreResult<Activity> {
+        let conn = self.connection();
+        let count = |sql: &str, with_since: bool| -> StoreResult<u64> {
+            let since = SqlTime(since);
+            let params: &[&dyn ToSql] = if with_since { &[&since] } else { &[] };
+            let n: i64 = conn.query_row(sql, params, |row| row.get(0)).map_err(|e| StoreError::Database(e.to_string()))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok(Activity {
+            recordings: count("SELECT count(*) FROM recordings WHERE created_on > ?", true)?,
+            model_outputs: count("SELECT count(*) FROM model_outputs WHERE created_on > ?", true)?,
+            detections: count(
+                "SELECT count(*) FROM detections d JOIN model_outputs mo ON d.model_output_id = mo.id WHERE mo.created_on > ?",
+                true,
+            )?,
+            messages: count("SELECT count(*) FROM messages WHERE created_on > ?", true)?,
+            unsent_messages: count("SELECT count(*) FROM message_status WHERE NOT sent", false)?,
         })
     }
 }

@@ -249,6 +249,9 @@ impl Store for FakeStore {
     fn store_stage_run(&self, _: &crate::store::StageRunRecord) -> StoreResult<()> {
         Ok(())
     }
+    fn activity_since(&self, _: DateTime<Utc>) -> StoreResult<crate::store::Activity> {
+        Ok(crate::store::Activity::default())
+    }
 }
 
 impl MessageStore for FakeStore {
