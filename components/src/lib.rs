@@ -37,6 +37,7 @@ pub fn registry() -> Registry {
         .register::<filter_species::SpeciesFilterConfig>()
         .register::<manager_date_folders::DateFoldersManagerConfig>()
         .register::<message_detections::DetectionMessageConfig>()
+        .register::<message_detections::ModelOutputMessageConfig>()
         .register::<messenger_http::HttpMessengerConfig>()
         .register::<messenger_mqtt::MqttMessengerConfig>()
         .register::<summariser_statistics::StatisticsSummariserConfig>()

@@ -82,6 +82,11 @@ pub struct MqttMessengerConfig {
     #[serde(default = "default_topic")]
     #[schemars(default = "default_topic")]
     pub topic: TopicTemplate,
+    /// Publish each message to `<topic>/<message type>` (`detection`, `summary`,
+    /// `heartbeat`, ...; `<topic>/message` for a message without a type), as acoupi's
+    /// `use_message_type` does, so subscribers can pick what they want.
+    #[serde(default)]
+    pub use_message_type: bool,
     /// The client id given to the broker. Default: `acoupi-{deployment}` (the device id
     /// from `[device]` when set). `{deployment}` is replaced as in `topic`.
     pub client_id: Option<TopicTemplate>,
@@ -286,6 +291,7 @@ impl ComponentConfig for MqttMessengerConfig {
             link: Mutex::new(Link { events: events_rx, state: LinkState::Unknown }),
             stop: Mutex::new(Some(stop_tx)),
             topic: self.topic.render(&ctx.settings.deployment.name),
+            use_message_type: self.use_message_type,
             qos,
             retain: self.retain,
             timeout: self.timeout.0,
@@ -414,6 +420,7 @@ pub struct MqttMessenger {
     link: Mutex<Link>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     topic: String,
+    use_message_type: bool,
     qos: QoS,
     retain: bool,
     timeout: Duration,
@@ -446,7 +453,12 @@ impl Messenger for MqttMessenger {
             let status = if *refused { ResponseStatus::Failed } else { ResponseStatus::Error };
             return answer(status, format!("not connected to the MQTT broker {}: {reason}", self.broker));
         }
-        if let Err(error) = self.client.try_publish(self.topic.as_str(), self.qos, self.retain, message.content.as_bytes().to_vec()) {
+        let topic = match (&message.message_type, self.use_message_type) {
+            (_, false) => self.topic.clone(),
+            (Some(kind), true) => format!("{}/{}", self.topic, kind.as_str()),
+            (None, true) => format!("{}/message", self.topic),
+        };
+        if let Err(error) = self.client.try_publish(topic.as_str(), self.qos, self.retain, message.content.as_bytes().to_vec()) {
             return answer(ResponseStatus::Error, format!("cannot queue the publish to {}: {error}", self.broker));
         }
         // The publish's packet id, once it is on the wire.
@@ -459,7 +471,7 @@ impl Messenger for MqttMessenger {
             match event {
                 LinkEvent::Published(id) if pkid.is_none() => {
                     if self.qos == QoS::AtMostOnce {
-                        return answer(ResponseStatus::Success, format!("published to `{}` (QoS 0: not acknowledged)", self.topic));
+                        return answer(ResponseStatus::Success, format!("published to `{topic}` (QoS 0: not acknowledged)"));
                     }
                     pkid = Some(id);
                 }

@@ -11,11 +11,14 @@
 //! | group | metrics (unit) |
 //! |---|---|
 //! | cpu | `cpu_usage` (percent): the average over all cores since the previous heartbeat (since the station started, for the first) |
-//! | memory | `memory_used`, `memory_available`, `memory_total` (bytes) |
+//! | memory | `consumed_memory`, `free_memory` (available to new programs), `total_memory` (bytes) |
 //! | load | `load_1min`, `load_5min`, `load_15min` (processes; 0 where the platform has no load average) |
 //! | uptime | `uptime` (seconds since the device booted) |
 //! | temperature | `temperature_<sensor>` (celsius), one per sensor the platform exposes (e.g. `temperature_cpu_thermal_temp1` on a Raspberry Pi); none where there is none |
-//! | disk | `disk_free_recordings`, `disk_free_temp`, `disk_free_store` (bytes available on the file system holding the kept recordings, the temp folder and the store file) |
+//! | disk | `remaining_storage`, `remaining_storage_temp`, `remaining_storage_store` (bytes available on the file system holding the kept recordings, the temp folder and the store file) |
+//!
+//! The names `cpu_usage`, `free_memory`, `consumed_memory` and `remaining_storage` are
+//! acoupi's, so acoupi dashboards read them unchanged.
 //!
 //! A group the platform cannot measure is left out and logged (at debug level), never an
 //! error: a heartbeat with fewer metrics is better than none.
@@ -45,7 +48,7 @@ pub struct SystemMetricsConfig {
 pub enum MetricGroup {
     /// `cpu_usage` (percent).
     Cpu,
-    /// `memory_used`, `memory_available`, `memory_total` (bytes).
+    /// `consumed_memory`, `free_memory`, `total_memory` (bytes).
     Memory,
     /// `load_1min`, `load_5min`, `load_15min`.
     Load,
@@ -53,7 +56,7 @@ pub enum MetricGroup {
     Uptime,
     /// `temperature_<sensor>` (celsius), one per sensor.
     Temperature,
-    /// `disk_free_recordings`, `disk_free_temp`, `disk_free_store` (bytes).
+    /// `remaining_storage`, `remaining_storage_temp`, `remaining_storage_store` (bytes).
     Disk,
 }
 
@@ -77,9 +80,9 @@ impl ComponentConfig for SystemMetricsConfig {
             groups: self.measure.clone(),
             system: Mutex::new(system),
             folders: vec![
-                ("disk_free_recordings", settings.recordings_dir.clone()),
-                ("disk_free_temp", settings.temp_dir.clone()),
-                ("disk_free_store", settings.store_path.clone()),
+                ("remaining_storage", settings.recordings_dir.clone()),
+                ("remaining_storage_temp", settings.temp_dir.clone()),
+                ("remaining_storage_store", settings.store_path.clone()),
             ],
         })))
     }
@@ -108,9 +111,9 @@ impl MetricSource for SystemMetrics {
                         metrics.push(Metric::new("cpu_usage", f64::from(system.global_cpu_usage()), "percent"));
                     } else {
                         system.refresh_memory();
-                        metrics.push(Metric::new("memory_used", system.used_memory() as f64, "bytes"));
-                        metrics.push(Metric::new("memory_available", system.available_memory() as f64, "bytes"));
-                        metrics.push(Metric::new("memory_total", system.total_memory() as f64, "bytes"));
+                        metrics.push(Metric::new("consumed_memory", system.used_memory() as f64, "bytes"));
+                        metrics.push(Metric::new("free_memory", system.available_memory() as f64, "bytes"));
+                        metrics.push(Metric::new("total_memory", system.total_memory() as f64, "bytes"));
                     }
                 }
                 MetricGroup::Load => match System::load_average() {
@@ -205,16 +208,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let metrics = build(&all_groups(), dir.path()).measure().unwrap();
         let get = |name: &str| metrics.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("no `{name}` in {metrics:?}"));
-        for name in ["cpu_usage", "memory_used", "memory_available", "memory_total", "load_1min", "load_5min", "load_15min", "uptime"] {
+        for name in ["cpu_usage", "consumed_memory", "free_memory", "total_memory", "load_1min", "load_5min", "load_15min", "uptime"] {
             assert!(get(name).value >= 0.0, "{name}");
         }
         assert!((0.0..=100.0).contains(&get("cpu_usage").value));
         assert_eq!(get("cpu_usage").unit, "percent");
-        assert!(get("memory_total").value >= get("memory_used").value);
-        assert!(get("memory_total").value > 1e6, "a device has more than 1 MB");
-        assert_eq!(get("memory_total").unit, "bytes");
+        assert!(get("total_memory").value >= get("consumed_memory").value);
+        assert!(get("total_memory").value > 1e6, "a device has more than 1 MB");
+        assert_eq!(get("total_memory").unit, "bytes");
         assert!(get("uptime").value > 0.0);
-        for name in ["disk_free_recordings", "disk_free_temp", "disk_free_store"] {
+        for name in ["remaining_storage", "remaining_storage_temp", "remaining_storage_store"] {
             assert!(get(name).value > 0.0, "{name}: the test machine has free space");
             assert_eq!(get(name).unit, "bytes");
         }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use acoupi_engine::config::pipeline::MessageOrder;
+use acoupi_engine::data::MessageType;
 use acoupi_engine::config::{Pipeline, PipelineErrors, load_str};
 use acoupi_engine::store::MessageStore;
 use acoupi_engine::tasks::{MessagingTask, Named};
@@ -211,6 +212,21 @@ fn publishes_to_the_templated_topic_and_reports_each_qos_acknowledged() {
         // `/` in the deployment name does not open a sub-topic.
         assert_eq!(topic, "acoupi/north_field");
         assert_eq!(bytes, payload.as_bytes(), "QoS {qos}: the payload arrives byte for byte");
+    }
+}
+
+#[test]
+fn with_use_message_type_each_type_goes_to_its_own_sub_topic() {
+    let broker = Broker::start(None, None);
+    let subscriber = Subscriber::new(broker.port, "sites/#");
+    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {}\ntopic = \"sites/{{deployment}}\"\nuse_message_type = true", broker.port)).unwrap();
+    for (message, topic) in [
+        (Message::new("d").with_type(MessageType::Detection), "sites/north_field/detection"),
+        (Message::new("s").with_type(MessageType::Summary), "sites/north_field/summary"),
+        (Message::new("m"), "sites/north_field/message"),
+    ] {
+        assert!(messenger.send(&message).unwrap().is_success());
+        assert_eq!(subscriber.next(PATIENCE).map(|(t, _)| t).as_deref(), Some(topic));
     }
 }
 
@@ -439,7 +455,7 @@ fn a_heartbeat_reaches_the_broker_with_every_configured_metric_and_its_unit() {
     let sent = heartbeat["metrics"].as_array().unwrap();
     assert_eq!(sent.len(), report.metrics);
     let names: Vec<&str> = sent.iter().map(|m| m["name"].as_str().unwrap()).collect();
-    for expected in ["cpu_usage", "memory_used", "memory_total", "load_1min", "uptime", "disk_free_recordings", "disk_free_store", "recordings_since_last", "unsent_messages"] {
+    for expected in ["cpu_usage", "consumed_memory", "total_memory", "load_1min", "uptime", "remaining_storage", "remaining_storage_store", "recordings_since_last", "unsent_messages"] {
         assert!(names.contains(&expected), "`{expected}` missing from {names:?}");
     }
     for metric in sent {

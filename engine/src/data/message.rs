@@ -17,6 +17,19 @@ pub enum MessageType {
     Detection,
 }
 
+impl MessageType {
+    /// The lowercase name, as in JSON (`detection`, `summary`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Deployment => "deployment",
+            MessageType::Heartbeat => "heartbeat",
+            MessageType::Recording => "recording",
+            MessageType::Summary => "summary",
+            MessageType::Detection => "detection",
+        }
+    }
+}
+
 /// A message body: text, or raw bytes. In JSON, text is a string and bytes an array of
 /// integers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
