@@ -10,6 +10,7 @@
 //! - unsent messages are ordered by `created_on` (ascending for oldest first, descending
 //!   for newest first), ties broken by id, and the limit applies after ordering.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -102,4 +103,17 @@ pub trait MessageStore: Send + Sync {
     fn store_response(&self, response: &Response) -> StoreResult<()>;
     /// At most `limit` unsent messages in `order` (see the module docs).
     fn get_unsent_messages(&self, limit: usize, order: MessageOrder) -> StoreResult<Vec<Message>>;
+    /// For those of these messages whose latest response is FAILED (the receiver
+    /// rejected them): how many FAILED responses they have and when the latest came.
+    /// Messages never rejected, or whose latest response is another status, are absent.
+    fn get_rejections(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, Rejection>>;
+}
+
+/// A message's rejections so far (see [`MessageStore::get_rejections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// FAILED responses of the message.
+    pub count: u32,
+    /// When the latest response came.
+    pub last: DateTime<Utc>,
 }

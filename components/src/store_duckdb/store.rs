@@ -15,7 +15,9 @@ use acoupi_engine::config::pipeline::MessageOrder;
 use acoupi_engine::data::{
     Deployment, Message, Metric, ModelOutput, ModelOutputInfo, Recording, Response, ResponseStatus,
 };
-use acoupi_engine::store::{Activity, MessageStore, StageRunRecord, Store, StoreResult};
+use std::collections::HashMap;
+
+use acoupi_engine::store::{Activity, MessageStore, Rejection, StageRunRecord, Store, StoreResult};
 use chrono::{DateTime, Utc};
 use duckdb::types::ToSql;
 use duckdb::{Appender, Connection, params};
@@ -503,6 +505,32 @@ impl MessageStore for DuckDbStore {
             rows::message_at,
         )?;
         rows.into_iter().map(Message::try_from).collect()
+    }
+
+    fn get_rejections(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, Rejection>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // Uuids print as hex and dashes only: safe to inline.
+        let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT message_id::VARCHAR, count(*) FILTER (WHERE status = {failed}), max(received_on) \
+             FROM responses WHERE message_id IN ({list}) \
+             GROUP BY message_id HAVING arg_max(status, received_on) = {failed}",
+            failed = ResponseStatus::Failed.as_i32(),
+        );
+        let conn = self.connection();
+        let mut statement = conn.prepare(&sql).map_err(database)?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, SqlTime>(2)?)))
+            .map_err(database)?;
+        let mut rejections = HashMap::new();
+        for row in rows {
+            let (id, count, last) = row.map_err(database)?;
+            let id = Uuid::parse_str(&id).map_err(|e| StoreError::Invalid(format!("message id `{id}`: {e}")))?;
+            rejections.insert(id, Rejection { count: u32::try_from(count).unwrap_or(u32::MAX), last: last.0 });
+        }
+        Ok(rejections)
     }
 }
 

@@ -10,7 +10,7 @@ use acoupi_engine::data::{
     BoundingBox, Content, Deployment, Detection, Message, MessageType, Metric, ModelOutput,
     PredictedTag, PredictionType, Recording, Response, ResponseStatus, Tag, parse_timestamp,
 };
-use acoupi_engine::store::{MessageStore, Store, StoreError};
+use acoupi_engine::store::{MessageStore, Rejection, Store, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -1384,4 +1384,29 @@ fn full_benchmark() {
     let dir = tempfile::tempdir().unwrap();
     let mut out = std::io::stdout();
     bench(dir.path(), &mut out).unwrap();
+}
+
+#[test]
+fn rejections_count_failed_responses_of_messages_whose_latest_answer_is_failed() {
+    let (_dir, store) = fresh();
+    let (rejected, recovered, erroring, fresh_message) = (Message::new("r"), Message::new("ok"), Message::new("e"), Message::new("n"));
+    for message in [&rejected, &recovered, &erroring, &fresh_message] {
+        store.store_message(message).unwrap();
+    }
+    let answer = |message: &Message, status, on: &str| {
+        let mut response = Response::new(status, message.clone());
+        response.received_on = at(on);
+        store.store_response(&response).unwrap();
+    };
+    answer(&rejected, ResponseStatus::Error, "2026-05-01T06:00:00Z");
+    answer(&rejected, ResponseStatus::Failed, "2026-05-01T06:01:00Z");
+    answer(&rejected, ResponseStatus::Failed, "2026-05-01T06:02:00Z");
+    answer(&recovered, ResponseStatus::Failed, "2026-05-01T06:00:00Z");
+    answer(&recovered, ResponseStatus::Timeout, "2026-05-01T06:05:00Z");
+    answer(&erroring, ResponseStatus::Error, "2026-05-01T06:00:00Z");
+    let ids = [rejected.id, recovered.id, erroring.id, fresh_message.id];
+    let rejections = store.get_rejections(&ids).unwrap();
+    assert_eq!(rejections.len(), 1, "{rejections:?}");
+    assert_eq!(rejections[&rejected.id], Rejection { count: 2, last: at("2026-05-01T06:02:00Z") });
+    assert!(store.get_rejections(&[]).unwrap().is_empty());
 }

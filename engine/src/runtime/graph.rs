@@ -156,7 +156,7 @@ fn run_job(job: &Job, input: Input, now: DateTime<Utc>, stats: &Stats) -> (Optio
             (None, format!("{} kept, {} deleted, {} waiting, {} errors", report.kept, report.deleted, report.waiting, report.errors))
         }
         (Job::Messaging(task), _) => {
-            let report = task.run();
+            let report = task.run(now);
             add(&stats.messages_sent, report.successful);
             add(&stats.messages_failed, report.failed + report.send_errors);
             (None, format!("{} selected, {} sent, {} failed", report.selected, report.successful, report.failed + report.send_errors))

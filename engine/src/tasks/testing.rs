@@ -169,11 +169,12 @@ pub struct FakeStore {
     calls: Calls,
     recordings: Mutex<Vec<(Recording, Vec<ModelOutput>)>>,
     messages: Mutex<Vec<(Message, bool)>>,
+    rejections: Mutex<std::collections::HashMap<uuid::Uuid, crate::store::Rejection>>,
 }
 
 impl FakeStore {
     pub fn new(calls: &Calls) -> Self {
-        FakeStore { calls: calls.clone(), recordings: Mutex::default(), messages: Mutex::default() }
+        FakeStore { calls: calls.clone(), recordings: Mutex::default(), messages: Mutex::default(), rejections: Mutex::default() }
     }
 
     /// Adds a recording at `path` with outputs from the named models.
@@ -262,6 +263,14 @@ impl MessageStore for FakeStore {
     }
     fn store_response(&self, response: &Response) -> StoreResult<()> {
         self.calls.push("message_store.store_response");
+        let mut rejections = self.rejections.lock().unwrap();
+        if response.status == crate::data::ResponseStatus::Failed {
+            let entry = rejections.entry(response.message.id).or_insert(crate::store::Rejection { count: 0, last: response.received_on });
+            entry.count += 1;
+            entry.last = response.received_on;
+        } else {
+            rejections.remove(&response.message.id);
+        }
         if response.is_success() {
             for (message, sent) in self.messages.lock().unwrap().iter_mut() {
                 if message.id == response.message.id {
@@ -274,5 +283,10 @@ impl MessageStore for FakeStore {
     fn get_unsent_messages(&self, limit: usize, _: MessageOrder) -> StoreResult<Vec<Message>> {
         self.calls.push("message_store.get_unsent_messages");
         Ok(self.messages.lock().unwrap().iter().filter(|(_, sent)| !sent).take(limit).map(|(m, _)| m.clone()).collect())
+    }
+    fn get_rejections(&self, ids: &[uuid::Uuid]) -> StoreResult<std::collections::HashMap<uuid::Uuid, crate::store::Rejection>> {
+        self.calls.push("message_store.get_rejections");
+        let rejections = self.rejections.lock().unwrap();
+        Ok(ids.iter().filter_map(|id| rejections.get(id).map(|r| (*id, *r))).collect())
     }
 }
