@@ -18,7 +18,7 @@ mod model_band_energy;
 mod model_birdnet;
 mod processing_min_rms;
 mod recorder_replay;
-mod summariser_statistics;
+mod summarisers;
 pub mod store_duckdb;
 
 use acoupi_engine::registry::Registry;
@@ -40,7 +40,8 @@ pub fn registry() -> Registry {
         .register::<message_detections::ModelOutputMessageConfig>()
         .register::<messenger_http::HttpMessengerConfig>()
         .register::<messenger_mqtt::MqttMessengerConfig>()
-        .register::<summariser_statistics::StatisticsSummariserConfig>()
+        .register::<summarisers::StatisticsSummariserConfig>()
+        .register::<summarisers::ThresholdsSummariserConfig>()
         .register::<metric_system::SystemMetricsConfig>()
         .register::<metric_station::StationMetricsConfig>();
     registry
