@@ -4,6 +4,8 @@
 //! adding its file and one line in [`registry`].
 
 mod audio;
+#[cfg(test)]
+mod bench_messaging;
 mod cleaner_threshold;
 mod condition_time_window;
 mod filter_species;

@@ -489,4 +489,4 @@ impl Messenger for MqttMessenger {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

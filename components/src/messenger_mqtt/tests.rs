@@ -34,12 +34,12 @@ fn wait_for_port(port: u16) {
 }
 
 /// An embedded rumqttd broker on 127.0.0.1 (it runs until the test process ends).
-struct Broker {
-    port: u16,
+pub(crate) struct Broker {
+    pub(crate) port: u16,
 }
 
 impl Broker {
-    fn start(auth: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Broker {
+    pub(crate) fn start(auth: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Broker {
         let port = free_port();
         let mut server = serde_json::json!({
             "name": "v4-test",
@@ -81,12 +81,12 @@ impl Broker {
 }
 
 /// A subscriber to `topic` on the broker, collecting the payloads it receives.
-struct Subscriber {
+pub(crate) struct Subscriber {
     received: Receiver<(String, Vec<u8>)>,
 }
 
 impl Subscriber {
-    fn new(port: u16, topic: &str) -> Subscriber {
+    pub(crate) fn new(port: u16, topic: &str) -> Subscriber {
         let mut options = MqttOptions::new(format!("subscriber-{port}"), "127.0.0.1", port);
         options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
         let (client, mut connection) = rumqttc::Client::new(options, 10);
@@ -115,7 +115,7 @@ impl Subscriber {
     }
 
     /// The next publish received, waiting at most `wait`.
-    fn next(&self, wait: Duration) -> Option<(String, Vec<u8>)> {
+    pub(crate) fn next(&self, wait: Duration) -> Option<(String, Vec<u8>)> {
         self.received.recv_timeout(wait).ok()
     }
 }
