@@ -4,6 +4,7 @@
 //! adding its file and one line in [`registry`].
 
 mod audio;
+mod birdnet_range;
 #[cfg(test)]
 mod bench_messaging;
 mod cleaner_threshold;

