@@ -7,6 +7,7 @@ mod audio;
 mod birdnet_range;
 #[cfg(test)]
 mod bench_messaging;
+mod cleaner_tags;
 mod cleaner_threshold;
 mod condition_time_window;
 mod filter_species;
@@ -36,6 +37,8 @@ pub fn registry() -> Registry {
         .register::<model_birdnet::BirdnetModelConfig>()
         .register::<processing_min_rms::MinRmsFilterConfig>()
         .register::<cleaner_threshold::ThresholdCleanerConfig>()
+        .register::<cleaner_tags::TopKCleanerConfig>()
+        .register::<cleaner_tags::TagThresholdsCleanerConfig>()
         .register::<filter_threshold::ThresholdSavingFilterConfig>()
         .register::<filter_species::SpeciesFilterConfig>()
         .register::<manager_date_folders::DateFoldersManagerConfig>()
@@ -71,5 +74,19 @@ mod testing {
 
     pub fn output(detections: Vec<Detection>) -> ModelOutput {
         ModelOutput::new("test_model", recording(), detections)
+    }
+
+    /// A build context for a station in `base_dir` (UTC, no position), with an optional
+    /// store.
+    pub fn context(base_dir: &std::path::Path, store: Option<std::sync::Arc<dyn acoupi_engine::store::Store>>) -> acoupi_engine::registry::BuildContext {
+        let settings = acoupi_engine::config::Settings {
+            base_dir: base_dir.to_path_buf(),
+            deployment: acoupi_engine::config::DeploymentSettings { name: "test".into(), latitude: None, longitude: None, timezone: chrono_tz::UTC },
+            store_path: base_dir.join("store.duckdb"),
+            temp_dir: base_dir.join("tmp"),
+            recordings_dir: base_dir.join("recordings"),
+            device_id: None,
+        };
+        acoupi_engine::registry::BuildContext { settings, instance: "test".into(), store }
     }
 }

@@ -62,7 +62,6 @@ impl MetricSource for StationMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use acoupi_engine::config::{DeploymentSettings, Settings};
     use acoupi_engine::data::{Message, Response, ResponseStatus};
     use acoupi_engine::store::MessageStore;
 
@@ -73,15 +72,7 @@ mod tests {
     fn counts_what_happened_since_the_previous_heartbeat_and_what_waits() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(DuckDbStore::open(&dir.path().join("store.duckdb")).unwrap());
-        let settings = Settings {
-            base_dir: dir.path().to_path_buf(),
-            deployment: DeploymentSettings { name: "test".into(), latitude: None, longitude: None, timezone: chrono_tz::UTC },
-            store_path: dir.path().join("store.duckdb"),
-            temp_dir: dir.path().join("tmp"),
-            recordings_dir: dir.path().join("recordings"),
-            device_id: None,
-        };
-        let ctx = BuildContext { settings, instance: "activity".into(), store: Some(store.clone()) };
+        let ctx = crate::testing::context(dir.path(), Some(store.clone()));
         let Built::Metric(metric) = StationMetricsConfig {}.build(&ctx).unwrap() else { panic!("not a metric") };
 
         let value = |metrics: &[Metric], name: &str| metrics.iter().find(|m| m.name == name).map(|m| m.value);
@@ -111,18 +102,7 @@ mod tests {
 
     #[test]
     fn without_a_store_it_cannot_be_built() {
-        let ctx = BuildContext {
-            settings: Settings {
-                base_dir: ".".into(),
-                deployment: DeploymentSettings { name: "test".into(), latitude: None, longitude: None, timezone: chrono_tz::UTC },
-                store_path: "store.duckdb".into(),
-                temp_dir: "tmp".into(),
-                recordings_dir: "recordings".into(),
-                device_id: None,
-            },
-            instance: "activity".into(),
-            store: None,
-        };
+        let ctx = crate::testing::context(std::path::Path::new("."), None);
         let error = StationMetricsConfig {}.build(&ctx).err().unwrap();
         assert!(error.contains("store"), "{error}");
     }

@@ -185,18 +185,10 @@ fn metric_name(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use acoupi_engine::config::{DeploymentSettings, Settings};
 
     fn build(measure: &[MetricGroup], dir: &Path) -> Arc<dyn MetricSource> {
-        let settings = Settings {
-            base_dir: dir.to_path_buf(),
-            deployment: DeploymentSettings { name: "test".into(), latitude: None, longitude: None, timezone: chrono_tz::UTC },
-            store_path: dir.join("store.duckdb"),
-            temp_dir: dir.join("tmp"),
-            recordings_dir: dir.join("recordings/not/yet/made"),
-            device_id: None,
-        };
-        let ctx = BuildContext { settings, instance: "health".into(), store: None };
+        let mut ctx = crate::testing::context(dir, None);
+        ctx.settings.recordings_dir = dir.join("recordings/not/yet/made");
         match (SystemMetricsConfig { measure: measure.to_vec() }).build(&ctx).unwrap() {
             Built::Metric(metric) => metric,
             _ => panic!("not a metric"),

@@ -232,18 +232,7 @@ mod tests {
     #[test]
     fn bands_that_do_not_rise_are_refused() {
         let config = ThresholdsSummariserConfig { interval: default_interval(), low: Score(0.5), mid: Score(0.5), high: Score(0.9) };
-        let ctx = BuildContext {
-            settings: acoupi_engine::config::Settings {
-                base_dir: ".".into(),
-                deployment: acoupi_engine::config::DeploymentSettings { name: "t".into(), latitude: None, longitude: None, timezone: chrono_tz::UTC },
-                store_path: "s.duckdb".into(),
-                temp_dir: "tmp".into(),
-                recordings_dir: "rec".into(),
-                device_id: None,
-            },
-            instance: "bands".into(),
-            store: None,
-        };
+        let ctx = crate::testing::context(std::path::Path::new("."), None);
         let error = config.build(&ctx).err().unwrap();
         assert!(error.contains("low (0.5) < mid (0.5)"), "{error}");
     }

@@ -139,7 +139,7 @@ fn run_job(job: &Job, input: Input, now: DateTime<Utc>, stats: &Stats) -> (Optio
             add(&stats.detections, report.detections);
             add(&stats.messages_queued, report.messages);
             let outcome = if report.stored {
-                format!("{}: {} detections, {} messages", recording.id, report.detections, report.messages)
+                format!("{}: {} detections, {} cleaned away, {} messages", recording.id, report.detections, report.cleaned, report.messages)
             } else {
                 format!("{}: no output stored", recording.id)
             };

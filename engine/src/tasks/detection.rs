@@ -26,6 +26,9 @@ pub struct DetectionReport {
     pub stored: bool,
     pub detections: usize,
     pub messages: usize,
+    /// Detections the cleaners removed (so a user can ask why a bird was not reported:
+    /// each cleaner also logs its count at debug level).
+    pub cleaned: usize,
 }
 
 impl DetectionTask {
@@ -64,6 +67,7 @@ impl DetectionTask {
             match cleaner.clean(output.clone()) {
                 Ok(cleaned) => {
                     let dropped = before.saturating_sub(cleaned.detections.len());
+                    report.cleaned += dropped;
                     if dropped > 0 {
                         tracing::debug!(stage = %self.stage, recording = %recording.id, cleaner = %cleaner.name, dropped, "cleaner dropped detections");
                     }
@@ -95,7 +99,7 @@ impl DetectionTask {
                 }
             }
         }
-        tracing::info!(stage = %self.stage, recording = %recording.id, model = %self.model.name, detections = report.detections, messages = report.messages, "analysed");
+        tracing::info!(stage = %self.stage, recording = %recording.id, model = %self.model.name, detections = report.detections, cleaned = report.cleaned, messages = report.messages, "analysed");
         report
     }
 }
@@ -129,7 +133,7 @@ mod tests {
     fn calls_filter_model_cleaners_store_factories_message_store_in_order() {
         let calls = Calls::default();
         let report = task(&calls, Some(true), &[0, 2]).run(&recording());
-        assert_eq!(report, DetectionReport { stored: true, detections: 1, messages: 2 });
+        assert_eq!(report, DetectionReport { stored: true, detections: 1, messages: 2, cleaned: 2 });
         assert_eq!(
             calls.take(),
             [
