@@ -20,6 +20,7 @@ mod metric_station;
 mod metric_system;
 mod model_band_energy;
 mod model_birdnet;
+mod model_onnx_classifier;
 mod processing_min_rms;
 mod recorder_replay;
 mod summarisers;
@@ -35,6 +36,7 @@ pub fn registry() -> Registry {
         .register::<condition_time_window::TimeWindowConditionConfig>()
         .register::<model_band_energy::BandEnergyModelConfig>()
         .register::<model_birdnet::BirdnetModelConfig>()
+        .register::<model_onnx_classifier::OnnxClassifierConfig>()
         .register::<processing_min_rms::MinRmsFilterConfig>()
         .register::<cleaner_threshold::ThresholdCleanerConfig>()
         .register::<cleaner_tags::TopKCleanerConfig>()

@@ -378,7 +378,7 @@ fn allowed_classes(labels: &[Label], include: Option<&[String]>, exclude: &[Stri
 
 /// Resamples mono audio from `from` Hz to `to` Hz (rubato's synchronous FFT resampler; the
 /// output has `len × to / from` samples, rounded, its start delay trimmed).
-fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
+pub(crate) fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
     if samples.is_empty() {
         return Ok(Vec::new());
     }

@@ -65,7 +65,7 @@ fn duration_schema(description: &str) -> Schema {
 }
 
 /// A duration written as a human string ("3s", "10min", "1h"); zero is allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for HumanDuration {

@@ -1,0 +1,332 @@
+//! `model.onnx_classifier`: a window classifier for any ONNX model that takes raw audio
+//! windows and returns one score per class, with a labels file — so users can bring their
+//! own model without writing code. It owns the windowing, the score activation and the
+//! mapping of scores to detections.
+//!
+//! ```toml
+//! [components.frogs]
+//! type = "model.onnx_classifier"
+//! model = "models/frogs.onnx"          # input [1, samples] f32, output [1, classes]
+//! labels = "models/frogs-labels.txt"   # one class name a line, in output order
+//! samplerate = 22050
+//! window = "2s"
+//! activation = "softmax"               # or "sigmoid", or "none" when it gives probabilities
+//! min_confidence = 0.5
+//! ```
+//!
+//! Method:
+//! - the WAV is read as mono and resampled to `samplerate` when it has another rate;
+//! - it is cut into windows of `window` (the model's input is fixed to `[1, samples]`),
+//!   starting every `window - overlap`; a last window shorter than `min_tail` of a window
+//!   is dropped, a longer one is zero-padded;
+//! - each window's output (any shape; its values are taken in order) goes through the
+//!   activation; every class scoring at least `min_confidence` becomes an `event` detection
+//!   whose box is the window (start, 0 Hz, end, Nyquist of `samplerate` × time expansion),
+//!   with `detection_score` = the score and one tag `<tag_key>` = the label.
+//!
+//! The network is loaded and optimised once, when the component is built.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use acoupi_engine::component::{ComponentError, ComponentResult, Model};
+use acoupi_engine::config::values::{PositiveDuration, Score};
+use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
+use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use tract_onnx::prelude::*;
+
+use crate::audio::read_recording;
+use crate::model_birdnet::resample;
+
+/// Classify fixed-length windows of raw audio with your own ONNX model (input
+/// `[1, samples]` f32, output one score per class) and a labels file.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxClassifierConfig {
+    /// The model name stored with each output. Default: the ONNX file's name.
+    pub name: Option<String>,
+    /// The ONNX file, relative to the pipeline file.
+    pub model: PathBuf,
+    /// The labels file, one class name a line in the model's output order, relative to
+    /// the pipeline file.
+    pub labels: PathBuf,
+    /// The sample rate the model expects, in Hz.
+    #[schemars(range(min = 1))]
+    pub samplerate: u32,
+    /// The length of one input window.
+    pub window: PositiveDuration,
+    /// Overlap of consecutive windows (less than `window`). Default: none.
+    #[serde(default)]
+    #[schemars(default = "default_overlap_text")]
+    pub overlap: acoupi_engine::config::values::HumanDuration,
+    /// The shortest last window analysed, as a fraction of a window (it is zero-padded).
+    #[serde(default = "default_min_tail")]
+    #[schemars(default = "default_min_tail")]
+    pub min_tail: Score,
+    /// What turns the model's outputs into scores between 0 and 1.
+    #[serde(default)]
+    #[schemars(default = "default_activation")]
+    pub activation: Activation,
+    /// Lowest score reported.
+    #[serde(default = "default_min_confidence")]
+    #[schemars(default = "default_min_confidence")]
+    pub min_confidence: Score,
+    /// The key of the tag holding the label.
+    #[serde(default = "default_tag_key")]
+    #[schemars(default = "default_tag_key")]
+    pub tag_key: String,
+}
+
+fn default_overlap_text() -> &'static str {
+    "0s"
+}
+fn default_min_tail() -> Score {
+    Score(0.5)
+}
+fn default_activation() -> Activation {
+    Activation::None
+}
+fn default_min_confidence() -> Score {
+    Score(0.5)
+}
+fn default_tag_key() -> String {
+    "species".into()
+}
+
+/// How the model's outputs become scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// The outputs are already scores between 0 and 1.
+    #[default]
+    None,
+    /// Logistic function per class (multi-label models).
+    Sigmoid,
+    /// Softmax over the classes (single-label models).
+    Softmax,
+}
+
+impl Activation {
+    fn apply(self, values: &mut [f64]) {
+        match self {
+            Activation::None => {}
+            Activation::Sigmoid => values.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            Activation::Softmax => {
+                let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = values.iter().map(|v| (v - max).exp()).sum();
+                values.iter_mut().for_each(|v| *v = (*v - max).exp() / sum);
+            }
+        }
+    }
+}
+
+impl ComponentConfig for OnnxClassifierConfig {
+    const KIND: &'static str = "model.onnx_classifier";
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+        Ok(Built::Model(Arc::new(OnnxClassifier::load(self, ctx)?)))
+    }
+}
+
+pub struct OnnxClassifier {
+    name: String,
+    plan: Arc<TypedRunnableModel>,
+    labels: Vec<String>,
+    samplerate: u32,
+    window: usize,
+    step: usize,
+    min_tail: usize,
+    activation: Activation,
+    min_confidence: f64,
+    tag_key: String,
+}
+
+impl OnnxClassifier {
+    fn load(config: &OnnxClassifierConfig, ctx: &BuildContext) -> Result<OnnxClassifier, String> {
+        let window = (config.window.0.as_secs_f64() * f64::from(config.samplerate)).round() as usize;
+        let overlap = (config.overlap.0.as_secs_f64() * f64::from(config.samplerate)).round() as usize;
+        if overlap >= window {
+            return Err(format!("overlap ({}) must be shorter than the window ({})", config.overlap, config.window));
+        }
+        if config.tag_key.trim().is_empty() {
+            return Err("tag_key is empty".into());
+        }
+        let model_path = ctx.resolve(&config.model);
+        let labels_path = ctx.resolve(&config.labels);
+        let labels: Vec<String> = std::fs::read_to_string(&labels_path)
+            .map_err(|e| format!("cannot read the labels file `{}`: {e}", labels_path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(String::from)
+            .collect();
+        std::fs::metadata(&model_path).map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
+        let plan = tract_onnx::onnx()
+            .model_for_path(&model_path)
+            .and_then(|model| model.with_input_fact(0, f32::fact([1, window]).into()))
+            .and_then(|model| model.into_optimized())
+            .and_then(|model| model.into_runnable())
+            .map_err(|e| format!("cannot load the model `{}` with input [1, {window}] ({} at {} Hz): {e:#}", model_path.display(), config.window, config.samplerate))?;
+        let classes = plan.model().output_fact(0).ok().and_then(|fact| fact.shape.as_concrete().map(|s| s.iter().product::<usize>()));
+        if classes != Some(labels.len()) {
+            return Err(format!(
+                "the model `{}` gives {} scores but the labels file `{}` has {} labels",
+                model_path.display(),
+                classes.map_or_else(|| "an unknown number of".to_string(), |n| n.to_string()),
+                labels_path.display(),
+                labels.len()
+            ));
+        }
+        let name = config.name.clone().unwrap_or_else(|| {
+            model_path.file_stem().map_or_else(|| "onnx_classifier".to_string(), |s| s.to_string_lossy().into_owned())
+        });
+        Ok(OnnxClassifier {
+            name,
+            plan,
+            labels,
+            samplerate: config.samplerate,
+            window,
+            step: window - overlap,
+            min_tail: ((config.min_tail.0 * window as f64).ceil() as usize).max(1),
+            activation: config.activation,
+            min_confidence: config.min_confidence.0,
+            tag_key: config.tag_key.clone(),
+        })
+    }
+
+    fn scores(&self, window: &[f32]) -> TractResult<Vec<f64>> {
+        let input = Tensor::from_shape(&[1, self.window], window)?;
+        let outputs = self.plan.run(tvec![input.into()])?;
+        let output = outputs.first().ok_or_else(|| TractError::msg("the model gave no output"))?;
+        let mut scores: Vec<f64> = output.to_plain_array_view::<f32>()?.iter().map(|v| f64::from(*v)).collect();
+        self.activation.apply(&mut scores);
+        Ok(scores)
+    }
+}
+
+impl Model for OnnxClassifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
+        let (info, samples) = read_recording(recording)?;
+        let samples = if info.samplerate == self.samplerate {
+            samples
+        } else {
+            resample(&samples, info.samplerate, self.samplerate)
+                .map_err(|reason| ComponentError::Audio { path: recording.path.clone().unwrap_or_default(), reason })?
+        };
+        let rate = f64::from(self.samplerate);
+        let duration = samples.len() as f64 / rate;
+        let high_freq = rate / 2.0 * recording.time_expansion;
+        let mut buffer = vec![0.0f32; self.window];
+        let mut detections = Vec::new();
+        for start in (0..samples.len()).step_by(self.step).take_while(|start| samples.len() - start >= self.min_tail) {
+            let available = &samples[start..(start + self.window).min(samples.len())];
+            buffer[..available.len()].copy_from_slice(available);
+            buffer[available.len()..].iter_mut().for_each(|x| *x = 0.0);
+            let scores = self.scores(&buffer).map_err(|e| ComponentError::Other(format!("{} inference failed: {e:#}", self.name)))?;
+            let begin = start as f64 / rate;
+            let end = (begin + self.window as f64 / rate).min(duration);
+            let mut found: Vec<(usize, f64)> = scores.into_iter().enumerate().filter(|(_, s)| *s >= self.min_confidence).collect();
+            found.sort_by(|a, b| b.1.total_cmp(&a.1));
+            for (class, score) in found {
+                let mut detection = Detection::new(PredictionType::Event);
+                detection.location = Some(BoundingBox::new(begin, 0.0, end, high_freq)?);
+                detection.detection_score = score.clamp(0.0, 1.0);
+                detection.tags = vec![PredictedTag::new(Tag::new(self.tag_key.as_str(), self.labels[class].as_str()), score.clamp(0.0, 1.0))?];
+                detections.push(detection);
+            }
+        }
+        Ok(ModelOutput::new(self.name.as_str(), recording.clone(), detections))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// BirdNET's network is a raw-audio window classifier: brought as "your own model", it
+    /// must give what `model.birdnet` gives.
+    const BIRDNET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/birdnet_v24_fp32.onnx");
+    const BIRDNET_LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt");
+    const REFERENCE_AUDIO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/reference/ref_audio_48k_1x144000.f32");
+
+    fn config(extra: &str) -> OnnxClassifierConfig {
+        let json = format!(r#"{{"model": "{BIRDNET}", "labels": "{BIRDNET_LABELS}", "samplerate": 48000, "window": "3s", "activation": "sigmoid" {extra}}}"#);
+        serde_json::from_str(&json).unwrap()
+    }
+
+    fn reference_wav(dir: &Path, seconds: usize) -> Recording {
+        let audio: Vec<f32> =
+            std::fs::read(REFERENCE_AUDIO).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let path = dir.join("ref.wav");
+        let spec = hound::WavSpec { channels: 1, sample_rate: 48_000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let mut writer = hound::WavWriter::create(&path, spec).unwrap();
+        for sample in audio.iter().cycle().take(48_000 * seconds) {
+            writer.write_sample(*sample).unwrap();
+        }
+        writer.finalize().unwrap();
+        acoupi_engine::data::Recording::new(acoupi_engine::data::Deployment::new("test"), seconds as f64, 48_000).unwrap().with_path(&path)
+    }
+
+    #[test]
+    fn birdnet_as_your_own_model_gives_model_birdnets_detections() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = crate::testing::context(dir.path(), None);
+        let classifier = OnnxClassifier::load(&config(r#", "min_confidence": 0.005"#), &ctx).unwrap();
+        let birdnet = match serde_json::from_str::<crate::model_birdnet::BirdnetModelConfig>(r#"{"min_confidence": 0.005}"#).unwrap().build(&ctx).unwrap() {
+            Built::Model(model) => model,
+            _ => panic!("not a model"),
+        };
+        // 5 s: one full window and a 2 s tail (kept and zero-padded by both).
+        let recording = reference_wav(dir.path(), 5);
+        let ours = classifier.run(&recording).unwrap();
+        let theirs = birdnet.run(&recording).unwrap();
+        assert_eq!(ours.name_model, "birdnet_v24_fp32");
+        assert!(!ours.detections.is_empty());
+        let summary = |output: &ModelOutput| -> Vec<(String, [f64; 2], f64)> {
+            output.detections.iter().map(|d| {
+                let [start, _, end, _] = d.location.as_ref().unwrap().coordinates();
+                (d.tags[0].tag.value.clone(), [start, end], (d.detection_score * 1e4).round())
+            }).collect()
+        };
+        let theirs: Vec<_> = summary(&theirs);
+        let ours: Vec<_> = summary(&ours);
+        // BirdNET's tags are `species` (scientific) and ours the whole label line.
+        assert_eq!(ours.len(), theirs.len());
+        for ((label, window, score), (scientific, their_window, their_score)) in ours.iter().zip(&theirs) {
+            assert!(label.starts_with(scientific.as_str()), "{label} vs {scientific}");
+            assert_eq!((window, score), (their_window, their_score));
+        }
+    }
+
+    #[test]
+    fn activations_turn_outputs_into_scores() {
+        let mut values = vec![0.0, 2.0f64.ln()];
+        Activation::Softmax.apply(&mut values);
+        assert!((values[0] - 1.0 / 3.0).abs() < 1e-12 && (values[1] - 2.0 / 3.0).abs() < 1e-12);
+        let mut values = vec![0.0];
+        Activation::Sigmoid.apply(&mut values);
+        assert_eq!(values, [0.5]);
+    }
+
+    #[test]
+    fn mismatched_labels_and_bad_windows_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = crate::testing::context(dir.path(), None);
+        std::fs::write(dir.path().join("three.txt"), "a\nb\nc\n").unwrap();
+        let mut bad = config("");
+        bad.labels = "three.txt".into();
+        let err = OnnxClassifier::load(&bad, &ctx).err().unwrap();
+        assert!(err.contains("gives 6522 scores") && err.contains("has 3 labels"), "{err}");
+        let err = OnnxClassifier::load(&config(r#", "overlap": "3s""#), &ctx).err().unwrap();
+        assert!(err.contains("overlap"), "{err}");
+        let mut missing = config("");
+        missing.model = "nowhere.onnx".into();
+        let err = OnnxClassifier::load(&missing, &ctx).err().unwrap();
+        assert!(err.contains(&dir.path().join("nowhere.onnx").display().to_string()), "{err}");
+    }
+}
