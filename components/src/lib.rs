@@ -4,6 +4,7 @@
 //! adding its file and one line in [`registry`].
 
 mod audio;
+mod batdetect2_spectrogram;
 mod cleaner_threshold;
 mod condition_time_window;
 mod filter_species;
@@ -12,6 +13,7 @@ mod manager_date_folders;
 mod message_detections;
 mod messenger_http;
 mod model_band_energy;
+mod model_batdetect2;
 mod model_birdnet;
 mod processing_min_rms;
 mod recorder_replay;
@@ -28,6 +30,7 @@ pub fn registry() -> Registry {
         .register::<condition_time_window::TimeWindowConditionConfig>()
         .register::<model_band_energy::BandEnergyModelConfig>()
         .register::<model_birdnet::BirdnetModelConfig>()
+        .register::<model_batdetect2::BatDetect2ModelConfig>()
         .register::<processing_min_rms::MinRmsFilterConfig>()
         .register::<cleaner_threshold::ThresholdCleanerConfig>()
         .register::<filter_threshold::ThresholdSavingFilterConfig>()
