@@ -479,7 +479,7 @@ mod tests {
             eprintln!("plan for 1 s chunks (W = 1024) optimised in {:.1?}", t.elapsed());
             let t = Instant::now();
             let maps = network.maps(&spectrogram).unwrap();
-            eprintln!("one 1 s chunk (W = 1024) through the network in {:.0?} (dev profile)", t.elapsed());
+            eprintln!("one 1 s chunk (W = 1024) through the network: {} ms (dev profile)", t.elapsed().as_millis());
             maps
         })
     }
@@ -489,7 +489,9 @@ mod tests {
         let mut writer = hound::WavWriter::create(path, spec).unwrap();
         samples.iter().for_each(|s| writer.write_sample(*s).unwrap());
         writer.finalize().unwrap();
-        let mut recording = Recording::new(Deployment::new("site"), samples.len() as f64 / f64::from(samplerate), samplerate).unwrap();
+        // A recording's duration must be positive, also for an empty file.
+        let duration = (samples.len() as f64 / f64::from(samplerate)).max(1e-3);
+        let mut recording = Recording::new(Deployment::new("site"), duration, samplerate).unwrap();
         recording.path = Some(path.to_path_buf());
         recording.time_expansion = time_expansion;
         recording
@@ -599,7 +601,7 @@ mod tests {
         let recording = write_f32_wav(&dir.path().join("ref.wav"), SAMPLE_RATE, &audio, 1.0);
         let t = Instant::now();
         let output = with_reference_threshold().run(&recording).unwrap();
-        eprintln!("end to end, 1 s at 256 kHz: {:.0?} (dev profile)", t.elapsed());
+        eprintln!("end to end, 1 s at 256 kHz: {} ms (dev profile)", t.elapsed().as_millis());
         assert_eq!(output.name_model, "BatDetect2_UK");
         output.validate().unwrap();
         let (prob, time, freq) = compare(&found(&output, 1.0), &expected(), 1e-3);
@@ -683,7 +685,11 @@ mod tests {
         let silent = write_f32_wav(&dir.path().join("silent.wav"), SAMPLE_RATE, &vec![0.0; 3 * SAMPLE_RATE as usize], 1.0);
         let t = Instant::now();
         assert!(model.run(&silent).unwrap().detections.is_empty());
-        eprintln!("one 3 s chunk (W = 3008), end to end: {:.0?} (dev profile)", t.elapsed());
+        eprintln!("one 3 s chunk (W = 3008), end to end: {} ms (dev profile)", t.elapsed().as_millis());
+        let t = Instant::now();
+        let spectrogram = model.spectrogram.spectrogram(&vec![0.0; 3 * SAMPLE_RATE as usize]);
+        eprintln!("its spectrogram alone: {} ms (dev profile)", t.elapsed().as_millis());
+        assert_eq!(spectrogram.width, 3008);
         let peaks = model.peaks(&vec![0.0; SAMPLE_RATE as usize]).unwrap();
         let loudest = with_reference_threshold().peaks(&vec![0.0; SAMPLE_RATE as usize]).unwrap().iter().map(|p| p.det_prob).fold(0.0f32, f32::max);
         eprintln!("silence: highest detection probability {loudest}");
