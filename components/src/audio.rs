@@ -86,6 +86,19 @@ pub(crate) fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, 
 pub(crate) mod testing {
     use std::path::Path;
 
+    use acoupi_engine::data::{Deployment, Recording};
+
+    /// Writes mono 32-bit float samples as a WAV and returns a Recording of it (a duration
+    /// of 1 ms for an empty file: a Recording's duration must be positive).
+    pub fn write_f32_wav(path: &Path, samplerate: u32, samples: &[f32]) -> Recording {
+        let spec = hound::WavSpec { channels: 1, sample_rate: samplerate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let mut writer = hound::WavWriter::create(path, spec).unwrap();
+        samples.iter().for_each(|s| writer.write_sample(*s).unwrap());
+        writer.finalize().unwrap();
+        let duration = (samples.len() as f64 / f64::from(samplerate)).max(1e-3);
+        Recording::new(Deployment::new("site"), duration, samplerate).unwrap().with_path(path)
+    }
+
     /// Writes a 16-bit WAV of `seconds` at `samplerate` whose samples come from `f(t)`.
     pub fn write_wav(path: &Path, samplerate: u32, channels: u16, seconds: f64, f: impl Fn(f64) -> f64) {
         let spec = hound::WavSpec { channels, sample_rate: samplerate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };

@@ -404,7 +404,6 @@ mod tests {
     use std::time::Instant;
 
     use acoupi_engine::config::{DeploymentSettings, Settings};
-    use acoupi_engine::data::Deployment;
 
     use crate::batdetect2_spectrogram::testing::{REFERENCE_DIR, read_f32};
 
@@ -413,11 +412,20 @@ mod tests {
     /// The reference detections were decoded with this threshold.
     const REFERENCE_THRESHOLD: f64 = 0.01;
 
-    /// One reference detection (`ref_detections.json`, the library's `run_nms`).
+    /// One reference detection (`ref_detections.json`, the library's `run_nms`): its peak
+    /// and what was found there.
     #[derive(Debug, Clone, serde::Deserialize)]
     struct Expected {
         x: usize,
         y: usize,
+        #[serde(flatten)]
+        call: Call,
+    }
+
+    /// A detection in the library's terms: probability, start and end (real seconds), low
+    /// and high frequency (Hz), top class and its probability.
+    #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+    struct Call {
         det_prob: f64,
         start_time: f64,
         end_time: f64,
@@ -484,33 +492,15 @@ mod tests {
         })
     }
 
+    /// A WAV of the samples at `samplerate`, recorded with `time_expansion`.
     fn write_f32_wav(path: &Path, samplerate: u32, samples: &[f32], time_expansion: f64) -> Recording {
-        let spec = hound::WavSpec { channels: 1, sample_rate: samplerate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
-        let mut writer = hound::WavWriter::create(path, spec).unwrap();
-        samples.iter().for_each(|s| writer.write_sample(*s).unwrap());
-        writer.finalize().unwrap();
-        // A recording's duration must be positive, also for an empty file.
-        let duration = (samples.len() as f64 / f64::from(samplerate)).max(1e-3);
-        let mut recording = Recording::new(Deployment::new("site"), duration, samplerate).unwrap();
-        recording.path = Some(path.to_path_buf());
+        let mut recording = crate::audio::testing::write_f32_wav(path, samplerate, samples);
         recording.time_expansion = time_expansion;
         recording
     }
 
-    /// A detection back in the library's terms: (x, y) of its peak, then det_prob, start,
-    /// end (real seconds), low, high (Hz), top class and its probability.
-    #[derive(Debug, Clone, PartialEq)]
-    struct Found {
-        det_prob: f64,
-        start_time: f64,
-        end_time: f64,
-        low_freq: f64,
-        high_freq: f64,
-        class: String,
-        class_prob: f64,
-    }
-
-    fn found(output: &ModelOutput, time_expansion: f64) -> BTreeMap<(usize, usize), Found> {
+    /// The detections of an output back in the library's terms, by (x, y) of their peaks.
+    fn found(output: &ModelOutput, time_expansion: f64) -> BTreeMap<(usize, usize), Call> {
         output
             .detections
             .iter()
@@ -520,7 +510,7 @@ mod tests {
                 let x = ((start_time * f64::from(SAMPLE_RATE) - OVERLAP) / (2.0 * HOP)).round() as usize;
                 let y = (HEIGHT as f64 - (low - MIN_FREQ) / ROW_HZ).round() as usize;
                 let top = &d.tags[0];
-                let found = Found {
+                let found = Call {
                     det_prob: d.detection_score,
                     start_time,
                     end_time,
@@ -537,7 +527,7 @@ mod tests {
     /// Checks detections against the reference: the same peaks, and each field within
     /// `tolerance` (relative for probabilities and sizes); returns the largest differences
     /// (probability, seconds, Hz).
-    fn compare(got: &BTreeMap<(usize, usize), Found>, want: &[Expected], tolerance: f64) -> (f64, f64, f64) {
+    fn compare(got: &BTreeMap<(usize, usize), Call>, want: &[Expected], tolerance: f64) -> (f64, f64, f64) {
         let want: BTreeMap<(usize, usize), &Expected> = want.iter().map(|e| ((e.x, e.y), e)).collect();
         let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(k)).collect();
         let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(k)).collect();
@@ -545,10 +535,10 @@ mod tests {
         let (mut prob, mut time, mut freq) = (0.0f64, 0.0f64, 0.0f64);
         for (key, e) in &want {
             let g = &got[key];
-            assert_eq!(g.class, e.class, "class at {key:?}");
-            prob = prob.max((g.det_prob - e.det_prob).abs()).max((g.class_prob - e.class_prob).abs());
-            time = time.max((g.start_time - e.start_time).abs()).max((g.end_time - e.end_time).abs());
-            freq = freq.max((g.low_freq - e.low_freq).abs()).max((g.high_freq - e.high_freq).abs());
+            assert_eq!(g.class, e.call.class, "class at {key:?}");
+            prob = prob.max((g.det_prob - e.call.det_prob).abs()).max((g.class_prob - e.call.class_prob).abs());
+            time = time.max((g.start_time - e.call.start_time).abs()).max((g.end_time - e.call.end_time).abs());
+            freq = freq.max((g.low_freq - e.call.low_freq).abs()).max((g.high_freq - e.call.high_freq).abs());
         }
         assert!(prob <= tolerance, "probability difference {prob:e}");
         assert!(time <= tolerance * 1e-2, "time difference {time:e} s");
@@ -572,11 +562,11 @@ mod tests {
         let peaks = decode(reference_maps(), REFERENCE_THRESHOLD as f32);
         assert_eq!(peaks.len(), want.len());
         let labels = &shared().network.labels;
-        let got: BTreeMap<(usize, usize), Found> = peaks
+        let got: BTreeMap<(usize, usize), Call> = peaks
             .iter()
             .map(|p| {
                 let (class, prob) = p.class_probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
-                let found = Found {
+                let found = Call {
                     det_prob: f64::from(p.det_prob),
                     start_time: p.start_time,
                     end_time: p.end_time,
@@ -615,7 +605,7 @@ mod tests {
         }
         // With the default threshold (0.3) only the confident calls remain.
         let confident = shared().run(&recording).unwrap();
-        let want = expected().iter().filter(|e| e.det_prob > 0.3).count();
+        let want = expected().iter().filter(|e| e.call.det_prob > 0.3).count();
         assert_eq!(confident.detections.len(), want);
         assert!(confident.detections.iter().all(|d| d.detection_score > 0.3 && !d.tags.is_empty()));
     }
@@ -643,7 +633,7 @@ mod tests {
     fn resampled_inputs_give_detections_close_to_the_reference() {
         let audio = read_f32("ref_audio_256k_1x256000.f32");
         let dir = tempfile::tempdir().unwrap();
-        let want: Vec<Expected> = expected().into_iter().filter(|e| e.det_prob > 0.3).collect();
+        let want: Vec<Expected> = expected().into_iter().filter(|e| e.call.det_prob > 0.3).collect();
         assert!(want.len() >= 5, "the reference has {} confident calls", want.len());
         let model = BatDetect2Model { min_class_probability: 0.0, ..shared().clone() };
         // (rate, largest probability difference allowed): at 192 kHz everything above 96 kHz
@@ -654,14 +644,14 @@ mod tests {
             let got = found(&model.run(&recording).unwrap(), 1.0);
             // Above the file's Nyquist frequency there is nothing to find.
             let nyquist = f64::from(rate) / 2.0;
-            let reachable: Vec<&Expected> = want.iter().filter(|e| e.high_freq <= nyquist).collect();
+            let reachable: Vec<&Expected> = want.iter().filter(|e| e.call.high_freq <= nyquist).collect();
             let (mut matched, mut max_diff) = (0, 0.0f64);
             for e in &reachable {
                 let close = got.iter().find(|((x, y), _)| x.abs_diff(e.x) <= 1 && y.abs_diff(e.y) <= 1);
                 if let Some((_, g)) = close {
                     matched += 1;
-                    assert_eq!(g.class, e.class, "{rate} Hz: class at ({}, {})", e.x, e.y);
-                    max_diff = max_diff.max((g.det_prob - e.det_prob).abs());
+                    assert_eq!(g.class, e.call.class, "{rate} Hz: class at ({}, {})", e.x, e.y);
+                    max_diff = max_diff.max((g.det_prob - e.call.det_prob).abs());
                 }
             }
             assert!(max_diff <= tolerance, "{rate} Hz: detection probabilities up to {max_diff} from the reference");

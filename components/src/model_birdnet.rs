@@ -305,7 +305,8 @@ mod tests {
     use std::time::Instant;
 
     use acoupi_engine::config::{DeploymentSettings, Settings};
-    use acoupi_engine::data::Deployment;
+
+    use crate::audio::testing::write_f32_wav;
 
     /// The reference case (audio, TFLite logits) lives outside the repository.
     const REFERENCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/birdnet");
@@ -363,16 +364,6 @@ mod tests {
 
     fn argmax(values: &[f32]) -> usize {
         values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
-    }
-
-    fn write_f32_wav(path: &Path, samplerate: u32, samples: &[f32]) -> Recording {
-        let spec = hound::WavSpec { channels: 1, sample_rate: samplerate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
-        let mut writer = hound::WavWriter::create(path, spec).unwrap();
-        samples.iter().for_each(|s| writer.write_sample(*s).unwrap());
-        writer.finalize().unwrap();
-        let mut recording = Recording::new(Deployment::new("site"), samples.len() as f64 / f64::from(samplerate), samplerate).unwrap();
-        recording.path = Some(path.to_path_buf());
-        recording
     }
 
     /// The species of the highest-scoring detection.
