@@ -208,7 +208,13 @@ impl Network {
             let output = outputs.get(i).ok_or_else(|| format!("the model gave {} outputs, not 3", outputs.len()))?;
             Ok(output.to_plain_array_view::<f32>().map_err(fail)?.iter().copied().collect())
         };
-        Ok(Maps { width: spectrogram.width, det: flat(0)?, size: flat(1)?, class: flat(2)? })
+        let maps = Maps { width: spectrogram.width, det: flat(0)?, size: flat(1)?, class: flat(2)? };
+        let plane = HEIGHT * spectrogram.width;
+        let lengths = [maps.det.len(), maps.size.len(), maps.class.len()];
+        if lengths != [plane, 2 * plane, (self.labels.len() + 1) * plane] {
+            return Err(format!("the model `{}` gave outputs of {lengths:?} values for a {HEIGHT} × {} spectrogram", self.path.display(), spectrogram.width));
+        }
+        Ok(maps)
     }
 }
 
@@ -235,8 +241,11 @@ fn column_time(x: f64) -> f64 {
 /// (clipped at the edges), 0 elsewhere: the library's max-pool suppression, done as a
 /// row-wise then a column-wise running maximum.
 fn suppress_non_maxima(det: &[f32], width: usize) -> Vec<f32> {
+    if width == 0 {
+        return Vec::new();
+    }
     let half = NMS_KERNEL / 2;
-    let height = det.len() / width.max(1);
+    let height = det.len() / width;
     let mut across = vec![0.0f32; det.len()];
     for (row_in, row_out) in det.chunks_exact(width).zip(across.chunks_exact_mut(width)) {
         for (x, out) in row_out.iter_mut().enumerate() {
@@ -268,7 +277,7 @@ fn decode(maps: &Maps, threshold: f32) -> Vec<Peak> {
     peaks.truncate(top_k);
     peaks.retain(|(_, v)| *v > threshold);
     peaks.sort_by(|a, b| (a.0 % width).cmp(&(b.0 % width)).then(b.1.total_cmp(&a.1)));
-    let classes = maps.class.len() / plane.max(1);
+    let classes = maps.class.len().checked_div(plane).unwrap_or(0);
     peaks
         .into_iter()
         .map(|(i, det_prob)| {
@@ -607,7 +616,12 @@ mod tests {
         let confident = shared().run(&recording).unwrap();
         let want = expected().iter().filter(|e| e.call.det_prob > 0.3).count();
         assert_eq!(confident.detections.len(), want);
-        assert!(confident.detections.iter().all(|d| d.detection_score > 0.3 && !d.tags.is_empty()));
+        for detection in &confident.detections {
+            assert!(detection.detection_score > 0.3);
+            // The top species, then only classes at least 0.01 probable (the default floor).
+            assert!(!detection.tags.is_empty() && detection.tags.len() < 17, "{:?}", detection.tags);
+            assert!(detection.tags[1..].iter().all(|t| t.confidence_score >= 0.01));
+        }
     }
 
     #[test]
@@ -656,7 +670,7 @@ mod tests {
             }
             assert!(max_diff <= tolerance, "{rate} Hz: detection probabilities up to {max_diff} from the reference");
             eprintln!(
-                "{rate} Hz: {matched} of {} confident reference calls found, {} detections in all, probabilities within {max_diff:.3}",
+                "{rate} Hz: {matched} of {} confident reference calls found, {} detections in all, probabilities within {max_diff:.1e}",
                 reachable.len(),
                 got.len()
             );
