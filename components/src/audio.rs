@@ -1,9 +1,11 @@
 //! Reading WAV files: header facts for Recordings, and samples mixed down to mono f32 for
-//! models.
+//! models; resampling them to the rate a model expects.
 
 use std::path::Path;
 
 use acoupi_engine::component::ComponentError;
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler};
 
 /// What a WAV header says about a recording.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,9 +65,39 @@ pub fn read_recording(recording: &acoupi_engine::data::Recording) -> Result<(Wav
     read_mono(path)
 }
 
+/// Resamples mono audio from `from` Hz to `to` Hz (rubato's synchronous FFT resampler; the
+/// output has `len × to / from` samples, rounded, its start delay trimmed).
+pub(crate) fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
+    if samples.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fail = |e: &dyn std::fmt::Display| format!("cannot resample from {from} Hz to {to} Hz: {e}");
+    let mut resampler = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input).map_err(|e| fail(&e))?;
+    let input = InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| fail(&e))?;
+    let output = resampler.process_all(&input, samples.len(), None).map_err(|e| fail(&e))?;
+    let mut output = output.take_data();
+    // rubato may give one frame more than the exact ratio (1 s at 44.1 kHz gave 48001).
+    let expected = (samples.len() as u64 * u64::from(to) + u64::from(from) / 2) / u64::from(from);
+    output.truncate(usize::try_from(expected).unwrap_or(usize::MAX));
+    Ok(output)
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use std::path::Path;
+
+    use acoupi_engine::data::{Deployment, Recording};
+
+    /// Writes mono 32-bit float samples as a WAV and returns a Recording of it (a duration
+    /// of 1 ms for an empty file: a Recording's duration must be positive).
+    pub fn write_f32_wav(path: &Path, samplerate: u32, samples: &[f32]) -> Recording {
+        let spec = hound::WavSpec { channels: 1, sample_rate: samplerate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let mut writer = hound::WavWriter::create(path, spec).unwrap();
+        samples.iter().for_each(|s| writer.write_sample(*s).unwrap());
+        writer.finalize().unwrap();
+        let duration = (samples.len() as f64 / f64::from(samplerate)).max(1e-3);
+        Recording::new(Deployment::new("site"), duration, samplerate).unwrap().with_path(path)
+    }
 
     /// Writes a 16-bit WAV of `seconds` at `samplerate` whose samples come from `f(t)`.
     pub fn write_wav(path: &Path, samplerate: u32, channels: u16, seconds: f64, f: impl Fn(f64) -> f64) {
@@ -106,5 +138,18 @@ mod tests {
         std::fs::write(&path, b"not a wav file").unwrap();
         let err = wav_info(&path).unwrap_err().to_string();
         assert!(err.contains("bad.wav"), "{err}");
+    }
+
+    #[test]
+    fn resampling_keeps_length_and_a_tone() {
+        let tone: Vec<f32> = (0..44_100).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 44_100.0).sin()).collect();
+        let out = resample(&tone, 44_100, 48_000).unwrap();
+        assert_eq!(out.len(), 48_000);
+        // Away from the edges the output is the same tone at the new rate.
+        let max_err = (4_800..43_200)
+            .map(|i| (out[i] - (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin()).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max_err < 1e-2, "max error {max_err}");
+        assert!(resample(&[], 44_100, 48_000).unwrap().is_empty());
     }
 }

@@ -16,7 +16,7 @@ use acoupi_engine::data::{Deployment, Recording};
 use acoupi_engine::registry::{BuildContext, Built};
 
 /// The models `acoupi bench models` measures, with the input rate of their test chunk.
-pub const BENCH_MODELS: &[(&str, u32)] = &[("model.birdnet", 48_000)];
+pub const BENCH_MODELS: &[(&str, u32)] = &[("model.birdnet", 48_000), ("model.batdetect2", 256_000)];
 /// The length of one chunk, in seconds.
 const CHUNK_SECONDS: f64 = 3.0;
 

@@ -4,9 +4,11 @@
 //! adding its file and one line in [`registry`].
 
 mod audio;
-mod birdnet_range;
+mod batdetect2_spectrogram;
 #[cfg(test)]
 mod bench_messaging;
+pub mod bench_models;
+mod birdnet_range;
 mod cleaner_tags;
 mod cleaner_threshold;
 mod condition_time_window;
@@ -19,6 +21,7 @@ mod messenger_mqtt;
 mod metric_station;
 mod metric_system;
 mod model_band_energy;
+mod model_batdetect2;
 mod model_birdnet;
 mod model_onnx_classifier;
 mod processing_min_rms;
@@ -36,6 +39,7 @@ pub fn registry() -> Registry {
         .register::<condition_time_window::TimeWindowConditionConfig>()
         .register::<model_band_energy::BandEnergyModelConfig>()
         .register::<model_birdnet::BirdnetModelConfig>()
+        .register::<model_batdetect2::BatDetect2ModelConfig>()
         .register::<model_onnx_classifier::OnnxClassifierConfig>()
         .register::<processing_min_rms::MinRmsFilterConfig>()
         .register::<cleaner_threshold::ThresholdCleanerConfig>()

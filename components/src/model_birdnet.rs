@@ -37,11 +37,9 @@ use acoupi_engine::component::{ComponentError, ComponentResult, Model};
 use acoupi_engine::config::values::Score;
 use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
-use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler};
 use tract_onnx::prelude::*;
 
-use crate::audio::read_recording;
+use crate::audio::{read_recording, resample};
 use crate::birdnet_range::{BUNDLED_RANGE_MODEL, DEFAULT_RANGE_THRESHOLD, RangeModel, week_48};
 
 /// The sample rate the network expects.
@@ -376,23 +374,6 @@ fn allowed_classes(labels: &[Label], include: Option<&[String]>, exclude: &[Stri
         .collect())
 }
 
-/// Resamples mono audio from `from` Hz to `to` Hz (rubato's synchronous FFT resampler; the
-/// output has `len × to / from` samples, rounded, its start delay trimmed).
-pub(crate) fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
-    if samples.is_empty() {
-        return Ok(Vec::new());
-    }
-    let fail = |e: &dyn std::fmt::Display| format!("cannot resample from {from} Hz to {to} Hz: {e}");
-    let mut resampler = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input).map_err(|e| fail(&e))?;
-    let input = InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| fail(&e))?;
-    let output = resampler.process_all(&input, samples.len(), None).map_err(|e| fail(&e))?;
-    let mut output = output.take_data();
-    // rubato may give one frame more than the exact ratio (1 s at 44.1 kHz gave 48001).
-    let expected = (samples.len() as u64 * u64::from(to) + u64::from(from) / 2) / u64::from(from);
-    output.truncate(usize::try_from(expected).unwrap_or(usize::MAX));
-    Ok(output)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,9 +381,9 @@ mod tests {
     use std::time::Instant;
 
     use acoupi_engine::config::{DeploymentSettings, Settings};
-    use acoupi_engine::data::Deployment;
 
-    /// The reference case (audio, TFLite logits) lives outside the repository.
+    use crate::audio::testing::write_f32_wav;
+
     /// The reference case (audio, TFLite logits), copied into the repository so that CI
     /// runs it.
     const REFERENCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/reference");
@@ -455,16 +436,6 @@ mod tests {
 
     fn argmax(values: &[f32]) -> usize {
         values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
-    }
-
-    fn write_f32_wav(path: &Path, samplerate: u32, samples: &[f32]) -> Recording {
-        let spec = hound::WavSpec { channels: 1, sample_rate: samplerate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
-        let mut writer = hound::WavWriter::create(path, spec).unwrap();
-        samples.iter().for_each(|s| writer.write_sample(*s).unwrap());
-        writer.finalize().unwrap();
-        let mut recording = Recording::new(Deployment::new("site"), samples.len() as f64 / f64::from(samplerate), samplerate).unwrap();
-        recording.path = Some(path.to_path_buf());
-        recording
     }
 
     /// The species of the highest-scoring detection.
@@ -525,19 +496,6 @@ mod tests {
             let (species, score) = top_species(&output);
             assert_eq!(species, expected, "at {rate} Hz (score {score})");
         }
-    }
-
-    #[test]
-    fn resampling_keeps_length_and_a_tone() {
-        let tone: Vec<f32> = (0..44_100).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 44_100.0).sin()).collect();
-        let out = resample(&tone, 44_100, 48_000).unwrap();
-        assert_eq!(out.len(), 48_000);
-        // Away from the edges the output is the same tone at the new rate.
-        let max_err = (4_800..43_200)
-            .map(|i| (out[i] - (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin()).abs())
-            .fold(0.0f32, f32::max);
-        assert!(max_err < 1e-2, "max error {max_err}");
-        assert!(resample(&[], 44_100, 48_000).unwrap().is_empty());
     }
 
     #[test]

@@ -35,8 +35,7 @@ use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, Pre
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
-use crate::audio::read_recording;
-use crate::model_birdnet::resample;
+use crate::audio::{read_recording, resample};
 
 /// Classify fixed-length windows of raw audio with your own ONNX model (input
 /// `[1, samples]` f32, output one score per class) and a labels file.
@@ -262,14 +261,8 @@ mod tests {
     fn reference_wav(dir: &Path, seconds: usize) -> Recording {
         let audio: Vec<f32> =
             std::fs::read(REFERENCE_AUDIO).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let path = dir.join("ref.wav");
-        let spec = hound::WavSpec { channels: 1, sample_rate: 48_000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
-        let mut writer = hound::WavWriter::create(&path, spec).unwrap();
-        for sample in audio.iter().cycle().take(48_000 * seconds) {
-            writer.write_sample(*sample).unwrap();
-        }
-        writer.finalize().unwrap();
-        acoupi_engine::data::Recording::new(acoupi_engine::data::Deployment::new("test"), seconds as f64, 48_000).unwrap().with_path(&path)
+        let looped: Vec<f32> = audio.iter().cycle().take(48_000 * seconds).copied().collect();
+        crate::audio::testing::write_f32_wav(&dir.join("ref.wav"), 48_000, &looped)
     }
 
     #[test]

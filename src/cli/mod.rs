@@ -47,6 +47,16 @@ enum BenchWhat {
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
     },
+    /// Each model on a 3 s chunk: milliseconds per chunk on one thread, and the real-time
+    /// factor with every core busy (build with --release for figures worth reporting).
+    Models {
+        /// Model types to measure (default: model.birdnet and model.batdetect2).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Chunks per thread.
+        #[arg(long, default_value_t = 10)]
+        repeats: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +105,7 @@ impl Cli {
             Command::Query(args) => store::query(&registry, args),
             Command::Export(args) => store::export(&registry, args),
             Command::Bench { what: BenchWhat::Store { dir, scale } } => store::bench(dir, scale),
+            Command::Bench { what: BenchWhat::Models { models, repeats } } => bench_models(&models, repeats),
             Command::Schema => {
                 print!("{}", acoupi_engine::schema::pipeline_schema_text(&registry));
                 ExitCode::SUCCESS
@@ -119,6 +130,24 @@ pub fn load_or_report(registry: &Registry, path: &Path) -> Result<Pipeline, Exit
             let n = errors.problems.len();
             eprintln!("{}: {n} problem{} found", path.display(), if n == 1 { "" } else { "s" });
             Err(ExitCode::from(INVALID))
+        }
+    }
+}
+
+/// `acoupi bench models`: see [`acoupi_components::bench_models`].
+fn bench_models(models: &[String], repeats: usize) -> ExitCode {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("error: cannot create a temporary folder: {error}");
+            return ExitCode::from(USAGE_OR_IO);
+        }
+    };
+    match acoupi_components::bench_models::bench_models(models, repeats, dir.path(), &mut std::io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(INVALID)
         }
     }
 }
