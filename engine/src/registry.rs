@@ -164,8 +164,14 @@ impl ComponentType {
     }
 
     /// The config's full JSON Schema, inlined (for `acoupi components --json`).
+    /// The JSON Schema of the config's parameters; always with `properties` (empty for a
+    /// component without parameters), so tools can list them uniformly.
     pub fn parameters_schema(&self) -> serde_json::Value {
-        schemars::SchemaGenerator::default().into_root_schema_for_inline(self).to_value()
+        let mut schema = schemars::SchemaGenerator::default().into_root_schema_for_inline(self).to_value();
+        if let Some(object) = schema.as_object_mut() {
+            object.entry("properties").or_insert_with(|| serde_json::json!({}));
+        }
+        schema
     }
 
     /// The names of the config's parameters (for unknown-key hints).
