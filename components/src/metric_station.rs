@@ -9,14 +9,17 @@
 //! ```
 //!
 //! Metrics (unit): `recordings_since_last`, `model_outputs_since_last`,
-//! `detections_since_last`, `messages_since_last` (count) and `unsent_messages` (count,
-//! of any age). A station whose recorder stopped shows `recordings_since_last = 0` on the
+//! `detections_since_last`, `messages_since_last` (count), `unsent_messages` (count, of
+//! any age), `errors_since_last` (count of ERROR-level log events of the station) and,
+//! once there has been one, `seconds_since_last_error` (seconds); the latest error's text
+//! is logged with the heartbeat at warn level, since a metric holds a number. A station whose recorder stopped shows `recordings_since_last = 0` on the
 //! dashboard long before anyone visits the site.
 
 use std::sync::{Arc, Mutex};
 
 use acoupi_engine::component::{ComponentError, ComponentResult, MetricSource};
 use acoupi_engine::data::Metric;
+use acoupi_engine::error_tally::{ERRORS, ErrorTally};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use acoupi_engine::store::Store;
 use chrono::{DateTime, Utc};
@@ -32,30 +35,47 @@ impl ComponentConfig for StationMetricsConfig {
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         let store = ctx.store.clone().ok_or("it needs the station's store, which is not open here")?;
-        Ok(Built::Metric(Arc::new(StationMetrics { store, last: Mutex::new(Utc::now()) })))
+        Ok(Built::Metric(Arc::new(StationMetrics::new(store, &ERRORS))))
     }
 }
 
 pub struct StationMetrics {
     store: Arc<dyn Store>,
-    /// The end of the previous interval.
-    last: Mutex<DateTime<Utc>>,
+    errors: &'static ErrorTally,
+    /// The end of the previous interval and the error count then.
+    last: Mutex<(DateTime<Utc>, u64)>,
+}
+
+impl StationMetrics {
+    fn new(store: Arc<dyn Store>, errors: &'static ErrorTally) -> StationMetrics {
+        StationMetrics { store, errors, last: Mutex::new((Utc::now(), errors.count())) }
+    }
 }
 
 impl MetricSource for StationMetrics {
     fn measure(&self) -> ComponentResult<Vec<Metric>> {
         let now = Utc::now();
         let mut last = self.last.lock().map_err(|_| ComponentError::Other("the interval clock is poisoned".into()))?;
-        let activity = self.store.activity_since(*last).map_err(|e| ComponentError::Other(format!("cannot read the station's activity: {e}")))?;
+        let (since, errors_before) = *last;
+        let activity = self.store.activity_since(since).map_err(|e| ComponentError::Other(format!("cannot read the station's activity: {e}")))?;
+        let errors = self.errors.count();
         // Only a successful read moves the interval on: nothing is skipped after an error.
-        *last = now;
-        Ok(vec![
+        *last = (now, errors);
+        let mut metrics = vec![
             Metric::new("recordings_since_last", activity.recordings as f64, "count"),
             Metric::new("model_outputs_since_last", activity.model_outputs as f64, "count"),
             Metric::new("detections_since_last", activity.detections as f64, "count"),
             Metric::new("messages_since_last", activity.messages as f64, "count"),
             Metric::new("unsent_messages", activity.unsent_messages as f64, "count"),
-        ])
+            Metric::new("errors_since_last", errors.saturating_sub(errors_before) as f64, "count"),
+        ];
+        if let Some((when, text)) = self.errors.last() {
+            metrics.push(Metric::new("seconds_since_last_error", (now - when).num_milliseconds().max(0) as f64 / 1000.0, "seconds"));
+            if errors > errors_before {
+                tracing::warn!(errors = errors - errors_before, last_error = %text, "errors since the last heartbeat");
+            }
+        }
+        Ok(metrics)
     }
 }
 
@@ -73,7 +93,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(DuckDbStore::open(&dir.path().join("store.duckdb")).unwrap());
         let ctx = crate::testing::context(dir.path(), Some(store.clone()));
-        let Built::Metric(metric) = StationMetricsConfig {}.build(&ctx).unwrap() else { panic!("not a metric") };
+        assert!(matches!(StationMetricsConfig {}.build(&ctx), Ok(Built::Metric(_))));
+        let errors: &'static ErrorTally = Box::leak(Box::new(ErrorTally::new()));
+        let metric = StationMetrics::new(store.clone(), errors);
 
         let value = |metrics: &[Metric], name: &str| metrics.iter().find(|m| m.name == name).map(|m| m.value);
         let out = output(vec![detection(0.9, &[("species", "Turdus merula", 0.9)]), detection(0.5, &[])]);
@@ -85,19 +107,24 @@ mod tests {
         store.store_response(&Response::new(ResponseStatus::Success, delivered)).unwrap();
         store.store_response(&Response::new(ResponseStatus::Error, waiting)).unwrap();
 
+        errors.record("cannot move the file");
+        errors.record("model failed");
         let first = metric.measure().unwrap();
+        assert_eq!(value(&first, "errors_since_last"), Some(2.0));
+        assert!(value(&first, "seconds_since_last_error").is_some_and(|s| (0.0..60.0).contains(&s)));
         assert_eq!(value(&first, "recordings_since_last"), Some(1.0));
         assert_eq!(value(&first, "model_outputs_since_last"), Some(1.0));
         assert_eq!(value(&first, "detections_since_last"), Some(2.0));
         assert_eq!(value(&first, "messages_since_last"), Some(2.0));
         assert_eq!(value(&first, "unsent_messages"), Some(1.0));
-        assert!(first.iter().all(|m| m.unit == "count"));
+        assert!(first.iter().filter(|m| m.name != "seconds_since_last_error").all(|m| m.unit == "count"));
 
         // The next interval starts where the previous one ended; the unsent one still waits.
         let second = metric.measure().unwrap();
         assert_eq!(value(&second, "recordings_since_last"), Some(0.0));
         assert_eq!(value(&second, "detections_since_last"), Some(0.0));
         assert_eq!(value(&second, "unsent_messages"), Some(1.0));
+        assert_eq!(value(&second, "errors_since_last"), Some(0.0));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod component;
 pub mod config;
 pub mod data;
+pub mod error_tally;
 pub mod registry;
 pub mod runtime;
 pub mod schedule;

@@ -29,13 +29,43 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     acoupi_engine::config::values::parse_duration(text)
 }
 
+/// Logging to stderr (human or JSON lines, filtered by `RUST_LOG`, default `info`), plus
+/// the error tally that `metric.station` reports, which sees every ERROR event.
 pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, fmt};
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let output = match format {
+        LogFormat::Human => fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter).boxed(),
+        LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry().with(ErrorTallyLayer).with(output).init();
+}
+
+/// Feeds [`acoupi_engine::error_tally::ERRORS`] with every ERROR event.
+struct ErrorTallyLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorTallyLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() != tracing::Level::ERROR {
+            return;
+        }
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                let part = if field.name() == "message" { format!("{value:?}") } else { format!("{}={value:?}", field.name()) };
+                if !self.0.is_empty() {
+                    self.0.push(' ');
+                }
+                self.0.push_str(&part);
+            }
+        }
+        let mut text = Text(String::new());
+        event.record(&mut text);
+        acoupi_engine::error_tally::ERRORS.record(text.0);
     }
 }
 
