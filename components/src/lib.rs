@@ -16,6 +16,7 @@ mod filter_species;
 mod filter_threshold;
 mod manager_date_folders;
 mod message_detections;
+mod message_records;
 mod messenger_http;
 mod messenger_mqtt;
 mod metric_station;
@@ -50,6 +51,8 @@ pub fn registry() -> Registry {
         .register::<manager_date_folders::DateFoldersManagerConfig>()
         .register::<message_detections::DetectionMessageConfig>()
         .register::<message_detections::ModelOutputMessageConfig>()
+        .register::<message_records::RecordingMessageConfig>()
+        .register::<message_records::DeploymentMessageConfig>()
         .register::<messenger_http::HttpMessengerConfig>()
         .register::<messenger_mqtt::MqttMessengerConfig>()
         .register::<summarisers::StatisticsSummariserConfig>()
