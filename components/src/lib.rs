@@ -9,6 +9,7 @@ mod batdetect2_spectrogram;
 mod bench_messaging;
 pub mod bench_models;
 mod birdnet_range;
+mod cleaner_privacy;
 mod cleaner_tags;
 mod cleaner_threshold;
 mod condition_time_window;
@@ -44,6 +45,7 @@ pub fn registry() -> Registry {
         .register::<model_onnx_classifier::OnnxClassifierConfig>()
         .register::<processing_min_rms::MinRmsFilterConfig>()
         .register::<cleaner_threshold::ThresholdCleanerConfig>()
+        .register::<cleaner_privacy::PrivacyCleanerConfig>()
         .register::<cleaner_tags::TopKCleanerConfig>()
         .register::<cleaner_tags::TagThresholdsCleanerConfig>()
         .register::<filter_threshold::ThresholdSavingFilterConfig>()

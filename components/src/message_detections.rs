@@ -19,6 +19,8 @@
 //!  "sourceName": "north field"}
 //! ```
 //!
+//! Privacy markers (detections tagged `privacy`, from `cleaner.privacy`) are never sent.
+//!
 //! BirdNET-Go field choices: `Date`/`Time` and the times are in the deployment's time zone
 //! (BirdNET-Go reports local time); `BeginTime`/`EndTime` are the recording's start plus
 //! the detection's box (the whole recording when the detection has no box);
@@ -133,7 +135,9 @@ pub struct DetectionMessages {
 
 impl MessageFactory for DetectionMessages {
     fn build(&self, output: &ModelOutput) -> ComponentResult<Vec<Message>> {
-        let kept: Vec<&Detection> = output.detections.iter().filter(|d| d.detection_score >= self.threshold && !d.tags.is_empty()).collect();
+        // Privacy markers (see `cleaner.privacy`) are never sent.
+        let kept: Vec<&Detection> =
+            output.detections.iter().filter(|d| d.detection_score >= self.threshold && !d.tags.is_empty() && !d.is_privacy_marker()).collect();
         if kept.is_empty() {
             return Ok(Vec::new());
         }
@@ -278,7 +282,7 @@ mod tests {
 
     #[test]
     fn no_message_when_nothing_is_left() {
-        let input = output(vec![detection(0.4, &[("species", "a", 0.9)])]);
+        let input = output(vec![detection(0.4, &[("species", "a", 0.9)]), detection(0.9, &[("privacy", "human", 0.9)])]);
         for (per, dialect) in [(Per::Output, Dialect::Acoupi), (Per::Detection, Dialect::Acoupi), (Per::Detection, Dialect::BirdnetGo)] {
             assert!(factory(per, dialect).build(&input).unwrap().is_empty());
         }

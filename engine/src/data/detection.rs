@@ -97,6 +97,16 @@ pub struct ModelOutput {
     pub created_on: DateTime<Utc>,
 }
 
+/// The tag key that marks a detection as a privacy marker (see [`ModelOutput::is_private`]).
+pub const PRIVACY_TAG_KEY: &str = "privacy";
+
+impl Detection {
+    /// Whether this detection is a privacy marker (it carries a [`PRIVACY_TAG_KEY`] tag).
+    pub fn is_privacy_marker(&self) -> bool {
+        self.tags.iter().any(|t| t.tag.key == PRIVACY_TAG_KEY)
+    }
+}
+
 impl ModelOutput {
     /// An output with a random id, created now. Not validated: call [`Self::validate`].
     pub fn new(
@@ -111,6 +121,13 @@ impl ModelOutput {
             detections,
             created_on: Utc::now(),
         }
+    }
+
+    /// Whether a detection carries the privacy tag (key [`PRIVACY_TAG_KEY`]): a human
+    /// was heard, so the recording's audio must not be kept (the management task deletes
+    /// it whatever the saving filters say) and detection messages leave the marker out.
+    pub fn is_private(&self) -> bool {
+        self.detections.iter().any(Detection::is_privacy_marker)
     }
 
     /// Checks the recording (and its deployment) and every detection.

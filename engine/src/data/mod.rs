@@ -16,7 +16,7 @@ mod tags;
 pub mod timestamp;
 
 pub use deployment::{Deployment, DeviceInfo};
-pub use detection::{Detection, ModelOutput, ModelOutputInfo, PredictionType};
+pub use detection::{Detection, ModelOutput, ModelOutputInfo, PRIVACY_TAG_KEY, PredictionType};
 pub use geometry::{BoundingBox, TimeInterval};
 pub use message::{Content, Message, MessageType, Response, ResponseStatus};
 pub use metric::Metric;

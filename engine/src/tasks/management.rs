@@ -37,8 +37,9 @@ impl ManagementTask {
     /// 1. list the `.wav` files in the temp folder; 2. `store.get_recordings_info_by_path`;
     /// 3. keep those for which every required model has an output (the others wait for a
     ///    later run); 4. `store.get_recordings_by_path` for those (full outputs); 5. for
-    ///    each: no path → error, skip; saving filters present and none says yes → delete
-    ///    the file; file already gone → log, skip; else ask the managers in order, the
+    ///    each: no path → error, skip; an output marked private (a human was heard, see
+    ///    `ModelOutput::is_private`) → delete the file, asking no filter; saving filters
+    ///    present and none says yes → delete the file; file already gone → log, skip; else ask the managers in order, the
     ///    first returning a path wins → move the file there → `update_recording_path`; no
     ///    manager returns a path → warn and delete. A deleted file's recording keeps its
     ///    row with no path. A failing filter counts as "no"; a failing manager as "none".
@@ -94,14 +95,19 @@ impl ManagementTask {
                 report.errors += 1;
                 continue;
             };
-            let keep = self.filters.is_empty()
+            let private = outputs.iter().any(|o| o.is_private());
+            if private {
+                tracing::info!(stage = %self.stage, recording = %recording.id, "privacy: a human was heard; the audio is not kept");
+            }
+            let keep = !private
+                && (self.filters.is_empty()
                 || self.filters.iter().any(|filter| match filter.should_save(&recording, &outputs) {
                     Ok(answer) => answer,
                     Err(error) => {
                         tracing::error!(stage = %self.stage, recording = %recording.id, filter = %filter.name, %error, "saving filter failed; counts as no");
                         false
                     }
-                });
+                }));
             if !path.exists() {
                 tracing::warn!(stage = %self.stage, recording = %recording.id, path = %path.display(), "file already gone");
                 continue;
@@ -267,6 +273,20 @@ mod tests {
         assert!(dir.path().join("tmp/a.wav").exists(), "a waits for m2");
         assert!(!dir.path().join("tmp/b.wav").exists(), "b: no manager, deleted");
         assert!(dir.path().join("tmp/orphan.wav").exists(), "unknown files are left alone");
+    }
+
+    #[test]
+    fn a_private_recording_is_deleted_whatever_the_filters_say() {
+        use crate::data::{Detection, PRIVACY_TAG_KEY, PredictedTag, PredictionType, Tag};
+        let calls = Calls::default();
+        let (dir, store) = setup(&calls, &["a.wav"], &[vec!["m"]]);
+        let mut marker = Detection::new(PredictionType::Event);
+        marker.tags = vec![PredictedTag::new(Tag::new(PRIVACY_TAG_KEY, "human"), 0.9).unwrap()];
+        store.add_detection(0, marker);
+        let report = task(dir.path(), store.clone(), &calls, &[Some(true)], &[Some("kept/a.wav")], &[]).run();
+        assert_eq!(report, ManagementReport { deleted: 1, ..Default::default() });
+        assert!(!dir.path().join("tmp/a.wav").exists() && !dir.path().join("kept/a.wav").exists());
+        assert!(!calls.take().iter().any(|c| c == "saving_filter" || c == "manager"), "neither filters nor managers are asked");
     }
 
     #[test]

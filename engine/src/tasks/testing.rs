@@ -184,6 +184,11 @@ impl FakeStore {
         self.recordings.lock().unwrap().push((recording, outputs));
     }
 
+    /// Adds a detection to the first output of the recording at `index`.
+    pub fn add_detection(&self, index: usize, detection: crate::data::Detection) {
+        self.recordings.lock().unwrap()[index].1[0].detections.push(detection);
+    }
+
     pub fn path_of(&self, index: usize) -> Option<PathBuf> {
         self.recordings.lock().unwrap()[index].0.path.clone()
     }
