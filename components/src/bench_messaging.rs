@@ -7,15 +7,12 @@
 //! `cargo test --release -p acoupi-components bench_messaging -- --ignored --nocapture`
 //! (`ACOUPI_BENCH_MESSAGES` sets the number of messages, default 2000).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use acoupi_engine::component::Messenger;
 use acoupi_engine::config::pipeline::MessageOrder;
-use acoupi_engine::config::load_str;
 use acoupi_engine::data::Message;
-use acoupi_engine::registry::{BuildContext, Built};
 use acoupi_engine::store::MessageStore;
 use acoupi_engine::tasks::{MessagingTask, Named};
 
@@ -23,17 +20,7 @@ use crate::messenger_mqtt::tests::{Broker, Subscriber};
 use crate::store_duckdb::DuckDbStore;
 
 fn messenger(kind: &str, keys: &str) -> Arc<dyn Messenger> {
-    let source = format!(
-        "[deployment]\nname = \"bench\"\n\n[components.out]\ntype = \"{kind}\"\n{keys}\n\n\
-         [stages.send]\nkind = \"messaging\"\nmessengers = [\"out\"]\nschedule = {{ every = \"1min\" }}\n"
-    );
-    let pipeline = load_str(Path::new("bench.toml"), &source, &crate::registry()).unwrap();
-    let instance = &pipeline.components[0];
-    let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: None };
-    match instance.settings.build(&ctx).unwrap() {
-        Built::Messenger(messenger) => messenger,
-        _ => panic!("not a messenger"),
-    }
+    crate::testing::build_messenger(&crate::testing::messenger_pipeline(kind, "out", "bench", keys, "bench.toml").unwrap()).unwrap()
 }
 
 /// Queues `count` detection-sized messages, then runs the task until none is unsent;

@@ -87,6 +87,34 @@ mod testing {
         ModelOutput::new("test_model", recording(), detections)
     }
 
+    /// A pipeline with one messenger `name` of type `kind` whose keys are `component`, in
+    /// a deployment named `deployment`, read as if from `file`. Its component table starts
+    /// on line 4, so the first key of `component` is on line 6.
+    pub fn messenger_pipeline(
+        kind: &str,
+        name: &str,
+        deployment: &str,
+        component: &str,
+        file: &str,
+    ) -> Result<acoupi_engine::config::Pipeline, acoupi_engine::config::PipelineErrors> {
+        let source = format!(
+            "[deployment]\nname = \"{deployment}\"\n\n[components.{name}]\ntype = \"{kind}\"\n{component}\n\n\
+             [stages.send]\nkind = \"messaging\"\nmessengers = [\"{name}\"]\nschedule = {{ every = \"1min\" }}\n"
+        );
+        acoupi_engine::config::load_str(std::path::Path::new(file), &source, &crate::registry())
+    }
+
+    /// Builds the first component of `pipeline`, which must be a messenger.
+    pub fn build_messenger(pipeline: &acoupi_engine::config::Pipeline) -> Result<std::sync::Arc<dyn acoupi_engine::component::Messenger>, String> {
+        use acoupi_engine::registry::{BuildContext, Built};
+        let instance = &pipeline.components[0];
+        let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: None };
+        match instance.settings.build(&ctx).map_err(|e| e.to_string())? {
+            Built::Messenger(messenger) => Ok(messenger),
+            other => Err(format!("not a messenger: {other:?}")),
+        }
+    }
+
     /// A build context for a station in `base_dir` (UTC, no position), with an optional
     /// store.
     pub fn context(base_dir: &std::path::Path, store: Option<std::sync::Arc<dyn acoupi_engine::store::Store>>) -> acoupi_engine::registry::BuildContext {

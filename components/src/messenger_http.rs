@@ -388,8 +388,7 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use acoupi_engine::config::diagnostics::line_col;
-    use acoupi_engine::config::{Code, Pipeline, PipelineErrors, load_str};
-    use std::path::Path;
+    use acoupi_engine::config::{Code, Pipeline, PipelineErrors};
     use std::sync::mpsc;
     use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
@@ -397,21 +396,11 @@ mod tests {
     /// A pipeline with one `messenger.http` component named `http`, whose keys are
     /// `component` (its table starts on line 4, so its first key is on line 6).
     fn load(component: &str) -> Result<Pipeline, PipelineErrors> {
-        let source = format!(
-            "[deployment]\nname = \"test\"\n\n[components.http]\ntype = \"messenger.http\"\n{component}\n\n\
-             [stages.send]\nkind = \"messaging\"\nmessengers = [\"http\"]\nschedule = {{ every = \"1min\" }}\n"
-        );
-        load_str(Path::new("pipeline.toml"), &source, &crate::registry())
+        crate::testing::messenger_pipeline("messenger.http", "http", "test", component, "pipeline.toml")
     }
 
     fn build(component: &str) -> Result<Arc<dyn Messenger>, String> {
-        let pipeline = load(component).map_err(|e| e.to_string())?;
-        let instance = &pipeline.components[0];
-        let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: None };
-        match instance.settings.build(&ctx).map_err(|e| e.to_string())? {
-            Built::Messenger(messenger) => Ok(messenger),
-            other => Err(format!("not a messenger: {other:?}")),
-        }
+        crate::testing::build_messenger(&load(component).map_err(|e| e.to_string())?)
     }
 
     /// What the test server received.

@@ -412,7 +412,6 @@ mod tests {
     use std::sync::OnceLock;
     use std::time::Instant;
 
-    use acoupi_engine::config::{DeploymentSettings, Settings};
 
     use crate::batdetect2_spectrogram::testing::{REFERENCE_DIR, read_f32};
 
@@ -450,19 +449,8 @@ mod tests {
         serde_json::from_str(&text).unwrap()
     }
 
-    fn settings() -> Settings {
-        Settings {
-            base_dir: PathBuf::from("."),
-            deployment: DeploymentSettings { name: "test".into(), latitude: None, longitude: None, timezone: chrono_tz::UTC },
-            store_path: "store.duckdb".into(),
-            temp_dir: "tmp".into(),
-            recordings_dir: "recordings".into(),
-            device_id: None,
-        }
-    }
-
     fn context() -> BuildContext {
-        BuildContext { settings: settings(), instance: "batdetect2".into(), store: None }
+        crate::testing::context(Path::new("."), None)
     }
 
     fn config(json: &str) -> BatDetect2ModelConfig {

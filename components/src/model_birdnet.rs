@@ -380,7 +380,6 @@ mod tests {
     use std::sync::OnceLock;
     use std::time::Instant;
 
-    use acoupi_engine::config::{DeploymentSettings, Settings};
 
     use crate::audio::testing::write_f32_wav;
 
@@ -395,24 +394,13 @@ mod tests {
     }
 
     /// The reference audio and logits.
-    fn reference() -> Option<(Vec<f32>, Vec<f32>)> {
+    fn reference() -> (Vec<f32>, Vec<f32>) {
         let dir = Path::new(REFERENCE_DIR);
-        Some((read_f32(&dir.join("ref_audio_48k_1x144000.f32")), read_f32(&dir.join("ref_logits_1x6522.f32"))))
-    }
-
-    fn settings() -> Settings {
-        Settings {
-            base_dir: PathBuf::from("."),
-            deployment: DeploymentSettings { name: "test".into(), latitude: None, longitude: None, timezone: chrono_tz::UTC },
-            store_path: "store.duckdb".into(),
-            temp_dir: "tmp".into(),
-            recordings_dir: "recordings".into(),
-            device_id: None,
-        }
+        (read_f32(&dir.join("ref_audio_48k_1x144000.f32")), read_f32(&dir.join("ref_logits_1x6522.f32")))
     }
 
     fn context() -> BuildContext {
-        BuildContext { settings: settings(), instance: "birdnet".into(), store: None }
+        crate::testing::context(Path::new("."), None)
     }
 
     fn config(json: &str) -> BirdnetModelConfig {
@@ -446,7 +434,7 @@ mod tests {
 
     #[test]
     fn the_network_matches_the_tflite_reference_logits() {
-        let Some((audio, want)) = reference() else { return };
+        let (audio, want) = reference();
         let model = shared();
         let t = Instant::now();
         let got = model.network.logits(&audio).unwrap();
@@ -460,7 +448,7 @@ mod tests {
 
     #[test]
     fn end_to_end_the_top_species_is_the_reference_argmax() {
-        let Some((audio, want)) = reference() else { return };
+        let (audio, want) = reference();
         let expected = &shared().network.labels[argmax(&want)];
         let dir = tempfile::tempdir().unwrap();
         let recording = write_f32_wav(&dir.path().join("ref.wav"), 48_000, &audio);
@@ -481,11 +469,14 @@ mod tests {
 
     #[test]
     fn resampled_inputs_give_the_same_top_species() {
-        let Some((audio, want)) = reference() else { return };
+        let (audio, want) = reference();
         let expected = shared().network.labels[argmax(&want)].scientific.clone();
         let dir = tempfile::tempdir().unwrap();
         let model = with_min_confidence(0.0);
-        for rate in [44_100, 96_000] {
+        // The reference is faint (best confidence 0.019, second 0.0096): at 44.1 and 96 kHz
+        // the best class must stay first; from 384 kHz (a bat recorder), where the round
+        // trip through the resampler changes the signal most, among the first three.
+        for (rate, within) in [(44_100, 1), (96_000, 1), (384_000, 3)] {
             let resampled = resample(&audio, 48_000, rate).unwrap();
             assert_eq!(resampled.len(), 144_000 * rate as usize / 48_000);
             let recording = write_f32_wav(&dir.path().join(format!("ref_{rate}.wav")), rate, &resampled);
@@ -493,8 +484,8 @@ mod tests {
             let output = model.run(&recording).unwrap();
             eprintln!("{rate} Hz: run in {:.1?}", t.elapsed());
             assert_eq!(output.detections.len(), 6522, "one window, every class");
-            let (species, score) = top_species(&output);
-            assert_eq!(species, expected, "at {rate} Hz (score {score})");
+            let ranked: Vec<&str> = output.detections.iter().take(within).map(|d| d.tags[0].tag.value.as_str()).collect();
+            assert!(ranked.contains(&expected.as_str()), "at {rate} Hz: {expected} not in {ranked:?} (score {:?})", top_species(&output));
         }
     }
 
@@ -588,7 +579,7 @@ mod tests {
 
     #[test]
     fn the_range_filter_keeps_only_species_expected_there_that_week() {
-        let (audio, _) = reference().unwrap();
+        let (audio, _) = reference();
         let dir = tempfile::tempdir().unwrap();
         let mut recording = write_f32_wav(&dir.path().join("ref.wav"), 48_000, &audio);
         recording.created_on = "2026-05-15T05:00:00Z".parse().unwrap();

@@ -10,7 +10,7 @@ use std::thread;
 
 use acoupi_engine::config::pipeline::MessageOrder;
 use acoupi_engine::data::MessageType;
-use acoupi_engine::config::{Pipeline, PipelineErrors, load_str};
+use acoupi_engine::config::load_str;
 use acoupi_engine::store::MessageStore;
 use acoupi_engine::tasks::{MessagingTask, Named};
 
@@ -176,23 +176,9 @@ impl Relay {
     }
 }
 
-/// A pipeline with one `messenger.mqtt` component named `mqtt`, whose keys are `component`.
-fn load(component: &str) -> Result<Pipeline, PipelineErrors> {
-    let source = format!(
-        "[deployment]\nname = \"north/field\"\n\n[components.mqtt]\ntype = \"messenger.mqtt\"\n{component}\n\n\
-         [stages.send]\nkind = \"messaging\"\nmessengers = [\"mqtt\"]\nschedule = {{ every = \"1min\" }}\n"
-    );
-    load_str(Path::new("/station/pipeline.toml"), &source, &crate::registry())
-}
-
 fn build(component: &str) -> Result<Arc<dyn Messenger>, String> {
-    let pipeline = load(component).map_err(|e| e.to_string())?;
-    let instance = &pipeline.components[0];
-    let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: None };
-    match instance.settings.build(&ctx).map_err(|e| e.to_string())? {
-        Built::Messenger(messenger) => Ok(messenger),
-        other => Err(format!("not a messenger: {other:?}")),
-    }
+    let pipeline = crate::testing::messenger_pipeline("messenger.mqtt", "mqtt", "north/field", component, "/station/pipeline.toml");
+    crate::testing::build_messenger(&pipeline.map_err(|e| e.to_string())?)
 }
 
 fn send(messenger: &dyn Messenger, text: &str) -> Response {
