@@ -1,5 +1,6 @@
 //! `acoupi bench models`: for each model, milliseconds per 3 s chunk on one thread and the
-//! real-time factor with every core busy. A chunk is a 3 s WAV at the model's usual input
+//! real-time factor with every core busy (BatDetect2 also with all cores on one chunk,
+//! `threads = <cores>`: the time to analyse one recording on an otherwise idle station). A chunk is a 3 s WAV at the model's usual input
 //! rate (noise with a frequency sweep, fixed seed) analysed with `Model::run` — reading the
 //! file and pre-processing included, as on a station. The model is built from its default
 //! config (the bundled files), exactly as a pipeline would build it, and shared by all
@@ -17,6 +18,8 @@ use acoupi_engine::registry::{BuildContext, Built};
 
 /// The models `acoupi bench models` measures, with the input rate of their test chunk.
 pub const BENCH_MODELS: &[(&str, u32)] = &[("model.birdnet", 48_000), ("model.batdetect2", 256_000)];
+/// Models measured a second time with every core on one chunk (`threads = <cores>`).
+const THREADED: &[&str] = &["model.batdetect2"];
 /// The length of one chunk, in seconds.
 const CHUNK_SECONDS: f64 = 3.0;
 
@@ -33,9 +36,9 @@ pub struct ModelBench {
 }
 
 /// Builds `kind` from its default config, as a pipeline in `dir` would.
-fn build_model(kind: &str, dir: &Path) -> Result<Arc<dyn Model>, String> {
+fn build_model(kind: &str, keys: &str, dir: &Path) -> Result<Arc<dyn Model>, String> {
     let source = format!(
-        "[deployment]\nname = \"bench\"\n\n[components.model]\ntype = \"{kind}\"\n\n\
+        "[deployment]\nname = \"bench\"\n\n[components.model]\ntype = \"{kind}\"\n{keys}\n\n\
          [stages.detect]\nkind = \"detection\"\nmodel = \"model\"\nafter = \"record\"\n\n\
          [components.replay]\ntype = \"recorder.replay\"\nfolder = \".\"\n\n\
          [stages.record]\nkind = \"recording\"\nrecorder = \"replay\"\nschedule = {{ every = \"3s\" }}\n"
@@ -70,10 +73,11 @@ fn write_chunk(path: &Path, samplerate: u32) -> Result<Recording, String> {
 
 /// Measures one model: `repeats` chunks on one thread, then `repeats` chunks on each of
 /// every available core at once.
-pub fn bench_model(kind: &str, samplerate: u32, repeats: usize, dir: &Path) -> Result<ModelBench, String> {
+/// `keys` are extra config lines for the model (e.g. `threads = 2`).
+pub fn bench_model(kind: &str, keys: &str, samplerate: u32, repeats: usize, dir: &Path) -> Result<ModelBench, String> {
     let repeats = repeats.max(1);
     let recording = write_chunk(&dir.join(format!("{}.wav", kind.replace('.', "_"))), samplerate)?;
-    let model = build_model(kind, dir)?;
+    let model = build_model(kind, keys, dir)?;
     // Warm-up (first-run allocations).
     model.run(&recording).map_err(|e| e.to_string())?;
     let mut times = Vec::with_capacity(repeats);
@@ -103,7 +107,8 @@ pub fn bench_model(kind: &str, samplerate: u32, repeats: usize, dir: &Path) -> R
     });
     results.into_iter().collect::<Result<Vec<()>, String>>()?;
     let audio_seconds = (threads * repeats) as f64 * CHUNK_SECONDS;
-    Ok(ModelBench { kind: kind.into(), ms_per_chunk, threads, realtime_factor: audio_seconds / start.elapsed().as_secs_f64() })
+    let label = if keys.is_empty() { kind.to_string() } else { format!("{kind} ({keys})") };
+    Ok(ModelBench { kind: label, ms_per_chunk, threads, realtime_factor: audio_seconds / start.elapsed().as_secs_f64() })
 }
 
 /// Runs [`bench_model`] for each of `kinds` (all of [`BENCH_MODELS`] when empty) and
@@ -122,12 +127,19 @@ pub fn bench_models(kinds: &[String], repeats: usize, dir: &Path, out: &mut dyn 
             .collect::<Result<_, _>>()?
     };
     let io = |e: std::io::Error| e.to_string();
-    writeln!(out, "{:<20} {:>10} {:>16} {:>8} {:>22}", "model", "input Hz", "ms / 3 s chunk", "threads", "real-time factor").map_err(io)?;
+    writeln!(out, "{:<32} {:>10} {:>16} {:>8} {:>22}", "model", "input Hz", "ms / 3 s chunk", "threads", "real-time factor").map_err(io)?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut all = Vec::new();
     for (kind, rate) in chosen {
-        let bench = bench_model(kind, rate, repeats, dir)?;
-        writeln!(out, "{:<20} {:>10} {:>16.1} {:>8} {:>21.1}x", kind, rate, bench.ms_per_chunk, bench.threads, bench.realtime_factor).map_err(io)?;
-        all.push(bench);
+        let mut variants = vec![String::new()];
+        if THREADED.contains(&kind) && cores > 1 {
+            variants.push(format!("threads = {cores}"));
+        }
+        for keys in variants {
+            let bench = bench_model(kind, &keys, rate, repeats, dir)?;
+            writeln!(out, "{:<32} {:>10} {:>16.1} {:>8} {:>21.1}x", bench.kind, rate, bench.ms_per_chunk, bench.threads, bench.realtime_factor).map_err(io)?;
+            all.push(bench);
+        }
     }
     Ok(all)
 }
