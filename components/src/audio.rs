@@ -65,6 +65,22 @@ pub fn read_recording(recording: &acoupi_engine::data::Recording) -> Result<(Wav
     read_mono(path)
 }
 
+/// A recording's samples, read at `from` Hz, as they would be at `to` Hz (unchanged when
+/// the rates are equal); an error names the recording's file.
+pub(crate) fn resample_recording(recording: &acoupi_engine::data::Recording, samples: Vec<f32>, from: u32, to: u32) -> Result<Vec<f32>, ComponentError> {
+    if from == to {
+        return Ok(samples);
+    }
+    resample(&samples, from, to).map_err(|reason| ComponentError::Audio { path: recording.path.clone().unwrap_or_default(), reason })
+}
+
+/// Fills `window` with `samples` from `start` on, zero-padding what runs past their end.
+pub(crate) fn fill_window(window: &mut [f32], samples: &[f32], start: usize) {
+    let available = &samples[start.min(samples.len())..(start + window.len()).min(samples.len())];
+    window[..available.len()].copy_from_slice(available);
+    window[available.len()..].fill(0.0);
+}
+
 /// Resamples mono audio from `from` Hz to `to` Hz (rubato's synchronous FFT resampler; the
 /// output has `len × to / from` samples, rounded, its start delay trimmed).
 pub(crate) fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {

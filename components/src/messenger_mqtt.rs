@@ -204,11 +204,15 @@ impl<'de> serde::Deserialize<'de> for TopicTemplate {
 }
 
 impl TopicTemplate {
-    /// The template with `{deployment}` replaced (wildcards and `/` in the name become `_`).
+    /// The template with `{deployment}` replaced by [`topic_level`] of the name.
     fn render(&self, deployment: &str) -> String {
-        let name: String = deployment.chars().map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c }).collect();
-        self.0.replace("{deployment}", &name)
+        self.0.replace("{deployment}", &topic_level(deployment))
     }
+}
+
+/// A name as one topic level: wildcards and `/` become `_`.
+fn topic_level(name: &str) -> String {
+    name.chars().map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c }).collect()
 }
 
 impl MqttMessengerConfig {
@@ -229,7 +233,7 @@ impl MqttMessengerConfig {
         let client_id = match (&self.client_id, &ctx.settings.device_id) {
             (Some(template), _) => template.render(deployment),
             (None, Some(device)) => format!("acoupi-{device}"),
-            (None, None) => format!("acoupi-{}", TopicTemplate("{deployment}".into()).render(deployment)),
+            (None, None) => format!("acoupi-{}", topic_level(deployment)),
         };
         let port = self.port.unwrap_or(if self.tls.is_some() { 8883 } else { 1883 });
         let mut options = MqttOptions::new(client_id, self.host.0.clone(), port);

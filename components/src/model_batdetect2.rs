@@ -51,7 +51,7 @@ use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_linalg::multithread::{Executor, multithread_tract_scope};
 use tract_onnx::prelude::*;
 
-use crate::audio::{read_recording, resample};
+use crate::audio::{read_recording, resample_recording};
 use crate::batdetect2_spectrogram::{COLUMNS_PER_PIXEL, HEIGHT, SAMPLE_RATE, Spectrogram, SpectrogramMaker, padded_width};
 
 /// STFT hop and the samples before the first hop, at 256 kHz (for pixel → time).
@@ -410,7 +410,7 @@ impl Model for BatDetect2Model {
             return Err(audio_error(format!("{} Hz × time expansion {time_expansion} is not a usable sample rate", info.samplerate)));
         }
         let effective_rate = effective_rate.round() as u32;
-        let audio = if effective_rate == SAMPLE_RATE { samples } else { resample(&samples, effective_rate, SAMPLE_RATE).map_err(audio_error)? };
+        let audio = resample_recording(recording, samples, effective_rate, SAMPLE_RATE)?;
         let nyquist = f64::from(info.samplerate) * time_expansion / 2.0;
         let peaks = self.peaks(&audio).map_err(ComponentError::Other)?;
         let detections = peaks
@@ -430,6 +430,7 @@ mod tests {
     use std::time::Instant;
 
 
+    use crate::audio::resample;
     use crate::batdetect2_spectrogram::testing::{REFERENCE_DIR, read_f32};
 
     /// model.json: onnxruntime and tract 0.23.9 were seen within 1e-4 of PyTorch.

@@ -39,7 +39,7 @@ use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, Pre
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
-use crate::audio::{read_recording, resample};
+use crate::audio::{fill_window, read_recording, resample_recording};
 use crate::birdnet_range::{BUNDLED_RANGE_MODEL, DEFAULT_RANGE_THRESHOLD, RangeModel, week_48};
 
 /// The sample rate the network expects.
@@ -303,12 +303,7 @@ impl Model for BirdnetModel {
 
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
         let (info, samples) = read_recording(recording)?;
-        let samples = if info.samplerate == SAMPLE_RATE {
-            samples
-        } else {
-            resample(&samples, info.samplerate, SAMPLE_RATE)
-                .map_err(|reason| ComponentError::Audio { path: recording.path.clone().unwrap_or_default(), reason })?
-        };
+        let samples = resample_recording(recording, samples, info.samplerate, SAMPLE_RATE)?;
         let duration = samples.len() as f64 / f64::from(SAMPLE_RATE);
         let high_freq = HIGH_FREQ * recording.time_expansion;
         let in_range = match &self.range {
@@ -319,9 +314,7 @@ impl Model for BirdnetModel {
         let mut detections = Vec::new();
         let mut out_of_range = 0;
         for start in chunk_starts(samples.len(), self.overlap) {
-            let available = &samples[start..(start + CHUNK_SAMPLES).min(samples.len())];
-            chunk[..available.len()].copy_from_slice(available);
-            chunk[available.len()..].iter_mut().for_each(|x| *x = 0.0);
+            fill_window(&mut chunk, &samples, start);
             let logits = self.network.logits(&chunk).map_err(|e| ComponentError::Other(format!("BirdNET inference failed: {e:#}")))?;
             let start_seconds = start as f64 / f64::from(SAMPLE_RATE);
             let end_seconds = (start_seconds + CHUNK_SECONDS).min(duration);
@@ -381,6 +374,7 @@ mod tests {
     use std::time::Instant;
 
 
+    use crate::audio::resample;
     use crate::audio::testing::write_f32_wav;
 
     /// The reference case (audio, TFLite logits), copied into the repository so that CI

@@ -35,7 +35,7 @@ use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, Pre
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
-use crate::audio::{read_recording, resample};
+use crate::audio::{fill_window, read_recording, resample_recording};
 
 /// Classify fixed-length windows of raw audio with your own ONNX model (input
 /// `[1, samples]` f32, output one score per class) and a labels file.
@@ -210,21 +210,14 @@ impl Model for OnnxClassifier {
 
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
         let (info, samples) = read_recording(recording)?;
-        let samples = if info.samplerate == self.samplerate {
-            samples
-        } else {
-            resample(&samples, info.samplerate, self.samplerate)
-                .map_err(|reason| ComponentError::Audio { path: recording.path.clone().unwrap_or_default(), reason })?
-        };
+        let samples = resample_recording(recording, samples, info.samplerate, self.samplerate)?;
         let rate = f64::from(self.samplerate);
         let duration = samples.len() as f64 / rate;
         let high_freq = rate / 2.0 * recording.time_expansion;
         let mut buffer = vec![0.0f32; self.window];
         let mut detections = Vec::new();
         for start in (0..samples.len()).step_by(self.step).take_while(|start| samples.len() - start >= self.min_tail) {
-            let available = &samples[start..(start + self.window).min(samples.len())];
-            buffer[..available.len()].copy_from_slice(available);
-            buffer[available.len()..].iter_mut().for_each(|x| *x = 0.0);
+            fill_window(&mut buffer, &samples, start);
             let scores = self.scores(&buffer).map_err(|e| ComponentError::Other(format!("{} inference failed: {e:#}", self.name)))?;
             let begin = start as f64 / rate;
             let end = (begin + self.window as f64 / rate).min(duration);

@@ -50,6 +50,13 @@ pub struct StatisticsSummariser {
     interval: chrono::Duration,
 }
 
+/// The start of the interval ending at `now` and the model outputs created in it.
+fn interval_outputs(store: &dyn Store, interval: chrono::Duration, now: DateTime<Utc>) -> ComponentResult<(DateTime<Utc>, Vec<ModelOutput>)> {
+    let start = now - interval;
+    let outputs = store.get_model_outputs_between(start, now).map_err(|e| ComponentError::Store(e.to_string()))?;
+    Ok((start, outputs))
+}
+
 /// Per tag value: count, sum, min, max of confidence scores.
 fn statistics(outputs: &[ModelOutput]) -> BTreeMap<String, (usize, f64, f64, f64)> {
     let mut stats: BTreeMap<String, (usize, f64, f64, f64)> = BTreeMap::new();
@@ -77,8 +84,7 @@ pub fn summary_json(outputs: &[ModelOutput], start: DateTime<Utc>, end: DateTime
 
 impl Summariser for StatisticsSummariser {
     fn build_summary(&self, now: DateTime<Utc>) -> ComponentResult<Vec<Message>> {
-        let start = now - self.interval;
-        let outputs = self.store.get_model_outputs_between(start, now).map_err(|e| ComponentError::Store(e.to_string()))?;
+        let (start, outputs) = interval_outputs(self.store.as_ref(), self.interval, now)?;
         let content = summary_json(&outputs, start, now).to_string();
         Ok(vec![Message::new(content).with_type(MessageType::Summary)])
     }
@@ -174,8 +180,7 @@ pub fn thresholds_json(outputs: &[ModelOutput], [low, mid, high]: [f64; 3], star
 
 impl Summariser for ThresholdsSummariser {
     fn build_summary(&self, now: DateTime<Utc>) -> ComponentResult<Vec<Message>> {
-        let start = now - self.interval;
-        let outputs = self.store.get_model_outputs_between(start, now).map_err(|e| ComponentError::Store(e.to_string()))?;
+        let (start, outputs) = interval_outputs(self.store.as_ref(), self.interval, now)?;
         let content = thresholds_json(&outputs, self.bands, start, now).to_string();
         Ok(vec![Message::new(content).with_type(MessageType::Summary)])
     }
