@@ -12,9 +12,17 @@ mod birdnet_range;
 mod cleaner_privacy;
 mod cleaner_tags;
 mod cleaner_threshold;
+mod condition_dawn_dusk;
 mod condition_time_window;
+mod file_template;
+mod filter_dawn_dusk;
+mod filter_frequency;
+mod filter_sample;
 mod filter_species;
 mod filter_threshold;
+mod filter_time_window;
+mod manager_by_score;
+mod manager_by_tag;
 mod manager_date_folders;
 mod message_detections;
 mod message_records;
@@ -29,6 +37,7 @@ mod model_onnx_classifier;
 mod processing_min_rms;
 mod recorder_replay;
 mod summarisers;
+mod sun;
 pub mod store_duckdb;
 
 use acoupi_engine::registry::Registry;
@@ -39,6 +48,7 @@ pub fn registry() -> Registry {
     registry
         .register::<recorder_replay::ReplayRecorderConfig>()
         .register::<condition_time_window::TimeWindowConditionConfig>()
+        .register::<condition_dawn_dusk::DawnDuskConditionConfig>()
         .register::<model_band_energy::BandEnergyModelConfig>()
         .register::<model_birdnet::BirdnetModelConfig>()
         .register::<model_batdetect2::BatDetect2ModelConfig>()
@@ -50,7 +60,13 @@ pub fn registry() -> Registry {
         .register::<cleaner_tags::TagThresholdsCleanerConfig>()
         .register::<filter_threshold::ThresholdSavingFilterConfig>()
         .register::<filter_species::SpeciesFilterConfig>()
+        .register::<filter_time_window::TimeWindowSavingFilterConfig>()
+        .register::<filter_frequency::FrequencySavingFilterConfig>()
+        .register::<filter_dawn_dusk::DawnDuskSavingFilterConfig>()
+        .register::<filter_sample::SampleSavingFilterConfig>()
         .register::<manager_date_folders::DateFoldersManagerConfig>()
+        .register::<manager_by_tag::ByTagManagerConfig>()
+        .register::<manager_by_score::ByScoreManagerConfig>()
         .register::<message_detections::DetectionMessageConfig>()
         .register::<message_detections::ModelOutputMessageConfig>()
         .register::<message_records::RecordingMessageConfig>()
@@ -125,6 +141,7 @@ mod testing {
             temp_dir: base_dir.join("tmp"),
             recordings_dir: base_dir.join("recordings"),
             device_id: None,
+            retention: None,
         };
         acoupi_engine::registry::BuildContext { settings, instance: "test".into(), store }
     }

@@ -26,13 +26,9 @@ pub struct ReplayRecorderConfig {
     #[serde(default, rename = "loop")]
     pub repeat: bool,
     /// Time expansion factor of the files (10 for recordings slowed down ten times).
-    #[serde(default = "one")]
-    #[schemars(range(min = 0.001), default = "one")]
-    pub time_expansion: f64,
-}
-
-fn one() -> f64 {
-    1.0
+    /// Default: each file's GUANO `TE` when it has one, else 1.
+    #[schemars(range(min = 0.001))]
+    pub time_expansion: Option<f64>,
 }
 
 /// The order files are replayed in.
@@ -50,8 +46,8 @@ impl ComponentConfig for ReplayRecorderConfig {
     const KIND: &'static str = "recorder.replay";
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        if !(self.time_expansion > 0.0) {
-            return Err(format!("time_expansion must be greater than 0, not {}", self.time_expansion));
+        if let Some(te) = self.time_expansion.filter(|te| !(*te > 0.0)) {
+            return Err(format!("time_expansion must be greater than 0, not {te}"));
         }
         let folder = ctx.resolve(&self.folder);
         let files = list_wavs(&folder, self.order)?;
@@ -90,7 +86,7 @@ pub struct ReplayRecorder {
     files: Vec<PathBuf>,
     next: Mutex<usize>,
     repeat: bool,
-    time_expansion: f64,
+    time_expansion: Option<f64>,
 }
 
 impl ReplayRecorder {
@@ -117,7 +113,16 @@ impl Recorder for ReplayRecorder {
         let info = wav_info(source)?;
         let mut recording = Recording::new(deployment.clone(), info.duration_seconds(), info.samplerate)?;
         recording.audio_channels = u32::from(info.channels);
-        recording.time_expansion = self.time_expansion;
+        recording.time_expansion = match self.time_expansion {
+            Some(te) => te,
+            None => match acoupi_engine::guano::read(source) {
+                Ok(guano) => guano.and_then(|g| g.time_expansion()).unwrap_or(1.0),
+                Err(error) => {
+                    tracing::debug!(file = %source.display(), %error, "no GUANO read; time expansion 1");
+                    1.0
+                }
+            },
+        };
         let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or("replay");
         let id = recording.id.simple().to_string();
         let name = format!("{}_{}_{stem}.wav", recording.created_on.format("%Y%m%d_%H%M%S"), &id[..8]);
@@ -136,7 +141,7 @@ mod tests {
     use crate::audio::testing::write_wav;
 
     fn recorder(folder: &Path, repeat: bool) -> ReplayRecorder {
-        ReplayRecorder { files: list_wavs(folder, ReplayOrder::Name).unwrap(), next: Mutex::new(0), repeat, time_expansion: 1.0 }
+        ReplayRecorder { files: list_wavs(folder, ReplayOrder::Name).unwrap(), next: Mutex::new(0), repeat, time_expansion: None }
     }
 
     #[test]
@@ -174,5 +179,24 @@ mod tests {
             replay.record(&deployment, temp.path()).unwrap();
         }
         assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn time_expansion_comes_from_the_files_guano_unless_configured() {
+        use acoupi_engine::guano::{Guano, write};
+        let source = tempfile::tempdir().unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        write_wav(&source.path().join("a.wav"), 25_600, 1, 0.1, |_| 0.0);
+        write_wav(&source.path().join("b.wav"), 25_600, 1, 0.1, |_| 0.0);
+        let mut guano = Guano::default();
+        guano.set("TE", "10");
+        write(&source.path().join("a.wav"), &guano).unwrap();
+        let deployment = Deployment::new("site");
+        let replay = recorder(source.path(), false);
+        assert_eq!(replay.record(&deployment, temp.path()).unwrap().time_expansion, 10.0, "from GUANO");
+        assert_eq!(replay.record(&deployment, temp.path()).unwrap().time_expansion, 1.0, "no GUANO");
+        let mut configured = recorder(source.path(), false);
+        configured.time_expansion = Some(5.0);
+        assert_eq!(configured.record(&deployment, temp.path()).unwrap().time_expansion, 5.0, "the config wins");
     }
 }

@@ -4,8 +4,11 @@
 pub mod component;
 pub mod config;
 pub mod data;
+pub mod disk;
 pub mod error_tally;
+pub mod guano;
 pub mod registry;
+pub mod retention;
 pub mod runtime;
 pub mod schedule;
 pub mod schema;

@@ -12,7 +12,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Map, Value, json};
 
 use crate::component::Family;
-use crate::config::pipeline::{DeploymentSection, DeviceSection, PathsSection, StageSpec, StoreSection};
+use crate::config::pipeline::{DeploymentSection, DeviceSection, PathsSection, RetentionSection, StageSpec, StoreSection};
 use crate::registry::Registry;
 
 /// The whole file, for the schema only (the loader reads the tables one by one).
@@ -29,6 +29,8 @@ struct PipelineFile {
     paths: Option<PathsSection>,
     /// The hardware running the station.
     device: Option<DeviceSection>,
+    /// How the recordings tree is kept from filling the disk.
+    retention: Option<RetentionSection>,
     /// Named component instances: `[components.<name>]` with `type = "family.kind"` and
     /// its parameters.
     components: Option<BTreeMap<String, AnyComponent>>,

@@ -80,6 +80,31 @@ pub trait Store: Send + Sync {
     fn store_stage_run(&self, run: &StageRunRecord) -> StoreResult<()>;
     /// What the station did since `since` (for heartbeat metrics).
     fn activity_since(&self, since: DateTime<Utc>) -> StoreResult<Activity>;
+    /// The recordings whose path lies under `root`, oldest first (ties by id), each with
+    /// what retention weighs: its best detection score and its tags' best scores.
+    fn get_kept_files(&self, root: &Path) -> StoreResult<Vec<KeptFile>>;
+}
+
+/// A recording kept in the recordings tree, as retention sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptFile {
+    pub recording_id: Uuid,
+    pub path: PathBuf,
+    pub created_on: DateTime<Utc>,
+    /// The highest detection score over its model outputs; `None` when it has no
+    /// detection.
+    pub best_score: Option<f64>,
+    /// One entry per distinct tag (key and value) of its detections, privacy markers
+    /// excepted, with the best `min(detection score, tag confidence)`.
+    pub tags: Vec<TagScore>,
+}
+
+/// A tag of a kept recording and its best score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagScore {
+    pub key: String,
+    pub value: String,
+    pub score: f64,
 }
 
 /// Counts of what the station did in an interval, and of what is still waiting.

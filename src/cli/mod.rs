@@ -2,6 +2,7 @@
 //! I/O error (clap uses 2 for usage errors too).
 
 mod components;
+mod retention;
 mod run;
 mod status;
 mod store;
@@ -80,6 +81,9 @@ enum Command {
     Query(store::QueryArgs),
     /// Export detections, recordings or messages to Parquet, CSV or a Raven selection table.
     Export(store::ExportArgs),
+    /// Apply the pipeline's [retention] policy now, or with --dry-run report what it
+    /// would delete and why.
+    Retention(retention::RetentionArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -104,6 +108,7 @@ impl Cli {
             Command::Status { pipeline } => status::status(&registry, &pipeline),
             Command::Query(args) => store::query(&registry, args),
             Command::Export(args) => store::export(&registry, args),
+            Command::Retention(args) => retention::retention(&registry, args),
             Command::Bench { what: BenchWhat::Store { dir, scale } } => store::bench(dir, scale),
             Command::Bench { what: BenchWhat::Models { models, repeats } } => bench_models(&models, repeats),
             Command::Schema => {

@@ -4,7 +4,9 @@
 mod cli;
 mod corpus;
 mod crash;
+mod guano;
 mod pipelines;
+mod retention;
 mod run;
 mod schema;
 mod store_cli;

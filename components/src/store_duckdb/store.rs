@@ -17,7 +17,7 @@ use acoupi_engine::data::{
 };
 use std::collections::HashMap;
 
-use acoupi_engine::store::{Activity, MessageStore, Rejection, StageRunRecord, Store, StoreResult};
+use acoupi_engine::store::{Activity, KeptFile, MessageStore, Rejection, StageRunRecord, Store, StoreResult, TagScore};
 use chrono::{DateTime, Utc};
 use duckdb::types::ToSql;
 use duckdb::{Appender, Connection, params};
@@ -443,6 +443,60 @@ impl Store for DuckDbStore {
             messages: count("SELECT count(*) FROM messages WHERE created_on > ?", true)?,
             unsent_messages: count("SELECT count(*) FROM message_status WHERE NOT sent", false)?,
         })
+    }
+
+    /// One row per tag (or per recording without one), folded per recording in Rust;
+    /// the SQL prefix test is confirmed with `Path::starts_with`, so `/rec` does not
+    /// match `/records`.
+    fn get_kept_files(&self, root: &Path) -> StoreResult<Vec<KeptFile>> {
+        let prefix = path_text(root)?;
+        let conn = self.connection();
+        let rows = rows::select(
+            &conn,
+            "SELECT r.id, r.path, r.created_on, det.detection_score, t.key, t.value, t.confidence_score \
+             FROM recordings r \
+             LEFT JOIN model_outputs mo ON mo.recording_id = r.id \
+             LEFT JOIN detections det ON det.model_output_id = mo.id \
+             LEFT JOIN detection_tags t ON t.detection_id = det.id \
+             WHERE r.path IS NOT NULL AND starts_with(r.path, ?) \
+             ORDER BY r.created_on, r.id",
+            &[&prefix],
+            |row| {
+                Ok((
+                    row.get::<_, SqlUuid>(0)?.0,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, SqlTime>(2)?.0,
+                    row.get::<_, Option<f64>>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                    row.get::<_, Option<f64>>(6)?,
+                ))
+            },
+        )?;
+        let mut kept: Vec<KeptFile> = Vec::new();
+        for (id, path, created_on, detection, key, value, confidence) in rows {
+            let path = PathBuf::from(path);
+            if !path.starts_with(root) {
+                continue;
+            }
+            if kept.last().is_none_or(|k| k.recording_id != id) {
+                kept.push(KeptFile { recording_id: id, path, created_on, best_score: None, tags: Vec::new() });
+            }
+            let Some(file) = kept.last_mut() else { continue };
+            let Some(detection) = detection else { continue };
+            file.best_score = Some(file.best_score.map_or(detection, |b| b.max(detection)));
+            if let (Some(key), Some(value), Some(confidence)) = (key, value, confidence) {
+                if key == acoupi_engine::data::PRIVACY_TAG_KEY {
+                    continue;
+                }
+                let score = detection.min(confidence);
+                match file.tags.iter_mut().find(|t| t.key == key && t.value == value) {
+                    Some(tag) => tag.score = tag.score.max(score),
+                    None => file.tags.push(TagScore { key, value, score }),
+                }
+            }
+        }
+        Ok(kept)
     }
 }
 

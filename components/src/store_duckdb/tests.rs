@@ -1410,3 +1410,40 @@ fn rejections_count_failed_responses_of_messages_whose_latest_answer_is_failed()
     assert_eq!(rejections[&rejected.id], Rejection { count: 2, last: at("2026-05-01T06:02:00Z") });
     assert!(store.get_rejections(&[]).unwrap().is_empty());
 }
+
+#[test]
+fn kept_files_under_a_root_with_their_best_scores() {
+    use acoupi_engine::data::PRIVACY_TAG_KEY;
+    use acoupi_engine::store::{KeptFile, TagScore};
+    let (_dir, store) = fresh();
+    let d = deployment("site", "2026-06-01T00:00:00Z");
+    let kept = recording(&d, "/rec/2026/a.wav", "2026-06-02T05:00:00Z");
+    let silent = recording(&d, "/rec/b.wav", "2026-06-01T05:00:00Z");
+    let elsewhere = recording(&d, "/records/c.wav", "2026-06-01T06:00:00Z");
+    let deleted = recording(&d, "/rec/d.wav", "2026-06-01T07:00:00Z");
+    for r in [&kept, &silent, &elsewhere, &deleted] {
+        store.store_recording(r).unwrap();
+    }
+    store.update_recording_path(&deleted, None).unwrap();
+    // Two outputs: blackbird best 0.9 by tag but 0.8125 by its detection; a second
+    // detection scores 0.7 with tag 0.95 (min 0.7); a privacy marker is left out.
+    store.store_model_output(&output(&kept, "2026-06-02T05:00:10Z")).unwrap();
+    let second = ModelOutput::new(
+        "other",
+        kept.clone(),
+        vec![
+            Detection::new(PredictionType::Event).with_score(0.7).unwrap().with_tag(tag("species", "Turdus merula – Amsel", 0.95)),
+            Detection::new(PredictionType::Event).with_score(0.99).unwrap().with_tag(tag(PRIVACY_TAG_KEY, "human", 0.99)),
+        ],
+    );
+    store.store_model_output(&second).unwrap();
+    let files = store.get_kept_files(Path::new("/rec")).unwrap();
+    let silent_file = KeptFile { recording_id: silent.id, path: PathBuf::from("/rec/b.wav"), created_on: silent.created_on, best_score: None, tags: vec![] };
+    assert_eq!(files.len(), 2, "not /records, not a deleted one: {files:?}");
+    assert_eq!(files[0], silent_file, "oldest first");
+    let a = &files[1];
+    assert_eq!((a.recording_id, a.best_score), (kept.id, Some(1.0)), "the untagged-score sequence detection is certain");
+    let blackbird = a.tags.iter().find(|t| t.value == "Turdus merula – Amsel").unwrap();
+    assert_eq!(blackbird, &TagScore { key: "species".into(), value: "Turdus merula – Amsel".into(), score: 0.8125 });
+    assert!(a.tags.iter().all(|t| t.key != PRIVACY_TAG_KEY));
+}

@@ -15,7 +15,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::diagnostics::{Code, PipelineErrors, Problem, ReadError, suggestion};
 use super::pipeline::{
-    DetectionStage, DeviceSection, HeartbeatStage, ManagementStage, MessagingStage, PathsSection,
+    DetectionStage, DeviceSection, HeartbeatStage, ManagementStage, MessagingStage, PathsSection, RetentionSection,
     RecordingStage, RefTarget, Schedule, StageKind, StageSpec, StoreSection, SummaryStage,
 };
 use super::values::{CronExpr, Located};
@@ -127,7 +127,7 @@ pub fn load_str(path: &Path, source: &str, registry: &Registry) -> Result<Pipeli
     }
 }
 
-const TOP_LEVEL: [&str; 6] = ["deployment", "store", "paths", "device", "components", "stages"];
+const TOP_LEVEL: [&str; 7] = ["deployment", "store", "paths", "device", "retention", "components", "stages"];
 
 struct Loader<'r> {
     registry: &'r Registry,
@@ -185,6 +185,7 @@ impl Loader<'_> {
         let store: Option<StoreSection> = root.get("store").map_or(Some(StoreSection::default()), |v| self.section(v));
         let paths: Option<PathsSection> = root.get("paths").map_or(Some(PathsSection::default()), |v| self.section(v));
         let device: Option<DeviceSection> = root.get("device").map_or(Some(DeviceSection::default()), |v| self.section(v));
+        let retention: Option<Option<RetentionSection>> = root.get("retention").map_or(Some(None), |v| self.section(v).map(Some));
 
         // Components that failed to parse are `None`: their problems are already reported,
         // so references to them are not reported again.
@@ -228,6 +229,7 @@ impl Loader<'_> {
             store?,
             paths?,
             device?,
+            retention?,
         );
         let stages = pending
             .into_iter()

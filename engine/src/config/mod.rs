@@ -36,6 +36,8 @@ pub struct Settings {
     pub recordings_dir: PathBuf,
     /// `[device] id`, if given.
     pub device_id: Option<String>,
+    /// `[retention]`, if given (folders resolved against the recordings root).
+    pub retention: Option<crate::retention::RetentionPolicy>,
 }
 
 impl Settings {
@@ -45,9 +47,19 @@ impl Settings {
         store: pipeline::StoreSection,
         paths: pipeline::PathsSection,
         device: pipeline::DeviceSection,
+        retention: Option<pipeline::RetentionSection>,
     ) -> Self {
         let base_dir = pipeline_path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: &Path| normalise(&base_dir.join(p));
+        let recordings_dir = resolve(&paths.recordings);
+        let retention = retention.map(|r| crate::retention::RetentionPolicy {
+            min_free: r.min_free.map(|m| *m.get()),
+            max_age: r.max_age.map(|m| m.get().0),
+            keep_best: r.keep_best.map(|n| n.get()),
+            species_key: r.species_key,
+            protect_species: r.protect_species.into_iter().collect(),
+            protect_folders: r.protect_folders.iter().map(|f| normalise(&recordings_dir.join(f))).collect(),
+        });
         Settings {
             deployment: DeploymentSettings {
                 name: deployment.name,
@@ -57,8 +69,9 @@ impl Settings {
             },
             store_path: resolve(&store.path),
             temp_dir: resolve(&paths.temp),
-            recordings_dir: resolve(&paths.recordings),
+            recordings_dir,
             device_id: device.id,
+            retention,
             base_dir,
         }
     }

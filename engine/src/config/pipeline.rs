@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::values::{CronExpr, HumanDuration, Latitude, Located, Longitude, PositiveDuration, Timezone};
+use super::values::{CronExpr, HumanDuration, Latitude, Located, Longitude, PositiveDuration, SpaceAmount, Timezone};
 use crate::component::Family;
 
 /// `[deployment]`: the monitoring station and where it stands. A changed name or
@@ -101,6 +101,38 @@ pub struct DeviceSection {
     /// Device id sent in heartbeats and used as the MQTT client id. Default: the
     /// Raspberry Pi CPU serial where there is one, else the host name.
     pub id: Option<String>,
+}
+
+/// `[retention]`: how the kept recordings tree is kept from filling the disk. Without
+/// this table nothing is ever deleted from the recordings tree.
+///
+/// Order of deletion when space is short: recordings without detections, oldest first;
+/// then recordings with detections, lowest score first (oldest first among equals).
+/// Protected recordings (`protect_species`, `protect_folders`, and each species' best
+/// `keep_best`) are never deleted by any rule. A deleted recording keeps its row in the
+/// store with no path, so its detections stay queryable.
+#[derive(Debug, Clone, Default, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Free space to keep on the filesystems of the temp folder and the recordings tree:
+    /// "2 GB", "500 MiB" or "10%". Checked before each recording: when below, the oldest
+    /// and lowest-value kept recordings are deleted; when still below, the recording is
+    /// skipped (and logged) rather than filling the disk.
+    pub min_free: Option<Located<SpaceAmount>>,
+    /// Kept recordings older than this are deleted ("90d", "52weeks").
+    pub max_age: Option<Located<PositiveDuration>>,
+    /// Per species (tag value), the best N recordings (highest score) are never deleted.
+    pub keep_best: Option<std::num::NonZeroU32>,
+    /// The tag key whose values count as species for `keep_best` and `protect_species`
+    /// (e.g. "species"). Default: every tag key.
+    pub species_key: Option<String>,
+    /// Recordings with a detection of any of these tag values are never deleted.
+    #[serde(default)]
+    pub protect_species: Vec<String>,
+    /// Folders (relative to the recordings root, or absolute) whose recordings are never
+    /// deleted.
+    #[serde(default)]
+    pub protect_folders: Vec<PathBuf>,
 }
 
 /// `schedule = { every = "10s", offset = "5s" }` or `schedule = { cron = "0 6 * * *" }`.

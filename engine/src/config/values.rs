@@ -333,6 +333,73 @@ impl<T: JsonSchema> JsonSchema for NonEmpty<T> {
     }
 }
 
+/// An amount of disk space: bytes with a unit ("2 GB", "500 MiB", "1024") or a share of
+/// the filesystem ("10%").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SpaceAmount {
+    Bytes(u64),
+    /// Percent of the filesystem's size, 0 to 100.
+    Percent(f64),
+}
+
+impl SpaceAmount {
+    /// The amount in bytes on a filesystem of `total` bytes.
+    pub fn bytes_of(self, total: u64) -> u64 {
+        match self {
+            SpaceAmount::Bytes(bytes) => bytes,
+            SpaceAmount::Percent(percent) => (total as f64 * percent / 100.0).ceil() as u64,
+        }
+    }
+}
+
+impl fmt::Display for SpaceAmount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpaceAmount::Bytes(bytes) => write!(f, "{}", bytesize::ByteSize(*bytes)),
+            SpaceAmount::Percent(percent) => write!(f, "{percent}%"),
+        }
+    }
+}
+
+impl FromStr for SpaceAmount {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Some(number) = text.strip_suffix('%') {
+            return match number.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(SpaceAmount::Percent(p)),
+                Ok(p) => Err(format!("{p}% is out of range: must be between 0% and 100%")),
+                Err(_) => Err(format!("invalid percentage `{text}`; write e.g. \"10%\"")),
+            };
+        }
+        text.parse::<bytesize::ByteSize>()
+            .map(|size| SpaceAmount::Bytes(size.as_u64()))
+            .map_err(|_| format!("invalid amount of space `{text}`; write e.g. \"2 GB\", \"500 MiB\" or \"10%\""))
+    }
+}
+
+impl<'de> Deserialize<'de> for SpaceAmount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(|e| invalid(Code::InvalidValue, e))
+    }
+}
+
+impl JsonSchema for SpaceAmount {
+    fn schema_name() -> Cow<'static, str> {
+        "SpaceAmount".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "Disk space: bytes with a unit (\"2 GB\", \"500 MiB\") or a share of the filesystem (\"10%\").",
+            "pattern": r"^\s*[0-9.]+\s*([a-zA-Z]*|%)\s*$",
+            "examples": ["2 GB", "10%"]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +441,17 @@ mod tests {
         assert!(de::<Hertz>("0").is_err());
         assert!(de::<NonEmpty<u32>>("[]").is_err_and(|e| e.contains("at least one")));
         assert_eq!(de::<NonEmpty<u32>>("[1]").map(|l| l.0), Ok(vec![1]));
+    }
+
+    #[test]
+    fn space_amounts() {
+        assert_eq!(de::<SpaceAmount>("\"2 GB\""), Ok(SpaceAmount::Bytes(2_000_000_000)));
+        assert_eq!(de::<SpaceAmount>("\"500MiB\""), Ok(SpaceAmount::Bytes(500 << 20)));
+        assert_eq!(de::<SpaceAmount>("\"1024\""), Ok(SpaceAmount::Bytes(1024)));
+        assert_eq!(de::<SpaceAmount>("\"10%\""), Ok(SpaceAmount::Percent(10.0)));
+        assert!(de::<SpaceAmount>("\"120%\"").is_err_and(|e| e.contains("out of range")));
+        assert!(de::<SpaceAmount>("\"lots\"").is_err_and(|e| e.contains("\"2 GB\"")));
+        assert_eq!(SpaceAmount::Percent(10.0).bytes_of(1000), 100);
+        assert_eq!(SpaceAmount::Bytes(5).bytes_of(1000), 5);
     }
 }

@@ -150,10 +150,17 @@ fn run_job(job: &Job, input: Input, now: DateTime<Utc>, stats: &Stats) -> (Optio
             (None, "no recording given".to_string())
         }
         (Job::Management(task), _) => {
-            let report = task.run();
+            let report = task.run(now);
             add(&stats.kept, report.kept);
-            add(&stats.deleted, report.deleted);
-            (None, format!("{} kept, {} deleted, {} waiting, {} errors", report.kept, report.deleted, report.waiting, report.errors))
+            add(&stats.deleted, report.deleted + report.retention_deleted);
+            let mut outcome = format!("{} kept, {} deleted, {} waiting, {} errors", report.kept, report.deleted, report.waiting, report.errors);
+            if report.recovered > 0 {
+                outcome.push_str(&format!(", {} recovered", report.recovered));
+            }
+            if report.retention_deleted > 0 {
+                outcome.push_str(&format!(", {} deleted by retention", report.retention_deleted));
+            }
+            (None, outcome)
         }
         (Job::Messaging(task), _) => {
             let report = task.run(now);
@@ -372,6 +379,9 @@ mod tests {
             conditions: Vec::new(),
             store: store.clone(),
             temp_dir: "/tmp/unused".into(),
+            retention: None,
+            device_id: "test".into(),
+            timezone: chrono_tz::UTC,
         };
         let detection = DetectionTask {
             stage: "detect".into(),
@@ -388,6 +398,7 @@ mod tests {
             Default::default(),
             Default::default(),
             Default::default(),
+            None,
         );
         Station {
             settings,

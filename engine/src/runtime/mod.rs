@@ -13,9 +13,11 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use graph::{RunOptions, RunSummary};
 
 use crate::component::Family;
-use crate::config::pipeline::{ComponentRef, StageSpec};
+use crate::config::pipeline::{ComponentRef, DetectionStage, StageSpec};
 use crate::config::{DeploymentSettings, Pipeline, Settings, Trigger};
 use crate::data::{DataError, Deployment, DeviceInfo};
+use crate::disk::SystemDisk;
+use crate::retention::Retention;
 use crate::registry::{BuildContext, BuildError, Built};
 use crate::store::{MessageStore, Store, StoreError};
 use crate::tasks::{
@@ -66,25 +68,14 @@ impl Station {
     /// deployment and creates the temp folder.
     pub fn build(pipeline: &Pipeline, store: Arc<dyn Store>, message_store: Arc<dyn MessageStore>) -> Result<Station, StartError> {
         let settings = pipeline.settings.clone();
-        let mut built = Vec::with_capacity(pipeline.components.len());
-        let mut errors = Vec::new();
-        for instance in &pipeline.components {
-            let ctx = BuildContext { settings: settings.clone(), instance: instance.name.clone(), store: Some(store.clone()) };
-            match instance.settings.build(&ctx) {
-                Ok(component) => built.push(Some(component)),
-                Err(error) => {
-                    errors.push(error);
-                    built.push(None);
-                }
-            }
-        }
-        if !errors.is_empty() {
-            return Err(StartError::Build(errors));
-        }
+        let built = build_components(pipeline, &store, |_| true)?;
         let parts = Parts { pipeline, built: &built };
         std::fs::create_dir_all(&settings.temp_dir).map_err(|source| StartError::Folder { path: settings.temp_dir.clone(), source })?;
         ensure_deployment(store.as_ref(), &settings.deployment)?;
         let device_id = device_id(&settings);
+        let retention = settings.retention.clone().map(|policy| {
+            Arc::new(Retention::new(policy, settings.recordings_dir.clone(), store.clone(), Arc::new(SystemDisk)))
+        });
         let stages = pipeline
             .stages
             .iter()
@@ -98,19 +89,14 @@ impl Station {
                             conditions: parts.all(&s.conditions, |b| match b { Built::Condition(c) => Some(c.clone()), _ => None }),
                             store: store.clone(),
                             temp_dir: settings.temp_dir.clone(),
+                            retention: retention.clone(),
+                            device_id: device_id.clone(),
+                            timezone: settings.deployment.timezone,
                         }),
                         1,
                     ),
                     StageSpec::Detection(s) => (
-                        Job::Detection(DetectionTask {
-                            stage: name.clone(),
-                            model: parts.one(&s.model, |b| match b { Built::Model(c) => Some(c.clone()), _ => None }),
-                            filters: parts.all(&s.filters, |b| match b { Built::ProcessingFilter(c) => Some(c.clone()), _ => None }),
-                            cleaners: parts.all(&s.cleaners, |b| match b { Built::Cleaner(c) => Some(c.clone()), _ => None }),
-                            factories: parts.all(&s.messages, |b| match b { Built::MessageFactory(c) => Some(c.clone()), _ => None }),
-                            store: store.clone(),
-                            message_store: message_store.clone(),
-                        }),
+                        Job::Detection(parts.detection_task(&name, s, &store, &message_store)),
                         s.queue.get() as usize,
                     ),
                     StageSpec::Management(s) => (
@@ -121,6 +107,7 @@ impl Station {
                             filters: parts.all(&s.filters, |b| match b { Built::SavingFilter(c) => Some(c.clone()), _ => None }),
                             managers: parts.all(&s.managers, |b| match b { Built::Manager(c) => Some(c.clone()), _ => None }),
                             required_models: s.required_models.clone(),
+                            retention: retention.clone(),
                         }),
                         1,
                     ),
@@ -160,6 +147,60 @@ impl Station {
     }
 }
 
+/// Builds the components of the named detection stages (all of them when `names` is
+/// empty) and wires their tasks, in file order, writing to these stores; builds nothing
+/// else and touches no folder or deployment (for `acoupi reprocess`).
+pub fn build_detection_tasks(
+    pipeline: &Pipeline,
+    names: &[String],
+    store: Arc<dyn Store>,
+    message_store: Arc<dyn MessageStore>,
+) -> Result<Vec<DetectionTask>, StartError> {
+    let stages: Vec<(&str, &DetectionStage)> = pipeline
+        .stages
+        .iter()
+        .filter_map(|stage| match &stage.spec {
+            StageSpec::Detection(s) if names.is_empty() || names.contains(&stage.name) => Some((stage.name.as_str(), s)),
+            _ => None,
+        })
+        .collect();
+    let wanted: std::collections::BTreeSet<usize> = stages
+        .iter()
+        .flat_map(|(_, s)| {
+            std::iter::once(s.model.id())
+                .chain(s.filters.iter().map(|r| r.id()))
+                .chain(s.cleaners.iter().map(|r| r.id()))
+                .chain(s.messages.iter().map(|r| r.id()))
+        })
+        .flatten()
+        .collect();
+    let built = build_components(pipeline, &store, |id| wanted.contains(&id))?;
+    let parts = Parts { pipeline, built: &built };
+    Ok(stages.into_iter().map(|(name, s)| parts.detection_task(name, s, &store, &message_store)).collect())
+}
+
+/// Builds the components `wanted` picks (by index; the others are `None`), reporting
+/// every failure, not just the first.
+fn build_components(pipeline: &Pipeline, store: &Arc<dyn Store>, wanted: impl Fn(usize) -> bool) -> Result<Vec<Option<Built>>, StartError> {
+    let mut built = Vec::with_capacity(pipeline.components.len());
+    let mut errors = Vec::new();
+    for (id, instance) in pipeline.components.iter().enumerate() {
+        if !wanted(id) {
+            built.push(None);
+            continue;
+        }
+        let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: Some(store.clone()) };
+        match instance.settings.build(&ctx) {
+            Ok(component) => built.push(Some(component)),
+            Err(error) => {
+                errors.push(error);
+                built.push(None);
+            }
+        }
+    }
+    if errors.is_empty() { Ok(built) } else { Err(StartError::Build(errors)) }
+}
+
 /// The pipeline and its built components, for wiring tasks.
 struct Parts<'a> {
     pipeline: &'a Pipeline,
@@ -180,6 +221,18 @@ impl Parts<'_> {
 
     fn all<F, T: ?Sized>(&self, references: &[ComponentRef<F>], pick: impl Fn(&Built) -> Option<Arc<T>>) -> Vec<Named<T>> {
         references.iter().map(|r| self.one(r, &pick)).collect()
+    }
+
+    fn detection_task(&self, name: &str, s: &DetectionStage, store: &Arc<dyn Store>, message_store: &Arc<dyn MessageStore>) -> DetectionTask {
+        DetectionTask {
+            stage: name.to_string(),
+            model: self.one(&s.model, |b| match b { Built::Model(c) => Some(c.clone()), _ => None }),
+            filters: self.all(&s.filters, |b| match b { Built::ProcessingFilter(c) => Some(c.clone()), _ => None }),
+            cleaners: self.all(&s.cleaners, |b| match b { Built::Cleaner(c) => Some(c.clone()), _ => None }),
+            factories: self.all(&s.messages, |b| match b { Built::MessageFactory(c) => Some(c.clone()), _ => None }),
+            store: store.clone(),
+            message_store: message_store.clone(),
+        }
     }
 }
 

@@ -29,6 +29,10 @@ pub struct DetectionReport {
     /// Detections the cleaners removed (so a user can ask why a bird was not reported:
     /// each cleaner also logs its count at debug level).
     pub cleaned: usize,
+    /// The processing filter that said no (the model did not run; not an error).
+    pub filtered_by: Option<String>,
+    /// Why no output was stored, when a filter, the model or the store failed.
+    pub failure: Option<String>,
 }
 
 impl DetectionTask {
@@ -47,10 +51,12 @@ impl DetectionTask {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!(stage = %self.stage, recording = %recording.id, filter = %filter.name, "filtered out; model not run");
+                    report.filtered_by = Some(filter.name.clone());
                     return report;
                 }
                 Err(error) => {
                     tracing::error!(stage = %self.stage, recording = %recording.id, filter = %filter.name, %error, "processing filter failed; model not run");
+                    report.failure = Some(format!("processing filter `{}` failed: {error}", filter.name));
                     return report;
                 }
             }
@@ -59,6 +65,7 @@ impl DetectionTask {
             Ok(output) => output,
             Err(error) => {
                 tracing::error!(stage = %self.stage, recording = %recording.id, model = %self.model.name, %error, "model failed");
+                report.failure = Some(format!("model `{}` failed: {error}", self.model.name));
                 return report;
             }
         };
@@ -80,6 +87,7 @@ impl DetectionTask {
         }
         if let Err(error) = self.store.store_model_output(&output) {
             tracing::error!(stage = %self.stage, recording = %recording.id, model = %self.model.name, %error, "cannot store the model output");
+            report.failure = Some(format!("cannot store the output of model `{}`: {error}", self.model.name));
             return report;
         }
         report.stored = true;
@@ -133,7 +141,7 @@ mod tests {
     fn calls_filter_model_cleaners_store_factories_message_store_in_order() {
         let calls = Calls::default();
         let report = task(&calls, Some(true), &[0, 2]).run(&recording());
-        assert_eq!(report, DetectionReport { stored: true, detections: 1, messages: 2, cleaned: 2 });
+        assert_eq!(report, DetectionReport { stored: true, detections: 1, messages: 2, cleaned: 2, ..Default::default() });
         assert_eq!(
             calls.take(),
             [
@@ -146,7 +154,7 @@ mod tests {
     #[test]
     fn a_filter_saying_no_stops_before_the_model() {
         let calls = Calls::default();
-        assert_eq!(task(&calls, Some(false), &[1]).run(&recording()), DetectionReport::default());
+        assert_eq!(task(&calls, Some(false), &[1]).run(&recording()), DetectionReport { filtered_by: Some("f".into()), ..Default::default() });
         assert_eq!(calls.take(), ["filter.should_process"]);
     }
 }

@@ -6,8 +6,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use super::Named;
 use crate::component::{SavingFilter, SavingManager};
+use crate::disk::{SystemDisk, describe_free};
+use crate::retention::Retention;
 use crate::store::Store;
 
 /// Keeps or deletes the recordings in the temp folder.
@@ -19,6 +23,8 @@ pub struct ManagementTask {
     pub managers: Vec<Named<dyn SavingManager>>,
     /// Model names that must have an output before a recording is managed.
     pub required_models: Vec<String>,
+    /// `[retention]`, run after managing when due.
+    pub retention: Option<Arc<Retention>>,
 }
 
 /// What one management run did.
@@ -31,6 +37,11 @@ pub struct ManagementReport {
     /// Files the store does not know (left alone).
     pub unknown: usize,
     pub errors: usize,
+    /// Recordings whose move had finished when the station stopped, found at their
+    /// destination and recorded there now.
+    pub recovered: usize,
+    /// Kept recordings deleted by retention.
+    pub retention_deleted: usize,
 }
 
 impl ManagementTask {
@@ -43,8 +54,30 @@ impl ManagementTask {
     ///    first returning a path wins → move the file there → `update_recording_path`; no
     ///    manager returns a path → warn and delete. A deleted file's recording keeps its
     ///    row with no path. A failing filter counts as "no"; a failing manager as "none".
-    pub fn run(&self) -> ManagementReport {
+    ///
+    /// Before that, [`ManagementTask::recover`] finishes moves a crash interrupted; after
+    /// it, retention runs when due (see [`Retention::run_if_due`]).
+    pub fn run(&self, now: DateTime<Utc>) -> ManagementReport {
+        let mut report = self.manage();
+        if let Some(retention) = &self.retention {
+            match retention.run_if_due(now) {
+                Ok(Some(retained)) => {
+                    report.retention_deleted = retained.deleted;
+                    report.errors += retained.errors;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    report.errors += 1;
+                    tracing::error!(stage = %self.stage, %error, "retention failed");
+                }
+            }
+        }
+        report
+    }
+
+    fn manage(&self) -> ManagementReport {
         let mut report = ManagementReport::default();
+        self.recover(&mut report);
         let files = match wav_files(&self.temp_dir) {
             Ok(files) => files,
             Err(error) => {
@@ -137,7 +170,8 @@ impl ManagementTask {
                     },
                     Err(error) => {
                         report.errors += 1;
-                        tracing::error!(stage = %self.stage, recording = %recording.id, from = %path.display(), to = %destination.display(), %error, "cannot move the recording; it stays in the temp folder");
+                        let free = describe_free(&SystemDisk, &destination);
+                        tracing::error!(stage = %self.stage, recording = %recording.id, from = %path.display(), to = %destination.display(), %free, %error, "cannot move the recording; it stays in the temp folder and is tried again next run");
                     }
                 },
                 None => {
@@ -165,6 +199,61 @@ impl ManagementTask {
     }
 }
 
+impl ManagementTask {
+    /// Finishes what a crash interrupted: a stored recording whose path is in the temp
+    /// folder but whose file is gone was moved (or deleted) just before the stop, without
+    /// the store hearing of it. The managers are asked again (they are deterministic);
+    /// when the file is at the destination, the store gets that path; otherwise the file
+    /// was deleted and the path is cleared, as a delete would have done. A destination
+    /// already recorded for another recording is not taken.
+    fn recover(&self, report: &mut ManagementReport) {
+        let stored = match self.store.get_kept_files(&self.temp_dir) {
+            Ok(stored) => stored,
+            Err(error) => {
+                report.errors += 1;
+                tracing::error!(stage = %self.stage, %error, "cannot list the recordings stored in the temp folder");
+                return;
+            }
+        };
+        let gone: Vec<uuid::Uuid> = stored.iter().filter(|f| !f.path.exists()).map(|f| f.recording_id).collect();
+        if gone.is_empty() || !self.temp_dir.exists() {
+            return;
+        }
+        let recordings = match self.store.get_recordings(&gone) {
+            Ok(recordings) => recordings,
+            Err(error) => {
+                report.errors += 1;
+                tracing::error!(stage = %self.stage, %error, "cannot read recordings to recover");
+                return;
+            }
+        };
+        for recording in recordings {
+            let outputs = self.store.get_recording_model_outputs(recording.id).unwrap_or_default();
+            // The destination must exist and belong to no other recording (a template
+            // that is not unique per recording must not hand one file to two).
+            let destination = self
+                .managers
+                .iter()
+                .find_map(|m| m.save(&recording, &outputs).ok().flatten())
+                .filter(|d| d.exists())
+                .filter(|d| self.store.get_recordings_info_by_path(std::slice::from_ref(d)).is_ok_and(|owners| owners.is_empty()));
+            match self.store.update_recording_path(&recording, destination.as_deref()) {
+                Ok(_) => {
+                    report.recovered += usize::from(destination.is_some());
+                    match &destination {
+                        Some(path) => tracing::warn!(stage = %self.stage, recording = %recording.id, path = %path.display(), "recovered: the recording had been moved before a stop"),
+                        None => tracing::warn!(stage = %self.stage, recording = %recording.id, "recovered: the recording's file had been deleted before a stop; path cleared"),
+                    }
+                }
+                Err(error) => {
+                    report.errors += 1;
+                    tracing::error!(stage = %self.stage, recording = %recording.id, %error, "cannot record a recovered path");
+                }
+            }
+        }
+    }
+}
+
 /// The `.wav` files (any case) directly in `dir`, sorted; a missing folder has none.
 fn wav_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
@@ -184,27 +273,54 @@ fn wav_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Moves a file, creating the destination folder. Within a filesystem this is a rename;
-/// across filesystems the file is copied to a temporary name beside the destination,
-/// synced, renamed into place, and only then is the source removed, so a crash leaves the
-/// file at the old path or the new one.
+/// across filesystems the file is copied to a temporary name beside the destination
+/// (`<name>.partial`), synced, renamed into place, and only then is the source removed,
+/// so a crash leaves the file at the old path, the new one, or (between the last two
+/// steps) both: a destination with the same bytes as the source then finishes the move
+/// by removing the source. A failed copy (a full disk) removes its partial file, so the
+/// space is given back and the source stays where it is.
 pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
+    move_file_with(from, to, |from, to| std::fs::rename(from, to))
+}
+
+/// [`move_file`] with the rename given, so tests can play a rename across filesystems.
+pub fn move_file_with(from: &Path, to: &Path, rename: impl Fn(&Path, &Path) -> io::Result<()>) -> io::Result<()> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent)?;
     }
     if to.exists() {
+        if same_contents(from, to)? {
+            tracing::warn!(from = %from.display(), to = %to.display(), "finishing a move interrupted by a stop");
+            return std::fs::remove_file(from);
+        }
         return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("`{}` already exists", to.display())));
     }
-    match std::fs::rename(from, to) {
+    match rename(from, to) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
             let partial = to.with_extension("partial");
-            std::fs::copy(from, &partial)?;
-            std::fs::File::open(&partial)?.sync_all()?;
+            let copied = std::fs::copy(from, &partial).and_then(|_| std::fs::File::open(&partial)?.sync_all());
+            if let Err(error) = copied {
+                let _ = std::fs::remove_file(&partial);
+                return Err(error);
+            }
             std::fs::rename(&partial, to)?;
+            if let Some(parent) = to.parent() {
+                // Make the rename durable before the source goes.
+                let _ = std::fs::File::open(parent).and_then(|dir| dir.sync_all());
+            }
             std::fs::remove_file(from)
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether two files hold the same bytes.
+fn same_contents(a: &Path, b: &Path) -> io::Result<bool> {
+    if std::fs::metadata(a)?.len() != std::fs::metadata(b)?.len() {
+        return Ok(false);
+    }
+    Ok(std::fs::read(a)? == std::fs::read(b)?)
 }
 
 #[cfg(test)]
@@ -235,6 +351,7 @@ mod tests {
                 .map(|m| Named::new("mgr", Arc::new(FakeManager { calls: calls.clone(), target: m.map(|m| dir.join(m)) }) as Arc<dyn SavingManager>))
                 .collect(),
             required_models: required.iter().map(|s| s.to_string()).collect(),
+            retention: None,
         }
     }
 
@@ -242,11 +359,11 @@ mod tests {
     fn keeps_with_the_first_manager_that_gives_a_path() {
         let calls = Calls::default();
         let (dir, store) = setup(&calls, &["a.wav"], &[vec!["m"]]);
-        let report = task(dir.path(), store.clone(), &calls, &[Some(false), Some(true)], &[None, Some("kept/a.wav"), Some("other/a.wav")], &["m"]).run();
+        let report = task(dir.path(), store.clone(), &calls, &[Some(false), Some(true)], &[None, Some("kept/a.wav"), Some("other/a.wav")], &["m"]).run(Utc::now());
         assert_eq!(report, ManagementReport { kept: 1, ..Default::default() });
         assert_eq!(
             calls.take(),
-            ["store.get_recordings_info_by_path", "store.get_recordings_by_path", "saving_filter", "saving_filter", "manager", "manager", "store.update_recording_path"]
+            ["store.get_kept_files", "store.get_recordings_info_by_path", "store.get_recordings_by_path", "saving_filter", "saving_filter", "manager", "manager", "store.update_recording_path"]
         );
         assert!(dir.path().join("kept/a.wav").exists() && !dir.path().join("tmp/a.wav").exists());
         assert_eq!(store.path_of(0), Some(dir.path().join("kept/a.wav")));
@@ -256,7 +373,7 @@ mod tests {
     fn deletes_when_no_filter_says_yes_and_keeps_the_row() {
         let calls = Calls::default();
         let (dir, store) = setup(&calls, &["a.wav"], &[vec![]]);
-        let report = task(dir.path(), store.clone(), &calls, &[Some(false), None], &[Some("kept/a.wav")], &[]).run();
+        let report = task(dir.path(), store.clone(), &calls, &[Some(false), None], &[Some("kept/a.wav")], &[]).run(Utc::now());
         assert_eq!(report, ManagementReport { deleted: 1, ..Default::default() });
         assert!(!dir.path().join("tmp/a.wav").exists());
         assert_eq!(store.path_of(0), None);
@@ -268,7 +385,7 @@ mod tests {
         let calls = Calls::default();
         let (dir, store) = setup(&calls, &["a.wav", "b.wav"], &[vec!["m1"], vec!["m1", "m2"]]);
         std::fs::write(dir.path().join("tmp/orphan.wav"), b"RIFF").unwrap();
-        let report = task(dir.path(), store, &calls, &[], &[], &["m1", "m2"]).run();
+        let report = task(dir.path(), store, &calls, &[], &[], &["m1", "m2"]).run(Utc::now());
         assert_eq!(report, ManagementReport { deleted: 1, waiting: 1, unknown: 1, ..Default::default() });
         assert!(dir.path().join("tmp/a.wav").exists(), "a waits for m2");
         assert!(!dir.path().join("tmp/b.wav").exists(), "b: no manager, deleted");
@@ -283,7 +400,7 @@ mod tests {
         let mut marker = Detection::new(PredictionType::Event);
         marker.tags = vec![PredictedTag::new(Tag::new(PRIVACY_TAG_KEY, "human"), 0.9).unwrap()];
         store.add_detection(0, marker);
-        let report = task(dir.path(), store.clone(), &calls, &[Some(true)], &[Some("kept/a.wav")], &[]).run();
+        let report = task(dir.path(), store.clone(), &calls, &[Some(true)], &[Some("kept/a.wav")], &[]).run(Utc::now());
         assert_eq!(report, ManagementReport { deleted: 1, ..Default::default() });
         assert!(!dir.path().join("tmp/a.wav").exists() && !dir.path().join("kept/a.wav").exists());
         assert!(!calls.take().iter().any(|c| c == "saving_filter" || c == "manager"), "neither filters nor managers are asked");
@@ -299,5 +416,98 @@ mod tests {
         std::fs::write(&a, b"2").unwrap();
         assert!(move_file(&a, &b).is_err());
         assert_eq!(std::fs::read(&b).unwrap(), b"1");
+    }
+
+    #[test]
+    fn a_move_finished_before_a_stop_is_recorded_at_its_destination() {
+        let calls = Calls::default();
+        let (dir, store) = setup(&calls, &["a.wav", "b.wav"], &[vec!["m"], vec!["m"]]);
+        // The crash: a.wav reached kept/a.wav, b.wav was deleted, the store heard of neither.
+        move_file(&dir.path().join("tmp/a.wav"), &dir.path().join("kept/a.wav")).unwrap();
+        std::fs::remove_file(dir.path().join("tmp/b.wav")).unwrap();
+        let report = task(dir.path(), store.clone(), &calls, &[], &[Some("kept/a.wav")], &[]).run(Utc::now());
+        assert_eq!(report, ManagementReport { recovered: 1, ..Default::default() });
+        assert_eq!(store.path_of(0), Some(dir.path().join("kept/a.wav")));
+        assert_eq!(store.path_of(1), None, "b was deleted: its path is cleared, its row stays");
+    }
+
+    #[test]
+    fn an_interrupted_cross_filesystem_move_is_finished_and_a_real_one_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.wav"), dir.path().join("kept/a.wav"));
+        std::fs::write(&a, b"RIFF....").unwrap();
+        // Played across filesystems: the rename fails with EXDEV, so copy+sync+rename.
+        let exdev = |_: &Path, _: &Path| Err(io::Error::from(io::ErrorKind::CrossesDevices));
+        move_file_with(&a, &b, exdev).unwrap();
+        assert!(!a.exists() && std::fs::read(&b).unwrap() == b"RIFF....");
+        assert!(!dir.path().join("kept/a.partial").exists());
+        // A stop after the copy's rename but before the source's removal: both exist.
+        std::fs::write(&a, b"RIFF....").unwrap();
+        move_file(&a, &b).unwrap();
+        assert!(!a.exists(), "the same bytes at the destination finish the move");
+        // A real second filesystem when the machine has one (/dev/shm is a tmpfs).
+        let shm = Path::new("/dev/shm");
+        use crate::disk::DiskSpace;
+        if shm.is_dir() && !crate::disk::SystemDisk.same_filesystem(dir.path(), shm) {
+            let target = tempfile::tempdir_in(shm).unwrap();
+            std::fs::write(&a, b"RIFF-real").unwrap();
+            move_file(&a, &target.path().join("x/a.wav")).unwrap();
+            assert_eq!(std::fs::read(target.path().join("x/a.wav")).unwrap(), b"RIFF-real");
+            assert!(!a.exists());
+        } else {
+            println!("skipped the real cross-filesystem move: /dev/shm is missing or on the same filesystem");
+        }
+    }
+
+    /// A 1 MiB tmpfs as the recordings tree; needs root (mount), skipped otherwise.
+    struct TinyDisk(PathBuf);
+    impl TinyDisk {
+        fn mount(at: &Path) -> Option<TinyDisk> {
+            std::fs::create_dir_all(at).ok()?;
+            let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(at).status().ok()?;
+            status.success().then(|| TinyDisk(at.to_path_buf()))
+        }
+    }
+    impl Drop for TinyDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+
+    #[test]
+    fn a_full_disk_leaves_the_recording_in_the_temp_folder_and_gives_the_space_back() {
+        let calls = Calls::default();
+        let (dir, store) = setup(&calls, &["big.wav"], &[vec![]]);
+        std::fs::write(dir.path().join("tmp/big.wav"), vec![7u8; 2 << 20]).unwrap();
+        let Some(_disk) = TinyDisk::mount(&dir.path().join("full")) else {
+            println!("skipped: cannot mount a tmpfs (needs root)");
+            return;
+        };
+        let report = task(dir.path(), store.clone(), &calls, &[], &[Some("full/kept/big.wav")], &[]).run(Utc::now());
+        assert_eq!(report, ManagementReport { errors: 1, ..Default::default() });
+        assert_eq!(std::fs::metadata(dir.path().join("tmp/big.wav")).unwrap().len(), 2 << 20, "the recording stays, whole");
+        assert_eq!(store.path_of(0), Some(dir.path().join("tmp/big.wav")));
+        assert!(!dir.path().join("full/kept/big.partial").exists(), "the partial copy is removed");
+        // Next run, still full: tried again, still there.
+        let report = task(dir.path(), store.clone(), &calls, &[], &[Some("full/kept/big.wav")], &[]).run(Utc::now());
+        assert_eq!(report.errors, 1);
+        assert!(dir.path().join("tmp/big.wav").exists());
+    }
+
+    #[test]
+    fn retention_runs_after_managing() {
+        use crate::retention::{Retention, RetentionPolicy};
+        let calls = Calls::default();
+        let (dir, store) = setup(&calls, &["a.wav"], &[vec![]]);
+        let old = dir.path().join("kept/old.wav");
+        std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+        std::fs::write(&old, b"RIFF").unwrap();
+        store.add_kept(&old, Utc::now() - chrono::TimeDelta::days(400), &[]);
+        let policy = RetentionPolicy { max_age: Some(std::time::Duration::from_secs(365 * 86_400)), ..Default::default() };
+        let mut task = task(dir.path(), store.clone(), &calls, &[], &[Some("kept/a.wav")], &[]);
+        task.retention = Some(Arc::new(Retention::new(policy, dir.path().join("kept"), store.clone(), Arc::new(crate::disk::SystemDisk))));
+        let report = task.run(Utc::now());
+        assert_eq!(report, ManagementReport { kept: 1, retention_deleted: 1, ..Default::default() });
+        assert!(!old.exists() && dir.path().join("kept/a.wav").exists());
     }
 }

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use super::Named;
 use crate::component::{Recorder, RecordingCondition};
 use crate::data::Recording;
+use crate::disk::{SystemDisk, describe_free};
+use crate::retention::Retention;
 use crate::store::Store;
 
 /// Makes one recording when every condition holds.
@@ -17,12 +19,22 @@ pub struct RecordingTask {
     pub conditions: Vec<Named<dyn RecordingCondition>>,
     pub store: Arc<dyn Store>,
     pub temp_dir: PathBuf,
+    /// `[retention]`: its `min_free` floor is checked (and made room for) before each
+    /// recording.
+    pub retention: Option<Arc<Retention>>,
+    /// For the GUANO metadata: the device id (`Serial`) and the deployment timezone
+    /// (`Timestamp`).
+    pub device_id: String,
+    pub timezone: chrono_tz::Tz,
 }
 
 impl RecordingTask {
     /// 1. `condition.should_record(now)` for each condition: any false → nothing (a
     ///    condition that fails with an error counts as false: no recording is made);
-    /// 2. `store.get_current_deployment()`; 3. `recorder.record(deployment)`;
+    /// 2. `store.get_current_deployment()`; with `[retention] min_free`, the free space
+    ///    is checked (retention makes room when it can; otherwise no recording is made,
+    ///    logged as an error); 3. `recorder.record(deployment)`; GUANO metadata is written
+    ///    into the WAV ([`crate::guano`]; a file that cannot take it is kept without);
     /// 4. `store.store_recording(recording)` → the Recording, which stages running
     ///    `after` this one receive. A recorder or store error is logged and gives nothing;
     ///    a file the store could not record stays in the temp folder.
@@ -51,13 +63,26 @@ impl RecordingTask {
                 return None;
             }
         };
+        if let Some(retention) = &self.retention {
+            if let Err(reason) = retention.ensure_room(&self.temp_dir, now) {
+                tracing::error!(stage = %self.stage, %reason, "not recording: the disk is too full");
+                return None;
+            }
+        }
         let recording = match self.recorder.record(&deployment, &self.temp_dir) {
             Ok(recording) => recording,
             Err(error) => {
-                tracing::error!(stage = %self.stage, recorder = %self.recorder.name, %error, "recording failed");
+                let free = describe_free(&SystemDisk, &self.temp_dir);
+                tracing::error!(stage = %self.stage, recorder = %self.recorder.name, temp = %self.temp_dir.display(), %free, %error, "recording failed");
                 return None;
             }
         };
+        if let Some(path) = &recording.path {
+            let guano = crate::guano::Guano::for_recording(&recording, &deployment, self.timezone, &self.device_id);
+            if let Err(error) = crate::guano::write(path, &guano) {
+                tracing::warn!(stage = %self.stage, recording = %recording.id, %error, "cannot write GUANO metadata; the recording is kept without it");
+            }
+        }
         if let Err(error) = self.store.store_recording(&recording) {
             tracing::error!(stage = %self.stage, recording = %recording.id, path = ?recording.path, %error, "cannot store the recording; its file stays in the temp folder");
             return None;
@@ -82,6 +107,9 @@ mod tests {
                 .collect(),
             store: Arc::new(FakeStore::new(calls)),
             temp_dir: PathBuf::from("/tmp/unused"),
+            retention: None,
+            device_id: "test".into(),
+            timezone: chrono_tz::UTC,
         }
     }
 

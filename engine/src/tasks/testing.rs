@@ -51,7 +51,7 @@ impl Recorder for FakeRecorder {
         if self.fail {
             return Err(ComponentError::Other("no microphone".into()));
         }
-        Ok(Recording::new(deployment.clone(), 3.0, 48_000)?.with_path("/tmp/r.wav"))
+        Ok(Recording::new(deployment.clone(), 3.0, 48_000)?.with_path("/nonexistent/acoupi-test/r.wav"))
     }
 }
 
@@ -184,6 +184,26 @@ impl FakeStore {
         self.recordings.lock().unwrap().push((recording, outputs));
     }
 
+    /// Adds a recording at `path` made at `created_on`, with one output holding these
+    /// detections: `(score, &[(tag key, tag value, confidence)])`.
+    pub fn add_kept(&self, path: &Path, created_on: DateTime<Utc>, detections: &[(f64, &[(&str, &str, f64)])]) -> Uuid {
+        let mut recording = Recording::new(Deployment::new("test"), 3.0, 48_000).unwrap().with_path(path);
+        recording.created_on = created_on;
+        let detections = detections
+            .iter()
+            .map(|(score, tags)| {
+                let mut d = Detection::new(PredictionType::Event);
+                d.detection_score = *score;
+                d.tags = tags.iter().map(|(k, v, c)| PredictedTag::new(Tag::new(*k, *v), *c).unwrap()).collect();
+                d
+            })
+            .collect();
+        let id = recording.id;
+        let output = ModelOutput::new("m", recording.clone(), detections);
+        self.recordings.lock().unwrap().push((recording, vec![output]));
+        id
+    }
+
     /// Adds a detection to the first output of the recording at `index`.
     pub fn add_detection(&self, index: usize, detection: crate::data::Detection) {
         self.recordings.lock().unwrap()[index].1[0].detections.push(detection);
@@ -215,8 +235,9 @@ impl Store for FakeStore {
         self.calls.push("store.store_model_output");
         Ok(())
     }
-    fn get_recordings(&self, _: &[Uuid]) -> StoreResult<Vec<Recording>> {
-        Ok(Vec::new())
+    fn get_recordings(&self, ids: &[Uuid]) -> StoreResult<Vec<Recording>> {
+        let all = self.recordings.lock().unwrap();
+        Ok(all.iter().filter(|(r, _)| ids.contains(&r.id)).map(|(r, _)| r.clone()).collect())
     }
     fn get_recordings_by_path(&self, paths: &[PathBuf]) -> StoreResult<Vec<(Recording, Vec<ModelOutput>)>> {
         self.calls.push("store.get_recordings_by_path");
@@ -257,6 +278,31 @@ impl Store for FakeStore {
     }
     fn activity_since(&self, _: DateTime<Utc>) -> StoreResult<crate::store::Activity> {
         Ok(crate::store::Activity::default())
+    }
+    fn get_kept_files(&self, root: &Path) -> StoreResult<Vec<crate::store::KeptFile>> {
+        self.calls.push("store.get_kept_files");
+        let all = self.recordings.lock().unwrap();
+        let mut kept: Vec<crate::store::KeptFile> = all
+            .iter()
+            .filter_map(|(recording, outputs)| {
+                let path = recording.path.clone().filter(|p| p.starts_with(root))?;
+                let detections: Vec<&Detection> = outputs.iter().flat_map(|o| &o.detections).collect();
+                let best_score = detections.iter().map(|d| d.detection_score).reduce(f64::max);
+                let mut tags: Vec<crate::store::TagScore> = Vec::new();
+                for d in &detections {
+                    for t in d.tags.iter().filter(|t| t.tag.key != PRIVACY_TAG_KEY) {
+                        let score = d.detection_score.min(t.confidence_score);
+                        match tags.iter_mut().find(|s| s.key == t.tag.key && s.value == t.tag.value) {
+                            Some(s) => s.score = s.score.max(score),
+                            None => tags.push(crate::store::TagScore { key: t.tag.key.clone(), value: t.tag.value.clone(), score }),
+                        }
+                    }
+                }
+                Some(crate::store::KeptFile { recording_id: recording.id, path, created_on: recording.created_on, best_score, tags })
+            })
+            .collect();
+        kept.sort_by_key(|k| (k.created_on, k.recording_id));
+        Ok(kept)
     }
 }
 
