@@ -13,6 +13,7 @@ mod cleaner_privacy;
 mod cleaner_tags;
 mod cleaner_threshold;
 mod condition_dawn_dusk;
+mod condition_free_space;
 mod condition_time_window;
 mod file_template;
 mod filter_dawn_dusk;
@@ -49,6 +50,7 @@ pub fn registry() -> Registry {
         .register::<recorder_replay::ReplayRecorderConfig>()
         .register::<condition_time_window::TimeWindowConditionConfig>()
         .register::<condition_dawn_dusk::DawnDuskConditionConfig>()
+        .register::<condition_free_space::FreeSpaceConditionConfig>()
         .register::<model_band_energy::BandEnergyModelConfig>()
         .register::<model_birdnet::BirdnetModelConfig>()
         .register::<model_batdetect2::BatDetect2ModelConfig>()

@@ -367,6 +367,11 @@ pub struct RecordingStage {
     /// Recording conditions (`condition.*`); all must hold for a recording to be made.
     #[serde(default)]
     pub conditions: Vec<ComponentRef<of::Condition>>,
+    /// More conditions, of which at least one must hold (when any are given), on top of
+    /// `conditions`: e.g. `conditions = ["enough_disk"]`, `any_conditions = ["dawn_chorus",
+    /// "evening"]` records at dawn or in the evening, and only with disk space left.
+    #[serde(default)]
+    pub any_conditions: Vec<ComponentRef<of::Condition>>,
     /// When to record.
     pub schedule: Option<Located<Schedule>>,
     /// Not allowed: recording stages run on a schedule.
@@ -378,6 +383,7 @@ impl StageFields for RecordingStage {
     fn refs_mut(&mut self) -> Vec<RefSlot<'_>> {
         let mut all = vec![slot("recorder", &mut self.recorder)];
         all.extend(slots("conditions", &mut self.conditions));
+        all.extend(slots("any_conditions", &mut self.any_conditions));
         all
     }
 }

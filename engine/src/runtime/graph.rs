@@ -377,6 +377,7 @@ mod tests {
             stage: "record".into(),
             recorder: Named::new("rec", Arc::new(FakeRecorder { calls: calls.clone(), fail: false })),
             conditions: Vec::new(),
+            any_conditions: Vec::new(),
             store: store.clone(),
             temp_dir: "/tmp/unused".into(),
             retention: None,

@@ -87,6 +87,7 @@ impl Station {
                             stage: name.clone(),
                             recorder: parts.one(&s.recorder, |b| match b { Built::Recorder(c) => Some(c.clone()), _ => None }),
                             conditions: parts.all(&s.conditions, |b| match b { Built::Condition(c) => Some(c.clone()), _ => None }),
+                            any_conditions: parts.all(&s.any_conditions, |b| match b { Built::Condition(c) => Some(c.clone()), _ => None }),
                             store: store.clone(),
                             temp_dir: settings.temp_dir.clone(),
                             retention: retention.clone(),

@@ -17,6 +17,8 @@ pub struct RecordingTask {
     pub stage: String,
     pub recorder: Named<dyn Recorder>,
     pub conditions: Vec<Named<dyn RecordingCondition>>,
+    /// At least one of these must hold too, when there are any.
+    pub any_conditions: Vec<Named<dyn RecordingCondition>>,
     pub store: Arc<dyn Store>,
     pub temp_dir: PathBuf,
     /// `[retention]`: its `min_free` floor is checked (and made room for) before each
@@ -30,7 +32,8 @@ pub struct RecordingTask {
 
 impl RecordingTask {
     /// 1. `condition.should_record(now)` for each condition: any false → nothing (a
-    ///    condition that fails with an error counts as false: no recording is made);
+    ///    condition that fails with an error counts as false: no recording is made); then,
+    ///    when there are `any_conditions`, at least one of them must say yes;
     /// 2. `store.get_current_deployment()`; with `[retention] min_free`, the free space
     ///    is checked (retention makes room when it can; otherwise no recording is made,
     ///    logged as an error); 3. `recorder.record(deployment)`; GUANO metadata is written
@@ -50,6 +53,20 @@ impl RecordingTask {
                     tracing::error!(stage = %self.stage, condition = %condition.name, %error, "condition failed; not recording");
                     return None;
                 }
+            }
+        }
+        if !self.any_conditions.is_empty() {
+            let holds = self.any_conditions.iter().any(|condition| match condition.should_record(now) {
+                Ok(answer) => answer,
+                Err(error) => {
+                    tracing::error!(stage = %self.stage, condition = %condition.name, %error, "condition failed; counts as not met");
+                    false
+                }
+            });
+            if !holds {
+                let names: Vec<&str> = self.any_conditions.iter().map(|c| c.name.as_str()).collect();
+                tracing::info!(stage = %self.stage, any_of = ?names, "none of the any_conditions is met; not recording");
+                return None;
             }
         }
         let deployment = match self.store.get_current_deployment() {
@@ -97,14 +114,19 @@ mod tests {
     use super::*;
     use crate::tasks::testing::{Calls, FakeCondition, FakeRecorder, FakeStore};
 
-    fn task(calls: &Calls, conditions: &[(&str, Option<bool>)], recorder_fails: bool) -> RecordingTask {
+    fn conditions(calls: &Calls, answers: &[(&str, Option<bool>)]) -> Vec<Named<dyn RecordingCondition>> {
+        answers
+            .iter()
+            .map(|(n, answer)| Named::new(*n, Arc::new(FakeCondition { name: n.to_string(), answer: *answer, calls: calls.clone() }) as Arc<dyn RecordingCondition>))
+            .collect()
+    }
+
+    fn task(calls: &Calls, all: &[(&str, Option<bool>)], recorder_fails: bool) -> RecordingTask {
         RecordingTask {
             stage: "record".into(),
             recorder: Named::new("rec", Arc::new(FakeRecorder { calls: calls.clone(), fail: recorder_fails })),
-            conditions: conditions
-                .iter()
-                .map(|(n, answer)| Named::new(*n, Arc::new(FakeCondition { name: n.to_string(), answer: *answer, calls: calls.clone() }) as Arc<dyn RecordingCondition>))
-                .collect(),
+            conditions: conditions(calls, all),
+            any_conditions: Vec::new(),
             store: Arc::new(FakeStore::new(calls)),
             temp_dir: PathBuf::from("/tmp/unused"),
             retention: None,
@@ -135,5 +157,23 @@ mod tests {
         let calls = Calls::default();
         assert!(task(&calls, &[], true).run(Utc::now()).is_none());
         assert_eq!(calls.take(), ["store.get_current_deployment", "recorder.record"]);
+    }
+
+    #[test]
+    fn any_conditions_need_one_yes_after_all_conditions_hold() {
+        let calls = Calls::default();
+        let cases: [(&[(&str, Option<bool>)], bool, &[&str]); 4] = [
+            (&[("x", Some(false)), ("y", Some(true))], true, &["condition a", "condition x", "condition y"]),
+            (&[("x", Some(true)), ("y", Some(false))], true, &["condition a", "condition x"]),
+            (&[("x", Some(false)), ("y", None)], false, &["condition a", "condition x", "condition y"]),
+            (&[], true, &["condition a"]),
+        ];
+        for (any, records, asked) in cases {
+            let mut task = task(&calls, &[("a", Some(true))], false);
+            task.any_conditions = conditions(&calls, any);
+            assert_eq!(task.run(Utc::now()).is_some(), records, "{any:?}");
+            let log = calls.take();
+            assert_eq!(&log[..asked.len()], asked, "{any:?}");
+        }
     }
 }
