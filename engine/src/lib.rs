@@ -7,6 +7,7 @@ pub mod data;
 pub mod disk;
 pub mod error_tally;
 pub mod guano;
+pub mod recovery;
 pub mod registry;
 pub mod retention;
 pub mod runtime;

@@ -32,11 +32,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Logging to stderr (human or JSON lines, filtered by `RUST_LOG`, default `info`), plus
 /// the error tally that `metric.station` reports, which sees every ERROR event.
 pub fn init_logging(format: LogFormat) {
+    init_logging_with(format, "info");
+}
+
+/// [`init_logging`] with another filter when `RUST_LOG` is not set.
+pub fn init_logging_with(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{Layer, fmt};
 
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let output = match format {
         LogFormat::Human => fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter).boxed(),
@@ -82,7 +87,7 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
             return ExitCode::from(super::INVALID);
         }
     };
-    let station = match Station::build(&pipeline, store.clone(), store.clone()) {
+    let mut station = match Station::build(&pipeline, store.clone(), store.clone()) {
         Ok(station) => station,
         Err(error) => {
             tracing::error!("{error}");
@@ -97,6 +102,7 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
         }
     };
     tracing::info!(pipeline = %args.pipeline.display(), store = %pipeline.settings.store_path.display(), "{}", pipeline.summary());
+    station.recover();
     let options = RunOptions { once: args.once, duration: args.for_ };
     let summary = runtime.block_on(station.run(options, Arc::new(SystemClock), shutdown_signal()));
     // Closing the last handle checkpoints the database file.

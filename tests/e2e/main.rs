@@ -6,6 +6,7 @@ mod corpus;
 mod crash;
 mod guano;
 mod pipelines;
+mod recovery;
 mod retention;
 mod run;
 mod schema;

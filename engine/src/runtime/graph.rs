@@ -301,7 +301,7 @@ async fn timer(name: String, trigger: Trigger, sender: mpsc::Sender<Input>, stat
 impl Station {
     /// Runs the station until `shutdown` completes, `options.duration` passes, or (with
     /// `options.once`) each scheduled stage has run once with everything downstream.
-    pub async fn run(self, options: RunOptions, clock: Arc<dyn Clock>, shutdown: impl Future<Output = ()>) -> RunSummary {
+    pub async fn run(mut self, options: RunOptions, clock: Arc<dyn Clock>, shutdown: impl Future<Output = ()>) -> RunSummary {
         let stats = Arc::new(Stats::default());
         let (mut senders, receivers): (Vec<_>, Vec<_>) = self.stages.iter().map(|s| mpsc::channel::<Input>(s.queue.max(1))).unzip();
         let mut workers = Vec::new();
@@ -317,8 +317,20 @@ impl Station {
             let w = Worker { name: stage.name.clone(), job: stage.job.clone(), downstream, stats: stats.clone(), clock: clock.clone(), store: self.store.clone() };
             workers.push(tokio::spawn(worker(w, receiver)));
         }
-        // From here on, only timers (or the once-ticks) and upstream workers hold senders:
-        // when they are gone, queues close in stage order.
+        // The recovery backlog goes to its detection stages first, waiting for room in
+        // their queues (the feeder holds a sender until it is done).
+        for (i, recordings) in std::mem::take(&mut self.backlog) {
+            let sender = senders[i].clone();
+            tokio::spawn(async move {
+                for recording in recordings {
+                    if sender.send(Input::Recording(recording)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        // From here on, only timers (or the once-ticks), backlog feeders and upstream
+        // workers hold senders: when they are gone, queues close in stage order.
         let roots: Vec<(usize, mpsc::Sender<Input>)> = senders
             .drain(..)
             .enumerate()
@@ -402,6 +414,7 @@ mod tests {
             None,
         );
         Station {
+            backlog: Vec::new(),
             settings,
             stages: vec![
                 StageRun { name: "record".into(), job: Arc::new(Job::Recording(recording)), trigger: Trigger::Every { every: Duration::from_secs(every), offset: Duration::ZERO }, queue: 1 },

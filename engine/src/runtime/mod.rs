@@ -61,6 +61,9 @@ pub struct Station {
     pub settings: Settings,
     pub stages: Vec<StageRun>,
     pub store: Arc<dyn Store>,
+    /// Recordings to analyse before anything else, per detection stage (by index), found
+    /// by [`Station::recover`].
+    pub backlog: Vec<(usize, Vec<crate::data::Recording>)>,
 }
 
 impl Station {
@@ -144,7 +147,37 @@ impl Station {
                 StageRun { name, job: Arc::new(job), trigger: stage.trigger.clone(), queue }
             })
             .collect();
-        Ok(Station { settings, stages, store })
+        Ok(Station { settings, stages, store, backlog: Vec::new() })
+    }
+
+    /// Start-up recovery ([`crate::recovery`]): reconciles the folders with the store and
+    /// queues, for each detection stage, the recordings in the temp folder its model has
+    /// not analysed yet. Logs and returns the report.
+    pub fn recover(&mut self) -> crate::recovery::RecoveryReport {
+        let deployment = match self.store.get_current_deployment() {
+            Ok(Some(deployment)) => deployment,
+            Ok(None) | Err(_) => Deployment::new(self.settings.deployment.name.clone()),
+        };
+        let (mut report, waiting) = crate::recovery::reconcile(
+            &self.settings.temp_dir,
+            &self.settings.recordings_dir,
+            self.store.as_ref(),
+            &deployment,
+            self.settings.deployment.timezone,
+        );
+        self.backlog.clear();
+        for (i, stage) in self.stages.iter().enumerate() {
+            let Job::Detection(task) = stage.job.as_ref() else { continue };
+            let model = task.model.component.name();
+            let todo: Vec<_> = waiting.iter().filter(|(_, done)| !done.iter().any(|m| m == model)).map(|(r, _)| r.clone()).collect();
+            if !todo.is_empty() {
+                report.backlog += todo.len();
+                tracing::info!(stage = %stage.name, recordings = todo.len(), "recovery: recordings waiting for this stage are queued first");
+                self.backlog.push((i, todo));
+            }
+        }
+        tracing::info!("{report}");
+        report
     }
 }
 

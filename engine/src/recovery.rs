@@ -1,0 +1,234 @@
+//! Start-up recovery: before a station starts its stages, the temp folder and the
+//! recordings tree are brought in line with the store after a crash or a power cut.
+//!
+//! - A WAV in the temp folder the store does not know (written by a recorder that was
+//!   stopped before the store heard of it) is stored as a recording of the current
+//!   deployment when its header reads (time from its GUANO `Timestamp`, else the file's
+//!   modification time), so it is analysed; one that cannot be read (an empty or cut
+//!   file) is moved to `<temp>/quarantine/` with a `<name>.reason.txt` beside it.
+//! - Recordings in the temp folder that a detection stage's model has not analysed yet
+//!   (a stop with recordings queued) are returned as a backlog, which the station feeds
+//!   to those stages first.
+//! - A recording the store places in the recordings tree whose file is gone gets its
+//!   path cleared (the row stays), unless the recordings root itself is missing (an
+//!   unmounted drive: nothing is changed).
+//! - Leftover `*.partial` files (an interrupted copy or GUANO rewrite, whose original is
+//!   intact) are removed.
+//!
+//! Unsent messages need nothing: the store keeps them and messaging sends them; their
+//! count is in the report.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+
+use crate::data::{Deployment, Recording};
+use crate::store::Store;
+
+/// What recovery found and did, for the one-line report at start.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Unknown WAVs in the temp folder, now stored.
+    pub stored: usize,
+    /// Unreadable WAVs moved to the quarantine folder.
+    pub quarantined: usize,
+    /// Recordings in the temp folder still to be analysed.
+    pub backlog: usize,
+    /// Recordings whose kept file was gone; their path is cleared.
+    pub missing: usize,
+    /// Leftover partial files removed.
+    pub partials: usize,
+    /// Messages waiting to be sent.
+    pub unsent_messages: u64,
+    /// Problems met (each logged).
+    pub errors: usize,
+}
+
+impl std::fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "recovery: {} unstored recordings stored, {} quarantined, {} recordings to analyse, {} missing files cleared, {} partial files removed, {} messages to send, {} errors",
+            self.stored, self.quarantined, self.backlog, self.missing, self.partials, self.unsent_messages, self.errors
+        )
+    }
+}
+
+/// The name of the folder (inside the temp folder) unreadable recordings are moved to.
+pub const QUARANTINE: &str = "quarantine";
+
+/// Reconciles the folders with the store (see the module docs). Returns the report
+/// (without `backlog`) and every recording in the temp folder with the names of the
+/// models that have analysed it.
+pub fn reconcile(
+    temp_dir: &Path,
+    recordings_dir: &Path,
+    store: &dyn Store,
+    deployment: &Deployment,
+    timezone: chrono_tz::Tz,
+) -> (RecoveryReport, Vec<(Recording, Vec<String>)>) {
+    let mut report = RecoveryReport::default();
+    report.partials += remove_partials(temp_dir) + remove_partials(recordings_dir);
+    let files = wavs(temp_dir);
+    let known = match store.get_recordings_info_by_path(&files) {
+        Ok(known) => known,
+        Err(error) => {
+            report.errors += 1;
+            tracing::error!(%error, "recovery: cannot look up the temp folder's recordings");
+            return (report, Vec::new());
+        }
+    };
+    let mut waiting: Vec<(Recording, Vec<String>)> =
+        known.into_iter().map(|(recording, outputs)| (recording, outputs.into_iter().map(|o| o.name_model).collect())).collect();
+    let known: std::collections::HashSet<PathBuf> = waiting.iter().filter_map(|(r, _)| r.path.clone()).collect();
+    for file in files.iter().filter(|f| !known.contains(*f)) {
+        match recording_of(file, deployment, timezone) {
+            Ok(recording) => match store.store_recording(&recording) {
+                Ok(()) => {
+                    report.stored += 1;
+                    tracing::warn!(path = %file.display(), recording = %recording.id, "recovery: a recording the store did not know is stored, to be analysed");
+                    waiting.push((recording, Vec::new()));
+                }
+                Err(error) => {
+                    report.errors += 1;
+                    tracing::error!(path = %file.display(), %error, "recovery: cannot store a recording found in the temp folder");
+                }
+            },
+            Err(reason) => match quarantine(file, &reason) {
+                Ok(to) => {
+                    report.quarantined += 1;
+                    tracing::warn!(path = %file.display(), to = %to.display(), %reason, "recovery: an unreadable recording is quarantined");
+                }
+                Err(error) => {
+                    report.errors += 1;
+                    tracing::error!(path = %file.display(), %reason, %error, "recovery: cannot quarantine an unreadable recording");
+                }
+            },
+        }
+    }
+    clear_missing(recordings_dir, store, &mut report);
+    match store.activity_since(Utc::now()) {
+        Ok(activity) => report.unsent_messages = activity.unsent_messages,
+        Err(error) => {
+            report.errors += 1;
+            tracing::error!(%error, "recovery: cannot count unsent messages");
+        }
+    }
+    (report, waiting)
+}
+
+/// A Recording for a WAV found in the temp folder, or why it cannot be read.
+fn recording_of(path: &Path, deployment: &Deployment, timezone: chrono_tz::Tz) -> Result<Recording, String> {
+    let reader = hound::WavReader::open(path).map_err(|e| format!("not a readable WAV: {e}"))?;
+    let spec = reader.spec();
+    let frames = u64::from(reader.duration());
+    let declared = frames * u64::from(spec.channels) * u64::from(spec.bits_per_sample / 8);
+    let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if spec.sample_rate == 0 || spec.channels == 0 || frames == 0 {
+        return Err("no audio: zero frames, sample rate or channels".into());
+    }
+    if size < declared {
+        return Err(format!("cut short: the header declares {declared} bytes of audio, the file holds {size} bytes in all"));
+    }
+    let guano = crate::guano::read(path).ok().flatten();
+    let created_on = guano.as_ref().and_then(|g| g.timestamp(timezone)).or_else(|| modified(path)).unwrap_or_else(Utc::now);
+    let mut recording = Recording::new(deployment.clone(), frames as f64 / f64::from(spec.sample_rate), spec.sample_rate)
+        .map_err(|e| e.to_string())?
+        .with_path(path);
+    recording.audio_channels = u32::from(spec.channels);
+    recording.created_on = created_on;
+    if let Some(te) = guano.as_ref().and_then(|g| g.time_expansion()) {
+        recording.time_expansion = te;
+    }
+    Ok(recording)
+}
+
+fn modified(path: &Path) -> Option<DateTime<Utc>> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok().filter(|t| *t > SystemTime::UNIX_EPOCH).map(DateTime::<Utc>::from)
+}
+
+/// Moves `file` to the quarantine folder with a reason file; returns where it went.
+fn quarantine(file: &Path, reason: &str) -> std::io::Result<PathBuf> {
+    let folder = file.parent().unwrap_or(Path::new(".")).join(QUARANTINE);
+    std::fs::create_dir_all(&folder)?;
+    let name = file.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("unnamed.wav"));
+    let to = folder.join(&name);
+    std::fs::rename(file, &to)?;
+    std::fs::write(folder.join(format!("{}.reason.txt", name.display())), format!("{reason}\n"))?;
+    Ok(to)
+}
+
+/// Clears the path of kept recordings whose file is gone, when the root is there.
+fn clear_missing(recordings_dir: &Path, store: &dyn Store, report: &mut RecoveryReport) {
+    if !recordings_dir.is_dir() {
+        return;
+    }
+    let kept = match store.get_kept_files(recordings_dir) {
+        Ok(kept) => kept,
+        Err(error) => {
+            report.errors += 1;
+            tracing::error!(%error, "recovery: cannot list the kept recordings");
+            return;
+        }
+    };
+    let gone: Vec<uuid::Uuid> = kept.iter().filter(|k| !k.path.exists()).map(|k| k.recording_id).collect();
+    if gone.is_empty() {
+        return;
+    }
+    match store.get_recordings(&gone) {
+        Ok(recordings) => {
+            for recording in recordings {
+                match store.update_recording_path(&recording, None) {
+                    Ok(_) => {
+                        report.missing += 1;
+                        tracing::warn!(recording = %recording.id, path = ?recording.path, "recovery: a kept recording's file is gone; its path is cleared");
+                    }
+                    Err(error) => {
+                        report.errors += 1;
+                        tracing::error!(recording = %recording.id, %error, "recovery: cannot clear a missing file's path");
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            report.errors += 1;
+            tracing::error!(%error, "recovery: cannot read recordings whose files are gone");
+        }
+    }
+}
+
+/// The `.wav` files (any case) directly in `dir`, sorted.
+fn wavs(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav")))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Removes `*.partial` and `*.guano-partial` files under `dir` (whose originals are
+/// intact by construction); returns how many.
+fn remove_partials(dir: &Path) -> usize {
+    let mut removed = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "partial" || e == "guano-partial") && std::fs::remove_file(&path).is_ok() {
+                tracing::warn!(path = %path.display(), "recovery: removed a partial file left by a stop");
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests;
