@@ -4,10 +4,12 @@
 //! adding its file and one line in [`registry`].
 
 mod audio;
+pub mod audio_probe;
 mod batdetect2_spectrogram;
 #[cfg(test)]
 mod bench_messaging;
 pub mod bench_models;
+pub mod bench_reprocess;
 mod birdnet_range;
 mod cleaner_privacy;
 mod cleaner_tags;
@@ -31,12 +33,15 @@ mod messenger_http;
 mod messenger_mqtt;
 mod metric_station;
 mod metric_system;
+pub mod microphone;
 mod model_band_energy;
 mod model_batdetect2;
 mod model_birdnet;
 mod model_onnx_classifier;
 mod processing_min_rms;
+mod recorder_microphone;
 mod recorder_replay;
+mod secret;
 mod summarisers;
 mod sun;
 pub mod store_duckdb;
@@ -48,6 +53,7 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry
         .register::<recorder_replay::ReplayRecorderConfig>()
+        .register::<recorder_microphone::MicrophoneRecorderConfig>()
         .register::<condition_time_window::TimeWindowConditionConfig>()
         .register::<condition_dawn_dusk::DawnDuskConditionConfig>()
         .register::<condition_free_space::FreeSpaceConditionConfig>()
@@ -81,6 +87,9 @@ pub fn registry() -> Registry {
         .register::<metric_station::StationMetricsConfig>();
     registry
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod testing {

@@ -18,12 +18,14 @@
 //! The body is the message content as it is: text as UTF-8, bytes unchanged. The content
 //! type is sent as `Content-Type` and `Accept`; `headers` may override either.
 //!
-//! Statuses: a 2xx answer is SUCCESS; any other answer (4xx, 5xx, and 3xx, since redirects
-//! are not followed: a redirected POST would become a GET and lose its body) is FAILED; no
-//! answer within `timeout` is TIMEOUT; no connection at all (refused, DNS, TLS) is ERROR.
-//! The content of a response is the answer's body for SUCCESS and FAILED (none when
-//! empty; cut at 64 KiB with a note saying so, invalid UTF-8 replaced), and the error
-//! text for ERROR and TIMEOUT.
+//! Statuses: a 2xx answer is SUCCESS; a 4xx (the receiver rejects this message) or 3xx
+//! (redirects are not followed: a redirected POST would become a GET and lose its body) is
+//! FAILED, which backs the message off; a 5xx or 429 (the receiver cannot take messages
+//! now: it is down, overloaded or restarting) is ERROR, like a missing link, so the batch
+//! waits for the next run and nothing backs off; no answer within `timeout` is TIMEOUT;
+//! no connection at all (refused, DNS, TLS) is ERROR. The content of a response is the
+//! answer's body for answers (none when empty; cut at 64 KiB with a note saying so,
+//! invalid UTF-8 replaced), and the error text otherwise.
 //!
 //! Failures to reach the server are Responses (ERROR, TIMEOUT), not `SendError`s, so every
 //! attempt is recorded in the message store with its reason; the message stays unsent and
@@ -52,8 +54,9 @@ use serde::de::{self, Deserialize, Deserializer};
 /// The most of an answer's body kept as a response's content.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Send each message as the body of an HTTP POST or PUT to a URL: 2xx is SUCCESS, another
-/// status FAILED (with the answer's body), no answer in time TIMEOUT, no connection ERROR.
+/// Send each message as the body of an HTTP POST or PUT to a URL: 2xx is SUCCESS, 4xx/3xx
+/// FAILED (with the answer's body), 5xx/429 ERROR (the receiver is down: tried again next
+/// run), no answer in time TIMEOUT, no connection ERROR.
 ///
 /// Header values can be read from environment variables when the station starts, so
 /// tokens need not be written in the pipeline file.
@@ -67,10 +70,11 @@ pub struct HttpMessengerConfig {
     #[schemars(default = "default_method")]
     pub method: HttpMethod,
     /// Extra request headers, by name. A value is a string, or `{ env = "NAME" }` to read
-    /// it from an environment variable when the station starts (with an optional
-    /// `prefix`, e.g. `{ env = "STATION_TOKEN", prefix = "Bearer " }`); a variable that is
-    /// not set stops the station from starting. These override the `Content-Type` and
-    /// `Accept` set from `content_type`.
+    /// it from an environment variable when the station starts, or `{ file = "token" }`
+    /// to read it from a file only its owner can read (`chmod 600`), each with an
+    /// optional `prefix`, e.g. `{ env = "STATION_TOKEN", prefix = "Bearer " }`; a
+    /// variable that is not set or a file others can read stops the station from
+    /// starting. These override the `Content-Type` and `Accept` set from `content_type`.
     #[serde(default)]
     #[schemars(default = "no_headers")]
     pub headers: BTreeMap<HeaderKey, HeaderSource>,
@@ -194,24 +198,26 @@ impl fmt::Display for HeaderKey {
     }
 }
 
-/// A header value: the value itself, or read from an environment variable when the
-/// station starts.
+/// A header value: the value itself, or a secret read when the station starts.
 #[derive(Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 #[schemars(untagged)]
 pub enum HeaderSource {
     /// The value itself.
     Value(String),
-    /// Read from an environment variable.
-    Env(EnvHeader),
+    /// Read from an environment variable or a private file.
+    Secret(SecretHeader),
 }
 
-/// A header value read from an environment variable when the station starts.
+/// A header value read when the station starts from an environment variable (`env`) or
+/// from a file only its owner can read (`file`); give one of them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EnvHeader {
+pub struct SecretHeader {
     /// The name of the environment variable holding the value.
-    pub env: String,
-    /// Text put before the variable's value, e.g. "Bearer ".
+    pub env: Option<String>,
+    /// A file holding the value (relative to the pipeline file), mode 600.
+    pub file: Option<std::path::PathBuf>,
+    /// Text put before the secret, e.g. "Bearer ".
     #[serde(default)]
     pub prefix: String,
 }
@@ -222,19 +228,23 @@ impl<'de> Deserialize<'de> for HeaderSource {
         impl<'de> de::Visitor<'de> for Visitor {
             type Value = HeaderSource;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or a table `{ env = \"NAME\", prefix = \"...\" }`")
+                f.write_str("a string or a table `{ env = \"NAME\", prefix = \"...\" }` / `{ file = \"path\" }`")
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<HeaderSource, E> {
                 check_header_value(text).map_err(E::custom)?;
                 Ok(HeaderSource::Value(text.to_owned()))
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<HeaderSource, A::Error> {
-                let env = EnvHeader::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                if env.env.is_empty() || env.env.contains(['=', '\0']) {
-                    return Err(de::Error::custom(format!("invalid environment variable name `{}`", env.env)));
+                let secret = SecretHeader::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                match (&secret.env, &secret.file) {
+                    (Some(env), None) if env.is_empty() || env.contains(['=', '\0']) => {
+                        return Err(de::Error::custom(format!("invalid environment variable name `{env}`")));
+                    }
+                    (Some(_), None) | (None, Some(_)) => {}
+                    _ => return Err(de::Error::custom("give `env` or `file`, one of them")),
                 }
-                check_header_value(&env.prefix).map_err(de::Error::custom)?;
-                Ok(HeaderSource::Env(env))
+                check_header_value(&secret.prefix).map_err(de::Error::custom)?;
+                Ok(HeaderSource::Secret(secret))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -255,8 +265,8 @@ fn header_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::
 
 impl HttpMessengerConfig {
     /// The default headers of every request: Content-Type and Accept from `content_type`,
-    /// then `headers` (reading environment variables now).
-    fn header_map(&self) -> Result<HeaderMap, String> {
+    /// then `headers` (reading environment variables and secrets files now).
+    fn header_map(&self, ctx: &BuildContext) -> Result<HeaderMap, String> {
         let mut map = HeaderMap::new();
         let content_type = HeaderValue::from_str(&self.content_type)
             .map_err(|_| format!("invalid content type `{}`", self.content_type.escape_debug()))?;
@@ -273,19 +283,19 @@ impl HttpMessengerConfig {
                 HeaderSource::Value(text) => {
                     HeaderValue::from_str(text).map_err(|_| format!("header `{key}`: invalid value"))?
                 }
-                HeaderSource::Env(EnvHeader { env, prefix }) => {
-                    let secret = std::env::var(env).map_err(|e| match e {
-                        std::env::VarError::NotPresent => {
-                            format!("header `{key}`: environment variable `{env}` is not set")
+                HeaderSource::Secret(SecretHeader { env, file, prefix }) => {
+                    let what = format!("header `{key}`");
+                    let (secret, source) = match (env, file) {
+                        (Some(env), _) => (crate::secret::from_env(env, &what)?, format!("environment variable `{env}`")),
+                        (None, Some(file)) => {
+                            let path = ctx.resolve(file);
+                            (crate::secret::from_file(&path, &what)?, format!("file `{}`", path.display()))
                         }
-                        std::env::VarError::NotUnicode(_) => {
-                            format!("header `{key}`: environment variable `{env}` is not valid UTF-8")
-                        }
-                    })?;
-                    // The message names the variable, never its value.
-                    let mut value = HeaderValue::from_str(&format!("{prefix}{secret}")).map_err(|_| {
-                        format!("header `{key}`: environment variable `{env}` holds line breaks or control characters")
-                    })?;
+                        (None, None) => return Err(format!("{what}: give `env` or `file`")),
+                    };
+                    // The message names the source, never its value.
+                    let mut value = HeaderValue::from_str(&format!("{prefix}{secret}"))
+                        .map_err(|_| format!("{what}: {source} holds line breaks or control characters"))?;
                     value.set_sensitive(true);
                     value
                 }
@@ -299,9 +309,9 @@ impl HttpMessengerConfig {
 impl ComponentConfig for HttpMessengerConfig {
     const KIND: &'static str = "messenger.http";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         let client = reqwest::blocking::Client::builder()
-            .default_headers(self.header_map()?)
+            .default_headers(self.header_map(ctx)?)
             .timeout(self.timeout.0)
             .connect_timeout(self.timeout.0)
             .redirect(reqwest::redirect::Policy::none())
@@ -327,7 +337,10 @@ pub struct HttpMessenger {
 impl Messenger for HttpMessenger {
     fn send(&self, message: &Message) -> Result<Response, SendError> {
         let body = message.content.as_bytes().to_vec();
-        let request = self.client.request(self.method.clone(), self.url.clone()).body(body);
+        // Delivery is at least once (a stop between the answer and storing it means the
+        // message goes again); the message id as `Idempotency-Key` lets a receiver drop
+        // the repeat.
+        let request = self.client.request(self.method.clone(), self.url.clone()).header("Idempotency-Key", message.id.to_string()).body(body);
         match request.send() {
             Ok(answer) => Ok(self.response(message, answer)),
             Err(error) if error.is_builder() => {
@@ -341,10 +354,17 @@ impl Messenger for HttpMessenger {
 }
 
 impl HttpMessenger {
-    /// SUCCESS for 2xx, FAILED otherwise; the content is the answer's body.
+    /// SUCCESS for 2xx, ERROR for 5xx and 429, FAILED otherwise; the content is the
+    /// answer's body.
     fn response(&self, message: &Message, answer: reqwest::blocking::Response) -> Response {
         let code = answer.status();
-        let status = if code.is_success() { ResponseStatus::Success } else { ResponseStatus::Failed };
+        let status = if code.is_success() {
+            ResponseStatus::Success
+        } else if code.is_server_error() || code == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            ResponseStatus::Error
+        } else {
+            ResponseStatus::Failed
+        };
         tracing::debug!(url = %self.url, message = %message.id, http_status = code.as_u16(), "HTTP answer");
         let response = Response::new(status, message.clone());
         match read_body(answer) {
@@ -482,14 +502,15 @@ mod tests {
         assert_eq!(received.header("Accept"), Some("application/json"));
         assert_eq!(received.header("X-Station-Token"), Some("Bearer s3cret"));
         assert_eq!(received.header("X-Site"), Some("north"));
+        assert_eq!(received.header("Idempotency-Key"), Some(message.id.to_string().as_str()), "receivers can drop a repeat");
     }
 
     #[test]
-    fn a_500_answer_is_failed_with_the_body_stored() {
+    fn a_500_answer_is_an_error_with_the_body_stored() {
         let server = serve(500, "database is down", Duration::ZERO);
         let messenger = build(&server.config("")).unwrap();
         let response = messenger.send(&Message::new("hello")).unwrap();
-        assert_eq!(response.status, ResponseStatus::Failed);
+        assert_eq!(response.status, ResponseStatus::Error, "the receiver is down: tried again next run, no back-off");
         assert_eq!(response.content.as_deref(), Some("database is down"));
         assert_eq!(server.finish().body, b"hello");
     }
@@ -586,5 +607,26 @@ mod tests {
             .unwrap();
         assert!(error.contains(&format!("environment variable `{variable}` is not set")), "{error}");
         assert!(error.contains("`http` (messenger.http)"), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_header_from_a_private_file_is_sent_and_a_shared_file_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "from-file\n").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let header = format!("headers = {{ Authorization = {{ file = \"{}\", prefix = \"Token \" }} }}", token.display());
+        let server = serve(200, "", Duration::ZERO);
+        let messenger = build(&server.config(&header)).unwrap();
+        assert_eq!(messenger.send(&Message::new("{}")).unwrap().status, ResponseStatus::Success);
+        assert_eq!(server.finish().header("Authorization"), Some("Token from-file"));
+
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = build(&format!("url = \"https://example.org\"\n{header}")).err().unwrap();
+        assert!(error.contains("can be read by other users (mode 644)") && !error.contains("from-file"), "{error}");
+        let both = load("url = \"https://example.org\"\nheaders = { A = { env = \"X\", file = \"y\" } }").unwrap_err();
+        assert!(both.to_string().contains("give `env` or `file`"), "{both}");
     }
 }

@@ -67,8 +67,8 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Publish each message to an MQTT broker (3.1.1): an acknowledged publish is SUCCESS, a
 /// refused connection FAILED, no connection ERROR, no acknowledgement in time TIMEOUT.
 ///
-/// The password is read from an environment variable when the station starts, never
-/// written in the pipeline file.
+/// The password is read from an environment variable or a private file when the
+/// station starts, never written in the pipeline file.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MqttMessengerConfig {
@@ -95,6 +95,9 @@ pub struct MqttMessengerConfig {
     /// The environment variable holding the password (read when the station starts; a
     /// variable that is not set stops the station from starting). Needs `username`.
     pub password_env: Option<String>,
+    /// Or a file holding the password (relative to the pipeline file), readable by its
+    /// owner only (`chmod 600`): a file others can read stops the station from starting.
+    pub password_file: Option<PathBuf>,
     /// Connect with TLS: `{}` trusts the system's CA certificates, `{ ca = "ca.pem" }`
     /// trusts the CA certificates in that PEM file (relative to the pipeline file).
     pub tls: Option<TlsSettings>,
@@ -241,20 +244,18 @@ impl MqttMessengerConfig {
             .set_keep_alive(self.keep_alive.0)
             .set_clean_session(self.clean_session)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-        match (&self.username, &self.password_env) {
-            (Some(user), Some(variable)) => {
-                // The message names the variable, never its value.
-                let password = std::env::var(variable).map_err(|e| match e {
-                    std::env::VarError::NotPresent => format!("password_env: environment variable `{variable}` is not set"),
-                    std::env::VarError::NotUnicode(_) => format!("password_env: environment variable `{variable}` is not valid UTF-8"),
-                })?;
-                options.set_credentials(user.clone(), password);
-            }
-            (Some(user), None) => {
-                options.set_credentials(user.clone(), "");
-            }
-            (None, Some(_)) => return Err("password_env needs a username".into()),
-            (None, None) => {}
+        if self.username.is_none() && (self.password_env.is_some() || self.password_file.is_some()) {
+            return Err("a password needs a username".into());
+        }
+        let password = match (&self.password_env, &self.password_file) {
+            (Some(_), Some(_)) => return Err("give password_env or password_file, not both".into()),
+            // The messages name the variable or file, never the value.
+            (Some(variable), None) => Some(crate::secret::from_env(variable, "password_env")?),
+            (None, Some(file)) => Some(crate::secret::from_file(&ctx.resolve(file), "password_file")?),
+            (None, None) => None,
+        };
+        if let Some(user) = &self.username {
+            options.set_credentials(user.clone(), password.unwrap_or_default());
         }
         if let Some(tls) = &self.tls {
             let ca_path = match &tls.ca {

@@ -9,6 +9,7 @@ pub mod error_tally;
 pub mod guano;
 pub mod recovery;
 pub mod registry;
+pub mod reprocess;
 pub mod retention;
 pub mod runtime;
 pub mod schedule;

@@ -61,6 +61,14 @@ pub trait Store: Send + Sync {
     fn store_recording(&self, recording: &Recording) -> StoreResult<()>;
     /// Stores the output with its detections and tags in one transaction.
     fn store_model_output(&self, output: &ModelOutput) -> StoreResult<()>;
+    /// Stores the output and the messages built from it. A store that is also
+    /// `message_store` does both in one transaction, so a stop never leaves an output
+    /// without its messages (nor messages of an output that was not stored); this default
+    /// stores the output, then each message.
+    fn store_model_output_with_messages(&self, output: &ModelOutput, messages: &[Message], message_store: &dyn MessageStore) -> StoreResult<()> {
+        self.store_model_output(output)?;
+        messages.iter().try_for_each(|message| message_store.store_message(message))
+    }
     /// The recordings with these ids; unknown ids are absent.
     fn get_recordings(&self, ids: &[Uuid]) -> StoreResult<Vec<Recording>>;
     /// For each path that matches a stored recording: the recording and its full model

@@ -2,8 +2,11 @@
 //! I/O error (clap uses 2 for usage errors too).
 
 mod components;
+mod devices;
+mod reprocess;
 mod retention;
 mod run;
+mod service;
 mod status;
 mod store;
 mod validate;
@@ -58,6 +61,23 @@ enum BenchWhat {
         #[arg(long, default_value_t = 10)]
         repeats: usize,
     },
+    /// `acoupi reprocess` on a synthetic archive (deterministic WAVs at 48 kHz): the
+    /// real-time factor with 1 job and with one per core, per model.
+    Reprocess {
+        /// Model types to measure (default: model.band_energy, model.birdnet,
+        /// model.batdetect2).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Files in the archive.
+        #[arg(long, default_value_t = 200)]
+        files: usize,
+        /// Seconds per file.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Folder for the archive and stores (default: a temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -84,13 +104,30 @@ enum Command {
     /// Apply the pipeline's [retention] policy now, or with --dry-run report what it
     /// would delete and why.
     Retention(retention::RetentionArgs),
+    /// Analyse an archive of WAV files with the pipeline's detection stages: every core,
+    /// resumable (a second run skips what is done), optionally one shard of N.
+    Reprocess(reprocess::ReprocessArgs),
+    /// Merge store files (e.g. reprocessing shards) into one.
+    Merge(reprocess::MergeArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// Run a station as a system service (systemd).
+    Service {
+        #[command(subcommand)]
+        command: service::ServiceCommand,
+    },
     /// Print the JSON Schema of pipeline files (for editors and `taplo`).
     Schema,
+    /// List the audio input devices (for `recorder.microphone`'s `device`) with the
+    /// channels, sample rates and sample formats each supports.
+    Devices {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List every component type with its one-line description.
     Components {
         /// Print the full list with each type's parameter schema as JSON.
@@ -109,13 +146,18 @@ impl Cli {
             Command::Query(args) => store::query(&registry, args),
             Command::Export(args) => store::export(&registry, args),
             Command::Retention(args) => retention::retention(&registry, args),
+            Command::Reprocess(args) => reprocess::reprocess_command(&registry, args, self.log_format),
+            Command::Merge(args) => reprocess::merge_command(args),
             Command::Bench { what: BenchWhat::Store { dir, scale } } => store::bench(dir, scale),
             Command::Bench { what: BenchWhat::Models { models, repeats } } => bench_models(&models, repeats),
+            Command::Bench { what: BenchWhat::Reprocess { models, files, seconds, dir } } => reprocess::bench_command(&models, files, seconds, dir),
+            Command::Service { command } => service::service(&registry, command),
             Command::Schema => {
                 print!("{}", acoupi_engine::schema::pipeline_schema_text(&registry));
                 ExitCode::SUCCESS
             }
             Command::Components { json } => components::list(&registry, json),
+            Command::Devices { json } => devices::list(json),
         }
     }
 }

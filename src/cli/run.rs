@@ -75,7 +75,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorTallyLayer {
 }
 
 pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCode {
-    let pipeline = match super::load_or_report(registry, &args.pipeline) {
+    let mut pipeline = match super::load_or_report(registry, &args.pipeline) {
         Ok(pipeline) => pipeline,
         Err(code) => return code,
     };
@@ -87,13 +87,6 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
             return ExitCode::from(super::INVALID);
         }
     };
-    let mut station = match Station::build(&pipeline, store.clone(), store.clone()) {
-        Ok(station) => station,
-        Err(error) => {
-            tracing::error!("{error}");
-            return ExitCode::from(super::INVALID);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -101,15 +94,97 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
             return ExitCode::from(super::USAGE_OR_IO);
         }
     };
-    tracing::info!(pipeline = %args.pipeline.display(), store = %pipeline.settings.store_path.display(), "{}", pipeline.summary());
-    station.recover();
     let options = RunOptions { once: args.once, duration: args.for_ };
-    let summary = runtime.block_on(station.run(options, Arc::new(SystemClock), shutdown_signal()));
-    // Closing the last handle checkpoints the database file.
-    drop(store);
-    tracing::info!("stopped");
-    println!("{}: {summary}", args.pipeline.display());
-    ExitCode::SUCCESS
+    // The pipeline that ran last without a build error, to fall back on.
+    let mut last_good: Option<acoupi_engine::config::Pipeline> = None;
+    loop {
+        let mut station = match Station::build(&pipeline, store.clone(), store.clone()) {
+            Ok(station) => station,
+            Err(error) => {
+                tracing::error!("{error}");
+                match last_good.take() {
+                    Some(previous) => {
+                        tracing::error!("the reloaded pipeline cannot start; going back to the one that ran");
+                        pipeline = previous;
+                        continue;
+                    }
+                    None => return ExitCode::from(super::INVALID),
+                }
+            }
+        };
+        tracing::info!(pipeline = %args.pipeline.display(), store = %pipeline.settings.store_path.display(), "{}", pipeline.summary());
+        station.recover();
+        let next = std::sync::Mutex::new(None);
+        let summary = runtime.block_on(station.run(options, Arc::new(SystemClock), stop_or_reload(registry, &args.pipeline, &pipeline, &next)));
+        match next.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(reloaded) => {
+                println!("{} (before reload): {summary}", args.pipeline.display());
+                tracing::info!("reloading the pipeline file");
+                last_good = Some(std::mem::replace(&mut pipeline, reloaded));
+            }
+            None => {
+                // Closing the last handle checkpoints the database file.
+                drop(store);
+                tracing::info!("stopped");
+                println!("{}: {summary}", args.pipeline.display());
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM (leaving `next` empty), or on a SIGHUP after which the
+/// pipeline file is valid and keeps the same store (putting the new pipeline in `next`).
+/// A SIGHUP with an invalid file logs every problem and keeps the running pipeline.
+async fn stop_or_reload(
+    registry: &Registry,
+    path: &std::path::Path,
+    running: &acoupi_engine::config::Pipeline,
+    next: &std::sync::Mutex<Option<acoupi_engine::config::Pipeline>>,
+) {
+    #[cfg(unix)]
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP; reloading is off");
+            None
+        }
+    };
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = hup => {
+                tracing::info!(pipeline = %path.display(), "SIGHUP received: checking the pipeline file");
+                match acoupi_engine::config::load(path, registry) {
+                    Ok(reloaded) if reloaded.settings.store_path != running.settings.store_path => tracing::error!(
+                        old = %running.settings.store_path.display(),
+                        new = %reloaded.settings.store_path.display(),
+                        "reload refused: the store file changed; restart acoupi to use another store. Still running the previous pipeline"
+                    ),
+                    Ok(reloaded) => {
+                        *next.lock().unwrap_or_else(|e| e.into_inner()) = Some(reloaded);
+                        return;
+                    }
+                    Err(acoupi_engine::config::LoadError::Invalid(errors)) => {
+                        let problems: Vec<String> = errors.reports().into_iter().map(|r| format!("{:?}", miette::Report::new(r))).collect();
+                        tracing::error!(problems = errors.problems.len(), "reload refused: the pipeline file is invalid; still running the previous pipeline\n{}", problems.join("\n"));
+                    }
+                    Err(error) => tracing::error!(%error, "reload refused: still running the previous pipeline"),
+                }
+            }
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

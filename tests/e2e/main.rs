@@ -4,12 +4,16 @@
 mod cli;
 mod corpus;
 mod crash;
+mod faults;
 mod guano;
+mod microphone;
 mod pipelines;
 mod recovery;
+mod reprocess;
 mod retention;
 mod run;
 mod schema;
+mod service;
 mod store_cli;
 
 use std::path::{Path, PathBuf};
@@ -28,4 +32,21 @@ pub fn toml_files(folder: &str) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// The `.wav` files under `dir`, at any depth, except in `quarantine` folders.
+pub fn wavs_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && path.file_name().is_none_or(|n| n != "quarantine") {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "wav") {
+                found.push(path);
+            }
+        }
+    }
+    found
 }

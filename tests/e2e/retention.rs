@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::run::demo_in;
+use crate::wavs_under;
 
 fn acoupi(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_acoupi")).args(args).output().unwrap()
@@ -27,22 +28,6 @@ fn kept_paths(db: &Path) -> Vec<Option<String>> {
     let db = duckdb::Connection::open(db).unwrap();
     let mut statement = db.prepare("SELECT path FROM recordings ORDER BY created_on").unwrap();
     statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
-}
-
-fn wavs_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "wav") {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 #[test]

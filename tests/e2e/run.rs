@@ -140,3 +140,31 @@ fn json_logs_are_one_object_per_line_naming_stage_and_recording() {
     assert_eq!(analysed["fields"]["stage"], "detect");
     assert!(analysed["fields"]["recording"].as_str().is_some_and(|id| id.len() == 36));
 }
+
+#[cfg(unix)]
+#[test]
+fn sighup_applies_a_valid_pipeline_file_and_keeps_running_on_an_invalid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let good = std::fs::read_to_string(&pipeline).unwrap();
+    let mut station = RunningStation::start(&pipeline);
+    let hangup = |station: &RunningStation| assert!(Command::new("kill").args(["-HUP", &station.child.id().to_string()]).status().unwrap().success());
+    assert_eq!(station.wait_for(" recorded ", 1), 1);
+
+    std::fs::write(&pipeline, good.replace("every = \"2s\"", "every = \"2 parsecs\"")).unwrap();
+    hangup(&station);
+    assert_eq!(station.wait_for("reload refused: the pipeline file is invalid", 1), 1);
+    assert_eq!(station.wait_for(" recorded ", 1), 1, "the old pipeline keeps running");
+
+    std::fs::write(&pipeline, good.replace("name = \"demo\"", "name = \"demo, moved\"")).unwrap();
+    hangup(&station);
+    assert_eq!(station.wait_for("reloading the pipeline file", 1), 1);
+    assert_eq!(station.wait_for("started a new deployment", 1), 1, "the new [deployment] is applied");
+    assert_eq!(station.wait_for(" recorded ", 1), 1);
+    station.terminate();
+    let rest: Vec<String> = station.lines.by_ref().map_while(Result::ok).collect();
+    assert_eq!(station.child.wait().unwrap().code(), Some(0), "{rest:?}");
+    let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM deployments"), 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM recordings WHERE deployment_id = (SELECT id FROM deployments WHERE name = 'demo, moved')") > 0, true);
+}

@@ -308,6 +308,22 @@ fn a_refused_login_is_failed_with_the_reason_and_the_right_password_succeeds() {
     assert_eq!(dropped.status, ResponseStatus::Error, "{:?}", dropped.content);
     let accepted = send(build(&component(broker.port, "ACOUPI_TEST_MQTT_GOOD")).unwrap().as_ref(), "hello");
     assert_eq!(accepted.status, ResponseStatus::Success, "{:?}", accepted.content);
+
+    // The same password from a private file; a file others can read stops the start.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mqtt-password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let from_file = format!("host = \"127.0.0.1\"\nport = {}\nusername = \"station\"\npassword_file = \"{}\"", broker.port, file.display());
+        let accepted = send(build(&from_file).unwrap().as_ref(), "hello");
+        assert_eq!(accepted.status, ResponseStatus::Success, "{:?}", accepted.content);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let error = build(&from_file).err().unwrap();
+        assert!(error.contains("password_file") && error.contains("chmod 600"), "{error}");
+    }
 }
 
 #[test]
@@ -382,7 +398,7 @@ fn configuration_mistakes_are_reported_when_the_file_is_read_or_the_station_star
         ("host = \"example.org\"\ntopic = \"acoupi/{station}\"", "the only placeholder is `{deployment}`"),
         ("host = \"example.org\"\nqos = 3", "qos must be 0, 1 or 2"),
         ("host = \"example.org\"\nkeep_alive = \"500ms\"", "keep_alive must be at least 1 s"),
-        ("host = \"example.org\"\npassword_env = \"X\"", "password_env needs a username"),
+        ("host = \"example.org\"\npassword_env = \"X\"", "a password needs a username"),
         ("host = \"example.org\"\nusername = \"u\"\npassword_env = \"ACOUPI_TEST_MQTT_UNSET\"", "`ACOUPI_TEST_MQTT_UNSET` is not set"),
         ("host = \"example.org\"\ntls = { ca = \"missing-ca.pem\" }", "cannot read the CA file `/station/missing-ca.pem`"),
         ("host = \"example.org\"\npassword = \"plain\"", "password"),

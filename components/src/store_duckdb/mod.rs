@@ -20,6 +20,7 @@
 //! | `responses` | `id`, `message_id`, `status` INTEGER (0 SUCCESS, 1 FAILED, 2 ERROR, 3 TIMEOUT), `content` VARCHAR?, `received_on` |
 //! | `metrics` | `name`, `value` DOUBLE, `unit`, `captured_on` |
 //! | `stage_runs` | `stage`, `kind`, `started_on`, `finished_on`, `outcome` (what the run did): one row per stage run |
+//! | `reprocessed_files` | `path` (absolute), `size`, `mtime_ns`, `fingerprint`, `recording_id` UUID?, `status` (`done`/`filtered`/`error`), `error`?, `time_source`? (`time_format`, `audiomoth_comment`, `file_name`, `mtime`), `processed_on`: one row per archive file per fingerprint (`acoupi reprocess`) |
 //! | `schema_version` | `version`, `applied_on`: one row per applied migration |
 //!
 //! Ids are `UUID`, times `TIMESTAMPTZ` in UTC kept to the microsecond (a stored value
@@ -38,7 +39,7 @@
 //!
 //! # Schema versions
 //!
-//! The current version is [`CURRENT_VERSION`] (3). [`DuckDbStore::open`] upgrades an older
+//! The current version is [`CURRENT_VERSION`] (4). [`DuckDbStore::open`] upgrades an older
 //! file in place, one migration per transaction; a file from a newer acoupi is refused
 //! with [`StoreError::NewerSchema`]; read-only opens never migrate.
 //!
@@ -84,7 +85,9 @@
 
 mod bench;
 mod export;
+mod merge;
 mod query;
+mod reprocessed;
 mod rows;
 mod schema;
 mod store;
@@ -102,6 +105,7 @@ use duckdb::{AccessMode, Config, Connection};
 
 pub use bench::{BenchReport, BenchSizes, BenchStep, bench, bench_with};
 pub use export::{ExportFormat, ExportWhat, export};
+pub use merge::{MergeReport, merge};
 pub use query::{QueryFormat, query};
 pub use rows::stored_precision;
 pub use schema::CURRENT_VERSION;

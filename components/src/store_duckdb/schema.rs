@@ -4,7 +4,8 @@
 //! Each entry of [`MIGRATIONS`] takes a file from the version before it to its own
 //! version; a new file runs them all. Version 1 is the first layout (no `metrics` table,
 //! no views); version 2 adds `metrics`, the `responses.status` index and the views
-//! `detections_flat` and `message_status`; version 3 adds `stage_runs`. `schema_version`
+//! `detections_flat` and `message_status`; version 3 adds `stage_runs`; version 4 adds
+//! `reprocessed_files` (`acoupi reprocess`). `schema_version`
 //! has one row per applied
 //! migration; the file's version is the largest.
 
@@ -14,10 +15,29 @@ use super::rows::SqlTime;
 use super::{StoreError, database};
 
 /// The schema version this acoupi writes.
-pub const CURRENT_VERSION: i64 = 3;
+pub const CURRENT_VERSION: i64 = 4;
 
 /// `(version, SQL)`: the statements that bring a file from `version - 1` to `version`.
-pub(super) const MIGRATIONS: [(i64, &str); 3] = [(1, V1), (2, V2), (3, V3)];
+pub(super) const MIGRATIONS: [(i64, &str); 4] = [(1, V1), (2, V2), (3, V3), (4, V4)];
+
+/// Version 4 adds `reprocessed_files`: one row per archive file `acoupi reprocess` has
+/// handled, per fingerprint of the detection stages it ran (see
+/// `acoupi_engine::reprocess`). No key constraint: a file analysed again replaces its
+/// row (delete + insert in one transaction).
+const V4: &str = "
+CREATE TABLE reprocessed_files (
+    path VARCHAR NOT NULL,
+    size UBIGINT NOT NULL,
+    mtime_ns BIGINT NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    recording_id UUID,
+    status VARCHAR NOT NULL CHECK (status IN ('done', 'filtered', 'error')),
+    error VARCHAR,
+    time_source VARCHAR,
+    processed_on TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX reprocessed_files_path ON reprocessed_files (path, fingerprint);
+";
 
 /// Version 3 adds `stage_runs`: one row per stage run (for `acoupi status`).
 const V3: &str = "

@@ -61,7 +61,7 @@ const MESSAGE_INSERT_COLUMNS: [&str; 5] = [
 ];
 
 /// Runs `write` in a transaction: committed when it returns `Ok`, rolled back otherwise.
-fn in_transaction<T>(
+pub(super) fn in_transaction<T>(
     conn: &mut Connection,
     write: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
@@ -82,7 +82,7 @@ fn execute(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql]) -> Store
 /// Appends rows to `columns` of `table` (the others get their defaults) through an
 /// Appender, inside the caller's transaction. Flushed before returning, so constraint
 /// errors surface here.
-fn append(
+pub(super) fn append(
     conn: &Connection,
     table: &str,
     columns: &[&str],
@@ -143,7 +143,7 @@ fn upsert(
 
 /// What [`put_recording`] does with a recording that is stored already.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum IfStored {
+pub(super) enum IfStored {
     /// Overwrite it with the given one (`store_recording`).
     Update,
     /// Leave it (a model output's copy of its recording may be older).
@@ -152,7 +152,7 @@ enum IfStored {
 
 /// Adds the recording, and its deployment if missing (a stored deployment is left
 /// alone).
-fn put_recording(conn: &Connection, recording: &Recording, if_stored: IfStored) -> StoreResult<()> {
+pub(super) fn put_recording(conn: &Connection, recording: &Recording, if_stored: IfStored) -> StoreResult<()> {
     let params = recording_params(recording)?;
     let [deployment, found] = stored(
         conn,
@@ -177,7 +177,7 @@ fn put_recording(conn: &Connection, recording: &Recording, if_stored: IfStored) 
 }
 
 /// The output, its detections and their tags. The output's id must be new.
-fn insert_model_output(conn: &Connection, output: &ModelOutput) -> StoreResult<()> {
+pub(super) fn insert_model_output(conn: &Connection, output: &ModelOutput) -> StoreResult<()> {
     append(
         conn,
         "model_outputs",
@@ -241,7 +241,7 @@ fn insert_model_output(conn: &Connection, output: &ModelOutput) -> StoreResult<(
 }
 
 /// The message unless it is stored.
-fn add_message_if_missing(conn: &Connection, message: &Message) -> StoreResult<()> {
+pub(super) fn add_message_if_missing(conn: &Connection, message: &Message) -> StoreResult<()> {
     let [found] = stored(conn, [("messages", message.id)])?;
     if !found {
         append_one(
@@ -320,6 +320,19 @@ impl Store for DuckDbStore {
         in_transaction(&mut self.connection(), |conn| {
             put_recording(conn, &output.recording, IfStored::Keep)?;
             insert_model_output(conn, output)
+        })
+    }
+
+    /// One transaction when `message_store` is this store (the station's case).
+    fn store_model_output_with_messages(&self, output: &ModelOutput, messages: &[Message], message_store: &dyn MessageStore) -> StoreResult<()> {
+        if !std::ptr::addr_eq(message_store as *const dyn MessageStore, self as *const Self) {
+            self.store_model_output(output)?;
+            return messages.iter().try_for_each(|message| message_store.store_message(message));
+        }
+        in_transaction(&mut self.connection(), |conn| {
+            put_recording(conn, &output.recording, IfStored::Keep)?;
+            insert_model_output(conn, output)?;
+            messages.iter().try_for_each(|message| add_message_if_missing(conn, message))
         })
     }
 

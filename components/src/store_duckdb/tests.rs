@@ -1447,3 +1447,25 @@ fn kept_files_under_a_root_with_their_best_scores() {
     assert_eq!(blackbird, &TagScore { key: "species".into(), value: "Turdus merula – Amsel".into(), score: 0.8125 });
     assert!(a.tags.iter().all(|t| t.key != PRIVACY_TAG_KEY));
 }
+
+#[test]
+fn an_output_and_its_messages_are_stored_together_or_not_at_all() {
+    let (_dir, store) = fresh();
+    let d = deployment("site", "2026-06-01T00:00:00Z");
+    let r = recording(&d, "/tmp/a.wav", "2026-06-01T05:00:00Z");
+    let first = output(&r, "2026-06-01T05:00:01Z");
+    let (m1, m2) = (message("one", "2026-06-01T05:00:02Z"), message("two", "2026-06-01T05:00:02Z"));
+    store.store_model_output_with_messages(&first, &[m1.clone(), m2.clone()], &store).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM model_outputs"), 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM messages"), 2);
+    // The same output again fails on its id: the new message must not be stored either.
+    let m3 = message("three", "2026-06-01T05:00:03Z");
+    assert!(store.store_model_output_with_messages(&first, std::slice::from_ref(&m3), &store).is_err());
+    assert_eq!(count(&store, "SELECT count(*) FROM messages"), 2, "nothing of the failed transaction stays");
+    // Another message store gets the messages; this one the output.
+    let (_other_dir, other) = fresh();
+    let second = output(&r, "2026-06-01T05:00:04Z");
+    store.store_model_output_with_messages(&second, std::slice::from_ref(&m3), &other).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM model_outputs"), 2);
+    assert_eq!((count(&store, "SELECT count(*) FROM messages"), count(&other, "SELECT count(*) FROM messages")), (2, 1));
+}

@@ -1,5 +1,5 @@
-//! The detection task: processing filters → model → cleaners → store → message factories
-//! → message store.
+//! The detection task: processing filters → model → cleaners → message factories → the
+//! output and its messages stored together.
 
 use std::sync::Arc;
 
@@ -39,11 +39,13 @@ impl DetectionTask {
     /// 1. `filter.should_process(recording)`: any false (or error) → nothing;
     /// 2. `model.run(recording)`; 3. each `cleaner.clean(output)` in order (a failing
     ///    cleaner is skipped: the output goes on uncleaned by it, logged);
-    /// 4. `store.store_model_output(output)` (on error: nothing more, the recording stays
-    ///    in the temp folder without an output and is analysed again on a later run of
-    ///    management's required-models check);
-    /// 5. for each factory `build(output)`: zero, one or many messages →
-    ///    6. `message_store.store_message(m)` for each (errors logged, others go on).
+    /// 4. for each factory `build(output)`: zero, one or many messages (a failing factory
+    ///    is logged and gives none);
+    /// 5. `store.store_model_output_with_messages(output, messages)`: the output and its
+    ///    messages in one transaction (acoupi stores the output, then each message; a
+    ///    stop in between would lose the messages). On error nothing is stored: the
+    ///    recording stays in the temp folder without an output, and start-up recovery
+    ///    analyses it again.
     pub fn run(&self, recording: &Recording) -> DetectionReport {
         let mut report = DetectionReport::default();
         for filter in &self.filters {
@@ -85,28 +87,21 @@ impl DetectionTask {
                 }
             }
         }
-        if let Err(error) = self.store.store_model_output(&output) {
-            tracing::error!(stage = %self.stage, recording = %recording.id, model = %self.model.name, %error, "cannot store the model output");
+        let mut messages = Vec::new();
+        for factory in &self.factories {
+            match factory.build(&output) {
+                Ok(built) => messages.extend(built),
+                Err(error) => tracing::error!(stage = %self.stage, recording = %recording.id, factory = %factory.name, %error, "message factory failed"),
+            }
+        }
+        if let Err(error) = self.store.store_model_output_with_messages(&output, &messages, self.message_store.as_ref()) {
+            tracing::error!(stage = %self.stage, recording = %recording.id, model = %self.model.name, %error, "cannot store the model output and its messages");
             report.failure = Some(format!("cannot store the output of model `{}`: {error}", self.model.name));
             return report;
         }
         report.stored = true;
         report.detections = output.detections.len();
-        for factory in &self.factories {
-            let messages = match factory.build(&output) {
-                Ok(messages) => messages,
-                Err(error) => {
-                    tracing::error!(stage = %self.stage, recording = %recording.id, factory = %factory.name, %error, "message factory failed");
-                    continue;
-                }
-            };
-            for message in messages {
-                match self.message_store.store_message(&message) {
-                    Ok(()) => report.messages += 1,
-                    Err(error) => tracing::error!(stage = %self.stage, message = %message.id, %error, "cannot queue the message"),
-                }
-            }
-        }
+        report.messages = messages.len();
         tracing::info!(stage = %self.stage, recording = %recording.id, model = %self.model.name, detections = report.detections, cleaned = report.cleaned, messages = report.messages, "analysed");
         report
     }
@@ -145,8 +140,8 @@ mod tests {
         assert_eq!(
             calls.take(),
             [
-                "filter.should_process", "model.run", "cleaner c1", "cleaner c2", "store.store_model_output",
-                "factory mf0", "factory mf1", "message_store.store_message", "message_store.store_message",
+                "filter.should_process", "model.run", "cleaner c1", "cleaner c2", "factory mf0", "factory mf1",
+                "store.store_model_output", "message_store.store_message", "message_store.store_message",
             ]
         );
     }

@@ -1,0 +1,218 @@
+//! `recorder.microphone`: records from a live input device (a USB microphone, an
+//! AudioMoth, any ALSA input) through cpal; see [`crate::microphone`] for the capture.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use acoupi_engine::component::{ComponentError, ComponentResult, Recorder};
+use acoupi_engine::config::values::PositiveDuration;
+use acoupi_engine::data::{Deployment, Recording};
+use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+
+use crate::microphone::{Capture, CaptureSpec, Chunk, WavFormat, open_device};
+
+/// Record from a microphone (USB microphone, AudioMoth, any ALSA input) with cpal: one
+/// recording of `duration` per trigger, written as WAV into the temp folder. With
+/// `continuous`, the stream stays open and is cut into back-to-back recordings.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MicrophoneRecorderConfig {
+    /// The input device: part of its name or description as `acoupi devices` lists them,
+    /// any case (an exact name wins; among several matches, the first that supports the
+    /// rate and channels), e.g. "AudioMoth", "hw:CARD=1", "pulse". Default: the system's
+    /// default input device.
+    pub device: Option<String>,
+    /// Sample rate in Hz; the device must support it (an AudioMoth: 384000).
+    #[serde(default = "default_samplerate")]
+    #[schemars(range(min = 1))]
+    pub samplerate: u32,
+    /// Number of channels.
+    #[serde(default = "default_channels")]
+    #[schemars(range(min = 1))]
+    pub channels: u16,
+    /// Length of each recording; rounded to a whole number of frames.
+    #[serde(default = "default_duration")]
+    pub duration: PositiveDuration,
+    /// Frames per device buffer (acoupi's `chunksize`). Default: the device's choice.
+    #[schemars(range(min = 1))]
+    pub chunk_size: Option<u32>,
+    /// Sample format of the WAV files: `pcm16` (16-bit integer) or `float32`.
+    #[serde(default)]
+    pub sample_format: WavFormat,
+    /// Keep the stream open across triggers and cut it into back-to-back recordings of
+    /// exactly `duration` (no frame lost or repeated between them; each stamped from its
+    /// sample count since the stream's first sample). Schedule the stage `every`
+    /// `duration` (or more often: a trigger waits for the next recording). Without it
+    /// (acoupi's behaviour), each trigger opens the device, records `duration` and closes
+    /// it.
+    #[serde(default)]
+    pub continuous: bool,
+}
+
+fn default_samplerate() -> u32 {
+    48_000
+}
+
+fn default_channels() -> u16 {
+    1
+}
+
+fn default_duration() -> PositiveDuration {
+    PositiveDuration(Duration::from_secs(3))
+}
+
+/// Complete recordings kept in memory in continuous mode while no trigger takes them:
+/// at least this much audio (and at least two recordings); older ones are dropped, logged.
+const PENDING_AUDIO: Duration = Duration::from_secs(30);
+
+impl MicrophoneRecorderConfig {
+    fn spec(&self) -> Result<CaptureSpec, String> {
+        if self.samplerate == 0 || self.channels == 0 {
+            return Err("samplerate and channels must be at least 1".into());
+        }
+        let chunk_frames = (self.duration.0.as_secs_f64() * f64::from(self.samplerate)).round();
+        if chunk_frames < 1.0 {
+            return Err(format!("duration {} is shorter than one frame at {} Hz", self.duration, self.samplerate));
+        }
+        let chunk_frames = chunk_frames as usize;
+        let max_pending = (PENDING_AUDIO.as_secs_f64() / self.duration.0.as_secs_f64()).ceil().max(2.0) as usize;
+        Ok(CaptureSpec {
+            device: self.device.clone(),
+            samplerate: self.samplerate,
+            channels: self.channels,
+            format: self.sample_format,
+            chunk_frames,
+            buffer_frames: self.chunk_size,
+            max_pending,
+        })
+    }
+}
+
+impl ComponentConfig for MicrophoneRecorderConfig {
+    const KIND: &'static str = "recorder.microphone";
+
+    /// Checks now that the device exists and supports the rate and channels, so a station
+    /// with the wrong microphone plugged in stops at start with the reason.
+    fn build(&self, _ctx: &BuildContext) -> Result<Built, String> {
+        let spec = self.spec()?;
+        let opened = open_device(&spec).map_err(|e| e.to_string())?;
+        tracing::info!(device = %opened.name, format = %opened.sample_format, samplerate = spec.samplerate, channels = spec.channels, continuous = self.continuous, "microphone found");
+        Ok(Built::Recorder(Arc::new(MicrophoneRecorder { spec, continuous: self.continuous, capture: Mutex::new(None) })))
+    }
+}
+
+pub struct MicrophoneRecorder {
+    spec: CaptureSpec,
+    continuous: bool,
+    /// The open stream in continuous mode.
+    capture: Mutex<Option<Capture>>,
+}
+
+impl MicrophoneRecorder {
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.spec.chunk_frames as f64 / f64::from(self.spec.samplerate))
+    }
+
+    /// How long a trigger waits for its recording: the recording, then some slack for a
+    /// slow start.
+    fn timeout(&self) -> Duration {
+        self.duration() + Duration::from_secs(10)
+    }
+
+    fn audio_error(&self, error: impl std::fmt::Display) -> ComponentError {
+        ComponentError::Other(error.to_string())
+    }
+
+    fn next_chunk(&self) -> ComponentResult<Chunk> {
+        if !self.continuous {
+            let capture = Capture::start(&self.spec).map_err(|e| self.audio_error(e))?;
+            let (chunk, _) = capture.next_chunk(self.timeout()).map_err(|e| self.audio_error(e))?;
+            return Ok(chunk);
+        }
+        let mut slot = self.capture.lock().map_err(|_| ComponentError::Other("microphone state poisoned".into()))?;
+        if slot.as_ref().is_some_and(Capture::failed) {
+            // Drained what it had; a new stream starts a new timeline.
+            if let Some(old) = slot.as_ref() {
+                if let Ok((chunk, dropped)) = old.next_chunk(Duration::ZERO) {
+                    log_dropped(dropped);
+                    return Ok(chunk);
+                }
+            }
+            tracing::warn!("the microphone stream stopped; opening it again");
+            *slot = None;
+        }
+        if slot.is_none() {
+            let capture = Capture::start(&self.spec).map_err(|e| self.audio_error(e))?;
+            tracing::info!(device = %capture.device_name, format = %capture.sample_format, "microphone stream open (continuous)");
+            *slot = Some(capture);
+        }
+        let capture = slot.as_ref().ok_or_else(|| ComponentError::Other("no microphone stream".into()))?;
+        let (chunk, dropped) = capture.next_chunk(self.timeout()).map_err(|e| self.audio_error(e))?;
+        log_dropped(dropped);
+        Ok(chunk)
+    }
+}
+
+fn log_dropped(dropped: u64) {
+    if dropped > 0 {
+        tracing::warn!(dropped, "continuous microphone: recordings dropped because no trigger took them in time");
+    }
+}
+
+impl Recorder for MicrophoneRecorder {
+    fn record(&self, deployment: &Deployment, temp_dir: &Path) -> ComponentResult<Recording> {
+        let chunk = self.next_chunk()?;
+        let frames = chunk.samples.len() / usize::from(self.spec.channels);
+        let mut recording = Recording::new(deployment.clone(), frames as f64 / f64::from(self.spec.samplerate), self.spec.samplerate)?;
+        recording.created_on = chunk.start;
+        recording.audio_channels = u32::from(self.spec.channels);
+        if chunk.gaps > 0 {
+            tracing::warn!(recording = %recording.id, gaps = chunk.gaps, lost_frames = chunk.lost_frames, index = chunk.index, "recording has gaps: audio was lost just before or inside it");
+        }
+        let id = recording.id.simple().to_string();
+        let name = format!("{}_{}.wav", recording.created_on.format("%Y%m%d_%H%M%S"), &id[..8]);
+        std::fs::create_dir_all(temp_dir).map_err(|e| ComponentError::io("cannot create temp folder", temp_dir, e))?;
+        let path = temp_dir.join(name);
+        chunk
+            .samples
+            .write_wav(&path, self.spec.format.spec(self.spec.samplerate, self.spec.channels))
+            .map_err(|e| ComponentError::Audio { path: path.clone(), reason: format!("cannot write: {e}") })?;
+        recording.path = Some(path);
+        recording.validate()?;
+        Ok(recording)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Result<MicrophoneRecorderConfig, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_48_khz_mono_3_s_pcm16_per_trigger() {
+        let c = config("{}").unwrap();
+        assert_eq!((c.device, c.samplerate, c.channels, c.duration.0, c.chunk_size, c.sample_format, c.continuous), (None, 48_000, 1, Duration::from_secs(3), None, WavFormat::Pcm16, false));
+        let spec = config("{}").unwrap().spec().unwrap();
+        assert_eq!((spec.chunk_frames, spec.max_pending), (144_000, 10));
+    }
+
+    #[test]
+    fn parameters_and_unknown_keys() {
+        let c = config(r#"{"device": "AudioMoth", "samplerate": 384000, "duration": "500ms", "sample_format": "float32", "continuous": true, "chunk_size": 4096}"#).unwrap();
+        let spec = c.spec().unwrap();
+        assert_eq!((spec.device.as_deref(), spec.chunk_frames, spec.buffer_frames, spec.format, spec.max_pending), (Some("AudioMoth"), 192_000, Some(4096), WavFormat::Float32, 60));
+        assert!(config(r#"{"rate": 48000}"#).unwrap_err().contains("unknown field"));
+        assert!(config(r#"{"sample_format": "pcm24"}"#).is_err());
+        assert!(config(r#"{"duration": "0s"}"#).is_err());
+    }
+
+    #[test]
+    fn a_duration_shorter_than_a_frame_is_refused() {
+        let c = config(r#"{"samplerate": 1000, "duration": "100µs"}"#).unwrap();
+        assert!(c.spec().unwrap_err().contains("shorter than one frame"));
+    }
+}

@@ -1,0 +1,378 @@
+//! One reprocessing batch: discover, select this shard's files that are not done yet,
+//! analyse them on `jobs` threads, commit the results from one writer, report.
+//!
+//! The pipeline is bounded: a feeder hands file paths to the workers through a channel
+//! of `jobs` places; each worker probes a file's header, dates it, builds its Recording
+//! and runs every selected detection stage on it ([`DetectionTask::run`], writing into
+//! the worker's [`CaptureStore`]); results go to the writer through a channel of
+//! `2 × jobs` places. So at most `jobs` files are decoded at a time (the model reads
+//! its file), whatever the archive's size. Models run on these plain threads, never on
+//! an async executor. The writer (the calling thread) commits up to [`BATCH_FILES`]
+//! files, or what arrived within [`BATCH_INTERVAL`], per transaction: a DuckDB commit
+//! costs milliseconds, an analysis usually more.
+//!
+//! A file whose analysis failed in any stage (or panicked) is recorded as `error` with
+//! the reason and nothing else of it is stored, so `--retry-errors` can analyse it again
+//! without duplicating outputs. A file every stage's processing filters turned down is
+//! `filtered`: its recording is stored, without outputs.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::capture::{CaptureStore, capturing};
+use super::discovery::{ArchiveFile, DiscoveryError, discover};
+use super::fingerprint::{deployment_id, fingerprint};
+use super::progress::{Progress, ProgressMode, Totals};
+use super::time_source::{TimeHints, recorded_at};
+use super::{ArchiveStore, AudioProbe, FileStatus, ProcessedEntry, ReprocessedFile, Shard};
+use crate::config::{Pipeline, Settings, StageSpec};
+use crate::data::{Deployment, Recording};
+use crate::runtime::{StartError, build_detection_tasks};
+use crate::store::{MessageStore, Store, StoreError};
+use crate::tasks::{DetectionReport, DetectionTask};
+
+/// At most this many files per store transaction.
+pub const BATCH_FILES: usize = 64;
+/// A batch is committed at least this often.
+pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What to reprocess and how.
+#[derive(Debug, Clone)]
+pub struct ReprocessOptions {
+    /// The archive folder.
+    pub archive: PathBuf,
+    /// Worker threads (at least 1).
+    pub jobs: usize,
+    pub shard: Option<Shard>,
+    /// A chrono pattern for recording times in file names (see [`super::time_source`]).
+    pub time_format: Option<String>,
+    /// Detection stages to run (empty: every detection stage of the pipeline).
+    pub stages: Vec<String>,
+    /// Analyse again the files recorded as `error`.
+    pub retry_errors: bool,
+    pub progress: ProgressMode,
+}
+
+/// Why a batch could not run (bad files never stop it; see [`BatchReport::bad`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ReprocessError {
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error("the pipeline has no detection stage to run")]
+    NoDetectionStage,
+    #[error("`{name}` is not a detection stage of the pipeline (detection stages: {known})")]
+    UnknownStage { name: String, known: String },
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default)]
+pub struct BatchReport {
+    pub fingerprint: String,
+    /// WAV files in the archive (all shards).
+    pub found: usize,
+    /// Of those, in this shard.
+    pub in_shard: usize,
+    /// Already processed with this fingerprint (skipped).
+    pub skipped: usize,
+    /// Analysed now, outputs stored.
+    pub analysed: usize,
+    /// Turned down by processing filters now.
+    pub filtered: usize,
+    /// Files that could not be analysed now, and unreadable archive entries, with why.
+    pub bad: Vec<(PathBuf, String)>,
+    /// Audio analysed now (analysed and filtered files).
+    pub audio_seconds: f64,
+    pub detections: usize,
+    pub messages: usize,
+    pub wall: Duration,
+}
+
+impl BatchReport {
+    /// Seconds of audio per second of wall time.
+    pub fn real_time_factor(&self) -> f64 {
+        let wall = self.wall.as_secs_f64();
+        if wall > 0.0 { self.audio_seconds / wall } else { 0.0 }
+    }
+
+    /// The final report, a few lines of text.
+    pub fn render(&self) -> String {
+        let mut text = format!(
+            "files: {} found, {} in this shard, {} already done, {} analysed, {} filtered, {} bad\n\
+             audio: {} ({:.2} h) analysed; detections: {}; messages: {}\n\
+             wall time: {}; real-time factor: {:.1}× (fingerprint {})\n",
+            self.found,
+            self.in_shard,
+            self.skipped,
+            self.analysed,
+            self.filtered,
+            self.bad.len(),
+            humantime::format_duration(Duration::from_secs(self.audio_seconds.round() as u64)),
+            self.audio_seconds / 3600.0,
+            self.detections,
+            self.messages,
+            humantime::format_duration(Duration::from_millis(self.wall.as_millis() as u64)),
+            self.real_time_factor(),
+            self.fingerprint,
+        );
+        if !self.bad.is_empty() {
+            text.push_str("bad files:\n");
+            for (path, reason) in &self.bad {
+                text.push_str(&format!("  {}: {reason}\n", path.display()));
+            }
+        }
+        text
+    }
+}
+
+/// Runs a batch (see the module docs).
+pub fn reprocess(pipeline: &Pipeline, store: Arc<dyn ArchiveStore>, probe: Arc<dyn AudioProbe>, options: &ReprocessOptions) -> Result<BatchReport, ReprocessError> {
+    let started = Instant::now();
+    let stages = select_stages(pipeline, &options.stages)?;
+    let names: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
+    let fingerprint = fingerprint(pipeline, &stages);
+    let tasks = build_detection_tasks(pipeline, &names, store.clone() as Arc<dyn Store>, store.clone() as Arc<dyn MessageStore>)?;
+    let deployment = reprocess_deployment(store.as_ref(), &pipeline.settings)?;
+    let discovery = discover(&options.archive)?;
+    let mut report = BatchReport { fingerprint: fingerprint.clone(), found: discovery.files.len(), bad: discovery.unreadable, ..BatchReport::default() };
+    let in_shard: Vec<ArchiveFile> = discovery.files.into_iter().filter(|f| options.shard.is_none_or(|s| s.contains(&f.relative))).collect();
+    report.in_shard = in_shard.len();
+    let done: HashMap<PathBuf, ProcessedEntry> = store.reprocessed_files(&fingerprint)?.into_iter().map(|e| (e.path.clone(), e)).collect();
+    let pending: Vec<ArchiveFile> = in_shard
+        .into_iter()
+        .filter(|f| match done.get(&f.path) {
+            Some(entry) => !(entry.size == f.size && entry.mtime_ns == f.mtime_ns && (entry.status != FileStatus::Error || !options.retry_errors)),
+            None => true,
+        })
+        .collect();
+    report.skipped = report.in_shard - pending.len();
+    tracing::info!(
+        archive = %options.archive.display(), found = report.found, in_shard = report.in_shard, skipped = report.skipped, pending = pending.len(),
+        jobs = options.jobs, fingerprint = %fingerprint, "reprocess: starting"
+    );
+    let worker = Worker { tasks, store: store.clone(), probe, deployment, fingerprint, time_format: options.time_format.clone(), timezone: pipeline.settings.deployment.timezone };
+    let mut progress = Progress::new(options.progress, pending.len() as u64, pending.iter().map(|f| f.size).sum());
+    let outcome = run_pipeline(&worker, pending, options.jobs.max(1), store.as_ref(), &mut report, &mut progress);
+    progress.finish();
+    report.wall = started.elapsed();
+    outcome.map(|()| report)
+}
+
+/// The pipeline's detection stages, or the named ones (in file order).
+fn select_stages<'p>(pipeline: &'p Pipeline, names: &[String]) -> Result<Vec<&'p crate::config::Stage>, ReprocessError> {
+    let detection: Vec<&crate::config::Stage> = pipeline.stages.iter().filter(|s| matches!(s.spec, StageSpec::Detection(_))).collect();
+    if let Some(name) = names.iter().find(|n| !detection.iter().any(|s| &&s.name == n)) {
+        let known = detection.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ");
+        return Err(ReprocessError::UnknownStage { name: name.clone(), known });
+    }
+    let selected: Vec<_> = detection.into_iter().filter(|s| names.is_empty() || names.contains(&s.name)).collect();
+    if selected.is_empty() {
+        return Err(ReprocessError::NoDetectionStage);
+    }
+    Ok(selected)
+}
+
+/// The store's current deployment when it is the pipeline's (a station's own store);
+/// otherwise one with an id derived from the deployment's name and position, so every
+/// shard writes the same deployment.
+fn reprocess_deployment(store: &dyn ArchiveStore, settings: &Settings) -> Result<Deployment, ReprocessError> {
+    let wanted = &settings.deployment;
+    if let Some(current) = store.get_current_deployment()? {
+        if current.ended_on.is_none() && current.name == wanted.name && current.latitude == wanted.latitude && current.longitude == wanted.longitude {
+            return Ok(current);
+        }
+    }
+    let mut deployment = Deployment::new(wanted.name.clone());
+    deployment.id = deployment_id(&wanted.name, wanted.latitude, wanted.longitude);
+    if let (Some(latitude), Some(longitude)) = (wanted.latitude, wanted.longitude) {
+        deployment = deployment.with_location(latitude, longitude).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    }
+    store.store_deployment(&deployment)?;
+    Ok(deployment)
+}
+
+/// What every worker shares.
+struct Worker {
+    tasks: Vec<DetectionTask>,
+    store: Arc<dyn ArchiveStore>,
+    probe: Arc<dyn AudioProbe>,
+    deployment: Deployment,
+    fingerprint: String,
+    time_format: Option<String>,
+    timezone: chrono_tz::Tz,
+}
+
+/// Feeder, workers and the writer (this thread).
+fn run_pipeline(worker: &Worker, pending: Vec<ArchiveFile>, jobs: usize, store: &dyn ArchiveStore, report: &mut BatchReport, progress: &mut Progress) -> Result<(), ReprocessError> {
+    let (work_tx, work_rx) = sync_channel::<ArchiveFile>(jobs);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (result_tx, result_rx) = sync_channel::<(ReprocessedFile, u64)>(2 * jobs);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for file in pending {
+                if work_tx.send(file).is_err() {
+                    break;
+                }
+            }
+        });
+        for _ in 0..jobs {
+            let work_rx = work_rx.clone();
+            let result_tx = result_tx.clone();
+            let capture = CaptureStore::new(worker.store.clone());
+            let tasks: Vec<DetectionTask> = worker.tasks.iter().map(|t| capturing(t, &capture)).collect();
+            scope.spawn(move || {
+                loop {
+                    let next = work_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(file) = next else { break };
+                    let result = analyse(worker, &tasks, &capture, &file);
+                    if result_tx.send((result, file.size)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(result_tx);
+        write(result_rx, store, report, progress)
+    })
+}
+
+/// The writer: commits batches, counts, shows progress. On a store error it stops
+/// (dropping the channel stops the workers) and returns the error.
+fn write(results: Receiver<(ReprocessedFile, u64)>, store: &dyn ArchiveStore, report: &mut BatchReport, progress: &mut Progress) -> Result<(), ReprocessError> {
+    let mut batch: Vec<ReprocessedFile> = Vec::with_capacity(BATCH_FILES);
+    let mut totals = Totals::default();
+    let mut last_commit = Instant::now();
+    loop {
+        let wait = BATCH_INTERVAL.saturating_sub(last_commit.elapsed());
+        let closed = match results.recv_timeout(wait) {
+            Ok((file, bytes)) => {
+                totals.files += 1;
+                totals.bytes += bytes;
+                if file.status == FileStatus::Error {
+                    totals.errors += 1;
+                } else if let Some(recording) = &file.recording {
+                    totals.audio_seconds += recording.duration;
+                }
+                progress.update(&totals);
+                batch.push(file);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        if !batch.is_empty() && (closed || batch.len() >= BATCH_FILES || last_commit.elapsed() >= BATCH_INTERVAL) {
+            store.store_reprocessed(&batch)?;
+            for file in batch.drain(..) {
+                count(report, file);
+            }
+        }
+        if last_commit.elapsed() >= BATCH_INTERVAL || closed {
+            last_commit = Instant::now();
+        }
+        if closed {
+            return Ok(());
+        }
+    }
+}
+
+/// Adds a committed file to the report.
+fn count(report: &mut BatchReport, file: ReprocessedFile) {
+    match file.status {
+        FileStatus::Done => report.analysed += 1,
+        FileStatus::Filtered => report.filtered += 1,
+        FileStatus::Error => report.bad.push((file.path, file.error.unwrap_or_default())),
+    }
+    if file.status != FileStatus::Error {
+        report.audio_seconds += file.recording.as_ref().map_or(0.0, |r| r.duration);
+    }
+    report.detections += file.outputs.iter().map(|o| o.detections.len()).sum::<usize>();
+    report.messages += file.messages.len();
+}
+
+/// One file: probe, date, run every stage (see the module docs).
+fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, file: &ArchiveFile) -> ReprocessedFile {
+    let mut result = ReprocessedFile {
+        path: file.path.clone(),
+        size: file.size,
+        mtime_ns: file.mtime_ns,
+        fingerprint: worker.fingerprint.clone(),
+        status: FileStatus::Error,
+        error: None,
+        time_source: None,
+        recording: None,
+        outputs: Vec::new(),
+        messages: Vec::new(),
+        processed_on: Utc::now(),
+    };
+    let fail = |mut result: ReprocessedFile, reason: String| {
+        tracing::debug!(file = %file.path.display(), %reason, "reprocess: bad file");
+        result.error = Some(reason);
+        result
+    };
+    let probed = match worker.probe.probe(&file.path) {
+        Ok(probed) => probed,
+        Err(reason) => return fail(result, reason),
+    };
+    if probed.frames == 0 {
+        return fail(result, "no audio: the data chunk is empty".into());
+    }
+    let file_name = file.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let hints = TimeHints { file_name: &file_name, comment: probed.comment.as_deref(), mtime: DateTime::from_timestamp_nanos(file.mtime_ns) };
+    let (created_on, source) = recorded_at(hints, worker.time_format.as_deref(), worker.timezone);
+    tracing::debug!(file = %file.path.display(), %created_on, source = source.as_str(), "reprocess: recording time");
+    let recording = Recording {
+        id: Uuid::new_v4(),
+        created_on,
+        duration: probed.frames as f64 / f64::from(probed.samplerate.max(1)),
+        samplerate: probed.samplerate,
+        deployment: worker.deployment.clone(),
+        path: Some(file.path.clone()),
+        audio_channels: u32::from(probed.channels),
+        time_expansion: 1.0,
+    };
+    if let Err(error) = recording.validate() {
+        return fail(result, format!("unusable header: {error}"));
+    }
+    result.time_source = Some(source);
+    let mut failures = Vec::new();
+    let mut filtered = 0;
+    capture.take();
+    for task in tasks {
+        let report = std::panic::catch_unwind(AssertUnwindSafe(|| task.run(&recording))).unwrap_or_else(|panic| DetectionReport {
+            failure: Some(format!("panicked: {}", panic_text(panic.as_ref()))),
+            ..DetectionReport::default()
+        });
+        if let Some(failure) = report.failure {
+            failures.push(format!("stage `{}`: {failure}", task.stage));
+        } else if report.filtered_by.is_some() {
+            filtered += 1;
+        }
+    }
+    let captured = capture.take();
+    if !failures.is_empty() {
+        return fail(result, failures.join("; "));
+    }
+    result.status = if filtered == tasks.len() { FileStatus::Filtered } else { FileStatus::Done };
+    result.outputs = captured.outputs;
+    result.messages = captured.messages;
+    result.recording = Some(recording);
+    result
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}

@@ -1,0 +1,218 @@
+//! `acoupi reprocess` and `acoupi merge` end to end: archives of the demo's WAV files
+//! (plus bad files) in temporary folders, the demo pipeline's detection stage, real
+//! DuckDB files and the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::root;
+use crate::run::demo_in;
+
+fn acoupi(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_acoupi")).args(args).output().unwrap()
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    let db = duckdb::Connection::open(db).unwrap();
+    db.query_row(sql, [], |row| row.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// An archive of `good` copies of the demo recordings (hard links, named like AudioMoth
+/// files, in three site folders), plus, with `bad`, a zero-length file, a truncated WAV
+/// and a text file named `.wav`. Returns the archive folder.
+fn archive(dir: &Path, good: usize, bad: bool) -> PathBuf {
+    let archive = dir.join("archive");
+    let sources = ["01_dawn.wav", "02_quiet.wav", "03_song.wav"].map(|n| root().join("pipelines/audio").join(n));
+    for i in 0..good {
+        let folder = archive.join(format!("site-{}", i % 3));
+        std::fs::create_dir_all(&folder).unwrap();
+        let name = format!("202606{:02}_{:02}{:02}00.WAV", 1 + i / 60 % 28, i / 60 % 24, i % 60);
+        std::fs::hard_link(&sources[i % 3], folder.join(name)).unwrap();
+    }
+    if bad {
+        let folder = archive.join("bad");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("zero.wav"), b"").unwrap();
+        let song = std::fs::read(&sources[2]).unwrap();
+        std::fs::write(folder.join("truncated.wav"), &song[..song.len() / 3]).unwrap();
+        std::fs::write(folder.join("notes.wav"), "field notes: heard a nightingale at dawn, not a WAV file\n").unwrap();
+    }
+    archive
+}
+
+/// Runs `acoupi reprocess` and returns its stdout; fails the test on a non-zero status.
+fn reprocess(pipeline: &Path, archive: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["reprocess", text(pipeline), text(archive), "--progress", "off"];
+    args.extend(extra);
+    let output = acoupi(&args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+/// `(recordings, model outputs, detections, messages, reprocessed_files rows)`.
+fn counts(db: &Path) -> [i64; 5] {
+    ["recordings", "model_outputs", "detections", "messages", "reprocessed_files"].map(|t| count(db, &format!("SELECT count(*) FROM {t}")))
+}
+
+#[test]
+fn bad_files_are_reported_and_the_rest_stored_then_a_second_run_skips_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let archive = archive(dir.path(), 9, true);
+    let store = dir.path().join("out.duckdb");
+    let first = reprocess(&pipeline, &archive, &["--store", text(&store), "--jobs", "3"]);
+    assert!(first.contains("files: 12 found, 12 in this shard, 0 already done, 9 analysed, 0 filtered, 3 bad"), "{first}");
+    assert!(first.contains("bad/zero.wav: empty file (0 bytes)"), "{first}");
+    assert!(first.contains("bad/truncated.wav: truncated: the data chunk declares"), "{first}");
+    assert!(first.contains("bad/notes.wav: not a WAV file (no RIFF/WAVE header)"), "{first}");
+    assert!(first.contains("real-time factor"), "{first}");
+    // 01_dawn has 3 chirps, 02_quiet none, 03_song 2: 3 × (3 + 0 + 2).
+    assert_eq!(counts(&store), [9, 9, 15, 6, 12]);
+    assert_eq!(count(&store, "SELECT count(*) FROM reprocessed_files WHERE status = 'error' AND error IS NOT NULL AND recording_id IS NULL"), 3);
+    // Every good file was dated from its AudioMoth-style name, in Europe/London.
+    assert_eq!(count(&store, "SELECT count(*) FROM reprocessed_files WHERE status = 'done' AND time_source = 'file_name'"), 9);
+    assert_eq!(count(&store, "SELECT count(*) FROM recordings WHERE created_on = TIMESTAMPTZ '2026-06-01 00:00:00+01:00' AND ends_with(path, 'site-0/20260601_000000.WAV')"), 1);
+
+    let second = reprocess(&pipeline, &archive, &["--store", text(&store)]);
+    assert!(second.contains("12 already done, 0 analysed, 0 filtered, 0 bad"), "{second}");
+    assert_eq!(counts(&store), [9, 9, 15, 6, 12]);
+
+    // --retry-errors tries the bad files again (and only those); a changed parameter is
+    // a new fingerprint: everything is analysed again.
+    let retried = reprocess(&pipeline, &archive, &["--store", text(&store), "--retry-errors"]);
+    assert!(retried.contains("9 already done, 0 analysed, 0 filtered, 3 bad"), "{retried}");
+    assert_eq!(counts(&store), [9, 9, 15, 6, 12]);
+    let changed = std::fs::read_to_string(&pipeline).unwrap().replace("threshold = 0.3", "threshold = 0.31");
+    assert_ne!(changed, std::fs::read_to_string(&pipeline).unwrap());
+    std::fs::write(&pipeline, changed).unwrap();
+    let again = reprocess(&pipeline, &archive, &["--store", text(&store)]);
+    assert!(again.contains("0 already done, 9 analysed"), "{again}");
+}
+
+#[test]
+fn shards_cover_every_file_once_and_merge_into_the_unsharded_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let archive = archive(dir.path(), 30, true);
+    let whole = dir.path().join("whole.duckdb");
+    reprocess(&pipeline, &archive, &["--store", text(&whole)]);
+
+    let mut shards = Vec::new();
+    let mut in_shards = 0;
+    for i in 1..=3 {
+        let shard = format!("{i}/3");
+        // Without --store, each shard writes beside the pipeline's store.
+        let out = reprocess(&pipeline, &archive, &["--shard", &shard, "--jobs", "2"]);
+        let path = dir.path().join(format!("station.shard-{i}-of-3.duckdb"));
+        assert!(path.exists(), "{out}");
+        in_shards += count(&path, "SELECT count(*) FROM reprocessed_files");
+        shards.push(path);
+    }
+    assert_eq!(in_shards, 33, "every file in exactly one shard");
+    let merged = dir.path().join("merged.duckdb");
+    let mut args = vec!["merge", text(&merged)];
+    args.extend(shards.iter().map(|p| text(p)));
+    let output = acoupi(&args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(counts(&merged), counts(&whole));
+    assert_eq!(count(&merged, "SELECT count(*) FROM detection_tags"), count(&whole, "SELECT count(*) FROM detection_tags"));
+    assert_eq!(count(&merged, "SELECT count(*) FROM deployments"), 1, "the shards share one deployment");
+    let sql = "SELECT count(DISTINCT path) FROM reprocessed_files";
+    assert_eq!(count(&merged, sql), 33);
+    // Merging again adds nothing.
+    let again = acoupi(&args);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing new"));
+    assert_eq!(counts(&merged), counts(&whole));
+    // The same shard of the same archive is the same files, run after run.
+    let repeat = dir.path().join("repeat.duckdb");
+    reprocess(&pipeline, &archive, &["--shard", "2/3", "--store", text(&repeat)]);
+    let paths = |db: &Path| {
+        let db = duckdb::Connection::open(db).unwrap();
+        let mut statement = db.prepare("SELECT path FROM reprocessed_files ORDER BY path").unwrap();
+        statement.query_map([], |row| row.get::<_, String>(0)).unwrap().map(Result::unwrap).collect::<Vec<_>>()
+    };
+    assert_eq!(paths(&repeat), paths(&shards[1]));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_sigkill_mid_batch_then_a_rerun_stores_each_file_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let files = 300;
+    let archive = archive(dir.path(), files, false);
+    let store = dir.path().join("out.duckdb");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acoupi"))
+        .args(["reprocess", text(&pipeline), text(&archive), "--store", text(&store), "--jobs", "1", "--progress", "off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first committed batch (read through a snapshot), then kill.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut stored = 0;
+    while stored == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        if !store.exists() {
+            continue;
+        }
+        let query = acoupi(&["query", text(&store), "SELECT count(*) FROM reprocessed_files", "--format", "csv"]);
+        stored = String::from_utf8_lossy(&query.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    }
+    assert!(Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap().success());
+    let _ = child.wait();
+    let after_kill = count(&store, "SELECT count(*) FROM reprocessed_files");
+    assert!(after_kill > 0 && after_kill < files as i64, "the kill should land mid-batch: {after_kill} of {files} stored");
+    // What was committed is whole: a row per recording, an output per recording.
+    assert_eq!(count(&store, "SELECT count(*) FROM recordings"), after_kill);
+    assert_eq!(count(&store, "SELECT count(*) FROM model_outputs"), after_kill);
+
+    let rerun = reprocess(&pipeline, &archive, &["--store", text(&store)]);
+    assert!(rerun.contains(&format!("{after_kill} already done, {} analysed", files as i64 - after_kill)), "{rerun}");
+    assert_eq!(count(&store, "SELECT count(*) FROM reprocessed_files"), files as i64);
+    assert_eq!(count(&store, "SELECT count(DISTINCT path) FROM reprocessed_files"), files as i64);
+    assert_eq!(count(&store, "SELECT count(*) FROM recordings"), files as i64);
+    assert_eq!(count(&store, "SELECT count(DISTINCT path) FROM recordings"), files as i64);
+    assert_eq!(count(&store, "SELECT count(*) FROM model_outputs"), files as i64);
+    assert_eq!(count(&store, "SELECT count(*) FROM detections"), 100 * 5);
+}
+
+#[test]
+fn usage_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let missing = acoupi(&["reprocess", text(&pipeline), "/no/such/archive", "--store", text(&dir.path().join("x.duckdb"))]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/archive"));
+    let archive = archive(dir.path(), 1, false);
+    let stage = acoupi(&["reprocess", text(&pipeline), text(&archive), "--stage", "record"]);
+    assert_eq!(stage.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stage.stderr).contains("`record` is not a detection stage of the pipeline (detection stages: `detect`)"));
+    let shard = acoupi(&["reprocess", text(&pipeline), text(&archive), "--shard", "0/4"]);
+    assert_eq!(shard.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&shard.stderr).contains("numbered from 1"));
+}
+
+#[test]
+fn files_a_processing_filter_turns_down_are_filtered_not_bad_and_time_format_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(&pipeline).unwrap()).unwrap();
+    let filter: toml::Table = toml::from_str("type = \"processing.min_rms\"\nmin_dbfs = -40.0").unwrap();
+    table["stages"]["detect"]["filters"] = toml::Value::Array(vec![toml::Value::Table(filter)]);
+    std::fs::write(&pipeline, toml::to_string(&table).unwrap()).unwrap();
+    let archive = archive(dir.path(), 6, false);
+    let store = dir.path().join("out.duckdb");
+    // 02_quiet.wav is at -54 dBFS: turned down, its recording kept without an output.
+    let out = reprocess(&pipeline, &archive, &["--store", text(&store), "--time-format", "%Y%m%d_%H%M"]);
+    assert!(out.contains("0 already done, 4 analysed, 2 filtered, 0 bad"), "{out}");
+    assert_eq!(counts(&store), [6, 4, 10, 4, 6]);
+    assert_eq!(count(&store, "SELECT count(*) FROM reprocessed_files WHERE status = 'filtered' AND recording_id IS NOT NULL"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM reprocessed_files WHERE time_source = 'time_format'"), 6);
+}
