@@ -128,7 +128,11 @@ impl Recorder for ReplayRecorder {
         let name = format!("{}_{}_{stem}.wav", recording.created_on.format("%Y%m%d_%H%M%S"), &id[..8]);
         std::fs::create_dir_all(temp_dir).map_err(|e| ComponentError::io("cannot create temp folder", temp_dir, e))?;
         let target = temp_dir.join(name);
-        std::fs::copy(source, &target).map_err(|e| ComponentError::io("cannot copy replayed file to", &target, e))?;
+        if let Err(error) = std::fs::copy(source, &target) {
+            // A copy cut short (a full disk) must not stay behind as a recording.
+            let _ = std::fs::remove_file(&target);
+            return Err(ComponentError::io("cannot copy replayed file to", &target, error));
+        }
         recording.path = Some(target);
         recording.validate()?;
         Ok(recording)

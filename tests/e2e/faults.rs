@@ -168,3 +168,123 @@ fn a_store_left_by_a_newer_acoupi_is_refused_and_left_as_it_is() {
     assert_eq!(count(&db, "SELECT max(version) FROM schema_version"), 99, "the file is not touched");
     assert_eq!(count(&db, "SELECT count(*) FROM recordings"), 1);
 }
+
+/// A tmpfs of `size` at `at`, unmounted on drop; `None` where mounting is not allowed.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).ok()?;
+        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).status().ok()?;
+        status.success().then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_temp_disk_fails_each_recording_cleanly_and_the_station_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    // 100 KiB: less than one 129 KiB demo recording.
+    let Some(_disk) = Tmpfs::mount(&dir.path().join("tmp"), "100k") else {
+        println!("skipped: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let output = Command::new(env!("CARGO_BIN_EXE_acoupi")).arg("run").arg(&pipeline).args(["--for", "5s"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let failures = stderr.lines().filter(|l| l.contains("recording failed") && l.contains("free of")).count();
+    assert!(failures >= 2, "each attempt fails, is logged with the free space, and the next one is tried: {stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(wavs_under(&dir.path().join("tmp")).is_empty(), "no cut-short file is left in the temp folder");
+    let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM recordings"), 0, "nothing half-written was stored");
+}
+
+/// Starts rumqttd on 127.0.0.1:`port` (it runs until the test process ends) and waits for
+/// it to listen.
+fn start_broker(port: u16) {
+    let config = serde_json::json!({
+        "id": 0,
+        "router": { "max_connections": 10, "max_outgoing_packet_count": 200, "max_segment_size": 10_485_760, "max_segment_count": 10 },
+        "v4": { "1": {
+            "name": "v4-faults",
+            "listen": format!("127.0.0.1:{port}"),
+            "next_connection_delay_ms": 1,
+            "connections": { "connection_timeout_ms": 5000, "max_payload_size": 1_048_576, "max_inflight_count": 100, "dynamic_filters": true }
+        } }
+    });
+    let config: rumqttd::Config = serde_json::from_value(config).unwrap();
+    std::thread::spawn(move || {
+        let _ = rumqttd::Broker::new(config).start();
+    });
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "the broker did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Collects the payloads published on `topic` (QoS 1) into `received`.
+fn subscribe(port: u16, topic: &str) -> Arc<Mutex<Vec<Vec<u8>>>> {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let (client, mut connection) = rumqttc::Client::new(rumqttc::MqttOptions::new("faults-subscriber", "127.0.0.1", port), 100);
+    client.subscribe(topic, rumqttc::QoS::AtLeastOnce).unwrap();
+    let sink = received.clone();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _client = client;
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => sink.lock().unwrap().push(publish.payload.to_vec()),
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+    ready.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+    received
+}
+
+#[test]
+fn a_broker_down_for_a_whole_run_gets_every_message_once_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let pipeline = demo_in(dir.path());
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let send = format!(
+        "\n[stages.send]\nkind = \"messaging\"\nmessengers = [{{ type = \"messenger.mqtt\", host = \"127.0.0.1\", port = {port}, topic = \"faults\", qos = 1, timeout = \"2s\" }}]\nafter = \"manage\"\n"
+    );
+    std::fs::write(&pipeline, text + &send).unwrap();
+
+    let mut down = acoupi_run(&pipeline, &["--for", "5s"]);
+    assert!(down.wait().unwrap().success(), "the station runs without its broker");
+    let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
+    let waiting = count(&db, "SELECT count(*) FROM message_status WHERE NOT sent");
+    assert!(waiting >= 2, "messages wait in the store: {waiting}");
+    assert!(count(&db, "SELECT count(*) FROM responses WHERE status = 2") >= 1, "each failed attempt is an ERROR response");
+    drop(db);
+
+    start_broker(port);
+    let received = subscribe(port, "faults");
+    let mut up = acoupi_run(&pipeline, &["--for", "4s"]);
+    assert!(up.wait().unwrap().success());
+    let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM message_status WHERE NOT sent"), 0, "everything went once the broker was up");
+    let messages = count(&db, "SELECT count(*) FROM messages");
+    std::thread::sleep(Duration::from_millis(300));
+    let payloads = received.lock().unwrap().clone();
+    assert_eq!(payloads.len() as i64, messages, "each message reached the subscriber once");
+    let mut unique = payloads.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), payloads.len(), "no duplicates");
+}
