@@ -1,4 +1,5 @@
-//! Reading WAV files: header facts for Recordings, and samples mixed down to mono f32 for
+//! Reading WAV files (and FLAC files, by their `.flac` extension, for reprocessed
+//! archives): header facts for Recordings, and samples mixed down to mono f32 for
 //! models; resampling them to the rate a model expects.
 
 use std::path::Path;
@@ -35,8 +36,44 @@ pub fn wav_info(path: &Path) -> Result<WavInfo, ComponentError> {
     Ok(WavInfo { samplerate: spec.sample_rate, channels: spec.channels, frames: u64::from(reader.duration()) })
 }
 
-/// Reads a WAV file as mono f32 samples in [-1, 1] (channels averaged).
+/// Whether a path names a FLAC file (by its extension, any case).
+pub fn is_flac(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("flac"))
+}
+
+/// Reads a FLAC file's stream info: rate, channels and length (which a FLAC encoder may
+/// leave unknown: an error here).
+pub fn flac_info(path: &Path) -> Result<WavInfo, ComponentError> {
+    let reader = claxon::FlacReader::open(path).map_err(|e| audio_error(path, e))?;
+    let info = reader.streaminfo();
+    let frames = info.samples.ok_or_else(|| audio_error(path, "the FLAC stream info does not say how long it is"))?;
+    if info.sample_rate == 0 || info.channels == 0 {
+        return Err(audio_error(path, "the header has a zero sample rate or channel count"));
+    }
+    Ok(WavInfo { samplerate: info.sample_rate, channels: info.channels as u16, frames })
+}
+
+/// Reads a FLAC file as mono f32 samples in [-1, 1] (channels averaged).
+fn read_flac_mono(path: &Path) -> Result<(WavInfo, Vec<f32>), ComponentError> {
+    let info = flac_info(path)?;
+    let mut reader = claxon::FlacReader::open(path).map_err(|e| audio_error(path, e))?;
+    let bits = reader.streaminfo().bits_per_sample;
+    let scale = 1.0 / (1u64 << bits.saturating_sub(1)) as f32;
+    let channels = usize::from(info.channels);
+    let interleaved: Vec<i32> = reader.samples().collect::<Result<_, _>>().map_err(|e| audio_error(path, e))?;
+    let mono: Vec<f32> = interleaved.chunks_exact(channels).map(|frame| frame.iter().map(|&v| v as f32 * scale).sum::<f32>() / channels as f32).collect();
+    if (mono.len() as u64) < info.frames {
+        return Err(audio_error(path, format!("truncated: the stream info says {} samples, the file holds {}", info.frames, mono.len())));
+    }
+    Ok((info, mono))
+}
+
+/// Reads a WAV (or, by its extension, FLAC) file as mono f32 samples in [-1, 1]
+/// (channels averaged).
 pub fn read_mono(path: &Path) -> Result<(WavInfo, Vec<f32>), ComponentError> {
+    if is_flac(path) {
+        return read_flac_mono(path);
+    }
     let mut reader = hound::WavReader::open(path).map_err(|e| audio_error(path, e))?;
     let spec = reader.spec();
     let info = WavInfo { samplerate: spec.sample_rate, channels: spec.channels, frames: u64::from(reader.duration()) };

@@ -1,8 +1,10 @@
-//! Probing archived WAV files for `acoupi reprocess` ([`WavProbe`]): the header facts a
+//! Probing archived audio files for `acoupi reprocess` ([`WavProbe`]): the header facts a
 //! Recording needs (from hound, so a file that passes can be read by the models), the
 //! AudioMoth comment (`LIST/INFO/ICMT`) and GUANO (`guan`) chunks, and the checks that
 //! turn a bad file into a one-line reason: empty, not RIFF/WAVE, a format the models
 //! cannot read, or truncated (the data chunk declares more bytes than the file holds).
+//! A `.flac` file is probed through its stream info (claxon) and its Vorbis `COMMENT`;
+//! a truncated FLAC is found when the model decodes it (a stage failure, also reported).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -20,6 +22,9 @@ impl AudioProbe for WavProbe {
         if size == 0 {
             return Err("empty file (0 bytes)".into());
         }
+        if crate::audio::is_flac(path) {
+            return probe_flac(path);
+        }
         let file = File::open(path).map_err(|e| format!("unreadable: {e}"))?;
         let chunks = scan_chunks(BufReader::new(file), size)?;
         let reader = hound::WavReader::open(path).map_err(|e| format!("not a readable WAV file: {e}"))?;
@@ -35,6 +40,17 @@ impl AudioProbe for WavProbe {
             guano: chunks.guano,
         })
     }
+}
+
+/// A FLAC file's stream info and comment.
+fn probe_flac(path: &Path) -> Result<ProbedAudio, String> {
+    let info = crate::audio::flac_info(path).map_err(|e| match e {
+        acoupi_engine::component::ComponentError::Audio { reason, .. } => format!("not a readable FLAC file: {reason}"),
+        other => other.to_string(),
+    })?;
+    let reader = claxon::FlacReader::open(path).map_err(|e| format!("not a readable FLAC file: {e}"))?;
+    let comment = reader.get_tag("COMMENT").next().map(str::to_string);
+    Ok(ProbedAudio { samplerate: info.samplerate, channels: info.channels, frames: info.frames, comment, guano: None })
 }
 
 /// What the chunk walk found.
@@ -156,6 +172,25 @@ mod tests {
         assert_eq!((probed.samplerate, probed.channels, probed.frames), (8000, 1, 4000));
         assert_eq!(probed.comment.as_deref(), Some(comment));
         assert_eq!(probed.guano, None);
+    }
+
+    #[test]
+    fn a_flac_file_reads_as_the_wav_it_was_made_from() {
+        let flac = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/audio/01_dawn.flac"));
+        let wav = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/audio/01_dawn.wav"));
+        let probed = probe(flac).unwrap();
+        assert_eq!((probed.samplerate, probed.channels, probed.frames), (22_050, 1, 66_150));
+        assert_eq!(probed.comment.as_deref(), Some("Processed by SoX"));
+        let (flac_info, flac_samples) = crate::audio::read_mono(flac).unwrap();
+        let (wav_info, wav_samples) = crate::audio::read_mono(wav).unwrap();
+        assert_eq!((flac_info, flac_samples), (wav_info, wav_samples));
+        let dir = tempfile::tempdir().unwrap();
+        let cut = dir.path().join("cut.flac");
+        let bytes = std::fs::read(flac).unwrap();
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(crate::audio::read_mono(&cut).is_err());
+        std::fs::write(dir.path().join("text.flac"), b"not flac at all").unwrap();
+        assert!(probe(&dir.path().join("text.flac")).unwrap_err().starts_with("not a readable FLAC file"));
     }
 
     #[test]

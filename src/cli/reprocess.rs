@@ -21,7 +21,7 @@ use super::LogFormat;
 pub struct ReprocessArgs {
     /// The pipeline file: its detection stages analyse the archive.
     pipeline: PathBuf,
-    /// The archive folder, searched recursively for .wav files.
+    /// The archive folder, searched recursively for .wav and .flac files.
     archive: PathBuf,
     /// Write to this DuckDB file (created if missing) instead of the pipeline's store.
     #[arg(long)]

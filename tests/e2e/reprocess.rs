@@ -205,7 +205,7 @@ fn files_a_processing_filter_turns_down_are_filtered_not_bad_and_time_format_win
     let pipeline = demo_in(dir.path());
     let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(&pipeline).unwrap()).unwrap();
     let filter: toml::Table = toml::from_str("type = \"processing.min_rms\"\nmin_dbfs = -40.0").unwrap();
-    table["stages"]["detect"]["filters"] = toml::Value::Array(vec![toml::Value::Table(filter)]);
+    table["stages"]["detect"].as_table_mut().unwrap().insert("filters".into(), toml::Value::Array(vec![toml::Value::Table(filter)]));
     std::fs::write(&pipeline, toml::to_string(&table).unwrap()).unwrap();
     let archive = archive(dir.path(), 6, false);
     let store = dir.path().join("out.duckdb");
@@ -215,4 +215,20 @@ fn files_a_processing_filter_turns_down_are_filtered_not_bad_and_time_format_win
     assert_eq!(counts(&store), [6, 4, 10, 4, 6]);
     assert_eq!(count(&store, "SELECT count(*) FROM reprocessed_files WHERE status = 'filtered' AND recording_id IS NOT NULL"), 2);
     assert_eq!(count(&store, "SELECT count(*) FROM reprocessed_files WHERE time_source = 'time_format'"), 6);
+}
+
+#[test]
+fn flac_files_are_analysed_like_the_wavs_they_were_made_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let archive = dir.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::copy(root().join("pipelines/audio/01_dawn.wav"), archive.join("20260601_050000.wav")).unwrap();
+    std::fs::copy(root().join("tests/audio/01_dawn.flac"), archive.join("20260601_060000.flac")).unwrap();
+    let store = dir.path().join("out.duckdb");
+    let out = reprocess(&pipeline, &archive, &["--store", text(&store)]);
+    assert!(out.contains("2 analysed, 0 filtered, 0 bad"), "{out}");
+    // 01_dawn has three chirps, in either format.
+    assert_eq!(count(&store, "SELECT count(*) FROM detections_flat WHERE ends_with(recording_path, '.flac')"), 3);
+    assert_eq!(count(&store, "SELECT count(*) FROM detections_flat WHERE ends_with(recording_path, '.wav')"), 3);
 }

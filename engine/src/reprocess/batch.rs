@@ -89,7 +89,8 @@ pub struct BatchReport {
     pub analysed: usize,
     /// Turned down by processing filters now.
     pub filtered: usize,
-    /// Files that could not be analysed now, and unreadable archive entries, with why.
+    /// Files that could not be analysed now, and unreadable archive entries, with why
+    /// (sorted by path).
     pub bad: Vec<(PathBuf, String)>,
     /// Audio analysed now (analysed and filtered files).
     pub audio_seconds: f64,
@@ -164,6 +165,7 @@ pub fn reprocess(pipeline: &Pipeline, store: Arc<dyn ArchiveStore>, probe: Arc<d
     let mut progress = Progress::new(options.progress, pending.len() as u64, pending.iter().map(|f| f.size).sum());
     let outcome = run_pipeline(&worker, pending, options.jobs.max(1), store.as_ref(), &mut report, &mut progress);
     progress.finish();
+    report.bad.sort();
     report.wall = started.elapsed();
     outcome.map(|()| report)
 }
@@ -241,6 +243,9 @@ fn run_pipeline(worker: &Worker, pending: Vec<ArchiveFile>, jobs: usize, store: 
                 }
             });
         }
+        // Only the workers hold the channels' ends now: when the writer stops early, the
+        // workers' sends fail, they drop the work receiver, and the feeder stops too.
+        drop(work_rx);
         drop(result_tx);
         write(result_rx, store, report, progress)
     })
@@ -375,4 +380,95 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::component::{ComponentResult, Model};
+    use crate::data::ModelOutput;
+    use crate::store::StoreResult;
+    use crate::tasks::Named;
+    use crate::tasks::testing::{Calls, FakeStore};
+    use crate::reprocess::ProbedAudio;
+
+    /// Commits nothing when a batch holds a `disk-full` file (as a full disk would).
+    impl ArchiveStore for FakeStore {
+        fn reprocessed_files(&self, _: &str) -> StoreResult<Vec<ProcessedEntry>> {
+            Ok(Vec::new())
+        }
+        fn store_reprocessed(&self, files: &[ReprocessedFile]) -> StoreResult<()> {
+            match files.iter().any(|f| f.path.to_string_lossy().contains("disk-full")) {
+                true => Err(StoreError::Database("disk full".into())),
+                false => Ok(()),
+            }
+        }
+    }
+
+    /// One second of audio, except for `bad` files.
+    struct Probe;
+    impl AudioProbe for Probe {
+        fn probe(&self, path: &Path) -> Result<ProbedAudio, String> {
+            match path.to_string_lossy().contains("bad") {
+                true => Err("not a WAV file (no RIFF/WAVE header)".into()),
+                false => Ok(ProbedAudio { samplerate: 1000, channels: 1, frames: 1000, ..ProbedAudio::default() }),
+            }
+        }
+    }
+
+    /// Panics on `panic` files.
+    struct Model1;
+    impl Model for Model1 {
+        fn name(&self) -> &str {
+            "m"
+        }
+        fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
+            let path = recording.path.clone().unwrap_or_default();
+            assert!(!path.to_string_lossy().contains("panic"), "the model broke");
+            Ok(ModelOutput::new("m", recording.clone(), Vec::new()))
+        }
+    }
+
+    fn run(names: &[&str], jobs: usize) -> Result<BatchReport, ReprocessError> {
+        let store: Arc<dyn ArchiveStore> = Arc::new(FakeStore::new(&Calls::default()));
+        let task = DetectionTask {
+            stage: "detect".into(),
+            model: Named::new("m", Arc::new(Model1)),
+            filters: Vec::new(),
+            cleaners: Vec::new(),
+            factories: Vec::new(),
+            store: store.clone(),
+            message_store: store.clone(),
+        };
+        let worker = Worker { tasks: vec![task], store: store.clone(), probe: Arc::new(Probe), deployment: Deployment::new("d"), fingerprint: "fp".into(), time_format: None, timezone: chrono_tz::UTC };
+        let files = names.iter().map(|n| ArchiveFile { path: PathBuf::from(format!("/archive/{n}")), relative: n.to_string(), size: 2000, mtime_ns: 0 }).collect();
+        let mut report = BatchReport::default();
+        let mut progress = Progress::new(ProgressMode::Off, 0, 0);
+        run_pipeline(&worker, files, jobs, store.as_ref(), &mut report, &mut progress).map(|()| report)
+    }
+
+    #[test]
+    fn a_panicking_model_and_a_bad_header_are_bad_files_and_the_batch_goes_on() {
+        let report = run(&["ok-1.wav", "panic-2.wav", "bad-3.wav", "ok-4.wav"], 2).unwrap();
+        assert_eq!((report.analysed, report.audio_seconds), (2, 2.0));
+        let mut bad = report.bad.clone();
+        bad.sort();
+        assert_eq!(bad.len(), 2);
+        assert_eq!(bad[0], (PathBuf::from("/archive/bad-3.wav"), "not a WAV file (no RIFF/WAVE header)".to_string()));
+        assert!(bad[1].1.starts_with("stage `detect`: panicked: the model broke"), "{:?}", bad[1]);
+    }
+
+    #[test]
+    fn a_store_error_stops_the_batch_without_hanging() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let names: Vec<String> = (0..200).map(|i| format!("disk-full-{i}.wav")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let _ = tx.send(run(&names, 2).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let outcome = rx.recv_timeout(Duration::from_secs(30)).expect("the batch hung after a store error");
+        assert_eq!(outcome, Err("store: disk full".to_string()));
+    }
 }

@@ -63,6 +63,13 @@ impl Store for CaptureStore {
         Ok(())
     }
 
+    fn store_model_output_with_messages(&self, output: &ModelOutput, messages: &[Message], _: &dyn MessageStore) -> StoreResult<()> {
+        let mut captured = self.lock();
+        captured.outputs.push(output.clone());
+        captured.messages.extend(messages.iter().cloned());
+        Ok(())
+    }
+
     fn store_deployment(&self, deployment: &Deployment) -> StoreResult<()> {
         self.inner.store_deployment(deployment)
     }

@@ -1,7 +1,7 @@
-//! Finding the audio files of an archive: every `.wav` (any case) under the root,
-//! symbolic links followed, in a deterministic order (sorted by path), each with its
-//! size, modification time and the path relative to the root with `/` separators (what
-//! shards hash). FLAC is not listed: the models read WAV only.
+//! Finding the audio files of an archive: every `.wav` and `.flac` (any case) under the
+//! root, symbolic links followed, in a deterministic order (sorted by path), each with
+//! its size, modification time and the path relative to the root with `/` separators
+//! (what shards hash).
 //!
 //! An entry that cannot be read (a folder without permission, a broken link) does not
 //! stop the walk; it is listed in [`Discovery::unreadable`] with the reason, and so is a
@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// A WAV file found in the archive.
+/// An audio file (WAV or FLAC) found in the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveFile {
     /// Absolute path (the root made absolute, then the walk's path under it).
@@ -56,7 +56,7 @@ pub fn discover(root: &Path) -> Result<Discovery, DiscoveryError> {
                 continue;
             }
         };
-        if !entry.file_type().is_file() || !is_wav(entry.path()) {
+        if !entry.file_type().is_file() || !is_audio(entry.path()) {
             continue;
         }
         let path = entry.path().to_path_buf();
@@ -77,8 +77,8 @@ pub fn discover(root: &Path) -> Result<Discovery, DiscoveryError> {
     Ok(found)
 }
 
-fn is_wav(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+fn is_audio(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav") || e.eq_ignore_ascii_case("flac"))
 }
 
 /// `path` relative to `root`, components joined with `/`.
@@ -105,14 +105,14 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("b/deeper")).unwrap();
         std::fs::create_dir_all(root.join("a")).unwrap();
-        for name in ["b/deeper/z.wav", "b/y.WAV", "a/x.wav", "top.wav", "notes.txt", "a/x.flac"] {
+        for name in ["b/deeper/z.wav", "b/y.WAV", "a/x.wav", "top.wav", "notes.txt", "a/x.flac", "a/x.mp3"] {
             std::fs::write(root.join(name), b"1234").unwrap();
         }
         let found = discover(root).unwrap();
         let relative: Vec<&str> = found.files.iter().map(|f| f.relative.as_str()).collect();
-        assert_eq!(relative, ["a/x.wav", "b/deeper/z.wav", "b/y.WAV", "top.wav"]);
+        assert_eq!(relative, ["a/x.flac", "a/x.wav", "b/deeper/z.wav", "b/y.WAV", "top.wav"]);
         assert!(found.unreadable.is_empty());
-        let first = &found.files[0];
+        let first = &found.files[1];
         assert!(first.path.is_absolute() && first.path.ends_with("a/x.wav"));
         assert_eq!(first.size, 4);
         assert!(first.mtime_ns > 0);

@@ -1,10 +1,11 @@
-//! Batch reprocessing of archived audio (`acoupi reprocess`): every WAV file under a
-//! folder goes through the same detection stages that ran live (processing filters →
-//! model → cleaners → store → message factories), on every core, resumably, optionally
+//! Batch reprocessing of archived audio (`acoupi reprocess`): every WAV or FLAC file
+//! under a folder goes through the same detection stages that ran live (processing filters →
+//! model → cleaners → message factories → store), on every core, resumably, optionally
 //! as one deterministic shard of N.
 //!
 //! The parts, one job each:
-//! - [`discovery`]: walks the archive, lists WAV files with size and modification time;
+//! - [`discovery`]: walks the archive, lists WAV and FLAC files with size and
+//!   modification time;
 //! - [`time_source`]: when each file was recorded (a `--time-format` pattern, the
 //!   AudioMoth comment, a `YYYYMMDD_HHMMSS` file name, else the file's mtime);
 //! - [`shard`]: `--shard I/N`, by an xxh3 hash of the path relative to the archive root;
@@ -133,7 +134,8 @@ pub struct ProbedAudio {
     pub frames: u64,
     /// The `LIST/INFO/ICMT` comment (AudioMoth writes its recording time there).
     pub comment: Option<String>,
-    /// The text of a `guan` (GUANO) chunk.
+    /// The text of a `guan` (GUANO) chunk (read, not yet used for dating: see
+    /// [`time_source`]).
     pub guano: Option<String>,
 }
 
