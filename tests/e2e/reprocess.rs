@@ -232,3 +232,22 @@ fn flac_files_are_analysed_like_the_wavs_they_were_made_from() {
     assert_eq!(count(&store, "SELECT count(*) FROM detections_flat WHERE ends_with(recording_path, '.flac')"), 3);
     assert_eq!(count(&store, "SELECT count(*) FROM detections_flat WHERE ends_with(recording_path, '.wav')"), 3);
 }
+
+#[test]
+fn a_guano_file_is_dated_and_time_expanded_by_its_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    let file = archive.join("bat_pass.wav");
+    std::fs::copy(root().join("pipelines/audio/03_song.wav"), &file).unwrap();
+    let mut guano = acoupi_engine::guano::Guano::default();
+    guano.set("Timestamp", "2024-05-01T22:00:00-04:00");
+    guano.set("TE", "10");
+    guano.set("Make", "Wildlife Acoustics");
+    acoupi_engine::guano::write(&file, &guano).unwrap();
+    let pipeline = demo_in(dir.path());
+    reprocess(&pipeline, &archive, &[]);
+    let db = dir.path().join("station.duckdb");
+    assert_eq!(count(&db, "SELECT count(*) FROM recordings WHERE created_on = TIMESTAMPTZ '2024-05-02 02:00:00+00' AND time_expansion = 10"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM reprocessed_files WHERE time_source = 'guano'"), 1);
+}

@@ -332,7 +332,8 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
         return fail(result, "no audio: the data chunk is empty".into());
     }
     let file_name = file.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let hints = TimeHints { file_name: &file_name, comment: probed.comment.as_deref(), mtime: DateTime::from_timestamp_nanos(file.mtime_ns) };
+    let guano = probed.guano.as_deref().map(crate::guano::Guano::parse);
+    let hints = TimeHints { file_name: &file_name, comment: probed.comment.as_deref(), guano: guano.as_ref(), mtime: DateTime::from_timestamp_nanos(file.mtime_ns) };
     let (created_on, source) = recorded_at(hints, worker.time_format.as_deref(), worker.timezone);
     tracing::debug!(file = %file.path.display(), %created_on, source = source.as_str(), "reprocess: recording time");
     let recording = Recording {
@@ -343,7 +344,8 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
         deployment: worker.deployment.clone(),
         path: Some(file.path.clone()),
         audio_channels: u32::from(probed.channels),
-        time_expansion: 1.0,
+        // GUANO's `TE` for time-expanded bat recordings; 1 otherwise.
+        time_expansion: guano.as_ref().and_then(crate::guano::Guano::time_expansion).unwrap_or(1.0),
     };
     if let Err(error) = recording.validate() {
         return fail(result, format!("unusable header: {error}"));

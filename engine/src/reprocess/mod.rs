@@ -6,7 +6,7 @@
 //! The parts, one job each:
 //! - [`discovery`]: walks the archive, lists WAV and FLAC files with size and
 //!   modification time;
-//! - [`time_source`]: when each file was recorded (a `--time-format` pattern, the
+//! - [`time_source`]: when each file was recorded (a `--time-format` pattern, GUANO, the
 //!   AudioMoth comment, a `YYYYMMDD_HHMMSS` file name, else the file's mtime);
 //! - [`shard`]: `--shard I/N`, by an xxh3 hash of the path relative to the archive root;
 //! - [`fingerprint`]: what "processed with the same model and parameters" means;
@@ -134,7 +134,8 @@ pub struct ProbedAudio {
     pub frames: u64,
     /// The `LIST/INFO/ICMT` comment (AudioMoth writes its recording time there).
     pub comment: Option<String>,
-    /// The text of a `guan` (GUANO) chunk (read, not yet used for dating: see
+    /// The text of a `guan` (GUANO) chunk (its `Timestamp` dates the file, its `TE` sets
+    /// the time expansion; see
     /// [`time_source`]).
     pub guano: Option<String>,
 }

@@ -4,15 +4,14 @@
 //! 1. `--time-format` (a chrono strftime pattern such as `SITE_%Y-%m-%d_%H-%M-%S`),
 //!    matched anywhere in the file name; with `%z`/`%:z` the offset is read, otherwise
 //!    the time is local to the deployment's timezone;
-//! 2. the AudioMoth comment in the WAV's `ICMT` chunk: "Recorded at 05:30:00 21/06/2026
+//! 2. the GUANO `Timestamp` (with its offset; without one, local to the deployment's
+//!    timezone), as bat detectors and acoupi's own recordings write it;
+//! 3. the AudioMoth comment in the WAV's `ICMT` chunk: "Recorded at 05:30:00 21/06/2026
 //!    (UTC+1) by AudioMoth ..." (offset from the comment; `(UTC)` or `(UTC-5)` or
 //!    `(UTC+5:30)`);
-//! 3. `YYYYMMDD_HHMMSS` (or `YYYYMMDDTHHMMSS`) in the file name, as AudioMoth,
+//! 4. `YYYYMMDD_HHMMSS` (or `YYYYMMDDTHHMMSS`) in the file name, as AudioMoth,
 //!    Song Meter and most recorders name files, local to the deployment's timezone;
-//! 4. the file's modification time.
-//!
-//! GUANO `Timestamp` fields are not read yet (the GUANO reader is being written in
-//! `components/src/guano.rs`); a GUANO file falls through to the sources above.
+//! 5. the file's modification time.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -21,6 +20,7 @@ use chrono_tz::Tz;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeSource {
     TimeFormat,
+    Guano,
     AudioMothComment,
     FileName,
     Mtime,
@@ -30,6 +30,7 @@ impl TimeSource {
     pub fn as_str(self) -> &'static str {
         match self {
             TimeSource::TimeFormat => "time_format",
+            TimeSource::Guano => "guano",
             TimeSource::AudioMothComment => "audiomoth_comment",
             TimeSource::FileName => "file_name",
             TimeSource::Mtime => "mtime",
@@ -44,6 +45,8 @@ pub struct TimeHints<'a> {
     pub file_name: &'a str,
     /// The WAV comment (`ICMT`), if any.
     pub comment: Option<&'a str>,
+    /// The GUANO metadata, if any.
+    pub guano: Option<&'a crate::guano::Guano>,
     pub mtime: DateTime<Utc>,
 }
 
@@ -51,6 +54,9 @@ pub struct TimeHints<'a> {
 pub fn recorded_at(hints: TimeHints<'_>, time_format: Option<&str>, timezone: Tz) -> (DateTime<Utc>, TimeSource) {
     if let Some(time) = time_format.and_then(|format| from_pattern(hints.file_name, format, timezone)) {
         return (time, TimeSource::TimeFormat);
+    }
+    if let Some(time) = hints.guano.and_then(|g| g.timestamp(timezone)) {
+        return (time, TimeSource::Guano);
     }
     if let Some(time) = hints.comment.and_then(from_audiomoth_comment) {
         return (time, TimeSource::AudioMothComment);
@@ -130,7 +136,7 @@ mod tests {
     }
 
     fn hints<'a>(file_name: &'a str, comment: Option<&'a str>) -> TimeHints<'a> {
-        TimeHints { file_name, comment, mtime: utc("2030-01-01T00:00:00Z") }
+        TimeHints { file_name, comment, guano: None, mtime: utc("2030-01-01T00:00:00Z") }
     }
 
     const LONDON: Tz = chrono_tz::Europe::London;
@@ -174,6 +180,11 @@ mod tests {
         let named = "20250101_000000.wav";
         assert_eq!(recorded_at(hints(named, comment), Some("%Y%m%d_%H%M%S"), chrono_tz::UTC), (utc("2025-01-01T00:00:00Z"), TimeSource::TimeFormat));
         assert_eq!(recorded_at(hints(named, comment), None, chrono_tz::UTC), (utc("2026-06-21T05:30:00Z"), TimeSource::AudioMothComment));
+        let mut guano = crate::guano::Guano::default();
+        guano.set("Timestamp", "2024-05-01T22:00:00-04:00");
+        let with_guano = TimeHints { guano: Some(&guano), ..hints(named, comment) };
+        assert_eq!(recorded_at(with_guano, None, chrono_tz::UTC), (utc("2024-05-02T02:00:00Z"), TimeSource::Guano));
+        assert_eq!(recorded_at(with_guano, Some("%Y%m%d_%H%M%S"), chrono_tz::UTC).1, TimeSource::TimeFormat);
         assert_eq!(recorded_at(hints(named, Some("a comment")), Some("%d%m"), chrono_tz::UTC).1, TimeSource::FileName);
         assert_eq!(recorded_at(hints("take 3.wav", None), None, chrono_tz::UTC), (utc("2030-01-01T00:00:00Z"), TimeSource::Mtime));
     }
