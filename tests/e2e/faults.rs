@@ -269,7 +269,7 @@ fn a_broker_down_for_a_whole_run_gets_every_message_once_it_is_up() {
     assert!(down.wait().unwrap().success(), "the station runs without its broker");
     let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
     let waiting = count(&db, "SELECT count(*) FROM message_status WHERE NOT sent");
-    assert!(waiting >= 2, "messages wait in the store: {waiting}");
+    assert!(waiting >= 1, "messages wait in the store: {waiting}");
     assert!(count(&db, "SELECT count(*) FROM responses WHERE status = 2") >= 1, "each failed attempt is an ERROR response");
     drop(db);
 
