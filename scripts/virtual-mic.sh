@@ -20,13 +20,13 @@ start)
     pulseaudio -n --daemonize=no --exit-idle-time=-1 --disallow-exit --use-pid-file=no --disable-shm=yes \
         --load="module-native-protocol-unix socket=$dir/native auth-anonymous=1" \
         --load="module-null-sink sink_name=acoupi_mic rate=$rate channels=1 format=s16le" \
-        --log-target=stderr >"$dir/pulseaudio.log" 2>&1 &
+        --log-target=stderr </dev/null >"$dir/pulseaudio.log" 2>&1 &
     echo $! >"$dir/daemon.pid"
     export PULSE_SERVER="unix:$dir/native"
     for _ in $(seq 100); do pactl info >/dev/null 2>&1 && break; sleep 0.1; done
     pactl info >/dev/null || { cat "$dir/pulseaudio.log" >&2; exit 1; }
     # An idle null sink sends nothing to its monitor: keep silence playing into it.
-    pacat --playback -d acoupi_mic --raw --format=s16le --channels=1 --rate="$rate" /dev/zero &
+    pacat --playback -d acoupi_mic --raw --format=s16le --channels=1 --rate="$rate" /dev/zero </dev/null >/dev/null 2>&1 &
     echo $! >"$dir/silence.pid"
     echo "export PULSE_SERVER=unix:$dir/native"
     ;;

@@ -31,7 +31,7 @@ pub fn gaps_total() -> u64 {
 }
 
 /// The WAV sample format a recording is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WavFormat {
     /// 16-bit signed integer PCM (what most tools expect).
@@ -183,6 +183,7 @@ pub struct CaptureSpec {
 }
 
 /// A device chosen for a spec, with the sample format it will be read in.
+#[derive(Clone)]
 pub struct OpenedDevice {
     pub device: cpal::Device,
     pub name: String,
@@ -462,9 +463,8 @@ const CHANNEL_BLOCKS: usize = 256;
 const STALL: Duration = Duration::from_secs(10);
 
 impl Capture {
-    /// Opens the device for `spec` and starts the stream.
-    pub fn start(spec: &CaptureSpec) -> Result<Capture, CaptureError> {
-        let opened = open_device(spec)?;
+    /// Starts a stream for `spec` on a device [`open_device`] chose for it.
+    pub fn start(opened: &OpenedDevice, spec: &CaptureSpec) -> Result<Capture, CaptureError> {
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (started_tx, started_rx) = sync_channel::<Result<(), String>>(1);
@@ -477,7 +477,7 @@ impl Capture {
                 .spawn(move || capture_thread(device, format, spec, shared, stop, started_tx))
                 .map_err(|e| CaptureError::Audio(format!("cannot start the capture thread: {e}")))?
         };
-        let mut capture = Capture { shared, stop, thread: Some(thread), device_name: opened.name, sample_format: opened.sample_format };
+        let mut capture = Capture { shared, stop, thread: Some(thread), device_name: opened.name.clone(), sample_format: opened.sample_format };
         match started_rx.recv_timeout(Duration::from_secs(20)) {
             Ok(Ok(())) => Ok(capture),
             Ok(Err(reason)) => {

@@ -10,7 +10,7 @@ use acoupi_engine::config::values::PositiveDuration;
 use acoupi_engine::data::{Deployment, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::microphone::{Capture, CaptureSpec, Chunk, WavFormat, open_device};
+use crate::microphone::{Capture, CaptureSpec, Chunk, OpenedDevice, WavFormat, open_device};
 
 /// Record from a microphone (USB microphone, AudioMoth, any ALSA input) with cpal: one
 /// recording of `duration` per trigger, written as WAV into the temp folder. With
@@ -33,6 +33,7 @@ pub struct MicrophoneRecorderConfig {
     pub channels: u16,
     /// Length of each recording; rounded to a whole number of frames.
     #[serde(default = "default_duration")]
+    #[schemars(default = "default_duration_text")]
     pub duration: PositiveDuration,
     /// Frames per device buffer (acoupi's `chunksize`). Default: the device's choice.
     #[schemars(range(min = 1))]
@@ -62,6 +63,10 @@ fn default_duration() -> PositiveDuration {
     PositiveDuration(Duration::from_secs(3))
 }
 
+fn default_duration_text() -> &'static str {
+    "3s"
+}
+
 /// Complete recordings kept in memory in continuous mode while no trigger takes them:
 /// at least this much audio (and at least two recordings); older ones are dropped, logged.
 const PENDING_AUDIO: Duration = Duration::from_secs(30);
@@ -74,6 +79,13 @@ impl MicrophoneRecorderConfig {
         let chunk_frames = (self.duration.0.as_secs_f64() * f64::from(self.samplerate)).round();
         if chunk_frames < 1.0 {
             return Err(format!("duration {} is shorter than one frame at {} Hz", self.duration, self.samplerate));
+        }
+        let bytes_per_sample = match self.sample_format {
+            WavFormat::Pcm16 => 2.0,
+            WavFormat::Float32 => 4.0,
+        };
+        if chunk_frames * f64::from(self.channels) * bytes_per_sample > f64::from(u32::MAX - 1024) {
+            return Err(format!("duration {} is too long: a WAV file holds at most 4 GiB of audio", self.duration));
         }
         let chunk_frames = chunk_frames as usize;
         let max_pending = (PENDING_AUDIO.as_secs_f64() / self.duration.0.as_secs_f64()).ceil().max(2.0) as usize;
@@ -98,12 +110,15 @@ impl ComponentConfig for MicrophoneRecorderConfig {
         let spec = self.spec()?;
         let opened = open_device(&spec).map_err(|e| e.to_string())?;
         tracing::info!(device = %opened.name, format = %opened.sample_format, samplerate = spec.samplerate, channels = spec.channels, continuous = self.continuous, "microphone found");
-        Ok(Built::Recorder(Arc::new(MicrophoneRecorder { spec, continuous: self.continuous, capture: Mutex::new(None) })))
+        Ok(Built::Recorder(Arc::new(MicrophoneRecorder { spec, device: opened, continuous: self.continuous, capture: Mutex::new(None) })))
     }
 }
 
 pub struct MicrophoneRecorder {
     spec: CaptureSpec,
+    /// Chosen once, at build: each stream opens it by its ALSA name (stable across
+    /// unplugging and plugging back).
+    device: OpenedDevice,
     continuous: bool,
     /// The open stream in continuous mode.
     capture: Mutex<Option<Capture>>,
@@ -126,7 +141,7 @@ impl MicrophoneRecorder {
 
     fn next_chunk(&self) -> ComponentResult<Chunk> {
         if !self.continuous {
-            let capture = Capture::start(&self.spec).map_err(|e| self.audio_error(e))?;
+            let capture = Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
             let (chunk, _) = capture.next_chunk(self.timeout()).map_err(|e| self.audio_error(e))?;
             return Ok(chunk);
         }
@@ -143,7 +158,7 @@ impl MicrophoneRecorder {
             *slot = None;
         }
         if slot.is_none() {
-            let capture = Capture::start(&self.spec).map_err(|e| self.audio_error(e))?;
+            let capture = Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
             tracing::info!(device = %capture.device_name, format = %capture.sample_format, "microphone stream open (continuous)");
             *slot = Some(capture);
         }
@@ -211,8 +226,10 @@ mod tests {
     }
 
     #[test]
-    fn a_duration_shorter_than_a_frame_is_refused() {
+    fn a_duration_shorter_than_a_frame_or_longer_than_a_wav_file_is_refused() {
         let c = config(r#"{"samplerate": 1000, "duration": "100µs"}"#).unwrap();
         assert!(c.spec().unwrap_err().contains("shorter than one frame"));
+        let c = config(r#"{"samplerate": 384000, "channels": 2, "duration": "1h 30min"}"#).unwrap();
+        assert!(c.spec().unwrap_err().contains("at most 4 GiB"));
     }
 }
