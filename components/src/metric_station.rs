@@ -11,7 +11,8 @@
 //! Metrics (unit): `recordings_since_last`, `model_outputs_since_last`,
 //! `detections_since_last`, `messages_since_last` (count), `unsent_messages` (count, of
 //! any age), `errors_since_last` (count of ERROR-level log events of the station) and,
-//! once there has been one, `seconds_since_last_error` (seconds); the latest error's text
+//! once there has been one, `seconds_since_last_error` (seconds); `audio_gaps_since_last`
+//! (count of gaps `recorder.microphone` met: xruns, dropped blocks, clock jumps); the latest error's text
 //! is logged with the heartbeat at warn level, since a metric holds a number. A station whose recorder stopped shows `recordings_since_last = 0` on the
 //! dashboard long before anyone visits the site.
 
@@ -42,13 +43,13 @@ impl ComponentConfig for StationMetricsConfig {
 pub struct StationMetrics {
     store: Arc<dyn Store>,
     errors: &'static ErrorTally,
-    /// The end of the previous interval and the error count then.
-    last: Mutex<(DateTime<Utc>, u64)>,
+    /// The end of the previous interval, and the error and audio-gap counts then.
+    last: Mutex<(DateTime<Utc>, u64, u64)>,
 }
 
 impl StationMetrics {
     fn new(store: Arc<dyn Store>, errors: &'static ErrorTally) -> StationMetrics {
-        StationMetrics { store, errors, last: Mutex::new((Utc::now(), errors.count())) }
+        StationMetrics { store, errors, last: Mutex::new((Utc::now(), errors.count(), crate::microphone::gaps_total())) }
     }
 }
 
@@ -56,11 +57,12 @@ impl MetricSource for StationMetrics {
     fn measure(&self) -> ComponentResult<Vec<Metric>> {
         let now = Utc::now();
         let mut last = self.last.lock().map_err(|_| ComponentError::Other("the interval clock is poisoned".into()))?;
-        let (since, errors_before) = *last;
+        let (since, errors_before, gaps_before) = *last;
         let activity = self.store.activity_since(since).map_err(|e| ComponentError::Other(format!("cannot read the station's activity: {e}")))?;
         let errors = self.errors.count();
+        let gaps = crate::microphone::gaps_total();
         // Only a successful read moves the interval on: nothing is skipped after an error.
-        *last = (now, errors);
+        *last = (now, errors, gaps);
         let mut metrics = vec![
             Metric::new("recordings_since_last", activity.recordings as f64, "count"),
             Metric::new("model_outputs_since_last", activity.model_outputs as f64, "count"),
@@ -68,6 +70,7 @@ impl MetricSource for StationMetrics {
             Metric::new("messages_since_last", activity.messages as f64, "count"),
             Metric::new("unsent_messages", activity.unsent_messages as f64, "count"),
             Metric::new("errors_since_last", errors.saturating_sub(errors_before) as f64, "count"),
+            Metric::new("audio_gaps_since_last", gaps.saturating_sub(gaps_before) as f64, "count"),
         ];
         if let Some((when, text)) = self.errors.last() {
             metrics.push(Metric::new("seconds_since_last_error", (now - when).num_milliseconds().max(0) as f64 / 1000.0, "seconds"));
