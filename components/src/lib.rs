@@ -5,6 +5,7 @@
 
 mod audio;
 pub mod audio_probe;
+mod batdetect2_ops;
 mod batdetect2_spectrogram;
 #[cfg(test)]
 mod bench_messaging;

@@ -46,6 +46,18 @@ pub struct ReprocessArgs {
     /// How to show progress: a bar on a terminal, else a log line every 10 s (auto).
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     progress: ProgressArg,
+    /// What the results are left as: the DuckDB store file, or also a folder of Parquet
+    /// files beside it (`<store>.parquet/`, one file per table, rewritten at the end of
+    /// each run; `acoupi merge` takes such folders). The store file stays either way: a
+    /// rerun resumes from it.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Duckdb)]
+    format: OutputFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Duckdb,
+    Parquet,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -60,7 +72,8 @@ enum ProgressArg {
 pub struct MergeArgs {
     /// The store file to merge into (created if missing).
     out: PathBuf,
-    /// Store files to merge (e.g. the shards of `acoupi reprocess --shard`).
+    /// Store files or Parquet folders to merge (e.g. the shards of
+    /// `acoupi reprocess --shard`, with or without `--format parquet`).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
 }
@@ -109,10 +122,22 @@ pub fn reprocess_command(registry: &Registry, args: ReprocessArgs, log_format: L
     let shard = args.shard.map_or_else(String::new, |s| format!(" (shard {s})"));
     match reprocess(&pipeline, store.clone(), Arc::new(WavProbe), &options) {
         Ok(report) => {
+            let parquet = store_path.with_extension("parquet");
+            let exported = (args.format == OutputFormat::Parquet).then(|| acoupi_components::store_duckdb::export_parquet(&store, &parquet));
             drop(store);
             println!("{} → {}{shard}", args.archive.display(), store_path.display());
             print!("{}", report.render());
-            ExitCode::SUCCESS
+            match exported {
+                Some(Err(error)) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+                Some(Ok(())) => {
+                    println!("Parquet: {}", parquet.display());
+                    ExitCode::SUCCESS
+                }
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(error @ ReprocessError::Discovery(_)) => {
             eprintln!("error: {error}");

@@ -107,17 +107,27 @@ fn shards_cover_every_file_once_and_merge_into_the_unsharded_counts() {
     let mut in_shards = 0;
     for i in 1..=3 {
         let shard = format!("{i}/3");
-        // Without --store, each shard writes beside the pipeline's store.
-        let out = reprocess(&pipeline, &archive, &["--shard", &shard, "--jobs", "2"]);
+        // Without --store, each shard writes beside the pipeline's store; the third also
+        // leaves its results as Parquet.
+        let format = if i == 3 { "parquet" } else { "duckdb" };
+        let out = reprocess(&pipeline, &archive, &["--shard", &shard, "--jobs", "2", "--format", format]);
         let path = dir.path().join(format!("station.shard-{i}-of-3.duckdb"));
         assert!(path.exists(), "{out}");
         in_shards += count(&path, "SELECT count(*) FROM reprocessed_files");
         shards.push(path);
     }
     assert_eq!(in_shards, 33, "every file in exactly one shard");
+    // The Parquet folder holds the shard's rows, readable without acoupi.
+    let parquet = dir.path().join("station.shard-3-of-3.parquet");
+    for table in ["recordings", "detections", "reprocessed_files"] {
+        let file = parquet.join(format!("{table}.parquet"));
+        let in_parquet = count(&dir.path().join("reader.duckdb"), &format!("SELECT count(*) FROM read_parquet('{}')", text(&file)));
+        assert_eq!(in_parquet, count(&shards[2], &format!("SELECT count(*) FROM {table}")), "{table}");
+    }
+    assert!(!dir.path().join("station.shard-1-of-3.parquet").exists(), "--format duckdb writes no Parquet");
+    // Merge two store files and the Parquet folder.
     let merged = dir.path().join("merged.duckdb");
-    let mut args = vec!["merge", text(&merged)];
-    args.extend(shards.iter().map(|p| text(p)));
+    let args = vec!["merge", text(&merged), text(&shards[0]), text(&shards[1]), text(&parquet)];
     let output = acoupi(&args);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(counts(&merged), counts(&whole));

@@ -6,6 +6,12 @@
 //! (tags of a detection OUT has are not copied); `reprocessed_files` by path and
 //! fingerprint; `metrics` and `stage_runs` as whole rows. So merging the same file twice,
 //! or shards that share their deployment, adds nothing twice.
+//!
+//! An input may also be a Parquet folder written by `acoupi reprocess --format parquet`
+//! ([`export_parquet`]: one `<table>.parquet` per table plus DuckDB's `schema.sql` and
+//! `load.sql`, readable as they are by pandas, polars, R's arrow or Spark). It is imported
+//! into a scratch store file beside the output (removed afterwards) and merged like a
+//! store file.
 
 use std::path::{Path, PathBuf};
 
@@ -41,32 +47,84 @@ pub struct MergeReport {
     pub rows: Vec<(String, u64)>,
 }
 
-/// Merges `inputs` into `out` (created if missing). Refuses an input that is `out`
-/// itself or does not exist, naming it.
+/// The file DuckDB's `EXPORT DATABASE` writes into a folder, by which a Parquet shard is
+/// told from any other folder.
+const LOAD_SQL: &str = "load.sql";
+
+fn refuse(path: &Path, reason: &str) -> StoreError {
+    StoreError::Open { path: path.to_owned(), reason: reason.into() }
+}
+
+/// SQL text for a path in single quotes.
+fn quoted(path: &Path) -> Result<String, StoreError> {
+    let text = path.to_str().ok_or_else(|| refuse(path, "the path is not valid UTF-8"))?;
+    Ok(format!("'{}'", text.replace('\'', "''")))
+}
+
+/// Writes every table of `store` into the folder `dir` as Parquet (see the module docs),
+/// replacing what an earlier export left there. The folder is written beside its final
+/// name and renamed into place, so a crash leaves the old export or the new one.
+pub fn export_parquet(store: &DuckDbStore, dir: &Path) -> Result<(), StoreError> {
+    let fail = |e: &dyn std::fmt::Display| refuse(dir, &format!("cannot export as Parquet: {e}"));
+    let name = dir.file_name().ok_or_else(|| refuse(dir, "not a folder name"))?;
+    let partial = dir.with_file_name(format!("{}.partial", name.to_string_lossy()));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| fail(&e))?;
+    }
+    store.connection().execute_batch(&format!("EXPORT DATABASE {} (FORMAT parquet)", quoted(&partial)?)).map_err(|e| fail(&e))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| fail(&e))?;
+    }
+    std::fs::rename(&partial, dir).map_err(|e| fail(&e))
+}
+
+/// A Parquet folder imported into a scratch store file, removed when dropped.
+struct Imported {
+    dir: tempfile::TempDir,
+}
+
+impl Imported {
+    fn new(folder: &Path, beside: &Path) -> Result<Imported, StoreError> {
+        let parent = beside.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = tempfile::Builder::new().prefix(".acoupi-merge-").tempdir_in(parent).map_err(|e| refuse(parent, &format!("cannot make a scratch folder: {e}")))?;
+        let imported = Imported { dir };
+        let conn = duckdb::Connection::open(imported.path()).map_err(|e| refuse(folder, &format!("cannot make a scratch store: {e}")))?;
+        conn.execute_batch(&format!("IMPORT DATABASE {}", quoted(folder)?)).map_err(|e| refuse(folder, &format!("cannot import the Parquet folder: {e}")))?;
+        Ok(imported)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("imported.duckdb")
+    }
+}
+
+/// Merges `inputs` (store files or Parquet folders) into `out` (created if missing).
+/// Refuses an input that is `out` itself or does not exist, naming it.
 pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<MergeReport, StoreError> {
-    let refuse = |path: &Path, reason: &str| StoreError::Open { path: path.to_owned(), reason: reason.into() };
     for input in inputs {
-        if !input.is_file() {
-            return Err(refuse(input, "no such store file"));
+        if !input.is_file() && !input.join(LOAD_SQL).is_file() {
+            return Err(refuse(input, "no such store file or Parquet folder"));
         }
     }
     let target = DuckDbStore::open(out)?;
     let out_canonical = std::fs::canonicalize(out).map_err(|e| refuse(out, &e.to_string()))?;
     let mut report = MergeReport { inputs: 0, rows: COPIES.iter().map(|(t, _)| (t.to_string(), 0)).collect() };
-    for input in inputs {
-        if std::fs::canonicalize(input).ok().as_deref() == Some(out_canonical.as_path()) {
-            return Err(refuse(input, "it is the merge's output file"));
+    for given in inputs {
+        if std::fs::canonicalize(given).ok().as_deref() == Some(out_canonical.as_path()) {
+            return Err(refuse(given, "it is the merge's output file"));
         }
+        let imported = if given.is_dir() { Some(Imported::new(given, out)?) } else { None };
+        let scratch = imported.as_ref().map(Imported::path);
+        let input = scratch.as_deref().unwrap_or(given);
         // Upgrades an older shard in place; refuses a newer one or a non-store file.
         drop(DuckDbStore::open(input)?);
-        let text = input.to_str().ok_or_else(|| refuse(input, "the path is not valid UTF-8"))?;
         let mut conn = target.connection();
-        conn.execute_batch(&format!("ATTACH '{}' AS {INPUT} (READ_ONLY)", text.replace('\'', "''"))).map_err(|e| refuse(input, &format!("cannot attach: {e}")))?;
+        conn.execute_batch(&format!("ATTACH {} AS {INPUT} (READ_ONLY)", quoted(input)?)).map_err(|e| refuse(given, &format!("cannot attach: {e}")))?;
         let copied = (|| {
             let tx = conn.transaction().map_err(database)?;
             let mut counts = Vec::new();
             for (table, sql) in COPIES {
-                let added = tx.execute(sql, []).map_err(|e| StoreError::Database(format!("merging `{table}` from `{}`: {e}", input.display())))?;
+                let added = tx.execute(sql, []).map_err(|e| StoreError::Database(format!("merging `{table}` from `{}`: {e}", given.display())))?;
                 counts.push(added as u64);
             }
             tx.commit().map_err(database)?;
@@ -79,7 +137,9 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<MergeReport, StoreError> 
             *total += added;
         }
         report.inputs += 1;
-        tracing::info!(input = %input.display(), "merged");
+        drop(conn);
+        drop(imported);
+        tracing::info!(input = %given.display(), "merged");
     }
     Ok(report)
 }

@@ -105,7 +105,7 @@ use duckdb::{AccessMode, Config, Connection};
 
 pub use bench::{BenchReport, BenchSizes, BenchStep, bench, bench_with};
 pub use export::{ExportFormat, ExportWhat, export};
-pub use merge::{MergeReport, merge};
+pub use merge::{MergeReport, export_parquet, merge};
 pub use query::{QueryFormat, query};
 pub use rows::stored_precision;
 pub use schema::CURRENT_VERSION;

@@ -445,6 +445,12 @@ pub struct ManagementStage {
     /// it is managed.
     #[serde(default)]
     pub required_models: Vec<String>,
+    /// Management conditions (`condition.*`, acoupi's `management_conditions`), asked at
+    /// each run; all must hold for the run to manage anything. When one says no, every
+    /// recording stays in the temp folder for a later run: e.g. move files off the SD card
+    /// only inside a daytime window, or only while the recordings disk has room.
+    #[serde(default)]
+    pub conditions: Vec<ComponentRef<of::Condition>>,
     pub schedule: Option<Located<Schedule>>,
     pub after: Option<Located<String>>,
 }
@@ -454,6 +460,7 @@ impl StageFields for ManagementStage {
     fn refs_mut(&mut self) -> Vec<RefSlot<'_>> {
         let mut all = slots("filters", &mut self.filters);
         all.extend(slots("managers", &mut self.managers));
+        all.extend(slots("conditions", &mut self.conditions));
         all
     }
 }

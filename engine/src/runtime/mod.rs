@@ -111,6 +111,7 @@ impl Station {
                             filters: parts.all(&s.filters, |b| match b { Built::SavingFilter(c) => Some(c.clone()), _ => None }),
                             managers: parts.all(&s.managers, |b| match b { Built::Manager(c) => Some(c.clone()), _ => None }),
                             required_models: s.required_models.clone(),
+                            conditions: parts.all(&s.conditions, |b| match b { Built::Condition(c) => Some(c.clone()), _ => None }),
                             retention: retention.clone(),
                         }),
                         1,

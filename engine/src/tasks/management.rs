@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::Named;
-use crate::component::{SavingFilter, SavingManager};
+use crate::component::{RecordingCondition, SavingFilter, SavingManager};
 use crate::disk::{SystemDisk, describe_free};
 use crate::retention::Retention;
 use crate::store::Store;
@@ -23,6 +23,8 @@ pub struct ManagementTask {
     pub managers: Vec<Named<dyn SavingManager>>,
     /// Model names that must have an output before a recording is managed.
     pub required_models: Vec<String>,
+    /// Management conditions: all must hold at the run's time, or nothing is managed.
+    pub conditions: Vec<Named<dyn RecordingCondition>>,
     /// `[retention]`, run after managing when due.
     pub retention: Option<Arc<Retention>>,
 }
@@ -32,7 +34,7 @@ pub struct ManagementTask {
 pub struct ManagementReport {
     pub kept: usize,
     pub deleted: usize,
-    /// Recordings waiting for a required model.
+    /// Recordings waiting for a required model, or for the management conditions.
     pub waiting: usize,
     /// Files the store does not know (left alone).
     pub unknown: usize,
@@ -45,7 +47,8 @@ pub struct ManagementReport {
 }
 
 impl ManagementTask {
-    /// 1. list the `.wav` files in the temp folder; 2. `store.get_recordings_info_by_path`;
+    /// 0. every management condition must hold now (a failing one counts as "no"), else
+    ///    every recording waits for a later run; 1. list the `.wav` files in the temp folder; 2. `store.get_recordings_info_by_path`;
     /// 3. keep those for which every required model has an output (the others wait for a
     ///    later run); 4. `store.get_recordings_by_path` for those (full outputs); 5. for
     ///    each: no path → error, skip; an output marked private (a human was heard, see
@@ -58,7 +61,7 @@ impl ManagementTask {
     /// Before that, [`ManagementTask::recover`] finishes moves a crash interrupted; after
     /// it, retention runs when due (see [`Retention::run_if_due`]).
     pub fn run(&self, now: DateTime<Utc>) -> ManagementReport {
-        let mut report = self.manage();
+        let mut report = self.manage(now);
         if let Some(retention) = &self.retention {
             match retention.run_if_due(now) {
                 Ok(Some(retained)) => {
@@ -75,7 +78,7 @@ impl ManagementTask {
         report
     }
 
-    fn manage(&self) -> ManagementReport {
+    fn manage(&self, now: DateTime<Utc>) -> ManagementReport {
         let mut report = ManagementReport::default();
         self.recover(&mut report);
         let files = match wav_files(&self.temp_dir) {
@@ -87,6 +90,11 @@ impl ManagementTask {
             }
         };
         if files.is_empty() {
+            return report;
+        }
+        if let Some(condition) = self.conditions.iter().find(|condition| !self.holds(condition, now, &mut report)) {
+            tracing::info!(stage = %self.stage, condition = %condition.name, waiting = files.len(), "a management condition is not met; recordings stay in the temp folder");
+            report.waiting = files.len();
             return report;
         }
         let infos = match self.store.get_recordings_info_by_path(&files) {
@@ -200,6 +208,16 @@ impl ManagementTask {
 }
 
 impl ManagementTask {
+    /// Whether a management condition holds now; one that fails says no and counts as an
+    /// error.
+    fn holds(&self, condition: &Named<dyn RecordingCondition>, now: DateTime<Utc>, report: &mut ManagementReport) -> bool {
+        condition.should_record(now).unwrap_or_else(|error| {
+            report.errors += 1;
+            tracing::error!(stage = %self.stage, condition = %condition.name, %error, "management condition failed");
+            false
+        })
+    }
+
     /// Finishes what a crash interrupted: a stored recording whose path is in the temp
     /// folder but whose file is gone was moved (or deleted) just before the stop, without
     /// the store hearing of it. The managers are asked again (they are deterministic);
@@ -326,7 +344,7 @@ fn same_contents(a: &Path, b: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::testing::{Calls, FakeManager, FakeSavingFilter, FakeStore};
+    use crate::tasks::testing::{Calls, FakeCondition, FakeManager, FakeSavingFilter, FakeStore};
 
     fn setup(calls: &Calls, files: &[&str], outputs: &[Vec<&str>]) -> (tempfile::TempDir, Arc<FakeStore>) {
         let dir = tempfile::tempdir().unwrap();
@@ -351,6 +369,7 @@ mod tests {
                 .map(|m| Named::new("mgr", Arc::new(FakeManager { calls: calls.clone(), target: m.map(|m| dir.join(m)) }) as Arc<dyn SavingManager>))
                 .collect(),
             required_models: required.iter().map(|s| s.to_string()).collect(),
+            conditions: Vec::new(),
             retention: None,
         }
     }
@@ -367,6 +386,39 @@ mod tests {
         );
         assert!(dir.path().join("kept/a.wav").exists() && !dir.path().join("tmp/a.wav").exists());
         assert_eq!(store.path_of(0), Some(dir.path().join("kept/a.wav")));
+    }
+
+    #[test]
+    fn management_conditions_all_hold_or_every_recording_waits() {
+        // (answers of the conditions, report, calls after the kept-files check, file still in tmp)
+        let yes_no_broken = [Some(true), Some(false), None];
+        let cases: [(&[Option<bool>], ManagementReport, &[&str], bool); 5] = [
+            (&[], ManagementReport { deleted: 2, ..Default::default() }, &["store.get_recordings_info_by_path"], false),
+            (&yes_no_broken[..1], ManagementReport { deleted: 2, ..Default::default() }, &["condition c0", "store.get_recordings_info_by_path"], false),
+            (&yes_no_broken[..2], ManagementReport { waiting: 2, ..Default::default() }, &["condition c0", "condition c1"], true),
+            (&[Some(false), Some(true)], ManagementReport { waiting: 2, ..Default::default() }, &["condition c0"], true),
+            (&yes_no_broken[2..], ManagementReport { waiting: 2, errors: 1, ..Default::default() }, &["condition c0"], true),
+        ];
+        for (answers, want, want_calls, stays) in cases {
+            let calls = Calls::default();
+            let (dir, store) = setup(&calls, &["a.wav", "b.wav"], &[vec![], vec![]]);
+            let mut task = task(dir.path(), store, &calls, &[], &[], &[]);
+            task.conditions = answers
+                .iter()
+                .enumerate()
+                .map(|(i, &answer)| {
+                    let condition = FakeCondition { name: format!("c{i}"), answer, calls: calls.clone() };
+                    Named::new(format!("c{i}"), Arc::new(condition) as Arc<dyn RecordingCondition>)
+                })
+                .collect();
+            calls.take();
+            let report = task.run(Utc::now());
+            assert_eq!(report, want, "{answers:?}");
+            let made = calls.take();
+            assert_eq!(&made[1..=want_calls.len()], want_calls, "{answers:?}: {made:?}");
+            assert_eq!(dir.path().join("tmp/a.wav").exists(), stays, "{answers:?}");
+            assert_eq!(dir.path().join("tmp/b.wav").exists(), stays, "{answers:?}");
+        }
     }
 
     #[test]
