@@ -299,6 +299,9 @@ struct Block {
     samples: Samples,
     capture: StreamInstant,
     callback: StreamInstant,
+    /// Frames the callback had to drop just before this block (the channel to the capture
+    /// thread was full). Carried in the block, so the gap is placed where it happened.
+    dropped_before: u64,
 }
 
 /// A complete chunk.
@@ -335,6 +338,8 @@ struct Chunker {
     /// Frames received and gaps seen since the stream started.
     frames_in: u64,
     gaps_total: u64,
+    /// Overruns the device reported that the next block has not accounted for yet.
+    pending_xruns: u32,
     anchor: Option<DateTime<Utc>>,
     /// The capture time the next block should have, when frames are contiguous.
     expected_capture: Option<StreamInstant>,
@@ -358,6 +363,7 @@ impl Chunker {
             gaps_in_current: 0,
             frames_in: 0,
             gaps_total: 0,
+            pending_xruns: 0,
             anchor: None,
             expected_capture: None,
             warm_up_frames: u64::from(rate) * WARM_UP_SECONDS,
@@ -377,9 +383,19 @@ impl Chunker {
         GAPS.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Notes an overrun the device reported; the next block says how long it was.
+    fn xrun(&mut self) {
+        self.pending_xruns += 1;
+    }
+
     /// Adds a block; complete chunks go to `done`. The first block anchors the stream to
-    /// `now` less the block's capture latency. A block whose capture time is later than
-    /// the previous block's end by more than `max(50 ms, one block)` marks a gap.
+    /// `now` less the block's capture latency. Each loss is one gap, counted once:
+    /// - frames the callback dropped (`dropped_before`): exactly those frames; the jump
+    ///   they leave in the timestamps is not counted again;
+    /// - else a capture time later than the previous block's end by more than
+    ///   `max(50 ms, one block)` (after the warm-up): the frames that jump spans. An
+    ///   overrun reported just before it is that same gap;
+    /// - an overrun whose timestamps did not jump: a gap of unknown length (0 frames).
     fn push(&mut self, block: &Block, now: DateTime<Utc>, done: &mut impl FnMut(Chunk)) {
         let frames = block.samples.len() / self.channels;
         let warming_up = self.frames_in < self.warm_up_frames;
@@ -389,15 +405,24 @@ impl Chunker {
             self.anchor = Some(now - TimeDelta::from_std(latency).unwrap_or_default());
         }
         let block_length = self.frames_duration(frames as u64);
-        if let Some(expected) = self.expected_capture.filter(|_| !warming_up) {
+        let xruns = std::mem::take(&mut self.pending_xruns);
+        let mut seen = 0;
+        if block.dropped_before > 0 {
+            self.gap(block.dropped_before);
+            seen = 1;
+        } else if let Some(expected) = self.expected_capture.filter(|_| !warming_up) {
             if let Some(late) = block.capture.checked_duration_since(expected) {
                 let tolerance = block_length.max(Duration::from_millis(50));
                 if late > tolerance {
                     let lost = (late.as_secs_f64() * f64::from(self.rate)).round() as u64;
                     tracing::warn!(late_ms = late.as_millis() as u64, lost_frames = lost, "audio capture gap: the device's timestamps jumped");
                     self.gap(lost);
+                    seen = 1;
                 }
             }
+        }
+        for _ in seen..xruns {
+            self.gap(0);
         }
         self.expected_capture = block.capture.checked_add(block_length);
         let mut offset = 0;
@@ -512,6 +537,11 @@ impl Capture {
         }
     }
 
+    /// Complete chunks waiting to be taken.
+    pub fn pending(&self) -> usize {
+        self.shared.state.lock().map(|s| s.chunks.len()).unwrap_or(0)
+    }
+
     /// Whether the stream has stopped on an error.
     pub fn failed(&self) -> bool {
         self.shared.state.lock().map(|s| s.failed.is_some()).unwrap_or(true)
@@ -547,17 +577,20 @@ where
 {
     let channels = usize::from(config.channels.max(1));
     let data_alarms = alarms.clone();
+    let mut dropped = 0u64;
     let on_data = move |data: &[T], info: &InputCallbackInfo| {
         let samples = match format {
             WavFormat::Pcm16 => Samples::I16(data.iter().map(|s| s.to_sample::<i16>()).collect()),
             WavFormat::Float32 => Samples::F32(data.iter().map(|s| s.to_sample::<f32>()).collect()),
         };
         let stamp = info.timestamp();
-        match tx.try_send(Block { samples, capture: stamp.capture, callback: stamp.callback }) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+        match tx.try_send(Block { samples, capture: stamp.capture, callback: stamp.callback, dropped_before: dropped }) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => dropped = 0,
             Err(TrySendError::Full(_)) => {
+                let frames = (data.len() / channels) as u64;
+                dropped += frames;
                 data_alarms.overflow_blocks.fetch_add(1, Ordering::Relaxed);
-                data_alarms.overflow_frames.fetch_add((data.len() / channels) as u64, Ordering::Relaxed);
+                data_alarms.overflow_frames.fetch_add(frames, Ordering::Relaxed);
             }
         }
     };
@@ -654,14 +687,14 @@ fn chunk_until_stopped(chunker: &mut Chunker, rx: &Receiver<Block>, spec: &Captu
         if x > xruns {
             tracing::warn!(xruns = x - xruns, "audio capture gap: the device reported an overrun (xrun)");
             for _ in xruns..x {
-                chunker.gap(0);
+                chunker.xrun();
             }
             xruns = x;
         }
         if o > overflows {
             let frames = alarms.overflow_frames.swap(0, Ordering::Relaxed);
+            // Counted as a gap by the chunker when the block after them arrives.
             tracing::warn!(blocks = o - overflows, frames, "audio capture gap: blocks dropped because the capture thread fell behind");
-            chunker.gap(frames);
             overflows = o;
         }
         chunker.push(&block, Utc::now(), &mut publish);
@@ -698,7 +731,7 @@ mod tests {
     }
 
     fn block(samples: Vec<i16>, capture_ms: u64) -> Block {
-        Block { samples: Samples::I16(samples), capture: StreamInstant::from_millis(capture_ms), callback: StreamInstant::from_millis(capture_ms + 10) }
+        Block { samples: Samples::I16(samples), capture: StreamInstant::from_millis(capture_ms), callback: StreamInstant::from_millis(capture_ms + 10), dropped_before: 0 }
     }
 
     fn chunks_of(blocks: &[Block], chunker: &mut Chunker) -> Vec<Chunk> {
@@ -756,6 +789,33 @@ mod tests {
         let anchor = chunks[0].start;
         assert_eq!(chunks[2].start - anchor, TimeDelta::milliseconds(200));
         assert_eq!(chunks[3].start - anchor, TimeDelta::milliseconds(600), "the lost 300 ms are on the timeline");
+    }
+
+    #[test]
+    fn each_loss_is_one_gap_whoever_reports_it() {
+        // 1000 Hz, 100-frame blocks and chunks; every case loses 300 frames (300 ms)
+        // before the third block, whose timestamp jumps accordingly.
+        let run = |dropped_before: u64, xruns_before: u32, jump: bool| {
+            let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 100);
+            chunker.warm_up_frames = 0;
+            let third = if jump { 500 } else { 200 };
+            let mut blocks = [block(vec![1; 100], 0), block(vec![2; 100], 100), block(vec![3; 100], third), block(vec![4; 100], third + 100)];
+            blocks[2].dropped_before = dropped_before;
+            let mut chunks = chunks_of(&blocks[..2], &mut chunker);
+            for _ in 0..xruns_before {
+                chunker.xrun();
+            }
+            chunks.extend(chunks_of(&blocks[2..], &mut chunker));
+            (chunks.iter().map(|c| (c.gaps, c.lost_frames)).collect::<Vec<_>>(), chunker.gaps_total)
+        };
+        let one_gap = |lost| (vec![(0, 0), (0, 0), (1, lost), (0, 0)], 1);
+        assert_eq!(run(300, 0, true), one_gap(300), "dropped blocks: not counted again from the timestamps");
+        assert_eq!(run(0, 1, true), one_gap(300), "an overrun with a jump is that one gap, timed by the jump");
+        assert_eq!(run(300, 1, true), one_gap(300), "an overrun that made the callback drop blocks");
+        assert_eq!(run(0, 1, false), one_gap(0), "an overrun the timestamps do not show: unknown length");
+        assert_eq!(run(0, 0, true), one_gap(300), "a jump alone");
+        assert_eq!(run(0, 2, true).1, 2, "two overruns before one block are two gaps");
+        assert_eq!(run(0, 0, false), (vec![(0, 0); 4], 0));
     }
 
     #[test]

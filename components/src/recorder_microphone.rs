@@ -182,6 +182,7 @@ impl Recorder for MicrophoneRecorder {
         let mut recording = Recording::new(deployment.clone(), frames as f64 / f64::from(self.spec.samplerate), self.spec.samplerate)?;
         recording.created_on = chunk.start;
         recording.audio_channels = u32::from(self.spec.channels);
+        (recording.gaps, recording.lost_frames) = (chunk.gaps, chunk.lost_frames);
         if chunk.gaps > 0 {
             tracing::warn!(recording = %recording.id, gaps = chunk.gaps, lost_frames = chunk.lost_frames, index = chunk.index, "recording has gaps: audio was lost just before or inside it");
         }
@@ -196,6 +197,18 @@ impl Recorder for MicrophoneRecorder {
         recording.path = Some(path);
         recording.validate()?;
         Ok(recording)
+    }
+
+    /// In continuous mode, closes the stream: the chunks waiting in it were captured while
+    /// the conditions said no, and a trigger after they say yes again must get audio from
+    /// then, not from before (a new stream starts a new timeline).
+    fn pause(&self) {
+        let Ok(mut slot) = self.capture.lock() else { return };
+        if let Some(capture) = slot.take() {
+            let waiting = capture.pending();
+            drop(capture);
+            tracing::info!(device = %self.device.name, dropped_recordings = waiting, "microphone stream closed while the recording conditions say no");
+        }
     }
 }
 

@@ -45,6 +45,11 @@ pub type ComponentResult<T> = Result<T, ComponentError>;
 pub trait Recorder: Send + Sync {
     /// Records (or, for replay, provides) one recording for `deployment` into `temp_dir`.
     fn record(&self, deployment: &Deployment, temp_dir: &Path) -> ComponentResult<Recording>;
+
+    /// The stage's conditions said no: a recorder that keeps a stream open between
+    /// recordings closes it, dropping audio not yet taken (it is from outside the
+    /// conditions). Recording again reopens it. Default: nothing.
+    fn pause(&self) {}
 }
 
 /// Says whether a recording should be made now; all conditions must hold.

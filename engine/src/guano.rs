@@ -68,6 +68,12 @@ impl Guano {
         self.get("TE")?.trim().parse().ok().filter(|te: &f64| te.is_finite() && *te > 0.0)
     }
 
+    /// `acoupi|Gaps` and `acoupi|Lost Frames` (see [`Recording::gaps`]); 0 when absent.
+    pub fn gaps(&self) -> (u32, u64) {
+        let number = |key: &str| self.get(key).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+        (u32::try_from(number("acoupi|Gaps")).unwrap_or(u32::MAX), number("acoupi|Lost Frames"))
+    }
+
     /// `Loc Position` as (latitude, longitude).
     pub fn position(&self) -> Option<(f64, f64)> {
         let mut parts = self.get("Loc Position")?.split_whitespace().map(str::parse::<f64>);
@@ -80,8 +86,9 @@ impl Guano {
     /// The fields acoupi writes for a recording: `Timestamp` (created_on in the
     /// deployment timezone, to the microsecond), `Make`, `Firmware Version`, `Serial`
     /// (the device id), `Samplerate`, `Length`, `TE` when not 1, `Loc Position` when the
-    /// deployment has one, and `acoupi|Deployment`, `acoupi|Deployment ID`,
-    /// `acoupi|Recording ID`.
+    /// deployment has one, `acoupi|Deployment`, `acoupi|Deployment ID`,
+    /// `acoupi|Recording ID`, and `acoupi|Gaps` and `acoupi|Lost Frames` when audio was
+    /// lost inside or just before the recording.
     pub fn for_recording(recording: &Recording, deployment: &Deployment, timezone: chrono_tz::Tz, device_id: &str) -> Guano {
         let mut guano = Guano::default();
         let local = recording.created_on.with_timezone(&timezone).fixed_offset();
@@ -100,6 +107,10 @@ impl Guano {
         guano.set("acoupi|Deployment", deployment.name.clone());
         guano.set("acoupi|Deployment ID", deployment.id.to_string());
         guano.set("acoupi|Recording ID", recording.id.to_string());
+        if recording.gaps > 0 {
+            guano.set("acoupi|Gaps", recording.gaps.to_string());
+            guano.set("acoupi|Lost Frames", recording.lost_frames.to_string());
+        }
         guano
     }
 

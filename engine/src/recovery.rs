@@ -138,8 +138,9 @@ fn recording_of(path: &Path, deployment: &Deployment, timezone: chrono_tz::Tz) -
         .with_path(path);
     recording.audio_channels = u32::from(spec.channels);
     recording.created_on = created_on;
-    if let Some(te) = guano.as_ref().and_then(|g| g.time_expansion()) {
-        recording.time_expansion = te;
+    if let Some(guano) = &guano {
+        recording.time_expansion = guano.time_expansion().unwrap_or(1.0);
+        (recording.gaps, recording.lost_frames) = guano.gaps();
     }
     Ok(recording)
 }

@@ -12,7 +12,7 @@
 //! | table | columns |
 //! |---|---|
 //! | `deployments` | `id` UUID, `name`, `latitude` DOUBLE?, `longitude` DOUBLE?, `started_on` TIMESTAMPTZ, `ended_on` TIMESTAMPTZ? |
-//! | `recordings` | `id` UUID, `deployment_id`, `created_on`, `duration` DOUBLE (s), `samplerate` UINTEGER (Hz), `audio_channels` UINTEGER, `time_expansion` DOUBLE, `path` VARCHAR? (NULL once the file is deleted; the row stays) |
+//! | `recordings` | `id` UUID, `deployment_id`, `created_on`, `duration` DOUBLE (s), `samplerate` UINTEGER (Hz), `audio_channels` UINTEGER, `time_expansion` DOUBLE, `path` VARCHAR? (NULL once the file is deleted; the row stays), `gaps` UINTEGER and `lost_frames` UBIGINT (audio lost inside or just before the recording; 0 when gapless) |
 //! | `model_outputs` | `id`, `recording_id`, `name_model`, `created_on` |
 //! | `detections` | `id`, `model_output_id`, `prediction_type` (`presence`/`sequence`/`event`), `start_time`?, `low_freq`?, `end_time`?, `high_freq`? (DOUBLE; all four NULL without a location), `detection_score` |
 //! | `detection_tags` | `detection_id`, `key`, `value`, `confidence_score` |
@@ -39,7 +39,7 @@
 //!
 //! # Schema versions
 //!
-//! The current version is [`CURRENT_VERSION`] (4). [`DuckDbStore::open`] upgrades an older
+//! The current version is [`CURRENT_VERSION`] (5). [`DuckDbStore::open`] upgrades an older
 //! file in place, one migration per transaction; a file from a newer acoupi is refused
 //! with [`StoreError::NewerSchema`]; read-only opens never migrate.
 //!
@@ -317,6 +317,7 @@ fn open_read_only_connection(path: &Path) -> Result<Connection, StoreError> {
         reason,
     })?;
     schema::check_not_newer(found, path)?;
+    schema::read_older(&conn, found).map_err(|reason| StoreError::Open { path: path.to_owned(), reason })?;
     Ok(conn)
 }
 

@@ -143,7 +143,7 @@ pub(super) fn deployment_params(d: &Deployment) -> [Box<dyn ToSql>; 6] {
 }
 
 /// `recordings` parameters, in column order.
-pub(super) fn recording_params(r: &Recording) -> Result<[Box<dyn ToSql>; 8], StoreError> {
+pub(super) fn recording_params(r: &Recording) -> Result<[Box<dyn ToSql>; 10], StoreError> {
     let path = r
         .path
         .as_deref()
@@ -159,13 +159,15 @@ pub(super) fn recording_params(r: &Recording) -> Result<[Box<dyn ToSql>; 8], Sto
         Box::new(r.audio_channels),
         Box::new(r.time_expansion),
         Box::new(path),
+        Box::new(r.gaps),
+        Box::new(r.lost_frames),
     ])
 }
 
 /// The columns [`recording_at`] reads, from `recordings r JOIN deployments d`.
 pub(super) const RECORDING_COLUMNS: &str = "r.id, r.created_on, r.duration, r.samplerate, \
-    r.audio_channels, r.time_expansion, r.path, d.id, d.name, d.latitude, d.longitude, \
-    d.started_on, d.ended_on";
+    r.audio_channels, r.time_expansion, r.path, coalesce(r.gaps, 0), coalesce(r.lost_frames, 0), \
+    d.id, d.name, d.latitude, d.longitude, d.started_on, d.ended_on";
 
 /// The FROM clause every read of outputs shares; conditions may use `mo`, `r` and `d`.
 const OUTPUTS_FROM: &str = "model_outputs mo \
@@ -182,7 +184,9 @@ pub(super) fn recording_at(row: &Row<'_>, at: usize) -> duckdb::Result<Recording
         audio_channels: row.get(at + 4)?,
         time_expansion: row.get(at + 5)?,
         path: row.get::<_, Option<String>>(at + 6)?.map(PathBuf::from),
-        deployment: deployment_at(row, at + 7)?,
+        gaps: row.get(at + 7)?,
+        lost_frames: row.get(at + 8)?,
+        deployment: deployment_at(row, at + 9)?,
     })
 }
 

@@ -5,7 +5,8 @@
 //! version; a new file runs them all. Version 1 is the first layout (no `metrics` table,
 //! no views); version 2 adds `metrics`, the `responses.status` index and the views
 //! `detections_flat` and `message_status`; version 3 adds `stage_runs`; version 4 adds
-//! `reprocessed_files` (`acoupi reprocess`). `schema_version`
+//! `reprocessed_files` (`acoupi reprocess`); version 5 adds `recordings.gaps` and
+//! `recordings.lost_frames`. `schema_version`
 //! has one row per applied
 //! migration; the file's version is the largest.
 
@@ -15,10 +16,18 @@ use super::rows::SqlTime;
 use super::{StoreError, database};
 
 /// The schema version this acoupi writes.
-pub const CURRENT_VERSION: i64 = 4;
+pub const CURRENT_VERSION: i64 = 5;
 
 /// `(version, SQL)`: the statements that bring a file from `version - 1` to `version`.
-pub(super) const MIGRATIONS: [(i64, &str); 4] = [(1, V1), (2, V2), (3, V3), (4, V4)];
+pub(super) const MIGRATIONS: [(i64, &str); 5] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
+
+/// Version 5 adds the audio gaps a recording notes (`Recording::gaps`, `lost_frames`).
+/// DuckDB cannot add a NOT NULL column, so they may be NULL in a file upgraded while
+/// another program wrote to it; acoupi reads NULL as 0.
+const V5: &str = "
+ALTER TABLE recordings ADD COLUMN gaps UINTEGER DEFAULT 0;
+ALTER TABLE recordings ADD COLUMN lost_frames UBIGINT DEFAULT 0;
+";
 
 /// Version 4 adds `reprocessed_files`: one row per archive file `acoupi reprocess` has
 /// handled, per fingerprint of the detection stages it ran (see
@@ -239,6 +248,21 @@ pub(super) fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<i
         tx.commit().map_err(database)?;
     }
     Ok(found)
+}
+
+/// Lets a read-only connection to a file older than version 5 (which cannot be migrated)
+/// be read by this version's queries: a temporary view shadows `recordings` with the
+/// columns version 5 added, as 0.
+pub(super) fn read_older(conn: &Connection, found: i64) -> Result<(), String> {
+    if found == 0 || found >= 5 {
+        return Ok(());
+    }
+    let database: String = conn.query_row("SELECT current_database()", [], |row| row.get(0)).map_err(|e| e.to_string())?;
+    conn.execute_batch(&format!(
+        "CREATE TEMP VIEW recordings AS SELECT *, 0::UINTEGER AS gaps, 0::UBIGINT AS lost_frames FROM \"{}\".main.recordings",
+        database.replace('"', "\"\"")
+    ))
+    .map_err(|e| format!("cannot read a version {found} store: {e}"))
 }
 
 /// Refuses a file written by a newer acoupi.

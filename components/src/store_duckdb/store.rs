@@ -39,7 +39,7 @@ const DEPLOYMENT_INSERT_COLUMNS: [&str; 6] = [
 ];
 const UPDATE_DEPLOYMENT: &str = "UPDATE deployments SET \
     name = ?2, latitude = ?3, longitude = ?4, started_on = ?5, ended_on = ?6 WHERE id = ?1";
-const RECORDING_INSERT_COLUMNS: [&str; 8] = [
+const RECORDING_INSERT_COLUMNS: [&str; 10] = [
     "id",
     "deployment_id",
     "created_on",
@@ -48,10 +48,12 @@ const RECORDING_INSERT_COLUMNS: [&str; 8] = [
     "audio_channels",
     "time_expansion",
     "path",
+    "gaps",
+    "lost_frames",
 ];
 const UPDATE_RECORDING: &str = "UPDATE recordings SET deployment_id = ?2, created_on = ?3, \
-    duration = ?4, samplerate = ?5, audio_channels = ?6, time_expansion = ?7, path = ?8 \
-    WHERE id = ?1";
+    duration = ?4, samplerate = ?5, audio_channels = ?6, time_expansion = ?7, path = ?8, \
+    gaps = ?9, lost_frames = ?10 WHERE id = ?1";
 const MESSAGE_INSERT_COLUMNS: [&str; 5] = [
     "id",
     "content",

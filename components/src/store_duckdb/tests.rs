@@ -1469,3 +1469,21 @@ fn an_output_and_its_messages_are_stored_together_or_not_at_all() {
     assert_eq!(count(&store, "SELECT count(*) FROM model_outputs"), 2);
     assert_eq!((count(&store, "SELECT count(*) FROM messages"), count(&other, "SELECT count(*) FROM messages")), (2, 1));
 }
+
+#[test]
+fn a_recordings_gaps_are_stored_updated_and_read_back() {
+    let (_dir, store) = fresh();
+    let d = deployment("roost", "2026-05-01T18:00:00Z");
+    let mut r = recording(&d, "/tmp/gappy.wav", "2026-05-01T21:00:00Z");
+    (r.gaps, r.lost_frames) = (2, 4_800);
+    store.store_recording(&r).unwrap();
+    assert_eq!(store.get_recordings(&[r.id]).unwrap(), vec![r.clone()]);
+    assert_eq!(count(&store, "SELECT count(*) FROM recordings WHERE gaps = 2 AND lost_frames = 4800"), 1);
+    // An update (e.g. after a restart found more) replaces them; a clean recording reads 0.
+    r.gaps = 3;
+    store.store_recording(&r).unwrap();
+    let clean = recording(&d, "/tmp/clean.wav", "2026-05-01T21:00:03Z");
+    store.store_recording(&clean).unwrap();
+    let back = store.get_recordings(&[r.id, clean.id]).unwrap();
+    assert_eq!(back.iter().map(|x| (x.gaps, x.lost_frames)).collect::<Vec<_>>(), [(3, 4_800), (0, 0)]);
+}

@@ -25,6 +25,19 @@ pub struct Recording {
     pub audio_channels: u32,
     #[serde(default = "no_expansion")]
     pub time_expansion: f64,
+    /// Gaps in the audio inside this recording or just before it (a device overrun, blocks
+    /// the capture thread had to drop, a jump in the device's timestamps); 0 for gapless
+    /// audio. Left out of JSON when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gaps: u32,
+    /// Frames estimated lost in those gaps (0 when unknown, e.g. an overrun the device
+    /// did not time). Left out of JSON when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost_frames: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 fn one_channel() -> u32 {
@@ -47,6 +60,8 @@ impl Recording {
             path: None,
             audio_channels: one_channel(),
             time_expansion: no_expansion(),
+            gaps: 0,
+            lost_frames: 0,
         };
         recording.validate()?;
         Ok(recording)

@@ -128,3 +128,18 @@ fn files_without_guano_or_not_wav_or_truncated() {
     assert!(error.to_string().contains("runs past the end"), "{error}");
     assert_eq!(std::fs::read(&plain).unwrap(), cut, "a file that cannot be read is left as it was");
 }
+
+#[test]
+fn gaps_are_written_only_when_audio_was_lost_and_read_back() {
+    let (mut recording, deployment) = recording();
+    let clean = Guano::for_recording(&recording, &deployment, chrono_tz::UTC, "pi");
+    assert!(clean.get("acoupi|Gaps").is_none() && clean.get("acoupi|Lost Frames").is_none());
+    assert_eq!(clean.gaps(), (0, 0));
+    (recording.gaps, recording.lost_frames) = (2, 4_800);
+    let gappy = Guano::for_recording(&recording, &deployment, chrono_tz::UTC, "pi");
+    assert_eq!((gappy.get("acoupi|Gaps"), gappy.get("acoupi|Lost Frames")), (Some("2"), Some("4800")));
+    assert_eq!(Guano::parse(&gappy.to_text()).gaps(), (2, 4_800));
+    let mut odd = Guano::default();
+    odd.set("acoupi|Gaps", "many");
+    assert_eq!(odd.gaps(), (0, 0), "an unreadable value is no gap");
+}

@@ -346,6 +346,8 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
         audio_channels: u32::from(probed.channels),
         // GUANO's `TE` for time-expanded bat recordings; 1 otherwise.
         time_expansion: guano.as_ref().and_then(crate::guano::Guano::time_expansion).unwrap_or(1.0),
+        gaps: guano.as_ref().map_or(0, |g| g.gaps().0),
+        lost_frames: guano.as_ref().map_or(0, |g| g.gaps().1),
     };
     if let Err(error) = recording.validate() {
         return fail(result, format!("unusable header: {error}"));

@@ -41,17 +41,29 @@ impl RecordingTask {
     /// 4. `store.store_recording(recording)` → the Recording, which stages running
     ///    `after` this one receive. A recorder or store error is logged and gives nothing;
     ///    a file the store could not record stays in the temp folder.
+    ///
+    /// When the conditions say no, the recorder is told to pause ([`Recorder::pause`]): a
+    /// continuous microphone closes its stream, so no audio from outside the conditions
+    /// is recorded later.
     pub fn run(&self, now: DateTime<Utc>) -> Option<Recording> {
+        if !self.conditions_hold(now) {
+            self.recorder.pause();
+            return None;
+        }
+        self.record(now)
+    }
+
+    fn conditions_hold(&self, now: DateTime<Utc>) -> bool {
         for condition in &self.conditions {
             match condition.should_record(now) {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!(stage = %self.stage, condition = %condition.name, "condition not met; not recording");
-                    return None;
+                    return false;
                 }
                 Err(error) => {
                     tracing::error!(stage = %self.stage, condition = %condition.name, %error, "condition failed; not recording");
-                    return None;
+                    return false;
                 }
             }
         }
@@ -66,9 +78,13 @@ impl RecordingTask {
             if !holds {
                 let names: Vec<&str> = self.any_conditions.iter().map(|c| c.name.as_str()).collect();
                 tracing::info!(stage = %self.stage, any_of = ?names, "none of the any_conditions is met; not recording");
-                return None;
+                return false;
             }
         }
+        true
+    }
+
+    fn record(&self, now: DateTime<Utc>) -> Option<Recording> {
         let deployment = match self.store.get_current_deployment() {
             Ok(Some(deployment)) => deployment,
             Ok(None) => {
@@ -144,12 +160,12 @@ mod tests {
     }
 
     #[test]
-    fn a_false_or_failing_condition_stops_before_the_recorder() {
+    fn a_false_or_failing_condition_stops_before_the_recorder_and_pauses_it() {
         let calls = Calls::default();
         assert!(task(&calls, &[("a", Some(false)), ("b", Some(true))], false).run(Utc::now()).is_none());
-        assert_eq!(calls.take(), ["condition a"]);
+        assert_eq!(calls.take(), ["condition a", "recorder.pause"]);
         assert!(task(&calls, &[("a", None)], false).run(Utc::now()).is_none());
-        assert_eq!(calls.take(), ["condition a"]);
+        assert_eq!(calls.take(), ["condition a", "recorder.pause"]);
     }
 
     #[test]
@@ -174,6 +190,7 @@ mod tests {
             assert_eq!(task.run(Utc::now()).is_some(), records, "{any:?}");
             let log = calls.take();
             assert_eq!(&log[..asked.len()], asked, "{any:?}");
+            assert_eq!(log.iter().any(|c| c == "recorder.pause"), !records, "{any:?}: {log:?}");
         }
     }
 }

@@ -53,6 +53,9 @@ impl Recorder for FakeRecorder {
         }
         Ok(Recording::new(deployment.clone(), 3.0, 48_000)?.with_path("/nonexistent/acoupi-test/r.wav"))
     }
+    fn pause(&self) {
+        self.calls.push("recorder.pause");
+    }
 }
 
 pub struct FakeFilter {
