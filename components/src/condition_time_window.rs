@@ -76,4 +76,33 @@ mod tests {
             assert_eq!(condition.should_record(now).unwrap(), expected, "{now}");
         }
     }
+
+    #[test]
+    fn windows_on_the_days_clocks_change_follow_the_local_clock() {
+        // Europe/London: on 2026-03-29 01:00 UTC the clocks go from 01:00 GMT to 02:00 BST
+        // (local 01:00–02:00 never happens); on 2026-10-25 01:00 UTC they go back from
+        // 02:00 BST to 01:00 GMT (local 01:00–02:00 happens twice).
+        let condition = TimeWindowCondition {
+            windows: vec![TimeInterval { start: t(1, 0), end: t(3, 0) }, TimeInterval { start: t(23, 30), end: t(0, 30) }],
+            timezone: chrono_tz::Europe::London,
+        };
+        let cases = [
+            ((2026, 3, 29, 0, 29), true),  // 00:29 GMT: the window across midnight
+            ((2026, 3, 29, 0, 31), false), // 00:31 GMT
+            ((2026, 3, 29, 0, 59), false), // 00:59 GMT
+            ((2026, 3, 29, 1, 0), true),   // 02:00 BST: the window is one real hour long
+            ((2026, 3, 29, 2, 0), true),   // 03:00 BST, the end is included
+            ((2026, 3, 29, 2, 1), false),  // 03:01 BST
+            ((2026, 10, 24, 23, 15), true), // 00:15 BST: across midnight
+            ((2026, 10, 25, 0, 0), true),  // 01:00 BST, the first time
+            ((2026, 10, 25, 0, 59), true), // 01:59 BST
+            ((2026, 10, 25, 1, 0), true),  // 01:00 GMT, the second time: three real hours
+            ((2026, 10, 25, 3, 0), true),  // 03:00 GMT
+            ((2026, 10, 25, 3, 1), false), // 03:01 GMT
+        ];
+        for ((y, mo, d, h, mi), expected) in cases {
+            let now = Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap();
+            assert_eq!(condition.should_record(now).unwrap(), expected, "{now} = {}", now.with_timezone(&chrono_tz::Europe::London));
+        }
+    }
 }
