@@ -1,9 +1,15 @@
 //! `recorder.microphone`: records from a live input device (a USB microphone, an
 //! AudioMoth, any ALSA input) through cpal; see [`crate::microphone`] for the capture.
+//!
+//! A device that fails (unplugged, a broken cable, a stream that stopped delivering) is
+//! retried with backoff: after a failure, triggers are answered at once with an error
+//! naming the device and the next attempt, 1 s later at first, doubling up to 1 min; the
+//! first success logs how long the microphone was gone. The other stages never wait on
+//! it.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Recorder};
 use acoupi_engine::config::values::PositiveDuration;
@@ -110,7 +116,7 @@ impl ComponentConfig for MicrophoneRecorderConfig {
         let spec = self.spec()?;
         let opened = open_device(&spec).map_err(|e| e.to_string())?;
         tracing::info!(device = %opened.name, format = %opened.sample_format, samplerate = spec.samplerate, channels = spec.channels, continuous = self.continuous, "microphone found");
-        Ok(Built::Recorder(Arc::new(MicrophoneRecorder { spec, device: opened, continuous: self.continuous, capture: Mutex::new(None) })))
+        Ok(Built::Recorder(Arc::new(MicrophoneRecorder { spec, device: opened, continuous: self.continuous, capture: Mutex::new(None), retry: Mutex::new(Retry::default()) })))
     }
 }
 
@@ -122,6 +128,51 @@ pub struct MicrophoneRecorder {
     continuous: bool,
     /// The open stream in continuous mode.
     capture: Mutex<Option<Capture>>,
+    retry: Mutex<Retry>,
+}
+
+/// The first wait after a failure, and the longest.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
+/// The backoff after failures of the device.
+#[derive(Debug, Default)]
+struct Retry {
+    /// Failed attempts in a row.
+    failures: u32,
+    /// The wait after the last failure (doubling).
+    wait: Duration,
+    /// No attempt before this.
+    next: Option<Instant>,
+    /// When the first failure in a row happened.
+    since: Option<Instant>,
+}
+
+impl Retry {
+    /// The error for a trigger that comes before the next attempt is due, if it does.
+    fn too_early(&self, now: Instant, device: &str) -> Option<ComponentError> {
+        let next = self.next.filter(|next| now < *next)?;
+        Some(ComponentError::Other(format!(
+            "the microphone `{device}` is unavailable ({} failed attempts); next attempt in {:.1} s",
+            self.failures,
+            (next - now).as_secs_f64()
+        )))
+    }
+
+    fn failed(&mut self, now: Instant) -> Duration {
+        self.failures += 1;
+        self.wait = if self.wait.is_zero() { FIRST_RETRY } else { (self.wait * 2).min(LAST_RETRY) };
+        self.next = Some(now + self.wait);
+        self.since.get_or_insert(now);
+        self.wait
+    }
+
+    /// Clears the backoff; how long the device was gone, when it was.
+    fn succeeded(&mut self, now: Instant) -> Option<(u32, Duration)> {
+        let gone = self.since.map(|since| (self.failures, now - since));
+        *self = Retry::default();
+        gone
+    }
 }
 
 impl MicrophoneRecorder {
@@ -139,7 +190,29 @@ impl MicrophoneRecorder {
         ComponentError::Other(error.to_string())
     }
 
+    /// The next recording's audio, unless the device is in its backoff after a failure.
     fn next_chunk(&self) -> ComponentResult<Chunk> {
+        let lock = || self.retry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(error) = lock().too_early(Instant::now(), &self.device.name) {
+            return Err(error);
+        }
+        let result = self.take_chunk();
+        let now = Instant::now();
+        match &result {
+            Ok(_) => {
+                if let Some((failures, gone)) = lock().succeeded(now) {
+                    tracing::info!(device = %self.device.name, failures, gone_s = gone.as_secs_f64().round(), "the microphone is back");
+                }
+            }
+            Err(error) => {
+                let wait = lock().failed(now);
+                tracing::warn!(device = %self.device.name, %error, retry_in_s = wait.as_secs_f64(), "microphone failed; retrying with backoff");
+            }
+        }
+        result
+    }
+
+    fn take_chunk(&self) -> ComponentResult<Chunk> {
         if !self.continuous {
             let capture = Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
             let (chunk, _) = capture.next_chunk(self.timeout()).map_err(|e| self.audio_error(e))?;
@@ -244,5 +317,21 @@ mod tests {
         assert!(c.spec().unwrap_err().contains("shorter than one frame"));
         let c = config(r#"{"samplerate": 384000, "channels": 2, "duration": "1h 30min"}"#).unwrap();
         assert!(c.spec().unwrap_err().contains("at most 4 GiB"));
+    }
+
+    #[test]
+    fn failures_back_off_doubling_up_to_a_minute_and_success_resets() {
+        let start = Instant::now();
+        let mut retry = Retry::default();
+        assert!(retry.too_early(start, "mic").is_none(), "a healthy device is always tried");
+        let waits: Vec<u64> = (0..9).map(|i| retry.failed(start + Duration::from_secs(i)).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        let last = start + Duration::from_secs(8);
+        let error = retry.too_early(last + Duration::from_secs(59), "AudioMoth").unwrap().to_string();
+        assert!(error.contains("`AudioMoth` is unavailable (9 failed attempts); next attempt in 1.0 s"), "{error}");
+        assert!(retry.too_early(last + LAST_RETRY, "AudioMoth").is_none(), "due again");
+        assert_eq!(retry.succeeded(last + LAST_RETRY), Some((9, Duration::from_secs(68))));
+        assert_eq!(retry.succeeded(last + LAST_RETRY), None, "nothing to report twice");
+        assert_eq!(retry.failed(last + LAST_RETRY), FIRST_RETRY, "a new outage starts at 1 s");
     }
 }

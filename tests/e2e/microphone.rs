@@ -128,6 +128,31 @@ impl VirtualMicrophone {
         }
     }
 
+    /// Runs `pactl` with `args` against this daemon; panics when it fails.
+    fn pactl(&self, args: &[&str]) {
+        let output = self.command("pactl").args(args).output().unwrap();
+        assert!(output.status.success(), "pactl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// Unplugs the microphone: the null sink, and so its monitor (the capture device), is
+    /// removed; the player playing into it stops.
+    pub fn unplug(&mut self) {
+        self.pactl(&["unload-module", "module-null-sink"]);
+        if let Some((mut pacat, tx)) = self.player.take() {
+            drop(tx);
+            let _ = pacat.kill();
+            let _ = pacat.wait();
+        }
+    }
+
+    /// Plugs it back: a new null sink of the same name, its monitor the default source.
+    pub fn plug_in(&mut self) {
+        let rate = format!("rate={}", self.rate);
+        self.pactl(&["load-module", "module-null-sink", &format!("sink_name={SINK}"), &rate, "channels=1", "format=s16le"]);
+        self.pactl(&["set-default-source", &format!("{SINK}.monitor")]);
+        self.player = Some(self.start_player());
+    }
+
     /// A command that talks to this daemon (PulseAudio tools, `acoupi`).
     pub fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
@@ -385,6 +410,40 @@ fn a_missing_device_names_the_devices_there_are() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("recorder.microphone") && stderr.contains("no audio input device matches `no-such-microphone`; input devices: "), "{stderr}");
+}
+
+#[test]
+fn a_microphone_that_disappears_is_retried_with_backoff_while_the_other_stages_go_on() {
+    let Some(mut microphone) = VirtualMicrophone::start(48_000) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = microphone_pipeline(dir.path(), 48_000, "1s", "1s");
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text.push_str("\n[stages.manage]\nkind = \"management\"\nschedule = { every = \"1s\" }\n");
+    std::fs::write(&pipeline, text).unwrap();
+    let station = Station::start(&microphone, &pipeline, "40s");
+    let recorded = |log: &str| log.lines().filter(|l| l.contains(" recorded")).count();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while recorded(&station.log()) < 3 {
+        assert!(Instant::now() < deadline, "no 3 recordings within 20 s:\n{}", station.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    microphone.unplug();
+    // The stream fails (at the latest when no audio came for 10 s), then each reopening
+    // fails and the waits grow.
+    station.wait_for_log("microphone failed; retrying with backoff", Duration::from_secs(25));
+    station.wait_for_log("retry_in_s=2", Duration::from_secs(15));
+    let before = recorded(&station.log());
+    microphone.plug_in();
+    station.wait_for_log("the microphone is back", Duration::from_secs(20));
+    let log = station.wait();
+    assert!(recorded(&log) > before, "recording went on after the microphone came back:\n{log}");
+    assert!(log.contains("is unavailable") && log.contains("next attempt in"), "triggers during the backoff are answered at once:\n{log}");
+    // Management ran all along: every second, also while the microphone was gone.
+    let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
+    let runs: i64 = db.query_row("SELECT count(*) FROM stage_runs WHERE stage = 'manage'", [], |row| row.get(0)).unwrap();
+    assert!(runs >= 25, "management ran {runs} times in 40 s:\n{log}");
+    let empty: i64 = db.query_row("SELECT count(*) FROM stage_runs WHERE stage = 'record' AND outcome = 'no recording'", [], |row| row.get(0)).unwrap();
+    assert!(empty >= 3, "the recording stage kept its schedule while the microphone was gone ({empty} empty runs):\n{log}");
 }
 
 /// Plays a sawtooth counter (+1 per frame, wrapping) for `seconds`, paced by PulseAudio:
