@@ -89,8 +89,9 @@ pub fn registry() -> Registry {
     registry
 }
 
-#[cfg(test)]
-mod fuzz;
+/// Entry points for the fuzzers in `fuzz/` and the property tests.
+#[doc(hidden)]
+pub mod fuzz;
 
 #[cfg(test)]
 mod testing {

@@ -231,6 +231,22 @@ impl Loader<'_> {
             device?,
             retention?,
         );
+        // Retention and recovery treat everything under the recordings folder as kept:
+        // recordings still waiting for their models there would be taken for kept ones.
+        if settings.temp_dir.starts_with(&settings.recordings_dir) || settings.recordings_dir.starts_with(&settings.temp_dir) {
+            self.problem(
+                Problem::new(
+                    Code::InvalidValue,
+                    None,
+                    format!(
+                        "[paths] temp (`{}`) and recordings (`{}`) must be separate folders, neither inside the other",
+                        settings.temp_dir.display(),
+                        settings.recordings_dir.display()
+                    ),
+                )
+                .with_help("e.g. temp = \"tmp\" and recordings = \"recordings\" (the defaults)"),
+            );
+        }
         let stages = pending
             .into_iter()
             .zip(triggers)

@@ -164,6 +164,16 @@ impl ManagementTask {
             } else {
                 None
             };
+            // A name taken by another kept file (a template such as `{top_tag}.wav` that
+            // is not unique per recording) gets a number: nothing is overwritten and the
+            // recording does not stay stuck in the temp folder.
+            let destination = destination.map(|wanted| {
+                let free = free_destination(&path, &wanted);
+                if free != wanted {
+                    tracing::info!(stage = %self.stage, recording = %recording.id, wanted = %wanted.display(), path = %free.display(), "a kept file has that name already; numbering this one");
+                }
+                free
+            });
             match destination {
                 Some(destination) => match move_file(&path, &destination) {
                     Ok(()) => match self.store.update_recording_path(&recording, Some(&destination)) {
@@ -247,14 +257,13 @@ impl ManagementTask {
         };
         for recording in recordings {
             let outputs = self.store.get_recording_model_outputs(recording.id).unwrap_or_default();
-            // The destination must exist and belong to no other recording (a template
-            // that is not unique per recording must not hand one file to two).
-            let destination = self
-                .managers
-                .iter()
-                .find_map(|m| m.save(&recording, &outputs).ok().flatten())
-                .filter(|d| d.exists())
-                .filter(|d| self.store.get_recordings_info_by_path(std::slice::from_ref(d)).is_ok_and(|owners| owners.is_empty()));
+            // The destination (or a numbered one, see `free_destination`) must exist and
+            // belong to no other recording (a template that is not unique per recording
+            // must not hand one file to two).
+            let unowned = |d: &PathBuf| self.store.get_recordings_info_by_path(std::slice::from_ref(d)).is_ok_and(|owners| owners.is_empty());
+            let destination = self.managers.iter().find_map(|m| m.save(&recording, &outputs).ok().flatten()).and_then(|wanted| {
+                (1..=MAX_NUMBERED).map(|n| numbered(&wanted, n)).take_while(|d| d.exists()).find(unowned)
+            });
             match self.store.update_recording_path(&recording, destination.as_deref()) {
                 Ok(_) => {
                     report.recovered += usize::from(destination.is_some());
@@ -288,6 +297,33 @@ fn wav_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// How many numbered names (`name_2.wav` …) are tried for a kept file.
+const MAX_NUMBERED: u32 = 1000;
+
+/// `wanted` for `n = 1`, else `wanted` with `_<n>` before its extension.
+fn numbered(wanted: &Path, n: u32) -> PathBuf {
+    if n == 1 {
+        return wanted.to_path_buf();
+    }
+    let stem = wanted.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match wanted.extension() {
+        Some(extension) => format!("{stem}_{n}.{}", extension.to_string_lossy()),
+        None => format!("{stem}_{n}"),
+    };
+    wanted.with_file_name(name)
+}
+
+/// Where to move `from` when the manager asked for `wanted`: `wanted` itself when it is
+/// free or holds the same bytes (a move a stop interrupted), else the first free
+/// `name_2.wav`, `name_3.wav` … (the last tried when all are taken: the move then fails
+/// and says so).
+fn free_destination(from: &Path, wanted: &Path) -> PathBuf {
+    (1..=MAX_NUMBERED)
+        .map(|n| numbered(wanted, n))
+        .find(|candidate| !candidate.exists() || same_contents(from, candidate).unwrap_or(false))
+        .unwrap_or_else(|| numbered(wanted, MAX_NUMBERED))
 }
 
 /// Moves a file, creating the destination folder. Within a filesystem this is a rename;
@@ -456,6 +492,36 @@ mod tests {
         assert_eq!(report, ManagementReport { deleted: 1, ..Default::default() });
         assert!(!dir.path().join("tmp/a.wav").exists() && !dir.path().join("kept/a.wav").exists());
         assert!(!calls.take().iter().any(|c| c == "saving_filter" || c == "manager"), "neither filters nor managers are asked");
+    }
+
+    #[test]
+    fn a_taken_name_gets_a_number_and_recovery_finds_numbered_files() {
+        let calls = Calls::default();
+        let (dir, store) = setup(&calls, &["a.wav", "b.wav", "c.wav"], &[vec![], vec![], vec![]]);
+        for (name, bytes) in [("a.wav", "a"), ("b.wav", "b"), ("c.wav", "c")] {
+            std::fs::write(dir.path().join("tmp").join(name), bytes).unwrap();
+        }
+        // One name for every recording, e.g. `{top_tag}.wav`.
+        let report = task(dir.path(), store.clone(), &calls, &[], &[Some("kept/robin.wav")], &[]).run(Utc::now());
+        assert_eq!(report, ManagementReport { kept: 3, ..Default::default() });
+        let kept = |name: &str| std::fs::read_to_string(dir.path().join("kept").join(name)).unwrap();
+        assert_eq!([kept("robin.wav"), kept("robin_2.wav"), kept("robin_3.wav")], ["a", "b", "c"]);
+        assert_eq!(store.path_of(1), Some(dir.path().join("kept/robin_2.wav")));
+        assert_eq!(numbered(Path::new("/r/x"), 2), Path::new("/r/x_2"));
+
+        // A stop after the third move, before the store heard of it: recovery finds it
+        // under its number, and not under a name another recording owns.
+        let (dir, store) = setup(&calls, &["a.wav", "b.wav"], &[vec![], vec![]]);
+        for (name, bytes) in [("a.wav", "a"), ("b.wav", "b")] {
+            std::fs::write(dir.path().join("tmp").join(name), bytes).unwrap();
+        }
+        task(dir.path(), store.clone(), &calls, &[], &[Some("kept/robin.wav")], &[]).run(Utc::now());
+        store.add_recording(&dir.path().join("tmp/c.wav"), &[]);
+        std::fs::write(dir.path().join("kept/robin_3.wav"), "c").unwrap();
+        let report = task(dir.path(), store.clone(), &calls, &[], &[Some("kept/robin.wav")], &[]).run(Utc::now());
+        assert_eq!(report.recovered, 1, "{report:?}");
+        assert_eq!(store.path_of(2), Some(dir.path().join("kept/robin_3.wav")));
+        assert_eq!(store.path_of(0), Some(dir.path().join("kept/robin.wav")), "the others keep theirs");
     }
 
     #[test]
