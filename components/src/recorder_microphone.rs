@@ -272,6 +272,11 @@ impl Recorder for MicrophoneRecorder {
         Ok(recording)
     }
 
+    /// The ALSA name of the device, e.g. `hw:CARD=AudioMoth,DEV=0`.
+    fn device(&self) -> Option<String> {
+        Some(self.device.name.clone())
+    }
+
     /// In continuous mode, closes the stream: the chunks waiting in it were captured while
     /// the conditions said no, and a trigger after they say yes again must get audio from
     /// then, not from before (a new stream starts a new timeline).

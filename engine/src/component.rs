@@ -50,6 +50,12 @@ pub trait Recorder: Send + Sync {
     /// recordings closes it, dropping audio not yet taken (it is from outside the
     /// conditions). Recording again reopens it. Default: nothing.
     fn pause(&self) {}
+
+    /// The recording device, for GUANO's `Model` (e.g. a microphone's ALSA name).
+    /// Default: none (the field is left out).
+    fn device(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Says whether a recording should be made now; all conditions must hold.

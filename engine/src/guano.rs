@@ -83,7 +83,8 @@ impl Guano {
         }
     }
 
-    /// The fields acoupi writes for a recording: `Timestamp` (created_on in the
+    /// The fields acoupi writes for a recording (the recording task adds `Model`, the
+    /// recorder's device, when the recorder names one): `Timestamp` (created_on in the
     /// deployment timezone, to the microsecond), `Make`, `Firmware Version`, `Serial`
     /// (the device id), `Samplerate`, `Length`, `TE` when not 1, `Loc Position` when the
     /// deployment has one, `acoupi|Deployment`, `acoupi|Deployment ID`,

@@ -332,6 +332,9 @@ fn played_signal_comes_back(sample_format: &str) {
 
     let recordings = recordings(dir.path());
     assert!(recordings.len() >= 5, "{} recordings:\n{log}", recordings.len());
+    // GUANO names the device the recording came from.
+    let guano = acoupi_engine::guano::read(&recordings[0].1).unwrap().expect("a guan chunk");
+    assert_eq!((guano.get("Make"), guano.get("Model")), (Some("acoupi"), Some("pulse")));
     for pair in recordings.windows(2) {
         assert_eq!(pair[1].0 - pair[0].0, 1_000_000, "back-to-back recordings are stamped 1 s apart by their sample counts");
     }

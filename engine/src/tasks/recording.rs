@@ -111,7 +111,10 @@ impl RecordingTask {
             }
         };
         if let Some(path) = &recording.path {
-            let guano = crate::guano::Guano::for_recording(&recording, &deployment, self.timezone, &self.device_id);
+            let mut guano = crate::guano::Guano::for_recording(&recording, &deployment, self.timezone, &self.device_id);
+            if let Some(model) = self.recorder.device() {
+                guano.set("Model", model);
+            }
             if let Err(error) = crate::guano::write(path, &guano) {
                 tracing::warn!(stage = %self.stage, recording = %recording.id, %error, "cannot write GUANO metadata; the recording is kept without it");
             }
