@@ -145,6 +145,12 @@ impl<'de> Deserialize<'de> for HttpUrl {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(de::Error::custom(format!("invalid URL `{text}`: it has no host")));
         }
+        if url.password().is_some() {
+            // The pipeline file is no place for secrets (it is copied, shared, logged).
+            return Err(de::Error::custom(
+                "the URL holds a password: give the credentials as a header read from the environment or a private file, e.g. headers = { Authorization = { env = \"STATION_AUTH\" } }",
+            ));
+        }
         Ok(HttpUrl(url))
     }
 }
@@ -263,6 +269,15 @@ fn header_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::
     Ok(text)
 }
 
+/// Whether a header's value is a credential, which must not be written in the pipeline
+/// file: `Authorization`, `Proxy-Authorization`, `Cookie`, and names with `token`,
+/// `secret`, `password`, `api-key`/`apikey` or `auth` in them (any case).
+fn carries_credential(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(name, "authorization" | "proxy-authorization" | "cookie")
+        || ["token", "secret", "password", "api-key", "apikey", "auth"].iter().any(|word| name.contains(word))
+}
+
 impl HttpMessengerConfig {
     /// The default headers of every request: Content-Type and Accept from `content_type`,
     /// then `headers` (reading environment variables and secrets files now).
@@ -280,6 +295,11 @@ impl HttpMessengerConfig {
             }
             seen.push(name.clone());
             let value = match source {
+                HeaderSource::Value(_) if carries_credential(&name) => {
+                    return Err(format!(
+                        "header `{key}` carries a credential: read it with {{ env = \"NAME\" }} or {{ file = \"path\" }} (a file only its owner can read), not from the pipeline file"
+                    ));
+                }
                 HeaderSource::Value(text) => {
                     HeaderValue::from_str(text).map_err(|_| format!("header `{key}`: invalid value"))?
                 }
@@ -575,6 +595,18 @@ mod tests {
             let span = problem.span.clone().unwrap();
             assert_eq!(line_col(&errors.source, span.start).0, 6, "{errors}");
         }
+    }
+
+    #[test]
+    fn credentials_written_in_the_pipeline_file_are_refused() {
+        for header in ["Authorization", "x-api-key", "X-Station-Token", "Cookie", "X-Auth-User"] {
+            let error = build(&format!("url = \"https://example.org\"\nheaders = {{ \"{header}\" = \"hunter2\" }}")).err().unwrap();
+            assert!(error.contains("carries a credential") && !error.contains("hunter2"), "{header}: {error}");
+        }
+        assert!(build("url = \"https://example.org\"\nheaders = { X-Site = \"north\" }").is_ok(), "other headers may be plain text");
+        let errors = load("url = \"https://station:hunter2@example.org/api\"").unwrap_err();
+        assert!(errors.to_string().contains("the URL holds a password"), "{errors}");
+        assert!(load("url = \"https://station@example.org/api\"").is_ok(), "a user name alone is no secret");
     }
 
     #[test]

@@ -111,8 +111,17 @@ fn quoted(path: &Path) -> String {
 
 /// The unit. Hardening options that would cut the station off its sound card
 /// (`PrivateDevices`, `DevicePolicy=closed`) are left out on purpose.
+///
+/// `PrivateTmp` is left out when one of the station's folders is under `/tmp` or
+/// `/var/tmp`: the service would write into a private copy that systemd empties at each
+/// restart, losing the recordings waiting there (crash recovery looks for them).
 fn render_unit(exe: &Path, pipeline: &Path, settings: &Settings, user: &str, name: &str) -> String {
-    let writable: Vec<String> = writable_folders(settings).iter().map(|p| quoted(p)).collect();
+    let folders = writable_folders(settings);
+    let private_tmp = match folders.iter().find(|f| f.starts_with("/tmp") || f.starts_with("/var/tmp")) {
+        Some(folder) => format!("# No PrivateTmp: `{}` is under /tmp, and a private /tmp is emptied at each restart.", folder.display()),
+        None => "PrivateTmp=yes".to_string(),
+    };
+    let writable: Vec<String> = folders.iter().map(|p| quoted(p)).collect();
     format!(
         "# Written by `acoupi service install` for {pipeline}.\n\
          [Unit]\n\
@@ -135,7 +144,7 @@ fn render_unit(exe: &Path, pipeline: &Path, settings: &Settings, user: &str, nam
          ProtectSystem=strict\n\
          ReadWritePaths={writable}\n\
          ProtectHome=read-only\n\
-         PrivateTmp=yes\n\
+         {private_tmp}\n\
          ProtectKernelTunables=yes\n\
          ProtectKernelModules=yes\n\
          ProtectControlGroups=yes\n\

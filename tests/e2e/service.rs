@@ -29,6 +29,12 @@ fn the_unit_restarts_reloads_and_can_write_only_the_stations_folders() {
         assert!(unit.lines().any(|l| l == line), "no `{line}` in\n{unit}");
     }
     assert!(!unit.contains("PrivateDevices"), "the sound card must stay reachable");
+    // This station lives under /tmp: a private /tmp would lose its waiting recordings.
+    assert!(root.starts_with("/tmp"), "the test expects its temporary folder under /tmp: {}", root.display());
+    assert!(!unit.contains("PrivateTmp=yes") && unit.contains("# No PrivateTmp:"), "{unit}");
+    let elsewhere = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let other = acoupi(&["service", "install", demo_in(elsewhere.path()).to_str().unwrap(), "--print"]);
+    assert!(String::from_utf8_lossy(&other.stdout).lines().any(|l| l == "PrivateTmp=yes"), "a station outside /tmp gets a private /tmp");
 
     let out = dir.path().join("acoupi-demo.service");
     let written = acoupi(&["service", "install", pipeline.to_str().unwrap(), "--output", out.to_str().unwrap(), "--user", "birder"]);
