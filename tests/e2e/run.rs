@@ -168,3 +168,19 @@ fn sighup_applies_a_valid_pipeline_file_and_keeps_running_on_an_invalid_one() {
     assert_eq!(count(&db, "SELECT count(*) FROM deployments"), 2);
     assert_eq!(count(&db, "SELECT count(*) FROM recordings WHERE deployment_id = (SELECT id FROM deployments WHERE name = 'demo, moved')") > 0, true);
 }
+
+#[test]
+fn a_required_model_no_stage_runs_stops_the_station_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    assert!(text.contains("\"chirp_detector\""), "{text}");
+    std::fs::write(&pipeline, text.replace("required_models = [\"chirp_detector\"]", "required_models = [\"chirp_detektor\"]")).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_acoupi")).args(["run", pipeline.to_str().unwrap(), "--once"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stage `manage` has required_models = [\"chirp_detektor\"], but no detection stage runs a model of that name (they run: `chirp_detector`)"),
+        "{stderr}"
+    );
+}

@@ -184,6 +184,11 @@ impl Loader<'_> {
         }
         let store: Option<StoreSection> = root.get("store").map_or(Some(StoreSection::default()), |v| self.section(v));
         let paths: Option<PathsSection> = root.get("paths").map_or(Some(PathsSection::default()), |v| self.section(v));
+        // Where a problem with the folders points: `temp`, else the `[paths]` table.
+        let paths_span = root.get("paths").map(|v| match v.get_ref() {
+            DeValue::Table(table) => table.get("temp").map_or(v.span(), |temp| temp.span()),
+            _ => v.span(),
+        });
         let device: Option<DeviceSection> = root.get("device").map_or(Some(DeviceSection::default()), |v| self.section(v));
         let retention: Option<Option<RetentionSection>> = root.get("retention").map_or(Some(None), |v| self.section(v).map(Some));
 
@@ -237,7 +242,7 @@ impl Loader<'_> {
             self.problem(
                 Problem::new(
                     Code::InvalidValue,
-                    None,
+                    paths_span,
                     format!(
                         "[paths] temp (`{}`) and recordings (`{}`) must be separate folders, neither inside the other",
                         settings.temp_dir.display(),

@@ -54,6 +54,10 @@ pub enum StartError {
     Deployment(#[from] DataError),
     #[error("cannot create folder `{}`: {source}", path.display())]
     Folder { path: std::path::PathBuf, source: std::io::Error },
+    /// A management stage waits for a model no detection stage runs: its recordings
+    /// would wait in the temp folder for ever.
+    #[error("stage `{stage}` has required_models = [\"{model}\"], but no detection stage runs a model of that name (they run: {known}); recordings would wait in the temp folder for ever")]
+    UnknownRequiredModel { stage: String, model: String, known: String },
 }
 
 /// A built station: every stage with its running components.
@@ -79,7 +83,7 @@ impl Station {
         let retention = settings.retention.clone().map(|policy| {
             Arc::new(Retention::new(policy, settings.recordings_dir.clone(), store.clone(), Arc::new(SystemDisk)))
         });
-        let stages = pipeline
+        let stages: Vec<StageRun> = pipeline
             .stages
             .iter()
             .map(|stage| {
@@ -148,6 +152,7 @@ impl Station {
                 StageRun { name, job: Arc::new(job), trigger: stage.trigger.clone(), queue }
             })
             .collect();
+        check_required_models(&stages)?;
         Ok(Station { settings, stages, store, backlog: Vec::new() })
     }
 
@@ -269,6 +274,26 @@ impl Parts<'_> {
             message_store: message_store.clone(),
         }
     }
+}
+
+/// Every model a management stage requires is run by some detection stage (by its
+/// `name_model`, e.g. BirdNET's `name` parameter).
+fn check_required_models(stages: &[StageRun]) -> Result<(), StartError> {
+    let models: Vec<&str> = stages
+        .iter()
+        .filter_map(|s| match s.job.as_ref() {
+            Job::Detection(task) => Some(task.model.component.name()),
+            _ => None,
+        })
+        .collect();
+    for stage in stages {
+        let Job::Management(task) = stage.job.as_ref() else { continue };
+        if let Some(model) = task.required_models.iter().find(|m| !models.contains(&m.as_str())) {
+            let known = if models.is_empty() { "none".to_string() } else { models.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ") };
+            return Err(StartError::UnknownRequiredModel { stage: stage.name.clone(), model: model.clone(), known });
+        }
+    }
+    Ok(())
 }
 
 fn family_of(family: Family) -> String {
