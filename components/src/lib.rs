@@ -16,6 +16,7 @@ mod cleaner_privacy;
 mod cleaner_tags;
 mod cleaner_threshold;
 mod condition_dawn_dusk;
+mod condition_battery;
 mod condition_free_space;
 mod condition_time_window;
 mod file_template;
@@ -58,6 +59,7 @@ pub fn registry() -> Registry {
         .register::<condition_time_window::TimeWindowConditionConfig>()
         .register::<condition_dawn_dusk::DawnDuskConditionConfig>()
         .register::<condition_free_space::FreeSpaceConditionConfig>()
+        .register::<condition_battery::BatteryConditionConfig>()
         .register::<model_band_energy::BandEnergyModelConfig>()
         .register::<model_birdnet::BirdnetModelConfig>()
         .register::<model_batdetect2::BatDetect2ModelConfig>()

@@ -283,6 +283,10 @@ bounded_f64!(
     /// A score or threshold between 0 and 1.
     Score, 0.0, 1.0, "score"
 );
+bounded_f64!(
+    /// A percentage, 0 to 100.
+    Percent, 0.0, 100.0, "percentage"
+);
 
 /// A frequency in Hz, greater than zero.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
