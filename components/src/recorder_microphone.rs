@@ -281,7 +281,7 @@ impl Recorder for MicrophoneRecorder {
     /// the conditions said no, and a trigger after they say yes again must get audio from
     /// then, not from before (a new stream starts a new timeline).
     fn pause(&self) {
-        let Ok(mut slot) = self.capture.lock() else { return };
+        let mut slot = self.capture.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(capture) = slot.take() {
             let waiting = capture.pending();
             drop(capture);
