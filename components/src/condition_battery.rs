@@ -30,7 +30,8 @@ pub struct BatteryConditionConfig {
     /// Record while the battery is charging too, whatever its charge.
     #[serde(default)]
     pub while_charging: bool,
-    /// The power-supply folder. Default: "/sys/class/power_supply".
+    /// The power-supply folder (relative to the pipeline file). Default:
+    /// "/sys/class/power_supply".
     #[serde(default = "default_folder")]
     #[schemars(default = "default_folder")]
     pub folder: PathBuf,
@@ -43,16 +44,17 @@ fn default_folder() -> PathBuf {
 impl ComponentConfig for BatteryConditionConfig {
     const KIND: &'static str = "condition.battery";
 
-    fn build(&self, _ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+        let folder = ctx.resolve(&self.folder);
         let supply = match &self.supply {
             Some(name) => {
-                let path = self.folder.join(name);
+                let path = folder.join(name);
                 if !path.join("capacity").is_file() {
-                    return Err(format!("no battery `{name}`: `{}` does not exist; power supplies there: {}", path.join("capacity").display(), supplies(&self.folder)));
+                    return Err(format!("no battery `{name}`: `{}` does not exist; power supplies there: {}", path.join("capacity").display(), supplies(&folder)));
                 }
                 path
             }
-            None => first_battery(&self.folder).ok_or_else(|| format!("no battery in `{}` (power supplies there: {})", self.folder.display(), supplies(&self.folder)))?,
+            None => first_battery(&folder).ok_or_else(|| format!("no battery in `{}` (power supplies there: {})", folder.display(), supplies(&folder)))?,
         };
         Ok(Built::Condition(Arc::new(BatteryCondition { supply, min_percent: self.min_percent.0, while_charging: self.while_charging })))
     }

@@ -449,6 +449,49 @@ fn a_microphone_that_disappears_is_retried_with_backoff_while_the_other_stages_g
     assert!(empty >= 3, "the recording stage kept its schedule while the microphone was gone ({empty} empty runs):\n{log}");
 }
 
+#[test]
+fn a_continuous_stream_is_closed_while_the_conditions_say_no_and_keeps_no_audio_from_then() {
+    let Some(microphone) = VirtualMicrophone::start(48_000) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A battery condition on a power-supply folder the test writes: its charge is the switch.
+    let battery = dir.path().join("power_supply/BAT0");
+    std::fs::create_dir_all(&battery).unwrap();
+    std::fs::write(battery.join("type"), "Battery\n").unwrap();
+    let charge = |percent: u32| std::fs::write(battery.join("capacity"), format!("{percent}\n")).unwrap();
+    charge(80);
+    let pipeline = microphone_pipeline(dir.path(), 48_000, "1s", "1s");
+    let text = std::fs::read_to_string(&pipeline).unwrap().replace(
+        "recorder = \"mic\"\n",
+        "recorder = \"mic\"\nconditions = [{ type = \"condition.battery\", min_percent = 50, folder = \"power_supply\" }]\n",
+    );
+    std::fs::write(&pipeline, text).unwrap();
+    let station = Station::start(&microphone, &pipeline, "25s");
+    let recorded = |log: &str| log.lines().filter(|l| l.contains(" recorded")).count();
+    let wait_for_recordings = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while recorded(&station.log()) < n {
+            assert!(Instant::now() < deadline, "no {n} recordings within 20 s:\n{}", station.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let now_us = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+    wait_for_recordings(2);
+    charge(10);
+    station.wait_for_log("microphone stream closed while the recording conditions say no", Duration::from_secs(10));
+    let low_from = now_us();
+    // Long enough for several recordings' worth of audio to have queued in an open stream.
+    std::thread::sleep(Duration::from_secs(4));
+    let low_until = now_us();
+    let before = recorded(&station.log());
+    charge(80);
+    wait_for_recordings(before + 2);
+    let log = station.wait();
+    assert_eq!(log.matches("microphone stream open").count(), 2, "the stream was opened again:\n{log}");
+    // No recording holds audio from while the battery was low.
+    let inside: Vec<i64> = recordings(dir.path()).iter().map(|(start, _)| *start).filter(|start| *start + 1_000_000 > low_from && *start < low_until).collect();
+    assert!(inside.is_empty(), "recordings from while the conditions said no (µs {low_from}..{low_until}): {inside:?}\n{log}");
+}
+
 /// Plays a sawtooth counter (+1 per frame, wrapping) for `seconds`, paced by PulseAudio:
 /// every frame differs from the one before by exactly 1, so a lost or repeated frame
 /// anywhere shows. Returns the frames played.
