@@ -113,19 +113,24 @@ pub fn bench_model(kind: &str, keys: &str, samplerate: u32, repeats: usize, dir:
 
 /// Runs [`bench_model`] for each of `kinds` (all of [`BENCH_MODELS`] when empty) and
 /// prints a table.
-pub fn bench_models(kinds: &[String], repeats: usize, dir: &Path, out: &mut dyn Write) -> Result<Vec<ModelBench>, String> {
-    let chosen: Vec<(&str, u32)> = if kinds.is_empty() {
-        BENCH_MODELS.to_vec()
-    } else {
-        kinds
-            .iter()
-            .map(|k| {
-                BENCH_MODELS.iter().find(|(kind, _)| kind == k).copied().ok_or_else(|| {
-                    format!("no benchmark for `{k}`; choose from {}", BENCH_MODELS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))
-                })
+/// The entries of `all` named by `kinds` (a model type each), in that order; all of them
+/// when `kinds` is empty. An unknown type is an error listing the known ones.
+pub(crate) fn choose<T: Copy>(all: &[(&'static str, T)], kinds: &[String]) -> Result<Vec<(&'static str, T)>, String> {
+    if kinds.is_empty() {
+        return Ok(all.to_vec());
+    }
+    kinds
+        .iter()
+        .map(|k| {
+            all.iter().find(|(kind, _)| kind == k).copied().ok_or_else(|| {
+                format!("no benchmark for `{k}`; choose from {}", all.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))
             })
-            .collect::<Result<_, _>>()?
-    };
+        })
+        .collect()
+}
+
+pub fn bench_models(kinds: &[String], repeats: usize, dir: &Path, out: &mut dyn Write) -> Result<Vec<ModelBench>, String> {
+    let chosen = choose(BENCH_MODELS, kinds)?;
     let io = |e: std::io::Error| e.to_string();
     writeln!(out, "{:<32} {:>10} {:>16} {:>8} {:>22}", "model", "input Hz", "ms / 3 s chunk", "threads", "real-time factor").map_err(io)?;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);

@@ -106,18 +106,7 @@ pub fn bench_run(kind: &str, keys: &str, archive: &Path, jobs: usize, dir: &Path
 /// Writes the archive, then for each of `kinds` (all of [`BENCH_MODELS`] when empty)
 /// reprocesses it with 1 job and with one per core; prints a table row per run.
 pub fn bench_reprocess(kinds: &[String], files: usize, seconds: f64, dir: &Path, out: &mut dyn Write) -> Result<Vec<ReprocessBench>, String> {
-    let chosen: Vec<(&str, &str)> = if kinds.is_empty() {
-        BENCH_MODELS.to_vec()
-    } else {
-        kinds
-            .iter()
-            .map(|k| {
-                BENCH_MODELS.iter().find(|(kind, _)| kind == k).copied().ok_or_else(|| {
-                    format!("no benchmark for `{k}`; choose from {}", BENCH_MODELS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))
-                })
-            })
-            .collect::<Result<_, _>>()?
-    };
+    let chosen = crate::bench_models::choose(BENCH_MODELS, kinds)?;
     let io = |e: std::io::Error| e.to_string();
     writeln!(out, "synthetic archive: {files} files × {seconds} s at {SAMPLERATE} Hz ({:.2} h)", files as f64 * seconds / 3600.0).map_err(io)?;
     let archive = write_archive(dir, files, seconds)?;
