@@ -140,18 +140,15 @@ fn copy(
     output: &Path,
     options: &str,
 ) -> Result<usize, StoreError> {
-    let target = output.to_str().ok_or_else(|| {
+    let target = super::rows::sql_path(output).ok_or_else(|| {
         StoreError::Database(format!(
             "export: the output path `{}` is not valid UTF-8",
             output.display()
         ))
     })?;
-    let sql = format!(
-        "COPY ({select}) TO '{}' ({options})",
-        target.replace('\'', "''")
-    );
+    let sql = format!("COPY ({select}) TO {target} ({options})");
     conn.execute(&sql, [])
-        .map_err(|e| StoreError::Database(format!("export to `{target}`: {e}")))
+        .map_err(|e| StoreError::Database(format!("export to `{}`: {e}", output.display())))
 }
 
 /// One detection with what a selection table needs.

@@ -55,10 +55,9 @@ fn refuse(path: &Path, reason: &str) -> StoreError {
     StoreError::Open { path: path.to_owned(), reason: reason.into() }
 }
 
-/// SQL text for a path in single quotes.
+/// A path as an SQL string literal; refused when it is not UTF-8.
 fn quoted(path: &Path) -> Result<String, StoreError> {
-    let text = path.to_str().ok_or_else(|| refuse(path, "the path is not valid UTF-8"))?;
-    Ok(format!("'{}'", text.replace('\'', "''")))
+    super::rows::sql_path(path).ok_or_else(|| refuse(path, "the path is not valid UTF-8"))
 }
 
 /// Writes every table of `store` into the folder `dir` as Parquet (see the module docs),
@@ -137,8 +136,6 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<MergeReport, StoreError> 
             *total += added;
         }
         report.inputs += 1;
-        drop(conn);
-        drop(imported);
         tracing::info!(input = %given.display(), "merged");
     }
     Ok(report)

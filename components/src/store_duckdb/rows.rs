@@ -125,6 +125,13 @@ pub(super) fn path_text(path: &Path) -> Result<&str, StoreError> {
         .ok_or_else(|| StoreError::Invalid(format!("path `{}` is not valid UTF-8", path.display())))
 }
 
+/// A path as an SQL string literal (quotes doubled), for the statements that name a file
+/// and cannot bind it as a parameter (`COPY … TO`, `ATTACH`, `EXPORT`/`IMPORT DATABASE`);
+/// `None` for a path that is not UTF-8.
+pub(super) fn sql_path(path: &Path) -> Option<String> {
+    path.to_str().map(|text| format!("'{}'", text.replace('\'', "''")))
+}
+
 /// Binds `&[&dyn ToSql]` from owned parameters.
 pub(super) fn refs(params: &[Box<dyn ToSql>]) -> Vec<&dyn ToSql> {
     params.iter().map(|p| p.as_ref() as &dyn ToSql).collect()

@@ -336,6 +336,7 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
     let hints = TimeHints { file_name: &file_name, comment: probed.comment.as_deref(), guano: guano.as_ref(), mtime: DateTime::from_timestamp_nanos(file.mtime_ns) };
     let (created_on, source) = recorded_at(hints, worker.time_format.as_deref(), worker.timezone);
     tracing::debug!(file = %file.path.display(), %created_on, source = source.as_str(), "reprocess: recording time");
+    let (gaps, lost_frames) = guano.as_ref().map_or((0, 0), crate::guano::Guano::gaps);
     let recording = Recording {
         id: Uuid::new_v4(),
         created_on,
@@ -346,8 +347,8 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
         audio_channels: u32::from(probed.channels),
         // GUANO's `TE` for time-expanded bat recordings; 1 otherwise.
         time_expansion: guano.as_ref().and_then(crate::guano::Guano::time_expansion).unwrap_or(1.0),
-        gaps: guano.as_ref().map_or(0, |g| g.gaps().0),
-        lost_frames: guano.as_ref().map_or(0, |g| g.gaps().1),
+        gaps,
+        lost_frames,
     };
     if let Err(error) = recording.validate() {
         return fail(result, format!("unusable header: {error}"));

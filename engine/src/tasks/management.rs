@@ -369,12 +369,38 @@ pub fn move_file_with(from: &Path, to: &Path, rename: impl Fn(&Path, &Path) -> i
     }
 }
 
-/// Whether two files hold the same bytes.
+/// Whether two files hold the same bytes. Read block by block, stopping at the first
+/// difference: recordings of one length have one size, and `free_destination` compares a
+/// recording with every kept file of its name, so two different recordings must cost a
+/// block each, not two whole files.
 fn same_contents(a: &Path, b: &Path) -> io::Result<bool> {
     if std::fs::metadata(a)?.len() != std::fs::metadata(b)?.len() {
         return Ok(false);
     }
-    Ok(std::fs::read(a)? == std::fs::read(b)?)
+    let (mut a, mut b) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    let (mut block_a, mut block_b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let read = read_full(&mut a, &mut block_a)?;
+        if read != read_full(&mut b, &mut block_b)? || block_a[..read] != block_b[..read] {
+            return Ok(false);
+        }
+        if read == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Fills `block` from `file` as far as the file goes; the bytes read.
+fn read_full(file: &mut std::fs::File, block: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    let mut filled = 0;
+    while filled < block.len() {
+        match file.read(&mut block[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]
@@ -522,6 +548,24 @@ mod tests {
         assert_eq!(report.recovered, 1, "{report:?}");
         assert_eq!(store.path_of(2), Some(dir.path().join("kept/robin_3.wav")));
         assert_eq!(store.path_of(0), Some(dir.path().join("kept/robin.wav")), "the others keep theirs");
+    }
+
+    #[test]
+    fn same_contents_compares_every_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let a = write("a", &bytes);
+        assert!(same_contents(&a, &write("same", &bytes)).unwrap());
+        let mut late = bytes.clone();
+        *late.last_mut().unwrap() ^= 1;
+        assert!(!same_contents(&a, &write("late", &late)).unwrap(), "a difference in the last block");
+        assert!(!same_contents(&a, &write("short", &bytes[..199_999])).unwrap());
+        assert!(same_contents(&write("e1", b""), &write("e2", b"")).unwrap());
     }
 
     #[test]
