@@ -57,7 +57,10 @@
 //!   read-only; DuckDB replays the copied log, so the snapshot includes every committed
 //!   write. The copy is retried when the main file changed while it was copied (a
 //!   checkpoint). [`query()`] and [`export()`] fall back to a snapshot when the file is
-//!   locked.
+//!   locked; `query`'s snapshot is opened in the same sandbox as the file itself
+//!   (`query.rs`: the copy is the connection's own main file, which the sandbox allows).
+//!   Within a process a read-only handle is shared only with a request of the same kind
+//!   (sandboxed or not).
 //! - several read-only processes can share the file while nobody writes; a writer then
 //!   fails until they close it.
 //!
