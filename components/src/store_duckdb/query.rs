@@ -54,8 +54,17 @@ const ALLOWED: &str =
 
 /// The first words of the read statements (for the refusal's wording only).
 const READ_WORDS: [&str; 11] = [
-    "select", "with", "from", "values", "table", "explain", "describe", "show", "summarize",
-    "pivot", "unpivot",
+    "select",
+    "with",
+    "from",
+    "values",
+    "table",
+    "explain",
+    "describe",
+    "show",
+    "summarize",
+    "pivot",
+    "unpivot",
 ];
 
 /// Refuses SQL that is not exactly one read statement. DuckDB's own parser decides:
@@ -69,12 +78,18 @@ fn check_read_only(conn: &Connection, sql: &str) -> Result<(), StoreError> {
     let (word, rest) = first_word(sql);
     let checked = if word.eq_ignore_ascii_case("explain") {
         let (next, after) = first_word(rest);
-        if next.eq_ignore_ascii_case("analyze") { after } else { rest }
+        if next.eq_ignore_ascii_case("analyze") {
+            after
+        } else {
+            rest
+        }
     } else {
         sql
     };
     let serialized: String = conn
-        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [checked], |row| row.get(0))
+        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [checked], |row| {
+            row.get(0)
+        })
         .map_err(|e| StoreError::Database(format!("query: cannot parse the SQL: {e}")))?;
     let parsed: serde_json::Value = serde_json::from_str(&serialized)
         .map_err(|e| StoreError::Database(format!("query: cannot parse the SQL: {e}")))?;
@@ -87,7 +102,9 @@ fn check_read_only(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         let kind = parsed["error_type"].as_str().unwrap_or_default();
         let message = parsed["error_message"].as_str().unwrap_or("unknown error");
         if kind == "parser" {
-            return Err(StoreError::Database(format!("query failed: Parser Error: {message}")));
+            return Err(StoreError::Database(format!(
+                "query failed: Parser Error: {message}"
+            )));
         }
         let (statement, _) = first_word(checked);
         return Err(refuse(if statement.is_empty() {
@@ -104,7 +121,9 @@ fn check_read_only(conn: &Connection, sql: &str) -> Result<(), StoreError> {
     match parsed["statements"].as_array().map_or(0, Vec::len) {
         1 => Ok(()),
         0 => Err(refuse("the SQL given holds no statement".into())),
-        n => Err(refuse(format!("the SQL given holds {n} statements (run them one at a time)"))),
+        n => Err(refuse(format!(
+            "the SQL given holds {n} statements (run them one at a time)"
+        ))),
     }
 }
 
@@ -144,9 +163,8 @@ fn run(
 ) -> Result<usize, StoreError> {
     check_read_only(conn, sql)?;
     let failed = |e: duckdb::Error| StoreError::Database(format!("query failed: {e}"));
-    let written = |e: std::io::Error| {
-        StoreError::Database(format!("writing the query result: {e}"))
-    };
+    let written =
+        |e: std::io::Error| StoreError::Database(format!("writing the query result: {e}"));
     let mut statement = conn.prepare(sql).map_err(failed)?;
     // Executed as a stream: DuckDB hands the result over chunk by chunk, read here as
     // rows, so no more than a chunk is held at a time (plus the table's measured rows).
@@ -180,7 +198,9 @@ fn run(
             .map(|i| row.get::<_, Value>(i))
             .collect::<Result<Vec<_>, _>>()
             .map_err(failed)?;
-        writer.row(&values, &types, count, &mut out).map_err(written)?;
+        writer
+            .row(&values, &types, count, &mut out)
+            .map_err(written)?;
         count += 1;
     }
     writer.finish(count, &mut out).map_err(written)?;
@@ -276,7 +296,12 @@ impl TableWriter {
         }
     }
 
-    fn row(&mut self, row: &[Value], types: &[DataType], out: &mut dyn Write) -> std::io::Result<()> {
+    fn row(
+        &mut self,
+        row: &[Value],
+        types: &[DataType],
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
         let cells: Vec<(String, bool)> = row
             .iter()
             .zip(types)
@@ -342,7 +367,11 @@ fn line(fields: Vec<String>) -> String {
 }
 
 /// One table line: numbers right-aligned, the rest left-aligned.
-fn write_cells(cells: &[(String, bool)], widths: &[usize], out: &mut dyn Write) -> std::io::Result<()> {
+fn write_cells(
+    cells: &[(String, bool)],
+    widths: &[usize],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let fields = cells
         .iter()
         .zip(widths)
