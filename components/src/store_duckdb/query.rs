@@ -115,7 +115,7 @@ fn check_read_only(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         } else if READ_WORDS.iter().any(|w| statement.eq_ignore_ascii_case(w)) {
             "the SQL given holds more than one statement, one of them not a read".into()
         } else {
-            format!("this is a {} statement", statement.to_ascii_uppercase())
+            format!("`{}` is not one of them", statement.to_ascii_uppercase())
         }));
     }
     match parsed["statements"].as_array().map_or(0, Vec::len) {

@@ -1134,7 +1134,7 @@ fn query_refuses_what_is_not_one_read_statement_and_touches_nothing() {
     let stmts = query(&path, "SELECT 1; SELECT 2", QueryFormat::Csv, &mut Vec::new());
     assert!(stmts.unwrap_err().to_string().contains("2 statements"));
     let delete = query(&path, "DELETE FROM recordings", QueryFormat::Csv, &mut Vec::new());
-    assert!(delete.unwrap_err().to_string().contains("this is a DELETE statement"));
+    assert!(delete.unwrap_err().to_string().contains("`DELETE` is not one of them"));
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "nothing written");
     assert_eq!(
         run_query(&path, "SELECT count(*) AS n FROM recordings", QueryFormat::Csv).1,
