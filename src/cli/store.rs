@@ -1,5 +1,6 @@
 //! `acoupi query`, `acoupi export` and `acoupi bench store`: the store from the command
-//! line. Each takes a pipeline file (its `[store]` is used) or a DuckDB file.
+//! line. Each takes a pipeline file (its `[store]` is used) or a DuckDB file. A refused
+//! or failed query exits 1 (its sandbox and streaming: `store_duckdb::query`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,7 +23,9 @@ fn store_path(registry: &Registry, target: &Path) -> Result<PathBuf, ExitCode> {
 pub struct QueryArgs {
     /// A pipeline file (its store is queried) or a DuckDB file.
     target: PathBuf,
-    /// The SQL statement, e.g. "SELECT tag_value, count(*) FROM detections_flat GROUP BY 1".
+    /// One read statement (SELECT, WITH, FROM, VALUES, TABLE, EXPLAIN, DESCRIBE, SHOW,
+    /// SUMMARIZE or PIVOT), e.g. "SELECT tag_value, count(*) FROM detections_flat GROUP BY 1".
+    /// It runs in a sandbox: no other file is read or written; other SQL is refused.
     sql: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,

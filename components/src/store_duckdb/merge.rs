@@ -9,9 +9,24 @@
 //!
 //! An input may also be a Parquet folder written by `acoupi reprocess --format parquet`
 //! ([`export_parquet`]: one `<table>.parquet` per table plus DuckDB's `schema.sql` and
-//! `load.sql`, readable as they are by pandas, polars, R's arrow or Spark). It is imported
-//! into a scratch store file beside the output (removed afterwards) and merged like a
-//! store file.
+//! `load.sql`, readable as they are by pandas, polars, R's arrow or Spark, and the marker
+//! file [`MARKER`]). Its SQL files are never run (a shard folder could hold any SQL): a
+//! scratch store file beside the output gets the current schema from acoupi itself, each
+//! known table is filled with `INSERT INTO t (columns) SELECT columns FROM
+//! read_parquet('<folder>/t.parquet')` over the columns of acoupi's own table (a file
+//! missing, with a column the table lacks, or whose rows the table's types and checks
+//! refuse is an error naming the file; a column the file lacks, as in a shard of an
+//! older schema, takes its default), and the scratch store is merged like a store file
+//! and removed. A folder needs no marker to be merged (older acoupis wrote none).
+//!
+//! A recording's `path` is what retention deletes, so a merged one must be absolute and
+//! hold no `..` component: an input with any other path is refused, naming the input
+//! and the recording, before anything of it is copied. (Retention further refuses to
+//! delete outside the recordings root; merging knows no root.)
+//!
+//! [`export_parquet`] writes its folder beside the final name and renames it into
+//! place; it replaces only a folder holding its [`MARKER`], so a folder of the user's
+//! that happens to have the name is never deleted.
 
 use std::path::{Path, PathBuf};
 
@@ -47,9 +62,9 @@ pub struct MergeReport {
     pub rows: Vec<(String, u64)>,
 }
 
-/// The file DuckDB's `EXPORT DATABASE` writes into a folder, by which a Parquet shard is
-/// told from any other folder.
-const LOAD_SQL: &str = "load.sql";
+/// The file [`export_parquet`] leaves in every folder it writes: its leave to replace
+/// the folder on the next export.
+const MARKER: &str = ".acoupi-parquet";
 
 fn refuse(path: &Path, reason: &str) -> StoreError {
     StoreError::Open { path: path.to_owned(), reason: reason.into() }
@@ -62,19 +77,36 @@ fn quoted(path: &Path) -> Result<String, StoreError> {
 
 /// Writes every table of `store` into the folder `dir` as Parquet (see the module docs),
 /// replacing what an earlier export left there. The folder is written beside its final
-/// name and renamed into place, so a crash leaves the old export or the new one.
+/// name and renamed into place, so a crash leaves the old export or the new one. A
+/// folder (final or partial) without the [`MARKER`] is the user's: refused, untouched.
 pub fn export_parquet(store: &DuckDbStore, dir: &Path) -> Result<(), StoreError> {
     let fail = |e: &dyn std::fmt::Display| refuse(dir, &format!("cannot export as Parquet: {e}"));
     let name = dir.file_name().ok_or_else(|| refuse(dir, "not a folder name"))?;
     let partial = dir.with_file_name(format!("{}.partial", name.to_string_lossy()));
-    if partial.exists() {
+    // Both checked before anything is written.
+    ours(dir)?;
+    if ours(&partial)? {
         std::fs::remove_dir_all(&partial).map_err(|e| fail(&e))?;
     }
+    std::fs::create_dir(&partial).map_err(|e| fail(&e))?;
+    // The marker goes in first: a partial folder a crash leaves behind is ours too.
+    std::fs::write(partial.join(MARKER), "written by acoupi reprocess --format parquet; replaced by the next export\n").map_err(|e| fail(&e))?;
     store.connection().execute_batch(&format!("EXPORT DATABASE {} (FORMAT parquet)", quoted(&partial)?)).map_err(|e| fail(&e))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| fail(&e))?;
+    if ours(dir)? {
+        std::fs::remove_dir_all(dir).map_err(|e| refuse(dir, &format!("cannot remove the earlier Parquet export: {e}")))?;
     }
     std::fs::rename(&partial, dir).map_err(|e| fail(&e))
+}
+
+/// Whether `path` is a folder [`export_parquet`] wrote (it holds the [`MARKER`]), false
+/// when nothing is there; anything else (a folder of the user's, a file, a link) is
+/// refused.
+fn ours(path: &Path) -> Result<bool, StoreError> {
+    let Ok(found) = std::fs::symlink_metadata(path) else { return Ok(false) };
+    if found.is_dir() && std::fs::symlink_metadata(path.join(MARKER)).is_ok_and(|m| m.is_file()) {
+        return Ok(true);
+    }
+    Err(refuse(path, &format!("it exists and was not written by acoupi (no `{MARKER}` file in it), so it is not replaced; move it away or remove it")))
 }
 
 /// A Parquet folder imported into a scratch store file, removed when dropped.
@@ -83,12 +115,42 @@ struct Imported {
 }
 
 impl Imported {
+    /// Fills a scratch store beside `beside` from the Parquet files of `folder` (see the
+    /// module docs); runs none of the folder's SQL.
     fn new(folder: &Path, beside: &Path) -> Result<Imported, StoreError> {
         let parent = beside.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let dir = tempfile::Builder::new().prefix(".acoupi-merge-").tempdir_in(parent).map_err(|e| refuse(parent, &format!("cannot make a scratch folder: {e}")))?;
         let imported = Imported { dir };
-        let conn = duckdb::Connection::open(imported.path()).map_err(|e| refuse(folder, &format!("cannot make a scratch store: {e}")))?;
-        conn.execute_batch(&format!("IMPORT DATABASE {}", quoted(folder)?)).map_err(|e| refuse(folder, &format!("cannot import the Parquet folder: {e}")))?;
+        let literal = |file: &Path| -> Result<String, StoreError> {
+            // read_parquet expands glob patterns: such a name would read other files.
+            if file.to_string_lossy().contains(['*', '?', '[']) {
+                return Err(refuse(file, "the path holds `*`, `?` or `[`, which DuckDB's read_parquet takes for a pattern; rename the folder"));
+            }
+            quoted(file)
+        };
+        let file = |table: &str| -> Result<(PathBuf, String), StoreError> {
+            let file = folder.join(format!("{table}.parquet"));
+            if !file.is_file() {
+                return Err(refuse(&file, &format!("missing: a Parquet shard folder holds one `<table>.parquet` for each of acoupi's tables (`{table}` here)")));
+            }
+            let literal = literal(&file)?;
+            Ok((file, literal))
+        };
+        let store = DuckDbStore::open(&imported.path())?;
+        let conn = store.connection();
+        let (version_file, version_literal) = file("schema_version")?;
+        let version: Option<i64> = conn.query_row(&format!("SELECT max(version) FROM read_parquet({version_literal})"), [], |row| row.get(0)).map_err(|e| refuse(&version_file, &format!("cannot read the schema version: {e}")))?;
+        super::schema::check_not_newer(version.unwrap_or(0), folder)?;
+        for (table, _) in COPIES {
+            let (file, literal) = file(table)?;
+            let known = column_names(&conn, &format!("SELECT * FROM {table} LIMIT 0")).map_err(|e| refuse(&file, &format!("cannot list the columns of `{table}`: {e}")))?;
+            let found = column_names(&conn, &format!("SELECT * FROM read_parquet({literal}) LIMIT 0")).map_err(|e| refuse(&file, &format!("cannot read the Parquet file: {e}")))?;
+            if let Some(unknown) = found.iter().find(|c| !known.contains(c)) {
+                return Err(refuse(&file, &format!("its column `{unknown}` is not a column of acoupi's `{table}` table ({})", known.join(", "))));
+            }
+            let columns = known.iter().filter(|c| found.contains(c)).map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect::<Vec<_>>().join(", ");
+            conn.execute(&format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM read_parquet({literal})"), []).map_err(|e| refuse(&file, &format!("cannot read its rows into `{table}`: {e}")))?;
+        }
         Ok(imported)
     }
 
@@ -97,11 +159,33 @@ impl Imported {
     }
 }
 
+/// The column names of a query's result, in order.
+fn column_names(conn: &duckdb::Connection, sql: &str) -> duckdb::Result<Vec<String>> {
+    let mut statement = conn.prepare(sql)?;
+    statement.query([])?.as_ref().map_or_else(|| Ok(Vec::new()), |s| Ok(s.column_names()))
+}
+
+/// Refuses an input holding a recording whose path is not absolute or has a `..`
+/// component (see the module docs).
+fn check_paths(conn: &duckdb::Connection, given: &Path) -> Result<(), StoreError> {
+    let failed = |e: duckdb::Error| refuse(given, &format!("cannot read its recordings: {e}"));
+    let mut statement = conn.prepare(&format!("SELECT id::VARCHAR, path FROM {INPUT}.recordings WHERE path IS NOT NULL")).map_err(failed)?;
+    let mut rows = statement.query([]).map_err(failed)?;
+    while let Some(row) = rows.next().map_err(failed)? {
+        let (id, path): (String, String) = (row.get(0).map_err(failed)?, row.get(1).map_err(failed)?);
+        let stored = Path::new(&path);
+        if !stored.is_absolute() || stored.components().any(|c| c == std::path::Component::ParentDir) {
+            return Err(refuse(given, &format!("recording {id} has the path {path:?}: a merged recording's path must be absolute and hold no `..`; nothing of this input was merged")));
+        }
+    }
+    Ok(())
+}
+
 /// Merges `inputs` (store files or Parquet folders) into `out` (created if missing).
 /// Refuses an input that is `out` itself or does not exist, naming it.
 pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<MergeReport, StoreError> {
     for input in inputs {
-        if !input.is_file() && !input.join(LOAD_SQL).is_file() {
+        if !input.is_file() && !input.is_dir() {
             return Err(refuse(input, "no such store file or Parquet folder"));
         }
     }
@@ -120,6 +204,7 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<MergeReport, StoreError> 
         let mut conn = target.connection();
         conn.execute_batch(&format!("ATTACH {} AS {INPUT} (READ_ONLY)", quoted(input)?)).map_err(|e| refuse(given, &format!("cannot attach: {e}")))?;
         let copied = (|| {
+            check_paths(&conn, given)?;
             let tx = conn.transaction().map_err(database)?;
             let mut counts = Vec::new();
             for (table, sql) in COPIES {
@@ -184,5 +269,103 @@ mod tests {
         assert_eq!(counts(&out), [4, 3, 3, 6, 3, 3, 4]);
         assert!(merge(&out, &[out.clone()]).unwrap_err().to_string().contains("merge's output"));
         assert!(merge(&out, &[dir.path().join("none.duckdb")]).unwrap_err().to_string().contains("no such store file"));
+    }
+
+    /// A shard store holding `paths` (good files), as in a reprocess run.
+    fn shard(path: &Path, paths: &[&str]) -> DuckDbStore {
+        let store = DuckDbStore::open(path).unwrap();
+        let files: Vec<_> = paths.iter().map(|p| file(p, true)).collect();
+        store.store_reprocessed(&files).unwrap();
+        store
+    }
+
+    const TABLES: [&str; 7] = ["deployments", "recordings", "model_outputs", "detections", "detection_tags", "messages", "reprocessed_files"];
+
+    #[test]
+    fn a_parquet_folder_is_merged_without_running_its_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("shard.parquet");
+        let store = shard(&dir.path().join("shard.duckdb"), &["/x/1.wav", "/x/2.wav"]);
+        export_parquet(&store, &folder).unwrap();
+        drop(store);
+        assert!(folder.join(MARKER).is_file());
+        // A hostile folder: its SQL files write a file and another database.
+        let pwned = dir.path().join("pwned.csv");
+        let evil = dir.path().join("evil.duckdb");
+        let payload = format!(
+            "\nCOPY (SELECT 1) TO {};\nATTACH {} AS evil;\nCREATE TABLE evil.t AS SELECT 1;\n",
+            quoted(&pwned).unwrap(),
+            quoted(&evil).unwrap()
+        );
+        for name in ["schema.sql", "load.sql"] {
+            let sql = std::fs::read_to_string(folder.join(name)).unwrap();
+            std::fs::write(folder.join(name), format!("{payload}{sql}{payload}")).unwrap();
+        }
+        let out = dir.path().join("all.duckdb");
+        let report = merge(&out, std::slice::from_ref(&folder)).unwrap();
+        assert_eq!(report.inputs, 1);
+        assert_eq!(TABLES.map(|t| count(&out, t)), TABLES.map(|t| count(&dir.path().join("shard.duckdb"), t)));
+        assert_eq!(count(&out, "recordings"), 2);
+        assert!(!pwned.exists() && !evil.exists(), "the folder's SQL ran");
+        // Nothing of the scratch store is left beside the output.
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.starts_with(".acoupi-merge-")).collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_parquet_folder_with_a_missing_or_foreign_file_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("shard.parquet");
+        let store = shard(&dir.path().join("shard.duckdb"), &["/x/1.wav"]);
+        export_parquet(&store, &folder).unwrap();
+        drop(store);
+        let out = dir.path().join("all.duckdb");
+        let metrics = folder.join("metrics.parquet");
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("COPY (SELECT 1 AS nonsense) TO {} (FORMAT parquet)", quoted(&metrics).unwrap())).unwrap();
+        let err = merge(&out, std::slice::from_ref(&folder)).unwrap_err().to_string();
+        assert!(err.contains("metrics.parquet") && err.contains("`nonsense` is not a column"), "{err}");
+        std::fs::remove_file(folder.join("detections.parquet")).unwrap();
+        let err = merge(&out, std::slice::from_ref(&folder)).unwrap_err().to_string();
+        assert!(err.contains("detections.parquet") && err.contains("missing"), "{err}");
+        assert_eq!(count(&out, "recordings"), 0);
+    }
+
+    #[test]
+    fn a_shard_with_a_relative_or_dotdot_recording_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bad) in [("up.duckdb", "/data/recordings/../../victim.txt"), ("rel.duckdb", "recordings/a.wav")] {
+            let path = dir.path().join(name);
+            let store = shard(&path, &["/data/recordings/ok.wav", bad]);
+            let id: String = store.connection().query_row("SELECT id::VARCHAR FROM recordings WHERE path = ?", [bad], |r| r.get(0)).unwrap();
+            drop(store);
+            let out = dir.path().join("all.duckdb");
+            let err = merge(&out, &[path]).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(&id) && err.contains(bad), "{err}");
+            assert_eq!(count(&out, "recordings"), 0, "nothing of the shard was merged");
+        }
+    }
+
+    #[test]
+    fn export_parquet_replaces_only_a_folder_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = shard(&dir.path().join("shard.duckdb"), &["/x/1.wav"]);
+        let folder = dir.path().join("shard.parquet");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("notes.txt"), "my field notes").unwrap();
+        let err = export_parquet(&store, &folder).unwrap_err().to_string();
+        assert!(err.contains("shard.parquet") && err.contains("not written by acoupi"), "{err}");
+        assert_eq!(std::fs::read_to_string(folder.join("notes.txt")).unwrap(), "my field notes");
+        assert!(!dir.path().join("shard.parquet.partial").exists());
+        // A folder acoupi wrote is replaced, run after run.
+        let ours = dir.path().join("ours.parquet");
+        export_parquet(&store, &ours).unwrap();
+        export_parquet(&store, &ours).unwrap();
+        assert!(ours.join(MARKER).is_file() && ours.join("recordings.parquet").is_file());
+        // A stale partial folder without the marker is the user's too.
+        let partial = dir.path().join("ours.parquet.partial");
+        std::fs::create_dir(&partial).unwrap();
+        assert!(export_parquet(&store, &ours).unwrap_err().to_string().contains("ours.parquet.partial"));
+        assert!(partial.is_dir() && ours.join(MARKER).is_file());
     }
 }

@@ -57,7 +57,10 @@
 //!   read-only; DuckDB replays the copied log, so the snapshot includes every committed
 //!   write. The copy is retried when the main file changed while it was copied (a
 //!   checkpoint). [`query()`] and [`export()`] fall back to a snapshot when the file is
-//!   locked.
+//!   locked; `query`'s snapshot is opened in the same sandbox as the file itself
+//!   (`query.rs`: the copy is the connection's own main file, which the sandbox allows).
+//!   Within a process a read-only handle is shared only with a request of the same kind
+//!   (sandboxed or not).
 //! - several read-only processes can share the file while nobody writes; a writer then
 //!   fails until they close it.
 //!
@@ -133,7 +136,22 @@ struct Shared {
     conn: Mutex<Connection>,
     path: PathBuf,
     access: Access,
+    /// Opened with [`Reading::Sandboxed`] (a read-only handle is shared only with a
+    /// request for the same kind).
+    sandboxed: bool,
     snapshot: Option<SnapshotDir>,
+}
+
+/// How a read-only connection is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Every DuckDB feature the store's own code uses (`acoupi export` writes its file
+    /// with `COPY ... TO`).
+    Plain,
+    /// For SQL a user typed (`acoupi query`): no files but the store's own, no network,
+    /// no extensions installed or loaded, and the configuration locked so that `SET`
+    /// cannot undo it (see [`sandbox`]).
+    Sandboxed,
 }
 
 /// The files this process has open, by canonical path (see the module docs).
@@ -182,6 +200,7 @@ impl DuckDbStore {
             conn: Mutex::new(conn),
             path: path.to_owned(),
             access: Access::Write,
+            sandboxed: false,
             snapshot: None,
         });
         open.retain(|_, handle| handle.strong_count() > 0);
@@ -194,19 +213,29 @@ impl DuckDbStore {
     /// writing: DuckDB 1.5 does not let a second process read a file being written
     /// (see the module docs; [`DuckDbStore::open_snapshot`] is the alternative).
     pub fn open_read_only(path: &Path) -> Result<DuckDbStore, StoreError> {
+        DuckDbStore::open_reading(path, Reading::Plain)
+    }
+
+    fn open_reading(path: &Path, reading: Reading) -> Result<DuckDbStore, StoreError> {
+        let sandboxed = reading == Reading::Sandboxed;
         let key = existing(path)?;
         let mut open = open_files();
         if let Some(shared) = open.get(&key).and_then(Weak::upgrade) {
             return match shared.access {
-                Access::ReadOnly => Ok(DuckDbStore { shared }),
+                Access::ReadOnly if shared.sandboxed == sandboxed => Ok(DuckDbStore { shared }),
+                Access::ReadOnly => Err(locked_here(
+                    path,
+                    "it is open read-only in this process with other settings",
+                )),
                 _ => Err(locked_here(path, "it is open for writing in this process")),
             };
         }
-        let conn = open_read_only_connection(path)?;
+        let conn = open_read_only_connection(path, reading)?;
         let shared = Arc::new(Shared {
             conn: Mutex::new(conn),
             path: path.to_owned(),
             access: Access::ReadOnly,
+            sandboxed,
             snapshot: None,
         });
         open.insert(key, Arc::downgrade(&shared));
@@ -219,23 +248,33 @@ impl DuckDbStore {
     /// has open for writing (copying it would drop this process's lock); where this
     /// process reads the file already, returns that handle.
     pub fn open_snapshot(path: &Path) -> Result<DuckDbStore, StoreError> {
+        DuckDbStore::open_snapshot_with(path, Reading::Plain)
+    }
+
+    fn open_snapshot_with(path: &Path, reading: Reading) -> Result<DuckDbStore, StoreError> {
+        let sandboxed = reading == Reading::Sandboxed;
         let key = existing(path)?;
         if let Some(shared) = open_files().get(&key).and_then(Weak::upgrade) {
             return match shared.access {
                 Access::Write => Err(locked_here(path, "it is open for writing in this process")),
+                _ if shared.sandboxed != sandboxed => Err(locked_here(
+                    path,
+                    "it is open read-only in this process with other settings",
+                )),
                 _ => Ok(DuckDbStore { shared }),
             };
         }
         let mut last_error = None;
         for _ in 0..SNAPSHOT_ATTEMPTS {
             let dir = SnapshotDir::copy_of(path)?;
-            match open_read_only_connection(&dir.file) {
+            match open_read_only_connection(&dir.file, reading) {
                 Ok(conn) => {
                     return Ok(DuckDbStore {
                         shared: Arc::new(Shared {
                             conn: Mutex::new(conn),
                             path: path.to_owned(),
                             access: Access::Snapshot,
+                            sandboxed,
                             snapshot: Some(dir),
                         }),
                     });
@@ -254,6 +293,18 @@ impl DuckDbStore {
     pub fn open_for_reading(path: &Path) -> Result<DuckDbStore, StoreError> {
         match DuckDbStore::open_read_only(path) {
             Err(StoreError::Locked { .. }) => DuckDbStore::open_snapshot(path),
+            other => other,
+        }
+    }
+
+    /// Like [`DuckDbStore::open_for_reading`], sandboxed for SQL a user typed
+    /// (`acoupi query`, see [`sandbox`]). The snapshot is the connection's own main
+    /// file, so it needs no access outside the sandbox either.
+    pub(crate) fn open_sandboxed(path: &Path) -> Result<DuckDbStore, StoreError> {
+        match DuckDbStore::open_reading(path, Reading::Sandboxed) {
+            Err(StoreError::Locked { .. }) => {
+                DuckDbStore::open_snapshot_with(path, Reading::Sandboxed)
+            }
             other => other,
         }
     }
@@ -306,10 +357,13 @@ fn prepare_connection(conn: &Connection) {
     }
 }
 
-fn open_read_only_connection(path: &Path) -> Result<Connection, StoreError> {
-    let config = Config::default()
+fn open_read_only_connection(path: &Path, reading: Reading) -> Result<Connection, StoreError> {
+    let mut config = Config::default()
         .access_mode(AccessMode::ReadOnly)
         .map_err(|e| connect_error(path, e))?;
+    if reading == Reading::Sandboxed {
+        config = sandbox(config).map_err(|e| connect_error(path, e))?;
+    }
     let conn = Connection::open_with_flags(path, config).map_err(|e| connect_error(path, e))?;
     prepare_connection(&conn);
     let found = schema::version(&conn).map_err(|reason| StoreError::Open {
@@ -318,7 +372,27 @@ fn open_read_only_connection(path: &Path) -> Result<Connection, StoreError> {
     })?;
     schema::check_not_newer(found, path)?;
     schema::read_older(&conn, found).map_err(|reason| StoreError::Open { path: path.to_owned(), reason })?;
+    if reading == Reading::Sandboxed {
+        // Last, after the session settings above: from here on no `SET` or `RESET`
+        // changes any setting of this database instance.
+        conn.execute_batch("SET lock_configuration = true").map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            reason: format!("cannot lock the query sandbox's configuration: {e}"),
+        })?;
+    }
     Ok(conn)
+}
+
+/// The query sandbox's settings (DuckDB's own "securing DuckDB" settings): no file
+/// but the database's own (`COPY`, `EXPORT`, `ATTACH`, `read_csv`, `read_text`, ... are
+/// refused by DuckDB), no extension installed or loaded (so no `httpfs`, no network),
+/// no community extensions. [`open_read_only_connection`] locks the configuration
+/// after its session settings.
+fn sandbox(config: Config) -> duckdb::Result<Config> {
+    config
+        .enable_external_access(false)?
+        .enable_autoload_extension(false)?
+        .with("allow_community_extensions", "false")
 }
 
 /// The canonical form of a path whose folder exists (the file itself may not).

@@ -1,5 +1,13 @@
-//! `acoupi query`: runs one SQL statement on a store opened for reading and writes the
-//! result as an aligned table, CSV or a JSON array of objects.
+//! `acoupi query`: runs one read statement on a store and writes the result as an aligned
+//! table, CSV or a JSON array of objects, row by row as DuckDB produces them.
+//!
+//! The SQL is a user's, so it runs in a sandbox that cannot touch the host: the store is
+//! opened read-only with DuckDB's external access off (no file but the store itself: no
+//! `COPY ... TO`, `EXPORT DATABASE`, `ATTACH`, `read_csv`, `read_text`, ...), no extension
+//! installed or loaded (no `httpfs`, no network), no community extensions, and the
+//! configuration locked (`SET` and `RESET` cannot undo any of it). On top, the SQL must be
+//! exactly one read statement ([`ALLOWED`], decided by DuckDB's parser); anything else is
+//! refused with a message saying what is allowed, before DuckDB runs any of it.
 
 use std::io::Write;
 use std::path::Path;
@@ -24,27 +32,128 @@ pub enum QueryFormat {
     Json,
 }
 
-/// Runs `sql` (one statement) on the store at `path` opened read-only (a snapshot while
-/// another process writes it, see the module docs) and writes the result to `out`.
-/// Returns the number of rows. A statement DuckDB rejects returns
-/// [`StoreError::Database`] with DuckDB's message.
+/// Runs `sql` (one read statement, see the module docs) on the store at `path` opened
+/// read-only in the query sandbox (a snapshot while another process writes it, see the
+/// module docs of `store_duckdb`) and writes the result to `out` row by row. Returns the
+/// number of rows. SQL that is not one read statement returns [`StoreError::Database`]
+/// saying what is allowed; a statement DuckDB rejects, DuckDB's message.
 pub fn query(
     path: &Path,
     sql: &str,
     format: QueryFormat,
     out: &mut dyn Write,
 ) -> Result<usize, StoreError> {
-    let store = DuckDbStore::open_for_reading(path)?;
+    let store = DuckDbStore::open_sandboxed(path)?;
     let conn = store.connection();
     run(&conn, sql, format, out)
 }
 
-/// A result: column names, their Arrow types and the rows.
-struct Table {
-    names: Vec<String>,
-    types: Vec<DataType>,
-    rows: Vec<Vec<Value>>,
+/// The statements `acoupi query` runs, as a refusal names them.
+const ALLOWED: &str =
+    "SELECT, WITH, FROM, VALUES, TABLE, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE or PIVOT";
+
+/// The first words of the read statements (for the refusal's wording only).
+const READ_WORDS: [&str; 11] = [
+    "select",
+    "with",
+    "from",
+    "values",
+    "table",
+    "explain",
+    "describe",
+    "show",
+    "summarize",
+    "pivot",
+    "unpivot",
+];
+
+/// Refuses SQL that is not exactly one read statement. DuckDB's own parser decides:
+/// `json_serialize_sql` serialises SELECT statements only (DuckDB parses DESCRIBE,
+/// SHOW, SUMMARIZE, PIVOT, VALUES, `FROM`-first and `TABLE t` into SELECT statements)
+/// and lists every statement it found. `EXPLAIN [ANALYZE]` is allowed in front of one
+/// such statement. The sandbox ([`DuckDbStore::open_sandboxed`]) holds either way; this
+/// check keeps several statements from running one after the other and gives a clear
+/// refusal.
+fn check_read_only(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    let (word, rest) = first_word(sql);
+    let checked = if word.eq_ignore_ascii_case("explain") {
+        let (next, after) = first_word(rest);
+        if next.eq_ignore_ascii_case("analyze") {
+            after
+        } else {
+            rest
+        }
+    } else {
+        sql
+    };
+    let serialized: String = conn
+        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [checked], |row| {
+            row.get(0)
+        })
+        .map_err(|e| StoreError::Database(format!("query: cannot parse the SQL: {e}")))?;
+    let parsed: serde_json::Value = serde_json::from_str(&serialized)
+        .map_err(|e| StoreError::Database(format!("query: cannot parse the SQL: {e}")))?;
+    let refuse = |what: String| {
+        StoreError::Database(format!(
+            "`acoupi query` is read-only: it runs one {ALLOWED} statement; {what}"
+        ))
+    };
+    if parsed["error"].as_bool() != Some(false) {
+        let kind = parsed["error_type"].as_str().unwrap_or_default();
+        let message = parsed["error_message"].as_str().unwrap_or("unknown error");
+        if kind == "parser" {
+            return Err(StoreError::Database(format!(
+                "query failed: Parser Error: {message}"
+            )));
+        }
+        let (statement, _) = first_word(checked);
+        return Err(refuse(if statement.is_empty() {
+            format!("this is not one ({message})")
+        } else if statement.eq_ignore_ascii_case("pivot") {
+            // DuckDB turns a PIVOT without IN into statements that create types first.
+            "a PIVOT needs its values listed: PIVOT t ON c IN ('a', 'b') USING ...".into()
+        } else if READ_WORDS.iter().any(|w| statement.eq_ignore_ascii_case(w)) {
+            "the SQL given holds more than one statement, one of them not a read".into()
+        } else {
+            format!("`{}` is not one of them", statement.to_ascii_uppercase())
+        }));
+    }
+    match parsed["statements"].as_array().map_or(0, Vec::len) {
+        1 => Ok(()),
+        0 => Err(refuse("the SQL given holds no statement".into())),
+        n => Err(refuse(format!(
+            "the SQL given holds {n} statements (run them one at a time)"
+        ))),
+    }
 }
+
+/// The first word of `sql` (letters, digits, `_`) after white space and comments, and
+/// what follows it. Only names the statement in a refusal and finds what `EXPLAIN`
+/// explains; DuckDB's parser checks the rest.
+fn first_word(sql: &str) -> (&str, &str) {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.trim_start();
+        if let Some(comment) = trimmed.strip_prefix("--") {
+            rest = comment.find('\n').map_or("", |end| &comment[end..]);
+        } else if let Some(comment) = trimmed.strip_prefix("/*") {
+            rest = comment.find("*/").map_or("", |end| &comment[end + 2..]);
+        } else {
+            rest = trimmed;
+            break;
+        }
+    }
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    rest.split_at(end)
+}
+
+/// How many rows the aligned table measures its column widths on. Later rows are
+/// written as they come with the same widths (a longer cell widens its own line, it is
+/// never cut), so a result of any size is written in bounded memory; `--format csv` or
+/// `json` align nothing.
+const TABLE_MEASURED_ROWS: usize = 1000;
 
 fn run(
     conn: &Connection,
@@ -52,20 +161,15 @@ fn run(
     format: QueryFormat,
     out: &mut dyn Write,
 ) -> Result<usize, StoreError> {
-    let table = fetch(conn, sql)?;
-    let written = match format {
-        QueryFormat::Table => write_table(&table, out),
-        QueryFormat::Csv => write_csv(&table, out),
-        QueryFormat::Json => write_json(&table, out),
-    };
-    written.map_err(|e| StoreError::Database(format!("writing the query result: {e}")))?;
-    Ok(table.rows.len())
-}
-
-fn fetch(conn: &Connection, sql: &str) -> Result<Table, StoreError> {
+    check_read_only(conn, sql)?;
     let failed = |e: duckdb::Error| StoreError::Database(format!("query failed: {e}"));
+    let written =
+        |e: std::io::Error| StoreError::Database(format!("writing the query result: {e}"));
     let mut statement = conn.prepare(sql).map_err(failed)?;
-    let mut rows = statement.query([]).map_err(failed)?;
+    // Executed as a stream: DuckDB hands the result over chunk by chunk, read here as
+    // rows, so no more than a chunk is held at a time (plus the table's measured rows).
+    drop(statement.stream_arrow([]).map_err(failed)?);
+    let mut rows = statement.raw_query();
     let (names, types) = match rows.as_ref() {
         Some(statement) => {
             let count = statement.column_count();
@@ -76,18 +180,211 @@ fn fetch(conn: &Connection, sql: &str) -> Result<Table, StoreError> {
         }
         None => (Vec::new(), Vec::new()),
     };
-    let mut values = Vec::new();
+    let mut out = std::io::BufWriter::new(out);
+    let mut writer = match format {
+        QueryFormat::Table => Writer::Table(TableWriter::new(names.clone())),
+        QueryFormat::Csv => Writer::Csv,
+        QueryFormat::Json => Writer::Json(
+            names
+                .iter()
+                .map(|n| serde_json::Value::from(n.as_str()).to_string())
+                .collect(),
+        ),
+    };
+    writer.start(&names, &mut out).map_err(written)?;
+    let mut count = 0;
     while let Some(row) = rows.next().map_err(failed)? {
-        let row = (0..names.len())
+        let values = (0..names.len())
             .map(|i| row.get::<_, Value>(i))
-            .collect::<Result<Vec<_>, _>>();
-        values.push(row.map_err(failed)?);
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        writer
+            .row(&values, &types, count, &mut out)
+            .map_err(written)?;
+        count += 1;
     }
-    Ok(Table {
-        names,
-        types,
-        rows: values,
-    })
+    writer.finish(count, &mut out).map_err(written)?;
+    out.flush().map_err(written)?;
+    Ok(count)
+}
+
+/// Writes rows in one of the [`QueryFormat`]s as they arrive.
+enum Writer {
+    Table(TableWriter),
+    Csv,
+    /// The column names as JSON strings.
+    Json(Vec<String>),
+}
+
+impl Writer {
+    fn start(&mut self, names: &[String], out: &mut dyn Write) -> std::io::Result<()> {
+        match self {
+            Writer::Table(_) => Ok(()),
+            Writer::Csv => {
+                let header: Vec<String> = names.iter().map(|n| csv_field(n)).collect();
+                writeln!(out, "{}", header.join(","))
+            }
+            Writer::Json(_) => write!(out, "["),
+        }
+    }
+
+    fn row(
+        &mut self,
+        row: &[Value],
+        types: &[DataType],
+        index: usize,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
+        match self {
+            Writer::Table(table) => table.row(row, types, out),
+            Writer::Csv => {
+                let fields: Vec<String> = row
+                    .iter()
+                    .zip(types)
+                    .map(|(value, dtype)| {
+                        text(value, Some(dtype))
+                            .map(|s| csv_field(&s))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                writeln!(out, "{}", fields.join(","))
+            }
+            Writer::Json(keys) => {
+                let fields: Vec<String> = keys
+                    .iter()
+                    .zip(row.iter().zip(types))
+                    .map(|(key, (value, dtype))| format!("{key}: {}", json(value, Some(dtype))))
+                    .collect();
+                write!(
+                    out,
+                    "{}\n  {{{}}}",
+                    if index == 0 { "" } else { "," },
+                    fields.join(", ")
+                )
+            }
+        }
+    }
+
+    fn finish(&mut self, count: usize, out: &mut dyn Write) -> std::io::Result<()> {
+        match self {
+            Writer::Table(table) => {
+                table.flush(out)?;
+                writeln!(out, "({count} row{})", if count == 1 { "" } else { "s" })
+            }
+            Writer::Csv => Ok(()),
+            Writer::Json(_) => writeln!(out, "{}]", if count == 0 { "" } else { "\n" }),
+        }
+    }
+}
+
+/// The aligned table: the first [`TABLE_MEASURED_ROWS`] rows are held to measure the
+/// columns, then written with the header; later rows are written as they come.
+struct TableWriter {
+    names: Vec<String>,
+    /// The rows held for measuring: each cell's text and whether it is a number.
+    held: Vec<Vec<(String, bool)>>,
+    /// Set once the header is written.
+    widths: Option<Vec<usize>>,
+}
+
+impl TableWriter {
+    fn new(names: Vec<String>) -> TableWriter {
+        TableWriter {
+            names,
+            held: Vec::new(),
+            widths: None,
+        }
+    }
+
+    fn row(
+        &mut self,
+        row: &[Value],
+        types: &[DataType],
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
+        let cells: Vec<(String, bool)> = row
+            .iter()
+            .zip(types)
+            .map(|(value, dtype)| {
+                let cell = text(value, Some(dtype))
+                    .map_or_else(|| "NULL".to_owned(), |s| s.replace('\n', "\\n"));
+                (cell, is_number(value))
+            })
+            .collect();
+        match &self.widths {
+            Some(widths) => write_cells(&cells, widths, out),
+            None => {
+                self.held.push(cells);
+                if self.held.len() >= TABLE_MEASURED_ROWS {
+                    self.flush(out)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the header and the held rows, once.
+    fn flush(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.widths.is_some() {
+            return Ok(());
+        }
+        let widths: Vec<usize> = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                self.held
+                    .iter()
+                    .map(|row| width(&row[i].0))
+                    .chain([width(name)])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let header = self
+            .names
+            .iter()
+            .zip(&widths)
+            .map(|(name, w)| format!("{name:<w$}"))
+            .collect();
+        writeln!(out, "{}", line(header))?;
+        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(w + 2)).collect();
+        writeln!(out, "{}", rule.join("+"))?;
+        for cells in std::mem::take(&mut self.held) {
+            write_cells(&cells, &widths, out)?;
+        }
+        self.widths = Some(widths);
+        Ok(())
+    }
+}
+
+fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn line(fields: Vec<String>) -> String {
+    format!(" {} ", fields.join(" | ")).trim_end().to_owned()
+}
+
+/// One table line: numbers right-aligned, the rest left-aligned.
+fn write_cells(
+    cells: &[(String, bool)],
+    widths: &[usize],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let fields = cells
+        .iter()
+        .zip(widths)
+        .map(|((cell, number), w)| {
+            let pad = w.saturating_sub(width(cell));
+            if *number {
+                format!("{}{cell}", " ".repeat(pad))
+            } else {
+                format!("{cell}{}", " ".repeat(pad))
+            }
+        })
+        .collect();
+    writeln!(out, "{}", line(fields))
 }
 
 fn is_number(value: &Value) -> bool {
@@ -109,111 +406,12 @@ fn is_number(value: &Value) -> bool {
     )
 }
 
-fn write_table(table: &Table, out: &mut dyn Write) -> std::io::Result<()> {
-    let cells: Vec<Vec<String>> = table
-        .rows
-        .iter()
-        .map(|row| {
-            row.iter()
-                .zip(&table.types)
-                .map(|(value, dtype)| {
-                    text(value, Some(dtype))
-                        .map_or_else(|| "NULL".to_owned(), |s| s.replace('\n', "\\n"))
-                })
-                .collect()
-        })
-        .collect();
-    let width = |s: &str| s.chars().count();
-    let widths: Vec<usize> = table
-        .names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            cells
-                .iter()
-                .map(|row| width(&row[i]))
-                .chain([width(name)])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |fields: Vec<String>| format!(" {} ", fields.join(" | ")).trim_end().to_owned();
-    let header = table
-        .names
-        .iter()
-        .zip(&widths)
-        .map(|(name, w)| format!("{name:<w$}"))
-        .collect();
-    writeln!(out, "{}", line(header))?;
-    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(w + 2)).collect();
-    writeln!(out, "{}", rule.join("+"))?;
-    for (row, values) in cells.iter().zip(&table.rows) {
-        let fields = row
-            .iter()
-            .zip(values)
-            .zip(&widths)
-            .map(|((cell, value), w)| {
-                let pad = w.saturating_sub(width(cell));
-                if is_number(value) {
-                    format!("{}{cell}", " ".repeat(pad))
-                } else {
-                    format!("{cell}{}", " ".repeat(pad))
-                }
-            })
-            .collect();
-        writeln!(out, "{}", line(fields))?;
-    }
-    let n = table.rows.len();
-    writeln!(out, "({n} row{})", if n == 1 { "" } else { "s" })
-}
-
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_owned()
     }
-}
-
-fn write_csv(table: &Table, out: &mut dyn Write) -> std::io::Result<()> {
-    let header: Vec<String> = table.names.iter().map(|n| csv_field(n)).collect();
-    writeln!(out, "{}", header.join(","))?;
-    for row in &table.rows {
-        let fields: Vec<String> = row
-            .iter()
-            .zip(&table.types)
-            .map(|(value, dtype)| {
-                text(value, Some(dtype))
-                    .map(|s| csv_field(&s))
-                    .unwrap_or_default()
-            })
-            .collect();
-        writeln!(out, "{}", fields.join(","))?;
-    }
-    Ok(())
-}
-
-fn write_json(table: &Table, out: &mut dyn Write) -> std::io::Result<()> {
-    let keys: Vec<String> = table
-        .names
-        .iter()
-        .map(|n| serde_json::Value::from(n.as_str()).to_string())
-        .collect();
-    write!(out, "[")?;
-    for (r, row) in table.rows.iter().enumerate() {
-        let fields: Vec<String> = keys
-            .iter()
-            .zip(row.iter().zip(&table.types))
-            .map(|(key, (value, dtype))| format!("{key}: {}", json(value, Some(dtype))))
-            .collect();
-        write!(
-            out,
-            "{}\n  {{{}}}",
-            if r == 0 { "" } else { "," },
-            fields.join(", ")
-        )?;
-    }
-    writeln!(out, "{}]", if table.rows.is_empty() { "" } else { "\n" })
 }
 
 /// The value as text; `None` for NULL. `dtype` tells a `TIMESTAMPTZ` (shown in RFC 3339

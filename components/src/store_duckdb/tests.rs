@@ -1091,6 +1091,125 @@ fn bad_sql_carries_duckdbs_message() {
     );
 }
 
+/// SQL in single quotes, for building attacks.
+fn literal(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "''"))
+}
+
+/// The attacks of issue 16 on `acoupi query`: each is refused, nothing is written
+/// outside, nothing is read outside, and the store keeps its rows.
+#[test]
+fn query_refuses_what_is_not_one_read_statement_and_touches_nothing() {
+    let (dir, path) = filled();
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let other = scratch.join("x.duckdb");
+    let attacks = [
+        format!("COPY (SELECT 1) TO {}", literal(&scratch.join("x.csv"))),
+        format!("EXPORT DATABASE {}", literal(&scratch.join("d"))),
+        format!("ATTACH {} (READ_WRITE)", literal(&other)),
+        "SELECT * FROM read_csv('/etc/passwd')".to_owned(),
+        "SELECT * FROM read_text('/etc/passwd')".to_owned(),
+        "INSTALL httpfs".to_owned(),
+        "LOAD httpfs".to_owned(),
+        format!(
+            "ATTACH {} AS w (READ_WRITE); USE w; DELETE FROM w.recordings",
+            literal(&path)
+        ),
+        "SET enable_external_access = true".to_owned(),
+        "RESET lock_configuration".to_owned(),
+        "SELECT 1; SELECT 2".to_owned(),
+        "EXPLAIN ANALYZE COPY (SELECT 1) TO 'x.csv'".to_owned(),
+        "DELETE FROM recordings".to_owned(),
+    ];
+    for sql in &attacks {
+        let err = query(&path, sql, QueryFormat::Csv, &mut Vec::new()).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, StoreError::Database(_)), "{sql}: {err}");
+        let refused = message.contains("read-only: it runs one SELECT")
+            || message.contains("disabled")
+            || message.contains("Permission");
+        assert!(refused, "{sql}: {message}");
+    }
+    let stmts = query(&path, "SELECT 1; SELECT 2", QueryFormat::Csv, &mut Vec::new());
+    assert!(stmts.unwrap_err().to_string().contains("2 statements"));
+    let delete = query(&path, "DELETE FROM recordings", QueryFormat::Csv, &mut Vec::new());
+    assert!(delete.unwrap_err().to_string().contains("`DELETE` is not one of them"));
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "nothing written");
+    assert_eq!(
+        run_query(&path, "SELECT count(*) AS n FROM recordings", QueryFormat::Csv).1,
+        "n\n2\n"
+    );
+}
+
+/// The sandbox holds on its own, for SQL that got past the statement check: the
+/// connection refuses files, extensions and setting changes.
+#[test]
+fn the_query_sandbox_refuses_files_extensions_and_settings_by_itself() {
+    let (dir, path) = filled();
+    let store = DuckDbStore::open_sandboxed(&path).unwrap();
+    let conn = store.connection();
+    let file = dir.path().join("x.csv");
+    for sql in [
+        format!("COPY (SELECT 1) TO {}", literal(&file)),
+        format!("ATTACH {} AS w (READ_WRITE)", literal(&path)),
+        "SELECT * FROM read_text('/etc/passwd')".to_owned(),
+        "SELECT * FROM glob('/etc/*')".to_owned(),
+        "INSTALL httpfs".to_owned(),
+        "LOAD httpfs".to_owned(),
+        "SET enable_external_access = true".to_owned(),
+        "SET lock_configuration = false".to_owned(),
+        "RESET enable_external_access".to_owned(),
+    ] {
+        assert!(conn.execute_batch(&sql).is_err(), "{sql} ran in the sandbox");
+    }
+    assert!(!file.exists());
+    let locked: String = conn
+        .query_row("SELECT current_setting('lock_configuration')::VARCHAR", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(locked, "true");
+}
+
+#[test]
+fn query_runs_every_kind_of_read_statement() {
+    let (_dir, path) = filled();
+    for sql in [
+        "FROM recordings",
+        "VALUES (1), (2)",
+        "WITH x AS (SELECT 1 AS a) SELECT * FROM x",
+        "EXPLAIN SELECT count(*) FROM recordings",
+        "DESCRIBE recordings",
+        "SHOW TABLES",
+        "SUMMARIZE recordings",
+        "PIVOT detection_tags ON key IN ('species') USING count(*)",
+        "  -- a comment first\n/* and another */ SELECT 1;",
+        "SELECT * FROM detections_flat",
+    ] {
+        let mut out = Vec::new();
+        let result = query(&path, sql, QueryFormat::Table, &mut out);
+        assert!(result.is_ok(), "{sql}: {result:?}");
+    }
+}
+
+/// Rows are written as they come: the aligned table measures its widths on the first
+/// rows only (a later, wider cell widens only its own line) and writes every row.
+#[test]
+fn query_streams_a_result_larger_than_the_measured_rows() {
+    let (_dir, path) = filled();
+    let sql = "SELECT CASE WHEN i = 4999 THEN 'a much wider cell' ELSE 'x' END AS v \
+               FROM range(5000) t(i) ORDER BY i";
+    let (n, table) = run_query(&path, sql, QueryFormat::Table);
+    assert_eq!(n, 5000);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5000 + 3);
+    assert_eq!(lines[0], " v");
+    assert_eq!(lines[1], "---");
+    assert_eq!(lines[5001], " a much wider cell");
+    assert_eq!(lines[5002], "(5000 rows)");
+    let (n, csv) = run_query(&path, "SELECT i FROM range(200000) t(i)", QueryFormat::Csv);
+    assert_eq!((n, csv.lines().count()), (200_000, 200_001));
+}
+
 /// Rows in a file, counted by DuckDB itself.
 fn rows_in(file: &Path, reader: &str) -> i64 {
     let conn = duckdb::Connection::open_in_memory().unwrap();
@@ -1173,6 +1292,28 @@ fn export_parquet_and_csv_are_read_back_by_duckdb() {
         ),
         1
     );
+}
+
+/// `acoupi export` writes the file it was asked for and nothing else, even when the
+/// name reads like SQL.
+#[test]
+fn export_writes_only_the_file_asked_for() {
+    let (dir, path) = filled();
+    for (format, name) in [
+        (ExportFormat::Parquet, "d.parquet"),
+        (ExportFormat::Csv, "it's'); COPY (SELECT 1) TO ('pwned.csv"),
+        (ExportFormat::Raven, "selections.txt"),
+    ] {
+        let folder = dir.path().join(format!("{format:?}"));
+        let file = folder.join(name);
+        export(&path, ExportWhat::Detections, format, &file, None, None).unwrap();
+        let written: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(written, [std::ffi::OsString::from(name)], "{format:?}");
+    }
+    assert!(!dir.path().join("pwned.csv").exists());
 }
 
 #[test]
