@@ -222,7 +222,7 @@ fn stored_paths_outside_the_root_or_through_a_link_are_refused_and_keep_their_ro
     std::fs::create_dir_all(dir.path().join("outside")).unwrap();
     std::fs::write(dir.path().join("outside/behind.wav"), b"mine too").unwrap();
     symlink(dir.path().join("outside"), root.join("2026/07")).unwrap();
-    let behind = store.add_kept(&root.join("2026/07/behind.wav"), at(1), &[]);
+    let behind = store.add_kept(&root.join("2026/07/behind.wav"), at(2), &[]);
 
     let plan = retention.plan(at(20)).unwrap();
     let refused: Vec<Uuid> = plan.refused.iter().map(|(id, _)| *id).collect();
