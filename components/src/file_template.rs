@@ -306,13 +306,22 @@ pub fn manager_root(ctx: &BuildContext, root: Option<&Path>) -> PathBuf {
     root.map_or_else(|| ctx.settings.recordings_dir.clone(), |r| ctx.resolve(r))
 }
 
-/// `path` if it is `root` followed by exactly `names` plain names (no `..`, `.` or root).
+/// `path` if it is `root` followed by exactly `names` plain names (no `..`, `.` or root),
+/// none of which is a symbolic link where it exists already (a day folder replaced by a
+/// link would put the recording outside the tree; see `acoupi_engine::folders`).
 fn inside_root(root: &Path, path: PathBuf, names: usize) -> ComponentResult<PathBuf> {
     let plain = path.strip_prefix(root).is_ok_and(|rest| {
         rest.components().all(|c| matches!(c, Component::Normal(_))) && rest.components().count() == names
     });
     if !plain {
         return Err(ComponentError::Other(format!("refusing destination `{}`: not {names} plain names under the recordings root `{}`", path.display(), root.display())));
+    }
+    if let Some(link) = acoupi_engine::folders::link_below(root, &path) {
+        return Err(ComponentError::Other(format!(
+            "refusing destination `{}`: `{}` is a symbolic link, which is not followed",
+            path.display(),
+            link.display()
+        )));
     }
     Ok(path)
 }
@@ -381,6 +390,22 @@ pub(crate) mod tests {
             assert_eq!(rest.components().count(), 3, "{hostile:?} gave {path:?}");
             assert!(rest.components().all(|c| matches!(c, Component::Normal(_))), "{hostile:?} gave {path:?}");
         }
+    }
+
+    #[test]
+    fn a_destination_through_a_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("recordings"), dir.path().join("outside"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("days")).unwrap();
+        let out = output(vec![detection(0.9, &[("species", "x", 0.9)])]);
+        let fields = Fields::new(&out.recording, std::slice::from_ref(&out), chrono_tz::UTC);
+        let folders = FolderTemplate::parse("days/{month}").unwrap();
+        let error = destination(&root, &folders, &Template::parse("a").unwrap(), &fields).unwrap_err();
+        assert!(error.to_string().contains("is a symbolic link, which is not followed"), "{error}");
+        std::fs::remove_file(root.join("days")).unwrap();
+        assert!(destination(&root, &folders, &Template::parse("a").unwrap(), &fields).is_ok());
     }
 
     #[test]

@@ -205,7 +205,7 @@ pub fn write(path: &Path, guano: &Guano) -> Result<(), GuanoError> {
     }
     let riff_size = u32::try_from(out.len() - 8).map_err(|_| GuanoError::NotWav { path: path.to_path_buf(), reason: "larger than 4 GiB".into() })?;
     out[4..8].copy_from_slice(&riff_size.to_le_bytes());
-    let partial = path.with_extension("guano-partial");
+    let partial = crate::folders::partial_path(path, crate::folders::Partial::Guano);
     let written = std::fs::File::create(&partial).and_then(|mut file| {
         file.write_all(&out)?;
         file.sync_all()

@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod disk;
 pub mod error_tally;
+pub mod folders;
 pub mod guano;
 pub mod recovery;
 pub mod registry;

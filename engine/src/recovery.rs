@@ -4,16 +4,29 @@
 //! - A WAV in the temp folder the store does not know (written by a recorder that was
 //!   stopped before the store heard of it) is stored as a recording of the current
 //!   deployment when its header reads (time from its GUANO `Timestamp`, else the file's
-//!   modification time), so it is analysed; one that cannot be read (an empty or cut
-//!   file) is moved to `<temp>/quarantine/` with a `<name>.reason.txt` beside it.
+//!   modification time; its id from the GUANO `acoupi|Recording ID` the recorder wrote,
+//!   when that is a valid id no other stored recording has, else a new one), so it is
+//!   analysed; one that cannot be read (an empty or cut file) is moved to
+//!   `<temp>/quarantine/` with a `<name>.reason.txt` beside it. A name already taken in
+//!   the quarantine folder gets a number (`name_2.wav`, as the managers do): nothing
+//!   there is overwritten.
 //! - Recordings in the temp folder that a detection stage's model has not analysed yet
 //!   (a stop with recordings queued) are returned as a backlog, which the station feeds
 //!   to those stages first.
 //! - A recording the store places in the recordings tree whose file is gone gets its
 //!   path cleared (the row stays), unless the recordings root itself is missing (an
 //!   unmounted drive: nothing is changed).
-//! - Leftover `*.partial` files (an interrupted copy or GUANO rewrite, whose original is
-//!   intact) are removed.
+//! - Leftover temporary files of acoupi's own names (`<name>.acoupi-partial`, an
+//!   interrupted copy, and `<name>.acoupi-guano-partial`, an interrupted GUANO rewrite;
+//!   see [`crate::folders::is_partial`]), whose originals are intact, are removed. Any
+//!   other name is left alone.
+//!
+//! Nothing is deleted outside the canonical temp and recordings roots: the walks never
+//! follow a symbolic link (each one met is logged as a warning naming it, and left
+//! alone), and every deletion goes through the guard of [`crate::folders`], which
+//! refuses a `..`, a path outside the roots and any link between root and file. A
+//! symlink in place of a WAV in the temp folder is neither stored nor quarantined. A kept
+//! recording whose stored path the guard refuses keeps its path (counted as `refused`).
 //!
 //! Unsent messages need nothing: the store keeps them and messaging sends them; their
 //! count is in the report.
@@ -39,6 +52,9 @@ pub struct RecoveryReport {
     pub missing: usize,
     /// Leftover partial files removed.
     pub partials: usize,
+    /// Paths the deletion guard refused (outside the roots, a `..`, a link), left as
+    /// they were.
+    pub refused: usize,
     /// Messages waiting to be sent.
     pub unsent_messages: u64,
     /// Problems met (each logged).
@@ -49,8 +65,15 @@ impl std::fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "recovery: {} unstored recordings stored, {} quarantined, {} recordings to analyse, {} missing files cleared, {} partial files removed, {} messages to send, {} errors",
-            self.stored, self.quarantined, self.backlog, self.missing, self.partials, self.unsent_messages, self.errors
+            "recovery: {} unstored recordings stored, {} quarantined, {} recordings to analyse, {} missing files cleared, {} partial files removed, {} refused, {} messages to send, {} errors",
+            self.stored,
+            self.quarantined,
+            self.backlog,
+            self.missing,
+            self.partials,
+            self.refused,
+            self.unsent_messages,
+            self.errors
         )
     }
 }
@@ -69,7 +92,7 @@ pub fn reconcile(
     timezone: chrono_tz::Tz,
 ) -> (RecoveryReport, Vec<(Recording, Vec<String>)>) {
     let mut report = RecoveryReport::default();
-    report.partials += remove_partials(temp_dir) + remove_partials(recordings_dir);
+    remove_partials(&[temp_dir, recordings_dir], &mut report);
     let files = wavs(temp_dir);
     let known = match store.get_recordings_info_by_path(&files) {
         Ok(known) => known,
@@ -83,7 +106,7 @@ pub fn reconcile(
         known.into_iter().map(|(recording, outputs)| (recording, outputs.into_iter().map(|o| o.name_model).collect())).collect();
     let known: std::collections::HashSet<PathBuf> = waiting.iter().filter_map(|(r, _)| r.path.clone()).collect();
     for file in files.iter().filter(|f| !known.contains(*f)) {
-        match recording_of(file, deployment, timezone) {
+        match recording_of(file, deployment, timezone, store) {
             Ok(recording) => match store.store_recording(&recording) {
                 Ok(()) => {
                     report.stored += 1;
@@ -119,7 +142,7 @@ pub fn reconcile(
 }
 
 /// A Recording for a WAV found in the temp folder, or why it cannot be read.
-fn recording_of(path: &Path, deployment: &Deployment, timezone: chrono_tz::Tz) -> Result<Recording, String> {
+fn recording_of(path: &Path, deployment: &Deployment, timezone: chrono_tz::Tz, store: &dyn Store) -> Result<Recording, String> {
     let reader = hound::WavReader::open(path).map_err(|e| format!("not a readable WAV: {e}"))?;
     let spec = reader.spec();
     let frames = u64::from(reader.duration());
@@ -141,22 +164,62 @@ fn recording_of(path: &Path, deployment: &Deployment, timezone: chrono_tz::Tz) -
     if let Some(guano) = &guano {
         recording.time_expansion = guano.time_expansion().unwrap_or(1.0);
         (recording.gaps, recording.lost_frames) = guano.gaps();
+        if let Some(id) = guano_id(path, guano, store) {
+            recording.id = id;
+        }
     }
     Ok(recording)
+}
+
+/// The recording id the recorder wrote into the file's GUANO chunk, when it is a valid
+/// id that no stored recording has (a copy of a stored recording gets a new id).
+fn guano_id(path: &Path, guano: &crate::guano::Guano, store: &dyn Store) -> Option<uuid::Uuid> {
+    let text = guano.get("acoupi|Recording ID")?;
+    let Ok(id) = uuid::Uuid::parse_str(text.trim()) else {
+        tracing::warn!(path = %path.display(), id = text, "recovery: the GUANO recording id is not a valid id; a new one is given");
+        return None;
+    };
+    match store.get_recordings(&[id]) {
+        Ok(found) if found.is_empty() => Some(id),
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), %id, "recovery: another stored recording has the file's GUANO id; a new one is given");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %id, %error, "recovery: cannot check the file's GUANO id; a new one is given");
+            None
+        }
+    }
 }
 
 fn modified(path: &Path) -> Option<DateTime<Utc>> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok().filter(|t| *t > SystemTime::UNIX_EPOCH).map(DateTime::<Utc>::from)
 }
 
-/// Moves `file` to the quarantine folder with a reason file; returns where it went.
+/// Moves `file` to the quarantine folder with a reason file; returns where it went. A
+/// name taken there (by the file or its reason file) gets a number, as the managers
+/// number a taken name, so nothing in the quarantine folder is overwritten; a
+/// quarantine folder that is a symbolic link is refused.
 fn quarantine(file: &Path, reason: &str) -> std::io::Result<PathBuf> {
     let folder = file.parent().unwrap_or(Path::new(".")).join(QUARANTINE);
+    if folder.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        let message = format!("the quarantine folder `{}` is a symbolic link, which is not followed", folder.display());
+        return Err(std::io::Error::other(message));
+    }
     std::fs::create_dir_all(&folder)?;
-    let name = file.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("unnamed.wav"));
-    let to = folder.join(&name);
+    let wanted = folder.join(file.file_name().unwrap_or_else(|| std::ffi::OsStr::new("unnamed.wav")));
+    let reason_of = |to: &Path| {
+        let mut name = to.file_name().unwrap_or_default().to_os_string();
+        name.push(".reason.txt");
+        to.with_file_name(name)
+    };
+    let taken = |to: &Path| to.symlink_metadata().is_ok() || reason_of(to).symlink_metadata().is_ok();
+    let to = (1..=crate::folders::MAX_NUMBERED)
+        .map(|n| crate::folders::numbered(&wanted, n))
+        .find(|to| !taken(to))
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("every numbered name of `{}` is taken", wanted.display())))?;
     std::fs::rename(file, &to)?;
-    std::fs::write(folder.join(format!("{}.reason.txt", name.display())), format!("{reason}\n"))?;
+    std::fs::write(reason_of(&to), format!("{reason}\n"))?;
     Ok(to)
 }
 
@@ -173,7 +236,19 @@ fn clear_missing(recordings_dir: &Path, store: &dyn Store, report: &mut Recovery
             return;
         }
     };
-    let gone: Vec<uuid::Uuid> = kept.iter().filter(|k| !k.path.exists()).map(|k| k.recording_id).collect();
+    let roots = [recordings_dir];
+    let gone: Vec<uuid::Uuid> = kept
+        .iter()
+        .filter(|k| match crate::folders::check(&k.path, &roots) {
+            Ok(found) => found == crate::folders::Found::Gone,
+            Err(refused) => {
+                report.refused += 1;
+                tracing::warn!(recording = %k.recording_id, path = %k.path.display(), %refused, "recovery: a kept recording's path is refused; it is left as it is");
+                false
+            }
+        })
+        .map(|k| k.recording_id)
+        .collect();
     if gone.is_empty() {
         return;
     }
@@ -199,36 +274,38 @@ fn clear_missing(recordings_dir: &Path, store: &dyn Store, report: &mut Recovery
     }
 }
 
-/// The `.wav` files (any case) directly in `dir`, sorted.
+/// The `.wav` files (any case) directly in `dir`, sorted; a symbolic link is logged and
+/// left out (see [`crate::folders::wav_files`]).
 fn wavs(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav")))
-        .collect();
-    files.sort();
-    files
+    crate::folders::wav_files(dir).unwrap_or_else(|error| {
+        if dir.exists() {
+            tracing::error!(temp = %dir.display(), %error, "recovery: cannot list the temp folder");
+        }
+        Vec::new()
+    })
 }
 
-/// Removes `*.partial` and `*.guano-partial` files under `dir` (whose originals are
-/// intact by construction); returns how many.
-fn remove_partials(dir: &Path) -> usize {
-    let mut removed = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "partial" || e == "guano-partial") && std::fs::remove_file(&path).is_ok() {
-                tracing::warn!(path = %path.display(), "recovery: removed a partial file left by a stop");
-                removed += 1;
+/// Removes the leftover temporary files of acoupi's own names under each root, through
+/// the deletion guard, never following a link (each one met is logged).
+fn remove_partials(roots: &[&Path], report: &mut RecoveryReport) {
+    for root in roots {
+        let walked = crate::folders::walk(root);
+        for link in &walked.links {
+            tracing::warn!(link = %link.display(), "recovery: a symbolic link in the station's folders is not followed");
+        }
+        for (path, _) in walked.files.iter().filter(|(path, _)| crate::folders::is_partial(path)) {
+            match crate::folders::remove_file(path, roots) {
+                Ok(_) => {
+                    tracing::warn!(path = %path.display(), "recovery: removed a partial file left by a stop");
+                    report.partials += 1;
+                }
+                Err(refused) => {
+                    report.refused += 1;
+                    tracing::warn!(path = %path.display(), %refused, "recovery: a partial file is not removed");
+                }
             }
         }
     }
-    removed
 }
 
 #[cfg(test)]

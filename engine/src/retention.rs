@@ -22,6 +22,15 @@
 //!
 //! Only recordings under the recordings root are considered; files the store does not
 //! know are never touched.
+//!
+//! Stored paths are not trusted (a merged shard, an edited store): every kept path goes
+//! through the deletion guard of [`crate::folders`] when planning and again when
+//! deleting. A path with a `..`, outside the canonical recordings root, through a
+//! symbolic link (a day folder replaced by a link) or naming a link is **refused**: it is
+//! not in the plan, the refusal is logged with the path and why (`acoupi retention`
+//! lists it), and both the file and its row stay as they were. `protect_folders` are
+//! compared resolved ([`crate::folders::resolved`]) as well as as written, so a folder
+//! named through a link, or by its resolved path, protects the same recordings.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -33,6 +42,7 @@ use uuid::Uuid;
 
 use crate::config::values::SpaceAmount;
 use crate::disk::{DiskSpace, Space};
+use crate::folders::{DeleteError, Found};
 use crate::store::{KeptFile, Store, StoreError};
 
 /// `[retention]`, with folders resolved against the recordings root.
@@ -112,6 +122,8 @@ pub struct RetentionPlan {
     pub considered: usize,
     /// Of those, protected ones.
     pub protected: usize,
+    /// Kept recordings whose path the deletion guard refuses, with why; never deleted.
+    pub refused: Vec<(Uuid, DeleteError)>,
     /// Free space of the recordings filesystem before deleting.
     pub space: Option<Space>,
     /// `min_free` in bytes on that filesystem.
@@ -131,6 +143,9 @@ impl RetentionPlan {
     pub fn describe(&self, dry_run: bool) -> String {
         use std::fmt::Write;
         let mut text = String::new();
+        for (id, refused) in &self.refused {
+            let _ = writeln!(text, "refused: {refused} (recording {id}); the file and its row are left as they are");
+        }
         for d in &self.deletions {
             let _ = writeln!(text, "{}  {}  {}  ({})", d.path.display(), bytesize::ByteSize(d.size), d.created_on.format("%Y-%m-%d %H:%M"), d.reason);
         }
@@ -145,6 +160,9 @@ impl RetentionPlan {
         );
         if let (Some(space), Some(floor)) = (self.space, self.floor) {
             let _ = write!(text, "; free {} of {}, min_free {}", bytesize::ByteSize(space.available), bytesize::ByteSize(space.total), bytesize::ByteSize(floor));
+        }
+        if !self.refused.is_empty() {
+            let _ = write!(text, "; {} refused (outside the recordings root or through a link)", self.refused.len());
         }
         if self.shortfall > 0 {
             let _ = write!(text, "; still {} short of min_free: everything else is protected", bytesize::ByteSize(self.shortfall));
@@ -191,17 +209,35 @@ impl Retention {
             return Err(RetentionError::RootMissing(self.recordings_dir.clone()));
         }
         let floor = self.floor_at(&self.recordings_dir)?;
-        let files = self.store.get_kept_files(&self.recordings_dir)?;
-        let sizes = files.iter().map(|f| std::fs::metadata(&f.path).ok().map(|m| m.len())).collect::<Vec<_>>();
+        let mut files = Vec::new();
+        let mut sizes = Vec::new();
+        let mut refused = Vec::new();
+        for file in self.store.get_kept_files(&self.recordings_dir)? {
+            match crate::folders::check(&file.path, &[&self.recordings_dir]) {
+                Ok(found) => {
+                    sizes.push(match found {
+                        Found::File { len, .. } => Some(len),
+                        Found::Gone => None,
+                    });
+                    files.push(file);
+                }
+                Err(error) => {
+                    tracing::warn!(recording = %file.recording_id, path = %file.path.display(), %error, "retention: refusing a kept recording's path; the file and its row are left as they are");
+                    refused.push((file.recording_id, error));
+                }
+            }
+        }
         let shortfall = floor.map_or(0, |(floor, space)| floor.saturating_sub(space.available));
         let mut plan = decide(&self.policy, &files, &sizes, now, shortfall);
         plan.space = floor.map(|(_, space)| space);
         plan.floor = floor.map(|(floor, _)| floor);
+        plan.refused = refused;
         Ok(plan)
     }
 
     /// Deletes the planned recordings: file first, then the path in the store. A file
-    /// that cannot be deleted stays, with its path, and is counted as an error.
+    /// that cannot be deleted, or that the deletion guard refuses, stays, with its path,
+    /// and is counted as an error.
     pub fn apply(&self, plan: &RetentionPlan) -> RetentionReport {
         let mut report = RetentionReport { shortfall: plan.shortfall, ..Default::default() };
         if plan.deletions.is_empty() {
@@ -222,14 +258,10 @@ impl Retention {
                 tracing::error!(recording = %deletion.recording_id, "retention: recording not in the store any more");
                 continue;
             };
-            match std::fs::remove_file(&deletion.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => {
-                    report.errors += 1;
-                    tracing::error!(recording = %recording.id, path = %deletion.path.display(), %error, "retention: cannot delete the recording; it stays");
-                    continue;
-                }
+            if let Err(error) = crate::folders::remove_file(&deletion.path, &[&self.recordings_dir]) {
+                report.errors += 1;
+                tracing::error!(recording = %recording.id, path = %deletion.path.display(), %error, "retention: not deleted; the file and its row are left as they are");
+                continue;
             }
             if let Err(error) = self.store.update_recording_path(recording, None) {
                 report.errors += 1;
@@ -376,11 +408,17 @@ fn score(file: &KeptFile) -> Option<f64> {
 /// Indices of the protected files.
 fn protected(policy: &RetentionPolicy, files: &[KeptFile]) -> HashSet<usize> {
     let is_species = |key: &str| policy.species_key.as_deref().is_none_or(|k| k == key);
+    // As written and resolved: protecting more is safe, protecting less is not.
+    let folders: Vec<(&PathBuf, PathBuf)> = policy.protect_folders.iter().map(|f| (f, crate::folders::resolved(f))).collect();
+    let in_folder = |path: &Path| {
+        let resolved = (!folders.is_empty()).then(|| crate::folders::resolved(path));
+        folders.iter().any(|(written, real)| path.starts_with(written) || resolved.as_ref().is_some_and(|r| r.starts_with(real)))
+    };
     let mut protected: HashSet<usize> = files
         .iter()
         .enumerate()
         .filter(|(_, f)| {
-            policy.protect_folders.iter().any(|folder| f.path.starts_with(folder))
+            in_folder(&f.path)
                 || f.tags.iter().any(|t| is_species(&t.key) && policy.protect_species.contains(&t.value))
         })
         .map(|(i, _)| i)

@@ -22,13 +22,18 @@ fn number(store: &Path, sql: &str) -> Result<i64, String> {
     Ok(rows.first().and_then(|r| r.as_object()).and_then(|o| o.values().next()).and_then(Value::as_i64).unwrap_or(0))
 }
 
-/// Bytes used by the files under `path` (0 when it does not exist).
+/// Bytes in the plain files under `path` (0 when it does not exist), never following a
+/// link: each one met is named in a warning on stderr and not counted, so a loop of
+/// links (`loopA -> .`) can neither hang the walk nor inflate the size.
 fn disk_usage(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::metadata(path) else { return 0 };
-    if meta.is_file() {
-        return meta.len();
+    let walked = acoupi_engine::folders::walk(path);
+    for link in &walked.links {
+        eprintln!("warning: `{}` is a symbolic link; it is not followed nor counted", link.display());
     }
-    std::fs::read_dir(path).map_or(0, |entries| entries.flatten().map(|e| disk_usage(&e.path())).sum())
+    for error in &walked.errors {
+        eprintln!("warning: {error}");
+    }
+    walked.bytes()
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -226,7 +226,7 @@ fn a_full_temp_disk_fails_each_recording_cleanly_and_the_station_keeps_running()
     let pipeline = demo_in(dir.path());
     // 100 KiB: less than one 129 KiB demo recording.
     let Some(_disk) = Tmpfs::mount(&dir.path().join("tmp"), "100k") else {
-        println!("skipped: cannot mount a tmpfs (needs root)");
+        crate::retention::skip_without_root();
         return;
     };
     let output = Command::new(env!("CARGO_BIN_EXE_acoupi")).arg("run").arg(&pipeline).args(["--for", "5s"]).output().unwrap();

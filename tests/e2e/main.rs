@@ -6,6 +6,7 @@ mod corpus;
 mod crash;
 mod faults;
 mod guano;
+mod hostile_fs;
 mod microphone;
 mod pipelines;
 mod recovery;

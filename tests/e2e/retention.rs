@@ -71,6 +71,13 @@ fn without_a_retention_table_nothing_is_deleted() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("no [retention] table; nothing is ever deleted"));
 }
 
+/// A test that cannot mount a tmpfs says it is skipped, or fails where
+/// `ACOUPI_REQUIRE_ROOT=1` (CI sets it: a runner without root must not pass by skipping).
+pub fn skip_without_root() {
+    assert!(std::env::var("ACOUPI_REQUIRE_ROOT").as_deref() != Ok("1"), "cannot mount a tmpfs, and root is required (ACOUPI_REQUIRE_ROOT=1)");
+    println!("skipped: cannot mount a tmpfs (needs root)");
+}
+
 /// A 1 MiB tmpfs at `at`, unmounted on drop.
 struct Tmpfs(PathBuf);
 
@@ -93,7 +100,7 @@ fn a_station_on_a_tiny_disk_keeps_min_free_by_deleting_its_oldest_recordings() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = with_retention(dir.path(), "min_free = \"600 KiB\"");
     let Some(_disk) = Tmpfs::mount(&dir.path().join("recordings")) else {
-        println!("skipped: cannot mount a tmpfs (needs root)");
+        skip_without_root();
         return;
     };
     // Each run keeps one 129 KiB recording; 1 MiB would fill after 7. Before each

@@ -208,3 +208,51 @@ fn a_missing_root_deletes_nothing() {
     assert!(matches!(retention.plan(at(20)), Err(RetentionError::RootMissing(_))));
     assert_eq!(std::fs::read_dir(dir.path().join("unmounted/2026/06")).unwrap().count(), 5);
 }
+
+#[test]
+fn stored_paths_outside_the_root_or_through_a_link_are_refused_and_keep_their_rows() {
+    use std::os::unix::fs::symlink;
+    let (dir, store, mut retention) = station(SpaceAmount::Bytes(0), false);
+    retention.policy.max_age = Some(Duration::from_secs(86_400));
+    let root = dir.path().join("recordings");
+    // A row from a merged shard pointing out of the tree, and a day folder replaced by a
+    // link to a folder outside.
+    std::fs::write(dir.path().join("victim.txt"), b"mine").unwrap();
+    let victim = store.add_kept(&root.join("../victim.txt"), at(1), &[]);
+    std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+    std::fs::write(dir.path().join("outside/behind.wav"), b"mine too").unwrap();
+    symlink(dir.path().join("outside"), root.join("2026/07")).unwrap();
+    let behind = store.add_kept(&root.join("2026/07/behind.wav"), at(2), &[]);
+
+    let plan = retention.plan(at(20)).unwrap();
+    let refused: Vec<Uuid> = plan.refused.iter().map(|(id, _)| *id).collect();
+    assert_eq!(refused, [victim, behind]);
+    assert!(matches!(plan.refused[0].1, DeleteError::ParentDir(_)) && matches!(plan.refused[1].1, DeleteError::Link { .. }));
+    let text = plan.describe(true);
+    assert!(text.contains("has a `..` component") && text.contains("goes through the symbolic link") && text.contains("2 refused"), "{text}");
+    assert_eq!(names(&plan), ["01.wav", "02.wav", "03.wav", "04.wav", "05.wav"], "the station's own old files go");
+    let report = retention.apply(&plan);
+    assert_eq!((report.deleted, report.errors), (5, 0));
+    assert_eq!(std::fs::read(dir.path().join("victim.txt")).unwrap(), b"mine");
+    assert_eq!(std::fs::read(dir.path().join("outside/behind.wav")).unwrap(), b"mine too");
+    assert_eq!(store.path_of(5), Some(root.join("../victim.txt")), "the row keeps its path");
+    assert_eq!(store.path_of(6), Some(root.join("2026/07/behind.wav")));
+
+    // A plan made before the link appeared is checked again when applied.
+    let plan = RetentionPlan {
+        deletions: vec![Deletion { recording_id: behind, path: root.join("2026/07/behind.wav"), created_on: at(1), size: 8, reason: Reason::Missing }],
+        ..Default::default()
+    };
+    assert_eq!(retention.apply(&plan).errors, 1);
+    assert!(dir.path().join("outside/behind.wav").exists());
+}
+
+#[test]
+fn a_protected_folder_named_through_a_link_protects_the_same_recordings() {
+    let (dir, _, mut retention) = station(SpaceAmount::Bytes(0), false);
+    retention.policy.max_age = Some(Duration::from_secs(86_400));
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("alias")).unwrap();
+    retention.policy.protect_folders = vec![dir.path().join("alias/recordings/2026")];
+    let plan = retention.plan(at(20)).unwrap();
+    assert_eq!((plan.deletions.len(), plan.protected), (0, 5), "{}", plan.describe(true));
+}

@@ -1,5 +1,11 @@
 //! The management task: decides, for the recordings waiting in the temp folder, which to
 //! keep (moved into the recordings tree) and which to delete.
+//!
+//! It lists only plain files directly in the temp folder: a symbolic link there (even one
+//! named like a recording) is logged and left alone, never moved, copied or deleted. A
+//! delete goes through the deletion guard of [`crate::folders`] with the temp folder as
+//! its only root; a refusal is logged with the path and why, and the file and its row
+//! stay as they were.
 
 use std::collections::HashSet;
 use std::io;
@@ -11,6 +17,7 @@ use chrono::{DateTime, Utc};
 use super::Named;
 use crate::component::{RecordingCondition, SavingFilter, SavingManager};
 use crate::disk::{SystemDisk, describe_free};
+use crate::folders::{MAX_NUMBERED, numbered, wav_files};
 use crate::retention::Retention;
 use crate::store::Store;
 
@@ -56,7 +63,9 @@ impl ManagementTask {
     ///    present and none says yes → delete the file; file already gone → log, skip; else ask the managers in order, the
     ///    first returning a path wins → move the file there → `update_recording_path`; no
     ///    manager returns a path → warn and delete. A deleted file's recording keeps its
-    ///    row with no path. A failing filter counts as "no"; a failing manager as "none".
+    ///    row with no path. A failing filter counts as "no"; a failing manager as "none",
+    ///    except that a recording to keep is never deleted because a manager failed (a
+    ///    destination refused for a link in the tree): it stays in the temp folder.
     ///
     /// Before that, [`ManagementTask::recover`] finishes moves a crash interrupted; after
     /// it, retention runs when due (see [`Retention::run_if_due`]).
@@ -153,10 +162,12 @@ impl ManagementTask {
                 tracing::warn!(stage = %self.stage, recording = %recording.id, path = %path.display(), "file already gone");
                 continue;
             }
+            let mut failed = false;
             let destination = if keep {
                 self.managers.iter().find_map(|manager| match manager.save(&recording, &outputs) {
                     Ok(destination) => destination,
                     Err(error) => {
+                        failed = true;
                         tracing::error!(stage = %self.stage, recording = %recording.id, manager = %manager.name, %error, "saving manager failed");
                         None
                     }
@@ -164,6 +175,12 @@ impl ManagementTask {
             } else {
                 None
             };
+            if keep && failed && destination.is_none() {
+                // A refused destination (a link in the tree) must not turn into a delete.
+                report.errors += 1;
+                tracing::error!(stage = %self.stage, recording = %recording.id, path = %path.display(), "a saving manager failed and none gave a path; the recording stays in the temp folder and is tried again next run");
+                continue;
+            }
             // A name taken by another kept file (a template such as `{top_tag}.wav` that
             // is not unique per recording) gets a number: nothing is overwritten and the
             // recording does not stay stuck in the temp folder.
@@ -196,8 +213,8 @@ impl ManagementTask {
                     if keep && !self.managers.is_empty() {
                         tracing::warn!(stage = %self.stage, recording = %recording.id, "no saving manager gave a path; deleting");
                     }
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => {
+                    match crate::folders::remove_file(&path, &[self.temp_dir.as_path()]) {
+                        Ok(_) => {
                             report.deleted += 1;
                             if let Err(error) = self.store.update_recording_path(&recording, None) {
                                 report.errors += 1;
@@ -281,40 +298,6 @@ impl ManagementTask {
     }
 }
 
-/// The `.wav` files (any case) directly in `dir`, sorted; a missing folder has none.
-fn wav_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav")) {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// How many numbered names (`name_2.wav` …) are tried for a kept file.
-const MAX_NUMBERED: u32 = 1000;
-
-/// `wanted` for `n = 1`, else `wanted` with `_<n>` before its extension.
-fn numbered(wanted: &Path, n: u32) -> PathBuf {
-    if n == 1 {
-        return wanted.to_path_buf();
-    }
-    let stem = wanted.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let name = match wanted.extension() {
-        Some(extension) => format!("{stem}_{n}.{}", extension.to_string_lossy()),
-        None => format!("{stem}_{n}"),
-    };
-    wanted.with_file_name(name)
-}
-
 /// Where to move `from` when the manager asked for `wanted`: `wanted` itself when it is
 /// free or holds the same bytes (a move a stop interrupted), else the first free
 /// `name_2.wav`, `name_3.wav` … (the last tried when all are taken: the move then fails
@@ -328,7 +311,7 @@ fn free_destination(from: &Path, wanted: &Path) -> PathBuf {
 
 /// Moves a file, creating the destination folder. Within a filesystem this is a rename;
 /// across filesystems the file is copied to a temporary name beside the destination
-/// (`<name>.partial`), synced, renamed into place, and only then is the source removed,
+/// (`<name>.acoupi-partial`, see [`crate::folders::partial_path`]), synced, renamed into place, and only then is the source removed,
 /// so a crash leaves the file at the old path, the new one, or (between the last two
 /// steps) both: a destination with the same bytes as the source then finishes the move
 /// by removing the source. A failed copy (a full disk) removes its partial file, so the
@@ -352,7 +335,7 @@ pub fn move_file_with(from: &Path, to: &Path, rename: impl Fn(&Path, &Path) -> i
     match rename(from, to) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-            let partial = to.with_extension("partial");
+            let partial = crate::folders::partial_path(to, crate::folders::Partial::Copy);
             let copied = std::fs::copy(from, &partial).and_then(|_| std::fs::File::open(&partial)?.sync_all());
             if let Err(error) = copied {
                 let _ = std::fs::remove_file(&partial);
@@ -602,7 +585,7 @@ mod tests {
         let exdev = |_: &Path, _: &Path| Err(io::Error::from(io::ErrorKind::CrossesDevices));
         move_file_with(&a, &b, exdev).unwrap();
         assert!(!a.exists() && std::fs::read(&b).unwrap() == b"RIFF....");
-        assert!(!dir.path().join("kept/a.partial").exists());
+        assert!(!dir.path().join("kept/a.wav.acoupi-partial").exists());
         // A stop after the copy's rename but before the source's removal: both exist.
         std::fs::write(&a, b"RIFF....").unwrap();
         move_file(&a, &b).unwrap();
@@ -642,6 +625,8 @@ mod tests {
         let (dir, store) = setup(&calls, &["big.wav"], &[vec![]]);
         std::fs::write(dir.path().join("tmp/big.wav"), vec![7u8; 2 << 20]).unwrap();
         let Some(_disk) = TinyDisk::mount(&dir.path().join("full")) else {
+            // CI sets ACOUPI_REQUIRE_ROOT=1: a runner without root must not pass by skipping.
+            assert!(std::env::var("ACOUPI_REQUIRE_ROOT").as_deref() != Ok("1"), "cannot mount a tmpfs, and root is required (ACOUPI_REQUIRE_ROOT=1)");
             println!("skipped: cannot mount a tmpfs (needs root)");
             return;
         };
@@ -649,11 +634,35 @@ mod tests {
         assert_eq!(report, ManagementReport { errors: 1, ..Default::default() });
         assert_eq!(std::fs::metadata(dir.path().join("tmp/big.wav")).unwrap().len(), 2 << 20, "the recording stays, whole");
         assert_eq!(store.path_of(0), Some(dir.path().join("tmp/big.wav")));
-        assert!(!dir.path().join("full/kept/big.partial").exists(), "the partial copy is removed");
+        assert!(!dir.path().join("full/kept/big.wav.acoupi-partial").exists(), "the partial copy is removed");
         // Next run, still full: tried again, still there.
         let report = task(dir.path(), store.clone(), &calls, &[], &[Some("full/kept/big.wav")], &[]).run(Utc::now());
         assert_eq!(report.errors, 1);
         assert!(dir.path().join("tmp/big.wav").exists());
+    }
+
+    #[test]
+    fn a_link_in_the_temp_folder_is_left_alone_and_a_failing_manager_deletes_nothing() {
+        struct Refusing;
+        impl SavingManager for Refusing {
+            fn save(&self, _: &crate::data::Recording, _: &[crate::data::ModelOutput]) -> crate::component::ComponentResult<Option<PathBuf>> {
+                Err(crate::component::ComponentError::Other("refusing destination: a symbolic link".into()))
+            }
+        }
+        let calls = Calls::default();
+        let (dir, store) = setup(&calls, &["a.wav"], &[vec![]]);
+        std::fs::write(dir.path().join("precious.wav"), b"mine").unwrap();
+        let link = dir.path().join("tmp/link.wav");
+        std::os::unix::fs::symlink(dir.path().join("precious.wav"), &link).unwrap();
+        store.add_recording(&link, &[]);
+        let mut task = task(dir.path(), store.clone(), &calls, &[], &[], &[]);
+        task.managers = vec![Named::new("refusing", Arc::new(Refusing) as Arc<dyn SavingManager>)];
+        let report = task.run(Utc::now());
+        assert_eq!(report, ManagementReport { errors: 1, ..Default::default() });
+        assert!(dir.path().join("tmp/a.wav").exists(), "a recording to keep stays when its manager fails");
+        assert_eq!(store.path_of(0), Some(dir.path().join("tmp/a.wav")));
+        assert!(link.symlink_metadata().is_ok() && dir.path().join("precious.wav").exists(), "the link and its target stay");
+        assert_eq!(store.path_of(1), Some(link));
     }
 
     #[test]
