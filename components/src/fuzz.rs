@@ -285,7 +285,7 @@ mod properties {
             let bytes = utf8_number(n);
             let lead = bytes[0].leading_ones() as usize;
             assert_eq!(lead, if n < 0x80 { 0 } else { bytes.len() }, "{n:#x}: {bytes:x?}");
-            let mut value = u64::from(bytes[0] & (0x7f >> lead.max(1)));
+            let mut value = u64::from(bytes[0] & (0x7f >> lead));
             for b in &bytes[1..] {
                 assert_eq!(b & 0xc0, 0x80);
                 value = value << 6 | u64::from(b & 0x3f);
