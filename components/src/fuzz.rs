@@ -273,6 +273,18 @@ mod properties {
         }
     }
 
+    /// The fuzzers' seeds (absurd headers among them) pass the same checks.
+    #[test]
+    fn the_audio_corpus_gives_results_or_errors_within_the_limits() {
+        let corpus = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/audio_reader"));
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(corpus).unwrap() {
+            read_audio(&std::fs::read(entry.unwrap().path()).unwrap());
+            seeds += 1;
+        }
+        assert!(seeds >= 4, "{seeds} seeds");
+    }
+
     #[test]
     fn a_silent_flac_decodes_to_its_header() {
         let dir = tempfile::tempdir().unwrap();
