@@ -42,6 +42,11 @@ pub const BLOCK_FRAMES: usize = 1 << 16;
 /// The longest window a model may ask for, in samples.
 pub const MAX_WINDOW_FRAMES: usize = 1 << 24;
 
+/// What takes decoded blocks of mono samples, in order.
+pub type BlockSink<'a> = dyn FnMut(&[f32]) -> Result<(), ComponentError> + 'a;
+/// What takes a model's windows: the first sample's index and the window's samples.
+pub(crate) type WindowSink<'a> = dyn FnMut(usize, &[f32]) -> Result<(), ComponentError> + 'a;
+
 /// What a WAV header says about a recording.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WavInfo {
@@ -120,7 +125,7 @@ pub fn audio_info(path: &Path) -> Result<WavInfo, ComponentError> {
 /// (channels averaged), handing them to `each` in blocks of at most [`BLOCK_FRAMES`];
 /// returns the header. A file holding fewer frames than its header says is an error
 /// (after the blocks it does hold), and so is one holding more.
-pub fn read_mono_blocks(path: &Path, each: &mut dyn FnMut(&[f32]) -> Result<(), ComponentError>) -> Result<WavInfo, ComponentError> {
+pub fn read_mono_blocks(path: &Path, each: &mut BlockSink<'_>) -> Result<WavInfo, ComponentError> {
     let info = audio_info(path)?;
     let decoded = if is_flac(path) { decode_flac(path, &info, each)? } else { decode_wav(path, &info, each)? };
     if decoded < info.frames {
@@ -130,7 +135,7 @@ pub fn read_mono_blocks(path: &Path, each: &mut dyn FnMut(&[f32]) -> Result<(), 
 }
 
 /// Decodes a WAV file's samples (see [`read_mono_blocks`]); returns the frames decoded.
-fn decode_wav(path: &Path, info: &WavInfo, each: &mut dyn FnMut(&[f32]) -> Result<(), ComponentError>) -> Result<u64, ComponentError> {
+fn decode_wav(path: &Path, info: &WavInfo, each: &mut BlockSink<'_>) -> Result<u64, ComponentError> {
     let mut reader = hound::WavReader::open(path).map_err(|e| audio_error(path, e))?;
     let spec = reader.spec();
     let channels = usize::from(info.channels);
@@ -173,7 +178,7 @@ fn decode_wav(path: &Path, info: &WavInfo, each: &mut dyn FnMut(&[f32]) -> Resul
 
 /// Decodes a FLAC file's frames (see [`read_mono_blocks`]); returns the frames decoded.
 /// A FLAC frame holds at most 65 535 samples per channel, so a block is at most that.
-fn decode_flac(path: &Path, info: &WavInfo, each: &mut dyn FnMut(&[f32]) -> Result<(), ComponentError>) -> Result<u64, ComponentError> {
+fn decode_flac(path: &Path, info: &WavInfo, each: &mut BlockSink<'_>) -> Result<u64, ComponentError> {
     let mut reader = claxon::FlacReader::open(path).map_err(|e| audio_error(path, e))?;
     let bits = reader.streaminfo().bits_per_sample;
     let scale = 1.0 / (1u64 << bits.saturating_sub(1)) as f32;
@@ -269,7 +274,7 @@ pub(crate) fn for_each_window(
     from: u32,
     to: u32,
     windows: Windows,
-    each: &mut dyn FnMut(usize, &[f32]) -> Result<(), ComponentError>,
+    each: &mut WindowSink<'_>,
 ) -> Result<(), ComponentError> {
     if windows.window == 0 || windows.window > MAX_WINDOW_FRAMES {
         return Err(audio_error(path, format!("a window of {} samples is outside the limits (1 to {MAX_WINDOW_FRAMES})", windows.window)));
@@ -306,7 +311,7 @@ impl WindowCutter {
         WindowCutter { windows, len, next: 0, buffer: Vec::new(), buffer_start: 0, seen: 0 }
     }
 
-    fn push(&mut self, block: &[f32], each: &mut dyn FnMut(usize, &[f32]) -> Result<(), ComponentError>) -> Result<(), ComponentError> {
+    fn push(&mut self, block: &[f32], each: &mut WindowSink<'_>) -> Result<(), ComponentError> {
         let block = &block[..block.len().min(self.len - self.seen)];
         let block_start = self.seen;
         self.seen += block.len();
@@ -368,7 +373,7 @@ impl StreamResampler {
         audio_error(&self.path, format!("cannot resample from {from} Hz to {to} Hz: {e}"))
     }
 
-    fn push(&mut self, mut input: &[f32], sink: &mut dyn FnMut(&[f32]) -> Result<(), ComponentError>) -> Result<(), ComponentError> {
+    fn push(&mut self, mut input: &[f32], sink: &mut BlockSink<'_>) -> Result<(), ComponentError> {
         let Some(chunk) = self.fft.as_ref().map(|fft| fft.input_frames_next()) else {
             let given = &input[..input.len().min(self.left)];
             self.left -= given.len();
@@ -388,7 +393,7 @@ impl StreamResampler {
 
     /// Resamples the pending chunk (`partial`: how many of its samples are real, the
     /// rest zeros) and gives what is past the delay and within the length.
-    fn process(&mut self, partial: Option<usize>, sink: &mut dyn FnMut(&[f32]) -> Result<(), ComponentError>) -> Result<(), ComponentError> {
+    fn process(&mut self, partial: Option<usize>, sink: &mut BlockSink<'_>) -> Result<(), ComponentError> {
         let Some(fft) = &mut self.fft else { return Ok(()) };
         let chunk = fft.input_frames_next();
         self.pending.resize(chunk, 0.0);
@@ -408,7 +413,7 @@ impl StreamResampler {
     }
 
     /// Resamples what is pending, then zeros until `len` samples were given.
-    fn finish(&mut self, sink: &mut dyn FnMut(&[f32]) -> Result<(), ComponentError>) -> Result<(), ComponentError> {
+    fn finish(&mut self, sink: &mut BlockSink<'_>) -> Result<(), ComponentError> {
         if self.fft.is_none() {
             return Ok(());
         }

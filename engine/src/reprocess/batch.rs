@@ -11,8 +11,9 @@
 //! files, or what arrived within [`BATCH_INTERVAL`], per transaction: a DuckDB commit
 //! costs milliseconds, an analysis usually more.
 //!
-//! A file whose analysis failed in any stage (or panicked) is recorded as `error` with
-//! the reason and nothing else of it is stored, so `--retry-errors` can analyse it again
+//! A file whose header the probe refuses (the components' probe checks it against the
+//! decoding limits: rate, channels, bits, length) or whose analysis failed in any stage
+//! (or panicked) is recorded as `error` with the reason and nothing else of it is stored, so `--retry-errors` can analyse it again
 //! without duplicating outputs. A file every stage's processing filters turned down is
 //! `filtered`: its recording is stored, without outputs.
 
