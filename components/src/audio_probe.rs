@@ -5,6 +5,9 @@
 //! cannot read, or truncated (the data chunk declares more bytes than the file holds).
 //! A `.flac` file is probed through its stream info (claxon) and its Vorbis `COMMENT`;
 //! a truncated FLAC is found when the model decodes it (a stage failure, also reported).
+//! Either header is checked against the decoding limits of `audio` (sample rate, channels,
+//! bits, samples: [`crate::audio::check_header`]), so an absurd file is a bad file with
+//! the limit it passed as its reason, before any model allocates for it.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -29,13 +32,12 @@ impl AudioProbe for WavProbe {
         let chunks = scan_chunks(BufReader::new(file), size)?;
         let reader = hound::WavReader::open(path).map_err(|e| format!("not a readable WAV file: {e}"))?;
         let spec = reader.spec();
-        if spec.sample_rate == 0 || spec.channels == 0 {
-            return Err("the header has a zero sample rate or channel count".into());
-        }
+        let frames = u64::from(reader.duration());
+        crate::audio::check_header(spec.sample_rate, spec.channels, spec.bits_per_sample, frames)?;
         Ok(ProbedAudio {
             samplerate: spec.sample_rate,
             channels: spec.channels,
-            frames: u64::from(reader.duration()),
+            frames,
             comment: chunks.comment,
             guano: chunks.guano,
         })

@@ -30,7 +30,10 @@ pub fn check_pipeline(text: &str) {
 }
 
 /// Reads `bytes` as a recording file every way the station and reprocessing do, as a
-/// `.wav` and as a `.flac`; only panics count.
+/// `.wav` and as a `.flac`; only panics count, and a decoder that allocates past the
+/// decoding limits (`audio`'s module docs): a header that passes is within them, a block
+/// is at most [`crate::audio::BLOCK_FRAMES`] frames and the frames decoded are at most
+/// the header's.
 pub fn read_audio(bytes: &[u8]) {
     thread_local! {
         static FILES: Option<(tempfile::TempDir, PathBuf, PathBuf)> = scratch_files();
@@ -42,7 +45,7 @@ pub fn read_audio(bytes: &[u8]) {
         }
         for path in [wav, flac] {
             let _ = crate::audio::wav_info(path);
-            let _ = crate::audio::read_mono(path);
+            check_decoding(path);
             let _ = crate::audio_probe::WavProbe.probe(path);
         }
         if let Ok(Some(guano)) = acoupi_engine::guano::read(wav) {
@@ -50,6 +53,93 @@ pub fn read_audio(bytes: &[u8]) {
         }
         let _ = acoupi_engine::guano::write(wav, &acoupi_engine::guano::Guano::default());
     });
+}
+
+/// Decodes `path` block by block, asserting the decoding bounds (see [`read_audio`]).
+fn check_decoding(path: &Path) {
+    use crate::audio::{BLOCK_FRAMES, MAX_CHANNELS, MAX_SAMPLERATE, MAX_SAMPLES, MIN_SAMPLERATE};
+    let Ok(info) = crate::audio::audio_info(path) else { return };
+    assert!((MIN_SAMPLERATE..=MAX_SAMPLERATE).contains(&info.samplerate), "{info:?} passed the rate limits");
+    assert!((1..=MAX_CHANNELS).contains(&info.channels), "{info:?} passed the channel limit");
+    assert!(info.frames.saturating_mul(u64::from(info.channels)) <= MAX_SAMPLES, "{info:?} passed the length limit");
+    let mut decoded = 0u64;
+    let _ = crate::audio::read_mono_blocks(path, &mut |block| {
+        assert!(block.len() <= BLOCK_FRAMES, "a block of {} frames", block.len());
+        decoded += block.len() as u64;
+        assert!(decoded <= info.frames, "{decoded} frames decoded from a header of {info:?}");
+        Ok(())
+    });
+    if let Ok((_, samples)) = crate::audio::read_mono(path) {
+        assert!(samples.len() as u64 == info.frames, "{} samples from a header of {info:?}", samples.len());
+    }
+}
+
+/// A FLAC file of `frames` frames of silence (every subframe CONSTANT 0, blocks of
+/// 65 535 frames; 8, 16 or 24 bits): an hour at 384 kHz is about 300 KB. For tests and
+/// the fuzzers' seeds; the stream info's rate is 20 bits, so up to 1 048 575 Hz.
+pub fn silent_flac(samplerate: u32, channels: u8, bits: u8, frames: u64) -> Vec<u8> {
+    const BLOCK: u64 = 65_535;
+    assert!(matches!(bits, 8 | 16 | 24) && (1..=8).contains(&channels) && samplerate < 1 << 20 && frames < 1 << 36);
+    let mut out = b"fLaC".to_vec();
+    // The STREAMINFO block, the last metadata block: 34 bytes.
+    out.extend([0x80, 0, 0, 34]);
+    out.extend((BLOCK as u16).to_be_bytes());
+    out.extend((BLOCK as u16).to_be_bytes());
+    out.extend([0; 6]); // frame sizes unknown
+    let packed = u64::from(samplerate) << 44 | u64::from(channels - 1) << 41 | u64::from(bits - 1) << 36 | frames;
+    out.extend(packed.to_be_bytes());
+    out.extend([0; 16]); // MD5 unknown
+    let mut number = 0u64;
+    let mut left = frames;
+    while left > 0 {
+        let block = left.min(BLOCK);
+        let start = out.len();
+        // Sync, fixed blocking; block size in 16 bits at the end of the header; the rate
+        // from the stream info; independent channels; the bits' code.
+        let bits_code = match bits {
+            8 => 0b001,
+            16 => 0b100,
+            _ => 0b110,
+        };
+        out.extend([0xff, 0xf8, 0x70, (channels - 1) << 4 | bits_code << 1]);
+        out.extend(utf8_number(number));
+        out.extend(((block - 1) as u16).to_be_bytes());
+        out.push(crc8(&out[start..]));
+        for _ in 0..channels {
+            out.push(0); // CONSTANT, no wasted bits
+            out.extend(std::iter::repeat_n(0u8, usize::from(bits / 8)));
+        }
+        let crc = crc16(&out[start..]);
+        out.extend(crc.to_be_bytes());
+        number += 1;
+        left -= block;
+    }
+    out
+}
+
+/// FLAC's UTF-8-like coding of a frame number.
+fn utf8_number(n: u64) -> Vec<u8> {
+    if n < 0x80 {
+        return vec![n as u8];
+    }
+    let continuation = (1..=6).find(|&k| n < 1u64 << (5 * k + 6)).unwrap_or(6);
+    let mut bytes = vec![0u8; continuation + 1];
+    for (i, byte) in bytes.iter_mut().enumerate().skip(1).rev() {
+        *byte = 0x80 | ((n >> (6 * (continuation - i))) & 0x3f) as u8;
+    }
+    let lead_bits = 6 - continuation as u32;
+    bytes[0] = (0xff00u16 >> (continuation + 1)) as u8 | (n >> (6 * continuation)) as u8 & ((1u8 << lead_bits) - 1);
+    bytes
+}
+
+fn crc8(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0u8, |crc, &b| (0..8).fold(crc ^ b, |c, _| if c & 0x80 != 0 { c << 1 ^ 0x07 } else { c << 1 }))
+}
+
+fn crc16(bytes: &[u8]) -> u16 {
+    bytes.iter().fold(0u16, |crc, &b| {
+        (0..8).fold(crc ^ u16::from(b) << 8, |c, _| if c & 0x8000 != 0 { c << 1 ^ 0x8005 } else { c << 1 })
+    })
 }
 
 /// A scratch `fuzz.wav` and a `fuzz.flac` link to it, made once per thread.
@@ -158,6 +248,61 @@ mod properties {
                 bytes.splice(start..end, insert.iter().copied());
             }
             read_audio(&bytes);
+        }
+
+        /// Any sample rate, channel count and bit depth in a WAV header: refused, or
+        /// decoded within the limits (`check_decoding`'s assertions).
+        #[test]
+        fn any_wav_header_values_are_refused_or_decoded_within_the_limits(rate in any::<u32>(), channels in any::<u16>(), bits in any::<u16>()) {
+            let mut bytes = seed_wav();
+            bytes[22..24].copy_from_slice(&channels.to_le_bytes());
+            bytes[24..28].copy_from_slice(&rate.to_le_bytes());
+            bytes[34..36].copy_from_slice(&bits.to_le_bytes());
+            read_audio(&bytes);
+        }
+
+        /// Any stream info in a FLAC: refused, or decoded within the limits; the frames
+        /// it claims beyond those it holds are never allocated.
+        #[test]
+        fn any_flac_stream_info_is_refused_or_decoded_within_the_limits(rate in 1u32..(1 << 20), channels in 1u8..=8, frames in 0u64..(1 << 36), held in 0u64..70_000) {
+            let mut bytes = silent_flac(rate, channels, 16, held);
+            // The stream info claims `frames` (bytes 18..26 pack rate, channels, bits, length).
+            let packed = u64::from(rate) << 44 | u64::from(channels - 1) << 41 | 15 << 36 | frames;
+            bytes[18..26].copy_from_slice(&packed.to_be_bytes());
+            read_audio(&bytes);
+        }
+    }
+
+    /// The fuzzers' seeds (absurd headers among them) pass the same checks.
+    #[test]
+    fn the_audio_corpus_gives_results_or_errors_within_the_limits() {
+        let corpus = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/audio_reader"));
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(corpus).unwrap() {
+            read_audio(&std::fs::read(entry.unwrap().path()).unwrap());
+            seeds += 1;
+        }
+        assert!(seeds >= 4, "{seeds} seeds");
+    }
+
+    #[test]
+    fn a_silent_flac_decodes_to_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silence.flac");
+        std::fs::write(&path, silent_flac(384_000, 2, 16, 200_000)).unwrap();
+        let (info, samples) = crate::audio::read_mono(&path).unwrap();
+        assert_eq!(info, crate::audio::WavInfo { samplerate: 384_000, channels: 2, frames: 200_000 });
+        assert!(samples.len() == 200_000 && samples.iter().all(|s| *s == 0.0));
+        for n in [0, 1, 0x7f, 0x80, 0x7ff, 0x800, 0xffff, 0x10000, 1 << 30, (1 << 36) - 1] {
+            let bytes = utf8_number(n);
+            let lead = bytes[0].leading_ones() as usize;
+            assert_eq!(lead, if n < 0x80 { 0 } else { bytes.len() }, "{n:#x}: {bytes:x?}");
+            let mut value = u64::from(bytes[0] & (0x7f >> lead));
+            for b in &bytes[1..] {
+                assert_eq!(b & 0xc0, 0x80);
+                value = value << 6 | u64::from(b & 0x3f);
+            }
+            assert_eq!(value, n, "{bytes:x?}");
         }
     }
 }

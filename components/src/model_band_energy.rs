@@ -11,6 +11,9 @@
 //! scores 0.5. Times are in the file's seconds; frequencies are real-world Hz (file Hz ×
 //! the recording's time expansion). A recording that is loud from end to end has a high
 //! median and few events: use a shorter recording or a narrower band.
+//!
+//! The audio is read frame by frame (`audio::for_each_window`), never whole; the levels
+//! are kept for the median, at most [`MAX_FRAMES`] of them.
 
 use std::sync::Arc;
 
@@ -18,9 +21,15 @@ use acoupi_engine::component::{ComponentError, ComponentResult, Model};
 use acoupi_engine::config::values::{Hertz, PositiveDuration};
 use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
-use realfft::RealFftPlanner;
+use realfft::{RealFftPlanner, RealToComplex};
+use realfft::num_complex::Complex;
 
-use crate::audio::read_recording;
+use crate::audio::{Windows, for_each_window, recording_file};
+
+/// The most analysis frames of one recording: the median needs every frame's level
+/// (8 bytes each). 2²³ frames are 46 h at the default 20 ms; a longer recording, or a
+/// much shorter `frame`, is refused.
+pub const MAX_FRAMES: u64 = 1 << 23;
 
 /// Detect sound events from the energy in a frequency band rising above the recording's
 /// background level (no machine learning).
@@ -115,10 +124,39 @@ struct Event {
     peak_excess_db: f64,
 }
 
+/// The band level of one frame: the window, the FFT and the band's bins, made once per
+/// recording.
+struct BandLevel {
+    frame_len: usize,
+    window: Vec<f32>,
+    fft: Arc<dyn RealToComplex<f32>>,
+    input: Vec<f32>,
+    spectrum: Vec<Complex<f32>>,
+    first_bin: usize,
+    last_bin: usize,
+}
+
+impl BandLevel {
+    /// Band level in dB of a frame of `frame_len` samples.
+    fn level(&mut self, frame: &[f32]) -> Result<f64, String> {
+        self.input.iter_mut().for_each(|x| *x = 0.0);
+        for ((x, s), w) in self.input.iter_mut().zip(frame).zip(&self.window) {
+            *x = s * w;
+        }
+        self.fft.process(&mut self.input, &mut self.spectrum).map_err(|e| e.to_string())?;
+        let power: f64 = self.spectrum[self.first_bin..=self.last_bin].iter().map(|c| f64::from(c.norm_sqr())).sum();
+        Ok(10.0 * (power + 1e-12).log10())
+    }
+}
+
 impl BandEnergyModel {
-    /// Band level in dB of each frame.
-    fn band_levels(&self, samples: &[f32], samplerate: f64, time_expansion: f64) -> Result<(usize, Vec<f64>), String> {
+    /// The analysis of audio at `samplerate` (the file's Hz, the band's real Hz ÷
+    /// `time_expansion`).
+    fn band_level(&self, samplerate: f64, time_expansion: f64) -> Result<BandLevel, String> {
         let frame_len = ((self.frame_seconds * samplerate).round() as usize).max(16);
+        if frame_len > crate::audio::MAX_WINDOW_FRAMES {
+            return Err(format!("a frame of {} s is {frame_len} samples at {samplerate} Hz, over the limit of {}", self.frame_seconds, crate::audio::MAX_WINDOW_FRAMES));
+        }
         let fft_len = frame_len.next_power_of_two();
         let bin_hz = samplerate / fft_len as f64;
         // The band in the file's frequencies.
@@ -138,19 +176,8 @@ impl BandEnergyModel {
             .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / frame_len as f32).cos())
             .collect();
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(fft_len);
-        let mut input = fft.make_input_vec();
-        let mut spectrum = fft.make_output_vec();
-        let mut levels = Vec::with_capacity(samples.len() / frame_len);
-        for frame in samples.chunks_exact(frame_len) {
-            input.iter_mut().for_each(|x| *x = 0.0);
-            for ((x, s), w) in input.iter_mut().zip(frame).zip(&window) {
-                *x = s * w;
-            }
-            fft.process(&mut input, &mut spectrum).map_err(|e| e.to_string())?;
-            let power: f64 = spectrum[first_bin..=last_bin].iter().map(|c| f64::from(c.norm_sqr())).sum();
-            levels.push(10.0 * (power + 1e-12).log10());
-        }
-        Ok((frame_len, levels))
+        let (input, spectrum) = (fft.make_input_vec(), fft.make_output_vec());
+        Ok(BandLevel { frame_len, window, fft, input, spectrum, first_bin, last_bin })
     }
 
     fn events(&self, levels: &[f64], frame_seconds: f64) -> Vec<Event> {
@@ -189,11 +216,24 @@ impl Model for BandEnergyModel {
     }
 
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
-        let (info, samples) = read_recording(recording)?;
+        let (path, info) = recording_file(recording)?;
+        let audio_error = |reason: String| ComponentError::Audio { path: path.to_path_buf(), reason };
         let samplerate = f64::from(info.samplerate);
-        let (frame_len, levels) = self
-            .band_levels(&samples, samplerate, recording.time_expansion)
-            .map_err(|reason| ComponentError::Audio { path: recording.path.clone().unwrap_or_default(), reason })?;
+        let mut band = self.band_level(samplerate, recording.time_expansion).map_err(audio_error)?;
+        let frame_len = band.frame_len;
+        let frames = info.frames / frame_len as u64;
+        if frames > MAX_FRAMES {
+            return Err(audio_error(format!(
+                "{frames} frames of {} s to analyse, over the limit of {MAX_FRAMES}: use a longer frame or split the file",
+                self.frame_seconds
+            )));
+        }
+        let mut levels = Vec::with_capacity(frames as usize);
+        let windows = Windows { window: frame_len, step: frame_len, min_last: frame_len };
+        for_each_window(path, &info, info.samplerate, info.samplerate, windows, &mut |_, frame| {
+            levels.push(band.level(frame).map_err(audio_error)?);
+            Ok(())
+        })?;
         let frame_seconds = frame_len as f64 / samplerate;
         let mut detections = Vec::new();
         for event in self.events(&levels, frame_seconds) {

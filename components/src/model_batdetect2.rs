@@ -53,7 +53,7 @@ use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_linalg::multithread::{Executor, multithread_tract_scope};
 use tract_onnx::prelude::*;
 
-use crate::audio::{read_recording, resample_recording};
+use crate::audio::{Windows, for_each_window, recording_file};
 use crate::batdetect2_spectrogram::{COLUMNS_PER_PIXEL, HEIGHT, SAMPLE_RATE, Spectrogram, SpectrogramMaker, padded_width};
 
 /// STFT hop and the samples before the first hop, at 256 kHz (for pixel → time).
@@ -314,10 +314,9 @@ fn decode(maps: &Maps, threshold: f32) -> Vec<Peak> {
         .collect()
 }
 
-/// The first sample of each chunk of `chunk_samples` of a signal `len` samples long (the
-/// last chunk may be shorter).
-fn chunk_starts(len: usize, chunk_samples: usize) -> impl Iterator<Item = usize> {
-    (0..len).step_by(chunk_samples.max(1))
+/// The chunks of `chunk_samples` of a signal (the last one may be shorter).
+fn chunk_windows(chunk_samples: usize) -> Windows {
+    Windows { window: chunk_samples, step: chunk_samples, min_last: 1 }
 }
 
 /// A running BatDetect2 model: the shared network and this instance's settings.
@@ -360,19 +359,32 @@ impl BatDetect2Model {
         })
     }
 
-    /// The peaks of audio at 256 kHz, chunk by chunk, in real seconds from its start.
-    fn peaks(&self, audio: &[f32]) -> Result<Vec<Peak>, String> {
-        let chunk_samples = (f64::from(SAMPLE_RATE) * self.chunk_seconds) as usize;
-        let mut peaks = Vec::new();
-        for (index, start) in chunk_starts(audio.len(), chunk_samples).enumerate() {
-            let chunk = &audio[start..(start + chunk_samples).min(audio.len())];
-            let maps = self.network.maps(&self.spectrogram.spectrogram(chunk), &self.executor)?;
-            let offset = index as f64 * self.chunk_seconds;
-            peaks.extend(decode(&maps, self.detection_threshold as f32).into_iter().map(|mut peak| {
+    fn chunk_samples(&self) -> usize {
+        (f64::from(SAMPLE_RATE) * self.chunk_seconds) as usize
+    }
+
+    /// The peaks of the `index`th chunk of audio at 256 kHz, in real seconds from the
+    /// audio's start.
+    fn chunk_peaks(&self, index: usize, chunk: &[f32]) -> Result<Vec<Peak>, String> {
+        let maps = self.network.maps(&self.spectrogram.spectrogram(chunk), &self.executor)?;
+        let offset = index as f64 * self.chunk_seconds;
+        Ok(decode(&maps, self.detection_threshold as f32)
+            .into_iter()
+            .map(|mut peak| {
                 peak.start_time += offset;
                 peak.end_time += offset;
                 peak
-            }));
+            })
+            .collect())
+    }
+
+    /// The peaks of audio at 256 kHz, chunk by chunk, in real seconds from its start.
+    #[cfg(test)]
+    fn peaks(&self, audio: &[f32]) -> Result<Vec<Peak>, String> {
+        let chunk_samples = self.chunk_samples();
+        let mut peaks = Vec::new();
+        for (index, start) in chunk_windows(chunk_samples).starts(audio.len()).enumerate() {
+            peaks.extend(self.chunk_peaks(index, &audio[start..(start + chunk_samples).min(audio.len())])?);
         }
         Ok(peaks)
     }
@@ -407,17 +419,21 @@ impl Model for BatDetect2Model {
     }
 
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
-        let (info, samples) = read_recording(recording)?;
-        let audio_error = |reason: String| ComponentError::Audio { path: recording.path.clone().unwrap_or_default(), reason };
+        let (path, info) = recording_file(recording)?;
+        let audio_error = |reason: String| ComponentError::Audio { path: path.to_path_buf(), reason };
         let time_expansion = self.time_expansion.unwrap_or(recording.time_expansion);
         let effective_rate = f64::from(info.samplerate) * time_expansion;
         if !(effective_rate >= 1.0 && effective_rate <= f64::from(u32::MAX)) {
             return Err(audio_error(format!("{} Hz × time expansion {time_expansion} is not a usable sample rate", info.samplerate)));
         }
         let effective_rate = effective_rate.round() as u32;
-        let audio = resample_recording(recording, samples, effective_rate, SAMPLE_RATE)?;
         let nyquist = f64::from(info.samplerate) * time_expansion / 2.0;
-        let peaks = self.peaks(&audio).map_err(ComponentError::Other)?;
+        let chunk_samples = self.chunk_samples();
+        let mut peaks = Vec::new();
+        for_each_window(path, &info, effective_rate, SAMPLE_RATE, chunk_windows(chunk_samples), &mut |start, chunk| {
+            peaks.extend(self.chunk_peaks(start / chunk_samples, chunk).map_err(ComponentError::Other)?);
+            Ok(())
+        })?;
         let detections = peaks
             .iter()
             .filter(|peak| peak.high_freq <= nyquist)
@@ -736,8 +752,8 @@ mod tests {
         // top-k: 102 peaks for W = 1024, 301 for W = 3008.
         assert_eq!((column_time(512.0) * TOP_K_PER_SECOND) as usize, 102);
         assert_eq!((column_time(1504.0) * TOP_K_PER_SECOND) as usize, 301);
-        assert_eq!(chunk_starts(768_001, 768_000).collect::<Vec<_>>(), [0, 768_000]);
-        assert_eq!(chunk_starts(0, 768_000).count(), 0);
+        assert_eq!(chunk_windows(768_000).starts(768_001).collect::<Vec<_>>(), [0, 768_000]);
+        assert_eq!(chunk_windows(768_000).starts(0).count(), 0);
     }
 
     #[test]

@@ -39,7 +39,7 @@ use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, Pre
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
-use crate::audio::{fill_window, read_recording, resample_recording};
+use crate::audio::{Windows, fill_window, for_each_window, recording_file, resampled_len};
 use crate::birdnet_range::{BUNDLED_RANGE_MODEL, DEFAULT_RANGE_THRESHOLD, RangeModel, week_48};
 
 /// The sample rate the network expects.
@@ -302,9 +302,8 @@ impl Model for BirdnetModel {
     }
 
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
-        let (info, samples) = read_recording(recording)?;
-        let samples = resample_recording(recording, samples, info.samplerate, SAMPLE_RATE)?;
-        let duration = samples.len() as f64 / f64::from(SAMPLE_RATE);
+        let (path, info) = recording_file(recording)?;
+        let duration = resampled_len(info.frames, info.samplerate, SAMPLE_RATE) as f64 / f64::from(SAMPLE_RATE);
         let high_freq = HIGH_FREQ * recording.time_expansion;
         let in_range = match &self.range {
             Some(range) => Some(range.allowed(recording).map_err(ComponentError::Other)?),
@@ -313,15 +312,16 @@ impl Model for BirdnetModel {
         let mut chunk = vec![0.0f32; CHUNK_SAMPLES];
         let mut detections = Vec::new();
         let mut out_of_range = 0;
-        for start in chunk_starts(samples.len(), self.overlap) {
-            fill_window(&mut chunk, &samples, start);
+        for_each_window(path, &info, info.samplerate, SAMPLE_RATE, windows(self.overlap), &mut |start, samples| {
+            fill_window(&mut chunk, samples);
             let logits = self.network.logits(&chunk).map_err(|e| ComponentError::Other(format!("BirdNET inference failed: {e:#}")))?;
             let start_seconds = start as f64 / f64::from(SAMPLE_RATE);
             let end_seconds = (start_seconds + CHUNK_SECONDS).min(duration);
             let (found, dropped) = self.window_detections(&logits, in_range.as_deref(), start_seconds, end_seconds, high_freq)?;
             detections.extend(found);
             out_of_range += dropped;
-        }
+            Ok(())
+        })?;
         if out_of_range > 0 {
             tracing::debug!(recording = %recording.id, dropped = out_of_range, "BirdNET detections of species not expected here this week (range filter)");
         }
@@ -339,12 +339,17 @@ fn confidence(logit: f64, slope: f64) -> f64 {
     1.0 / (1.0 + (-slope * logit.clamp(-15.0, 15.0)).exp())
 }
 
-/// The first sample of each window of a signal `len` samples long at 48 kHz: one every
-/// `3 - overlap` seconds, stopping at the first that has less than 1.5 s left.
-fn chunk_starts(len: usize, overlap: f64) -> Vec<usize> {
+/// The windows of audio at 48 kHz: 3 s, one every `3 - overlap` seconds, stopping at the
+/// first that has less than 1.5 s left.
+fn windows(overlap: f64) -> Windows {
     let step = (((CHUNK_SECONDS - overlap) * f64::from(SAMPLE_RATE)) as usize).max(1);
-    let min_len = (MIN_CHUNK_SECONDS * f64::from(SAMPLE_RATE)) as usize;
-    (0..len).step_by(step).take_while(|start| len - start >= min_len).collect()
+    Windows { window: CHUNK_SAMPLES, step, min_last: (MIN_CHUNK_SECONDS * f64::from(SAMPLE_RATE)) as usize }
+}
+
+/// The first sample of each window of a signal `len` samples long at 48 kHz.
+#[cfg(test)]
+fn chunk_starts(len: usize, overlap: f64) -> Vec<usize> {
+    windows(overlap).starts(len).collect()
 }
 
 /// Which classes may be reported: those in `include` (all when `None`) and not in

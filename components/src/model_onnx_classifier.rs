@@ -35,7 +35,7 @@ use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, Pre
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
-use crate::audio::{fill_window, read_recording, resample_recording};
+use crate::audio::{Windows, fill_window, for_each_window, recording_file, resampled_len};
 
 /// Classify fixed-length windows of raw audio with your own ONNX model (input
 /// `[1, samples]` f32, output one score per class) and a labels file.
@@ -209,15 +209,15 @@ impl Model for OnnxClassifier {
     }
 
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
-        let (info, samples) = read_recording(recording)?;
-        let samples = resample_recording(recording, samples, info.samplerate, self.samplerate)?;
+        let (path, info) = recording_file(recording)?;
         let rate = f64::from(self.samplerate);
-        let duration = samples.len() as f64 / rate;
+        let duration = resampled_len(info.frames, info.samplerate, self.samplerate) as f64 / rate;
         let high_freq = rate / 2.0 * recording.time_expansion;
         let mut buffer = vec![0.0f32; self.window];
         let mut detections = Vec::new();
-        for start in (0..samples.len()).step_by(self.step).take_while(|start| samples.len() - start >= self.min_tail) {
-            fill_window(&mut buffer, &samples, start);
+        let windows = Windows { window: self.window, step: self.step, min_last: self.min_tail };
+        for_each_window(path, &info, info.samplerate, self.samplerate, windows, &mut |start, samples| {
+            fill_window(&mut buffer, samples);
             let scores = self.scores(&buffer).map_err(|e| ComponentError::Other(format!("{} inference failed: {e:#}", self.name)))?;
             let begin = start as f64 / rate;
             let end = (begin + self.window as f64 / rate).min(duration);
@@ -230,7 +230,8 @@ impl Model for OnnxClassifier {
                 detection.tags = vec![PredictedTag::new(Tag::new(self.tag_key.as_str(), self.labels[class].as_str()), score.clamp(0.0, 1.0))?];
                 detections.push(detection);
             }
-        }
+            Ok(())
+        })?;
         Ok(ModelOutput::new(self.name.as_str(), recording.clone(), detections))
     }
 }

@@ -7,7 +7,7 @@ use acoupi_engine::component::{ComponentResult, ProcessingFilter};
 use acoupi_engine::data::Recording;
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::audio::read_recording;
+use crate::audio::{read_mono_blocks, recording_file};
 
 /// Run the model only on recordings whose RMS level is at least a threshold in dBFS
 /// (0 dBFS = full scale; a quiet field recording is around -60 dBFS).
@@ -39,19 +39,32 @@ pub struct MinRmsFilter {
     min_dbfs: f64,
 }
 
-/// RMS level of samples in dBFS (-inf for silence).
-pub fn rms_dbfs(samples: &[f32]) -> f64 {
-    if samples.is_empty() {
+/// RMS level in dBFS (-inf for silence) of `count` samples whose squares add up to
+/// `sum_squares`.
+fn dbfs(sum_squares: f64, count: u64) -> f64 {
+    if count == 0 {
         return f64::NEG_INFINITY;
     }
-    let mean_square = samples.iter().map(|s| f64::from(*s) * f64::from(*s)).sum::<f64>() / samples.len() as f64;
-    10.0 * mean_square.log10()
+    10.0 * (sum_squares / count as f64).log10()
+}
+
+/// RMS level of samples in dBFS (-inf for silence).
+#[cfg(test)]
+fn rms_dbfs(samples: &[f32]) -> f64 {
+    dbfs(samples.iter().map(|s| f64::from(*s) * f64::from(*s)).sum(), samples.len() as u64)
 }
 
 impl ProcessingFilter for MinRmsFilter {
     fn should_process(&self, recording: &Recording) -> ComponentResult<bool> {
-        let (_, samples) = read_recording(recording)?;
-        let level = rms_dbfs(&samples);
+        // Block by block: the file is never held whole.
+        let (path, _) = recording_file(recording)?;
+        let (mut sum, mut count) = (0.0f64, 0u64);
+        read_mono_blocks(path, &mut |block| {
+            sum += block.iter().map(|s| f64::from(*s) * f64::from(*s)).sum::<f64>();
+            count += block.len() as u64;
+            Ok(())
+        })?;
+        let level = dbfs(sum, count);
         if level < self.min_dbfs {
             tracing::debug!(recording = %recording.id, level, min = self.min_dbfs, "processing.min_rms: too quiet to analyse");
         }

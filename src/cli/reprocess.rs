@@ -12,7 +12,7 @@ use std::time::Duration;
 use acoupi_components::audio_probe::WavProbe;
 use acoupi_components::store_duckdb::DuckDbStore;
 use acoupi_engine::registry::Registry;
-use acoupi_engine::reprocess::{ProgressMode, ReprocessError, ReprocessOptions, Shard, reprocess};
+use acoupi_engine::reprocess::{ProgressMode, ReprocessError, ReprocessOptions, Shard, printable, reprocess};
 use clap::{Args, ValueEnum};
 
 use super::LogFormat;
@@ -125,7 +125,8 @@ pub fn reprocess_command(registry: &Registry, args: ReprocessArgs, log_format: L
             let parquet = store_path.with_extension("parquet");
             let exported = (args.format == OutputFormat::Parquet).then(|| acoupi_components::store_duckdb::export_parquet(&store, &parquet));
             drop(store);
-            println!("{} → {}{shard}", args.archive.display(), store_path.display());
+            let shown = |path: &Path| printable(&path.to_string_lossy()).into_owned();
+            println!("{} → {}{shard}", shown(&args.archive), shown(&store_path));
             print!("{}", report.render());
             match exported {
                 Some(Err(error)) => {
@@ -133,7 +134,7 @@ pub fn reprocess_command(registry: &Registry, args: ReprocessArgs, log_format: L
                     ExitCode::FAILURE
                 }
                 Some(Ok(())) => {
-                    println!("Parquet: {}", parquet.display());
+                    println!("Parquet: {}", shown(&parquet));
                     ExitCode::SUCCESS
                 }
                 None => ExitCode::SUCCESS,

@@ -261,3 +261,84 @@ fn a_guano_file_is_dated_and_time_expanded_by_its_metadata() {
     assert_eq!(count(&db, "SELECT count(*) FROM recordings WHERE created_on = TIMESTAMPTZ '2024-05-02 02:00:00+00' AND time_expansion = 10"), 1);
     assert_eq!(count(&db, "SELECT count(*) FROM reprocessed_files WHERE time_source = 'guano'"), 1);
 }
+
+/// `acoupi ARGS` run with its address space capped at `bytes` (`prlimit --as`), so that an
+/// unbounded allocation fails (and fails the test) instead of exhausting the machine.
+fn under_memory_limit(bytes: u64, args: &[&str]) -> Output {
+    let prlimit = Command::new("prlimit").arg("--version").output();
+    assert!(prlimit.is_ok_and(|o| o.status.success()), "this test needs `prlimit` (util-linux) to cap the child's memory");
+    Command::new("prlimit").arg(format!("--as={bytes}")).arg("--").arg(env!("CARGO_BIN_EXE_acoupi")).args(args).output().unwrap()
+}
+
+/// A 44 KB WAV (8-bit mono) whose header says `rate` (and a byte rate to match, which
+/// hound checks).
+fn wav_declaring(rate: u32) -> Vec<u8> {
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 8, sample_format: hound::SampleFormat::Int };
+    let mut writer = hound::WavWriter::new(&mut cursor, spec).unwrap();
+    (0..44_000).for_each(|i| writer.write_sample((i % 200 - 100) as i8).unwrap());
+    writer.finalize().unwrap();
+    let mut bytes = cursor.into_inner();
+    bytes[24..28].copy_from_slice(&rate.to_le_bytes());
+    bytes[28..32].copy_from_slice(&rate.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn absurd_files_are_errors_naming_their_limit_and_decoding_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let archive = dir.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::copy(root().join("pipelines/audio/01_dawn.wav"), archive.join("20260601_050000.wav")).unwrap();
+    // 10 min of silence at 384 kHz: 52 KB of FLAC, 230 million samples (0.9 GB as i32,
+    // which the old reader collected whole, then mixed into 0.9 GB more, and died of under
+    // the cap). The 1 h file is the same six times over (analysed in a peak RSS
+    // of 74 MB), and too slow for a debug-build test.
+    let long = acoupi_components::fuzz::silent_flac(384_000, 1, 16, 600 * 384_000);
+    assert!(long.len() < 1 << 20, "{} bytes", long.len());
+    std::fs::write(archive.join("20260601_060000.flac"), long).unwrap();
+    // 44 KB WAVs declaring 2 GHz and 4 GHz: frames of billions of samples in band_energy.
+    std::fs::write(archive.join("bogus-2ghz.wav"), wav_declaring(2_000_000_000)).unwrap();
+    std::fs::write(archive.join("bogus-4ghz.wav"), wav_declaring(4_000_000_000)).unwrap();
+    // A FLAC claiming 2³⁴ samples (it holds one block): over the length limit.
+    let mut endless = acoupi_components::fuzz::silent_flac(48_000, 1, 16, 65_535);
+    let packed = 48_000u64 << 44 | 15 << 36 | 1 << 34;
+    endless[18..26].copy_from_slice(&packed.to_be_bytes());
+    std::fs::write(archive.join("endless.flac"), endless).unwrap();
+    let store = dir.path().join("out.duckdb");
+    let args = ["reprocess", text(&pipeline), text(&archive), "--store", text(&store), "--progress", "off", "--jobs", "2"];
+    let output = under_memory_limit(1 << 30, &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{:?}\n{stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("5 found, 5 in this shard, 0 already done, 2 analysed, 0 filtered, 3 bad"), "{stdout}");
+    for (file, reason) in [
+        ("bogus-2ghz.wav", "the header's sample rate of 2000000000 Hz is outside the limits (1000 to 1000000 Hz)"),
+        ("bogus-4ghz.wav", "the header's sample rate of 4000000000 Hz is outside the limits (1000 to 1000000 Hz)"),
+        ("endless.flac", "over the limit of 4294967296 samples"),
+    ] {
+        assert!(stdout.lines().any(|l| l.contains(file) && l.contains(reason)), "{file}: {reason}\n{stdout}");
+        let sql = format!("SELECT count(*) FROM reprocessed_files WHERE status = 'error' AND ends_with(path, '{file}') AND contains(error, '{}')", reason.replace('\'', "''"));
+        assert_eq!(count(&store, &sql), 1, "{sql}");
+    }
+    // The long file is analysed in bounded memory, like the normal one.
+    assert_eq!(count(&store, "SELECT count(*) FROM reprocessed_files WHERE status = 'done'"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM recordings WHERE samplerate = 384000 AND duration = 600"), 1);
+    // The batch went on and its errors are kept: a rerun skips everything.
+    let again = under_memory_limit(1 << 30, &args);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("5 already done, 0 analysed"), "{}", String::from_utf8_lossy(&again.stdout));
+}
+
+#[test]
+fn file_names_with_control_characters_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let archive = dir.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    // A bad file whose name would print a fake report line and clear the terminal.
+    let name = "x.wav\n  fake.wav: all good\x1b[2J.wav";
+    std::fs::write(archive.join(name), b"not audio").unwrap();
+    let out = reprocess(&pipeline, &archive, &["--store", text(&dir.path().join("out.duckdb"))]);
+    assert!(!out.contains('\x1b') && !out.contains("\n  fake.wav"), "{out:?}");
+    assert!(out.contains("/x.wav\\n  fake.wav: all good\\x1b[2J.wav: not a WAV file"), "{out}");
+}

@@ -11,8 +11,9 @@
 //! files, or what arrived within [`BATCH_INTERVAL`], per transaction: a DuckDB commit
 //! costs milliseconds, an analysis usually more.
 //!
-//! A file whose analysis failed in any stage (or panicked) is recorded as `error` with
-//! the reason and nothing else of it is stored, so `--retry-errors` can analyse it again
+//! A file whose header the probe refuses (the components' probe checks it against the
+//! decoding limits: rate, channels, bits, length) or whose analysis failed in any stage
+//! (or panicked) is recorded as `error` with the reason and nothing else of it is stored, so `--retry-errors` can analyse it again
 //! without duplicating outputs. A file every stage's processing filters turned down is
 //! `filtered`: its recording is stored, without outputs.
 
@@ -29,7 +30,7 @@ use uuid::Uuid;
 use super::capture::{CaptureStore, capturing};
 use super::discovery::{ArchiveFile, DiscoveryError, discover};
 use super::fingerprint::{deployment_id, fingerprint};
-use super::progress::{Progress, ProgressMode, Totals};
+use super::progress::{Progress, ProgressMode, Totals, printable};
 use super::time_source::{TimeHints, recorded_at};
 use super::{ArchiveStore, AudioProbe, FileStatus, ProcessedEntry, ReprocessedFile, Shard};
 use crate::config::{Pipeline, Settings, StageSpec};
@@ -129,7 +130,8 @@ impl BatchReport {
         if !self.bad.is_empty() {
             text.push_str("bad files:\n");
             for (path, reason) in &self.bad {
-                text.push_str(&format!("  {}: {reason}\n", path.display()));
+                // A file name may hold a newline or an ESC: printed escaped.
+                text.push_str(&format!("  {}: {}\n", printable(&path.to_string_lossy()), printable(reason)));
             }
         }
         text
@@ -320,7 +322,7 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
         processed_on: Utc::now(),
     };
     let fail = |mut result: ReprocessedFile, reason: String| {
-        tracing::debug!(file = %file.path.display(), %reason, "reprocess: bad file");
+        tracing::debug!(file = %printable(&file.path.to_string_lossy()), reason = %printable(&reason), "reprocess: bad file");
         result.error = Some(reason);
         result
     };
@@ -335,7 +337,7 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
     let guano = probed.guano.as_deref().map(crate::guano::Guano::parse);
     let hints = TimeHints { file_name: &file_name, comment: probed.comment.as_deref(), guano: guano.as_ref(), mtime: DateTime::from_timestamp_nanos(file.mtime_ns) };
     let (created_on, source) = recorded_at(hints, worker.time_format.as_deref(), worker.timezone);
-    tracing::debug!(file = %file.path.display(), %created_on, source = source.as_str(), "reprocess: recording time");
+    tracing::debug!(file = %printable(&file.path.to_string_lossy()), %created_on, source = source.as_str(), "reprocess: recording time");
     let (gaps, lost_frames) = guano.as_ref().map_or((0, 0), crate::guano::Guano::gaps);
     let recording = Recording {
         id: Uuid::new_v4(),

@@ -50,7 +50,7 @@ use crate::tasks::DetectionTask;
 pub use batch::{BatchReport, ReprocessError, ReprocessOptions, reprocess};
 pub use discovery::{ArchiveFile, Discovery, discover};
 pub use fingerprint::fingerprint;
-pub use progress::ProgressMode;
+pub use progress::{ProgressMode, printable};
 pub use shard::Shard;
 pub use time_source::TimeSource;
 
