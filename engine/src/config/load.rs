@@ -115,25 +115,35 @@ pub const MAX_PIPELINE_BYTES: usize = 1024 * 1024;
 pub fn load(path: &Path, registry: &Registry) -> Result<Pipeline, LoadError> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| ReadError::new(path, e))?;
-    let mut source = String::new();
-    file.take(MAX_PIPELINE_BYTES as u64 + 1).read_to_string(&mut source).map_err(|e| ReadError::new(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PIPELINE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| ReadError::new(path, e))?;
+    if bytes.len() > MAX_PIPELINE_BYTES {
+        return Err(LoadError::Invalid(too_large(path)));
+    }
+    let source = String::from_utf8(bytes)
+        .map_err(|e| ReadError::new(path, std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     load_str(path, &source, registry).map_err(LoadError::Invalid)
+}
+
+/// The one problem of a pipeline file over [`MAX_PIPELINE_BYTES`].
+fn too_large(path: &Path) -> PipelineErrors {
+    let problem = Problem::new(
+        Code::FileTooLarge,
+        None,
+        format!(
+            "the pipeline file is larger than {} KiB ({MAX_PIPELINE_BYTES} bytes) and was not read: a pipeline is a few KiB of TOML",
+            MAX_PIPELINE_BYTES / 1024
+        ),
+    )
+    .with_help("check that the path names the pipeline file");
+    PipelineErrors { path: path.to_path_buf(), source: Arc::from(""), problems: vec![problem] }
 }
 
 /// Validates pipeline text; `path` names the file in messages and anchors relative paths.
 /// Text longer than [`MAX_PIPELINE_BYTES`] is refused unparsed (`file-too-large`).
 pub fn load_str(path: &Path, source: &str, registry: &Registry) -> Result<Pipeline, PipelineErrors> {
     if source.len() > MAX_PIPELINE_BYTES {
-        let problem = Problem::new(
-            Code::FileTooLarge,
-            None,
-            format!(
-                "the pipeline file is larger than {} KiB ({MAX_PIPELINE_BYTES} bytes) and was not read: a pipeline is a few KiB of TOML",
-                MAX_PIPELINE_BYTES / 1024
-            ),
-        )
-        .with_help("check that the path names the pipeline file");
-        return Err(PipelineErrors { path: path.to_path_buf(), source: Arc::from(""), problems: vec![problem] });
+        return Err(too_large(path));
     }
     let mut loader = Loader { registry, problems: Vec::new(), components: Vec::new() };
     let pipeline = loader.load(path, source);
@@ -599,8 +609,7 @@ impl Loader<'_> {
                         self.schedule(schedule)
                     }
                 }
-                (None, Some(after)) if broken.contains(after.get().as_str()) => None,
-                (None, Some(after)) => self.after(stage, after, kind, &index, stages),
+                (None, Some(after)) => self.after(stage, after, kind, &index, broken, stages),
             };
             triggers.push(trigger);
         }
@@ -665,6 +674,7 @@ impl Loader<'_> {
         after: &Located<String>,
         kind: StageKind,
         index: &BTreeMap<&str, usize>,
+        broken: &HashSet<String>,
         stages: &[Pending<'_, '_>],
     ) -> Option<Trigger> {
         let upstream_name = after.get();
@@ -673,6 +683,10 @@ impl Loader<'_> {
                 Problem::new(Code::IncompatibleAfter, after.span(), format!("a {kind} stage cannot run `after` another stage"))
                     .with_help("use `schedule = { every = \"...\" }` or `schedule = { cron = \"...\" }`"),
             );
+            return None;
+        }
+        if broken.contains(upstream_name.as_str()) {
+            // The stage exists; its own problems are reported.
             return None;
         }
         let Some(&upstream) = index.get(upstream_name.as_str()) else {
