@@ -15,6 +15,13 @@
 //! headers = { Authorization = { env = "STATION_TOKEN", prefix = "Bearer " }, X-Site = "north" }
 //! ```
 //!
+//! Secrets (see [`crate::secret`]): a credential header (`Authorization`, `Cookie`, names
+//! with `token`, `secret`, `password`, `api-key` or `auth`) must come from `env` or
+//! `file`; a URL holding a password or a token in its query string is refused; a secret
+//! header over plain `http://` to another machine than this one is refused unless
+//! `insecure = true` (then a warning names the messenger at each start). URLs in responses
+//! and logs never show their user name or query.
+//!
 //! The body is the message content as it is: text as UTF-8, bytes unchanged. The content
 //! type is sent as `Content-Type` and `Accept`; `headers` may override either.
 //!
@@ -43,7 +50,9 @@ use std::io::Read;
 use std::sync::Arc;
 
 use acoupi_engine::component::{Messenger, SendError};
-use acoupi_engine::config::values::PositiveDuration;
+use acoupi_engine::config::Code;
+use acoupi_engine::config::diagnostics::KeyProblem;
+use acoupi_engine::config::values::{PositiveDuration, invalid};
 use acoupi_engine::data::{Message, Response, ResponseStatus};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use reqwest::Url;
@@ -87,6 +96,11 @@ pub struct HttpMessengerConfig {
     #[serde(default = "default_content_type", deserialize_with = "header_text")]
     #[schemars(default = "default_content_type")]
     pub content_type: String,
+    /// Send secret headers over plain `http://` to a host other than this machine.
+    /// Without it such a pipeline is refused: anyone on the network path could read the
+    /// token. With it, a warning naming this messenger is logged at each start.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 fn default_method() -> HttpMethod {
@@ -147,8 +161,17 @@ impl<'de> Deserialize<'de> for HttpUrl {
         }
         if url.password().is_some() {
             // The pipeline file is no place for secrets (it is copied, shared, logged).
-            return Err(de::Error::custom(
+            return Err(invalid(
+                Code::SecretInPipeline,
                 "the URL holds a password: give the credentials as a header read from the environment or a private file, e.g. headers = { Authorization = { env = \"STATION_AUTH\" } }",
+            ));
+        }
+        if let Some(name) = crate::secret::secret_query_parameter(&url) {
+            return Err(invalid(
+                Code::SecretInPipeline,
+                format!(
+                    "the URL's query parameter `{name}` looks like a secret: URLs are logged and shown; give it as a header read from the environment or a private file, e.g. headers = {{ Authorization = {{ env = \"STATION_TOKEN\", prefix = \"Bearer \" }} }}"
+                ),
             ));
         }
         Ok(HttpUrl(url))
@@ -279,6 +302,13 @@ fn carries_credential(name: &HeaderName) -> bool {
 }
 
 impl HttpMessengerConfig {
+    /// The host secret headers would cross a network to in clear: the URL's host when the
+    /// URL is plain `http://` and the host is not this machine.
+    fn clear_host(&self) -> Option<String> {
+        let host = self.url.0.host_str()?;
+        (self.url.0.scheme() == "http" && !crate::secret::is_loopback_host(host)).then(|| host.to_string())
+    }
+
     /// The default headers of every request: Content-Type and Accept from `content_type`,
     /// then `headers` (reading environment variables and secrets files now).
     fn header_map(&self, ctx: &BuildContext) -> Result<HeaderMap, String> {
@@ -295,11 +325,7 @@ impl HttpMessengerConfig {
             }
             seen.push(name.clone());
             let value = match source {
-                HeaderSource::Value(_) if carries_credential(&name) => {
-                    return Err(format!(
-                        "header `{key}` carries a credential: read it with {{ env = \"NAME\" }} or {{ file = \"path\" }} (a file only its owner can read), not from the pipeline file"
-                    ));
-                }
+                // Credential headers written as text are refused by `check`.
                 HeaderSource::Value(text) => {
                     HeaderValue::from_str(text).map_err(|_| format!("header `{key}`: invalid value"))?
                 }
@@ -329,7 +355,50 @@ impl HttpMessengerConfig {
 impl ComponentConfig for HttpMessengerConfig {
     const KIND: &'static str = "messenger.http";
 
+    /// Credential headers written as text, and secret headers sent in clear.
+    fn check(&self) -> Vec<KeyProblem> {
+        let clear_host = self.clear_host().filter(|_| !self.insecure);
+        let mut problems = Vec::new();
+        for (key, source) in &self.headers {
+            let credential = HeaderName::from_bytes(key.0.as_bytes()).is_ok_and(|name| carries_credential(&name));
+            match source {
+                HeaderSource::Value(_) if credential => problems.push(
+                    KeyProblem::new(
+                        &["headers", &key.0],
+                        Code::SecretInPipeline,
+                        format!("header `{key}` carries a credential, written in the pipeline file"),
+                    )
+                    .with_help("read it with { env = \"NAME\" } or { file = \"path\" } (a file only its owner can read)"),
+                ),
+                HeaderSource::Secret(_) => {
+                    if let Some(host) = &clear_host {
+                        problems.push(
+                            KeyProblem::new(
+                                &["headers", &key.0],
+                                Code::CredentialsInClear,
+                                format!(
+                                    "header `{key}` is a secret and would be sent in clear: `url` is plain http:// to `{host}`, another machine"
+                                ),
+                            )
+                            .with_help("use an https:// URL, or set `insecure = true` on this messenger to send it anyway"),
+                        );
+                    }
+                }
+                HeaderSource::Value(_) => {}
+            }
+        }
+        problems
+    }
+
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+        let secrets = self.headers.values().any(|source| matches!(source, HeaderSource::Secret(_)));
+        if let (true, true, Some(host)) = (self.insecure, secrets, self.clear_host()) {
+            tracing::warn!(
+                messenger = %ctx.instance,
+                "INSECURE: messenger `{}` sends its secret headers in clear over http:// to {host} (insecure = true): anyone on the network path can read them; use https://",
+                ctx.instance
+            );
+        }
         let client = reqwest::blocking::Client::builder()
             .default_headers(self.header_map(ctx)?)
             .timeout(self.timeout.0)
@@ -338,20 +407,43 @@ impl ComponentConfig for HttpMessengerConfig {
             .user_agent(concat!("acoupi/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))?;
-        Ok(Built::Messenger(Arc::new(HttpMessenger {
-            client,
-            url: self.url.0.clone(),
-            method: self.method.as_reqwest(),
-            timeout: self.timeout,
-        })))
+        Ok(Built::Messenger(Arc::new(HttpMessenger::new(client, self.url.0.clone(), self.method.as_reqwest(), self.timeout))))
     }
 }
 
 pub struct HttpMessenger {
     client: reqwest::blocking::Client,
     url: Url,
+    /// The URL as responses and logs show it: without user name and query.
+    shown_url: Url,
     method: reqwest::Method,
     timeout: PositiveDuration,
+}
+
+impl HttpMessenger {
+    fn new(client: reqwest::blocking::Client, url: Url, method: reqwest::Method, timeout: PositiveDuration) -> Self {
+        HttpMessenger { shown_url: crate::secret::redact_url(&url), client, url, method, timeout }
+    }
+
+    /// `error`'s text with its URL redacted.
+    fn describe(&self, mut error: reqwest::Error) -> String {
+        if let Some(url) = error.url_mut() {
+            *url = crate::secret::redact_url(url);
+        }
+        self.scrub(error_chain(&error))
+    }
+
+    /// `text` without the URL's query or password, wherever they appear (an answer's body
+    /// may echo the request line).
+    fn scrub(&self, text: String) -> String {
+        let mut text = text.replace(self.url.as_str(), self.shown_url.as_str());
+        for secret in [self.url.query(), self.url.password()].into_iter().flatten() {
+            if !secret.is_empty() && text.contains(secret) {
+                text = text.replace(secret, "[redacted]");
+            }
+        }
+        text
+    }
 }
 
 impl Messenger for HttpMessenger {
@@ -364,11 +456,11 @@ impl Messenger for HttpMessenger {
         match request.send() {
             Ok(answer) => Ok(self.response(message, answer)),
             Err(error) if error.is_builder() => {
-                Err(SendError(format!("cannot build the request to {}: {}", self.url, error_chain(&error))))
+                Err(SendError(format!("cannot build the request to {}: {}", self.shown_url, self.describe(error))))
             }
             Err(error) if error.is_timeout() => Ok(Response::new(ResponseStatus::Timeout, message.clone())
-                .with_content(format!("no answer within {}: {}", self.timeout, error_chain(&error)))),
-            Err(error) => Ok(Response::new(ResponseStatus::Error, message.clone()).with_content(error_chain(&error))),
+                .with_content(format!("no answer within {}: {}", self.timeout, self.describe(error)))),
+            Err(error) => Ok(Response::new(ResponseStatus::Error, message.clone()).with_content(self.describe(error))),
         }
     }
 }
@@ -385,12 +477,13 @@ impl HttpMessenger {
         } else {
             ResponseStatus::Failed
         };
-        tracing::debug!(url = %self.url, message = %message.id, http_status = code.as_u16(), "HTTP answer");
+        tracing::debug!(url = %self.shown_url, message = %message.id, http_status = code.as_u16(), "HTTP answer");
         let response = Response::new(status, message.clone());
         match read_body(answer) {
             Ok(body) if body.is_empty() => response,
-            Ok(body) => response.with_content(body),
-            Err(error) => response.with_content(format!("HTTP {code}; cannot read the answer's body: {}", error_chain(&error))),
+            Ok(body) => response.with_content(self.scrub(body)),
+            Err(error) => response
+                .with_content(self.scrub(format!("HTTP {code}; cannot read the answer's body: {}", error_chain(&error)))),
         }
     }
 }
@@ -607,6 +700,91 @@ mod tests {
         let errors = load("url = \"https://station:hunter2@example.org/api\"").unwrap_err();
         assert!(errors.to_string().contains("the URL holds a password"), "{errors}");
         assert!(load("url = \"https://station@example.org/api\"").is_ok(), "a user name alone is no secret");
+    }
+
+    #[test]
+    fn a_secret_header_in_clear_to_another_machine_is_refused_at_its_key_unless_insecure() {
+        let header = "headers = { X-Site = \"north\", Authorization = { env = \"STATION_TOKEN\", prefix = \"Bearer \" } }";
+        for url in ["http://example.org/api", "http://192.168.1.20:8080/api", "HTTP://Example.org/api"] {
+            let errors = load(&format!("url = \"{url}\"\n{header}")).unwrap_err();
+            assert_eq!(errors.problems.len(), 1, "{errors}");
+            let problem = &errors.problems[0];
+            assert_eq!(problem.code, Code::CredentialsInClear, "{errors}");
+            let span = problem.span.clone().unwrap();
+            assert_eq!(&errors.source[span.clone()], "Authorization", "the problem points at the header's key: {errors}");
+            assert_eq!(line_col(&errors.source, span.start).0, 7, "{errors}");
+            assert!(problem.message.contains("in clear"), "{errors}");
+        }
+        for passes in [
+            format!("url = \"https://example.org/api\"\n{header}"),
+            format!("url = \"http://example.org/api\"\n{header}\ninsecure = true"),
+            format!("url = \"http://localhost:8080/api\"\n{header}"),
+            format!("url = \"http://127.0.0.1:8080/api\"\n{header}"),
+            format!("url = \"http://[::1]:8080/api\"\n{header}"),
+            "url = \"http://example.org/api\"\nheaders = { X-Site = \"north\" }".to_string(),
+        ] {
+            assert!(load(&passes).is_ok(), "`{passes}` is refused: {}", load(&passes).unwrap_err());
+        }
+    }
+
+    #[test]
+    fn a_token_in_the_url_query_is_refused_at_the_url() {
+        for url in ["https://example.org/api?token=abc", "https://example.org/api?site=north&API_KEY=abc", "https://example.org/api?access_token=abc"] {
+            let errors = load(&format!("url = \"{url}\"")).unwrap_err();
+            assert_eq!(errors.problems.len(), 1, "{errors}");
+            assert_eq!(errors.problems[0].code, Code::SecretInPipeline, "{errors}");
+            assert!(errors.problems[0].message.contains("looks like a secret") && !errors.problems[0].message.contains("abc"), "{errors}");
+            assert_eq!(line_col(&errors.source, errors.problems[0].span.clone().unwrap().start), (6, 7), "{errors}");
+        }
+        assert!(load("url = \"https://example.org/api?site=north\"").is_ok());
+    }
+
+    /// A messenger for `url` built without validation (which refuses a token in the URL),
+    /// as a second line of defence is tested.
+    fn unchecked(url: &str, timeout: Duration) -> Arc<dyn Messenger> {
+        let config = HttpMessengerConfig {
+            url: HttpUrl(Url::parse(url).unwrap()),
+            method: HttpMethod::Post,
+            headers: BTreeMap::new(),
+            timeout: PositiveDuration(timeout),
+            content_type: default_content_type(),
+            insecure: false,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        match ComponentConfig::build(&config, &crate::testing::context(dir.path(), None)).unwrap() {
+            Built::Messenger(messenger) => messenger,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_send_never_stores_the_token_of_the_url() {
+        // A server that answers 500 with a body echoing the request line, as many do.
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let thread = std::thread::spawn(move || {
+            let Ok(Some(request)) = server.recv_timeout(Duration::from_secs(10)) else { return };
+            let echo = format!("internal error handling POST {}", request.url());
+            let _ = request.respond(tiny_http::Response::from_string(echo).with_status_code(500));
+        });
+        let secret = "s3cr3t-t0ken";
+        let url = format!("http://station:pw-{secret}@127.0.0.1:{port}/messages?token={secret}");
+        let messenger = unchecked(&url, Duration::from_secs(5));
+        let response = messenger.send(&Message::new("hello")).unwrap();
+        assert_eq!(response.status, ResponseStatus::Error);
+        let content = response.content.clone().unwrap_or_default();
+        assert!(content.contains("internal error handling POST /messages"), "{content}");
+        assert!(!content.contains(secret), "the token is in the stored response: {content}");
+        // (The messaging task stores this Response as it is.)
+        thread.join().unwrap();
+
+        // No server: reqwest's error names the URL, without its query or password.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://station:pw-{secret}@127.0.0.1:{closed}/messages?token={secret}");
+        let response = unchecked(&url, Duration::from_secs(5)).send(&Message::new("hello")).unwrap();
+        assert_eq!(response.status, ResponseStatus::Error);
+        let content = response.content.unwrap_or_default();
+        assert!(content.contains(&format!("127.0.0.1:{closed}/messages")) && !content.contains(secret), "{content}");
     }
 
     #[test]

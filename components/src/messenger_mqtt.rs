@@ -35,6 +35,20 @@
 //! back. A message whose acknowledgement came too late (TIMEOUT) may reach subscribers
 //! twice — MQTT's QoS 1 is "at least once"; use QoS 2 where duplicates matter.
 //!
+//! Acknowledgements are matched to their publish by packet id, and a publish to its packet
+//! id by order: rumqttc takes publishes in the order they are queued and reports each as
+//! `Outgoing::Publish(pkid)`, so the messenger counts the publishes it queued and the ones
+//! reported, and a send takes as its own only the report of its own publish. A late
+//! acknowledgement of an earlier, timed-out publish (or the late report of one that waited
+//! in the queue past its timeout) never marks a later message SUCCESS. When the connection
+//! drops, rumqttc's queue is emptied (see above), so every publish queued so far counts as
+//! reported.
+//!
+//! Credentials in clear: a password (`password_env`, `password_file`) without `tls` to a
+//! host other than this machine (`localhost`, 127.0.0.0/8, ::1) is refused when the
+//! pipeline is validated, unless `insecure = true` (then a warning names the messenger at
+//! each start).
+//!
 //! `send` is blocking (the `Messenger` trait runs on the tasks' blocking threads); the
 //! event loop runs on its own thread with a one-thread tokio runtime, never on the
 //! station's executor.
@@ -46,6 +60,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use acoupi_engine::component::{Messenger, SendError};
+use acoupi_engine::config::Code;
+use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::PositiveDuration;
 use acoupi_engine::data::{Message, Response, ResponseStatus};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
@@ -123,6 +139,11 @@ pub struct MqttMessengerConfig {
     #[serde(default = "default_timeout")]
     #[schemars(default = "default_timeout_text")]
     pub timeout: PositiveDuration,
+    /// Send the password without `tls` to a broker on another machine. Without it such a
+    /// pipeline is refused: anyone on the network path could read the password. With it, a
+    /// warning naming this messenger is logged at each start.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// TLS settings of an MQTT connection.
@@ -272,10 +293,51 @@ impl MqttMessengerConfig {
     }
 }
 
+impl MqttMessengerConfig {
+    /// The key holding the password when it would cross a network in clear (no `tls`, a
+    /// host other than this machine).
+    fn password_in_clear(&self) -> Option<&'static str> {
+        if self.tls.is_some() || crate::secret::is_loopback_host(&self.host.0) {
+            return None;
+        }
+        match (&self.password_env, &self.password_file) {
+            (Some(_), _) => Some("password_env"),
+            (None, Some(_)) => Some("password_file"),
+            (None, None) => None,
+        }
+    }
+}
+
 impl ComponentConfig for MqttMessengerConfig {
     const KIND: &'static str = "messenger.mqtt";
 
+    /// A password sent in clear.
+    fn check(&self) -> Vec<KeyProblem> {
+        match self.password_in_clear() {
+            Some(key) if !self.insecure => vec![
+                KeyProblem::new(
+                    &[key],
+                    Code::CredentialsInClear,
+                    format!(
+                        "the password would be sent in clear: the broker `{}` is another machine, reached without `tls`",
+                        self.host.0
+                    ),
+                )
+                .with_help("add `tls = {}` (the broker's TLS port, 8883 by default), or set `insecure = true` on this messenger to send it anyway"),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+        if self.insecure && self.password_in_clear().is_some() {
+            tracing::warn!(
+                messenger = %ctx.instance,
+                "INSECURE: messenger `{}` sends its MQTT password in clear to {} (no tls, insecure = true): anyone on the network path can read it; use tls",
+                ctx.instance,
+                self.host.0
+            );
+        }
         let qos = self.qos()?;
         let options = self.options(ctx)?;
         let broker = format!("{}:{}", options.broker_address().0, options.broker_address().1);
@@ -293,7 +355,7 @@ impl ComponentConfig for MqttMessengerConfig {
             .map_err(|e| format!("cannot start the MQTT connection thread: {e}"))?;
         Ok(Built::Messenger(Arc::new(MqttMessenger {
             client,
-            link: Mutex::new(Link { events: events_rx, state: LinkState::Unknown }),
+            link: Mutex::new(Link { events: events_rx, state: LinkState::Unknown, queued: 0, reported: 0 }),
             stop: Mutex::new(Some(stop_tx)),
             topic: self.topic.render(&ctx.settings.deployment.name),
             use_message_type: self.use_message_type,
@@ -337,8 +399,10 @@ async fn drive(mut eventloop: EventLoop, events: Sender<LinkEvent>, mut stop: to
             Ok(Event::Incoming(Incoming::PubComp(comp))) => Some(LinkEvent::Acked(comp.pkid)),
             Ok(_) => None,
             Err(error) => {
-                // The store resends what was not acknowledged; rumqttc must not.
-                eventloop.pending.clear();
+                // The store resends what was not acknowledged; rumqttc must not. rumqttc
+                // has moved its queue into `pending`; a publish it was holding back (a
+                // packet id still in use) and events of the dead connection go too.
+                forget_queued(&mut eventloop);
                 let refused = matches!(error, ConnectionError::ConnectionRefused(_));
                 let reason = match &error {
                     ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection: {}", refusal(*code)),
@@ -352,6 +416,10 @@ async fn drive(mut eventloop: EventLoop, events: Sender<LinkEvent>, mut stop: to
                     _ = &mut stop => return,
                     () = tokio::time::sleep(backoff) => {}
                 }
+                // A send that saw the link up just before `Down` may have queued a publish
+                // after rumqttc emptied its queue; it has been told ERROR, so that publish
+                // goes too.
+                forget_queued(&mut eventloop);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 None
             }
@@ -362,6 +430,16 @@ async fn drive(mut eventloop: EventLoop, events: Sender<LinkEvent>, mut stop: to
             return;
         }
     }
+}
+
+/// Drops every publish rumqttc still holds (its resend queue, the requests not yet taken,
+/// a publish waiting for a packet id) and the events of the connection that ended, so
+/// that nothing reported as not sent is sent later behind the message store's back.
+fn forget_queued(eventloop: &mut EventLoop) {
+    eventloop.clean();
+    eventloop.pending.clear();
+    eventloop.state.collision = None;
+    eventloop.state.events.clear();
 }
 
 /// The broker's reason for refusing a connection, in words.
@@ -388,6 +466,11 @@ enum LinkState {
 struct Link {
     events: Receiver<LinkEvent>,
     state: LinkState,
+    /// Publishes handed to rumqttc so far.
+    queued: u64,
+    /// Of those, how many rumqttc reported written (`Published`) or dropped (on `Down`):
+    /// the `n`-th report is the `n`-th publish queued.
+    reported: u64,
 }
 
 impl Link {
@@ -401,8 +484,13 @@ impl Link {
     fn apply(&mut self, event: &LinkEvent) {
         match event {
             LinkEvent::Connected => self.state = LinkState::Connected,
-            LinkEvent::Down { refused, reason } => self.state = LinkState::Down { refused: *refused, reason: reason.clone() },
-            LinkEvent::Published(_) | LinkEvent::Acked(_) => {}
+            LinkEvent::Down { refused, reason } => {
+                self.state = LinkState::Down { refused: *refused, reason: reason.clone() };
+                // rumqttc dropped everything it held (see `forget_queued`).
+                self.reported = self.queued;
+            }
+            LinkEvent::Published(_) => self.reported = (self.reported + 1).min(self.queued),
+            LinkEvent::Acked(_) => {}
         }
     }
 
@@ -466,6 +554,9 @@ impl Messenger for MqttMessenger {
         if let Err(error) = self.client.try_publish(topic.as_str(), self.qos, self.retain, message.content.as_bytes().to_vec()) {
             return answer(ResponseStatus::Error, format!("cannot queue the publish to {}: {error}", self.broker));
         }
+        link.queued += 1;
+        // This publish is the `mine`-th queued: the `mine`-th `Published` report is its own.
+        let mine = link.queued;
         // The publish's packet id, once it is on the wire.
         let mut pkid: Option<u16> = None;
         loop {
@@ -474,7 +565,7 @@ impl Messenger for MqttMessenger {
                 return answer(ResponseStatus::Timeout, format!("{what} from the MQTT broker {} within {:?}", self.broker, self.timeout));
             };
             match event {
-                LinkEvent::Published(id) if pkid.is_none() => {
+                LinkEvent::Published(id) if pkid.is_none() && link.reported == mine => {
                     if self.qos == QoS::AtMostOnce {
                         return answer(ResponseStatus::Success, format!("published to `{topic}` (QoS 0: not acknowledged)"));
                     }

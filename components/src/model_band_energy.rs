@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
-use acoupi_engine::config::values::{Hertz, PositiveDuration};
+use acoupi_engine::config::values::{DurationUpTo, Hertz, RecordingDuration};
 use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use realfft::{RealFftPlanner, RealToComplex};
@@ -48,14 +48,14 @@ pub struct BandEnergyModelConfig {
     #[serde(default = "default_threshold_db")]
     #[schemars(range(min = 0.1), default = "default_threshold_db")]
     pub threshold_db: f64,
-    /// Frame length of the analysis.
+    /// Frame length of the analysis; at most 1 s (one FFT per frame).
     #[serde(default = "default_frame")]
     #[schemars(default = "default_frame_text")]
-    pub frame: PositiveDuration,
-    /// Shortest event reported.
+    pub frame: DurationUpTo<1>,
+    /// Shortest event reported; at most a recording's longest length (1 h).
     #[serde(default = "default_min_duration")]
     #[schemars(default = "default_min_duration_text")]
-    pub min_duration: PositiveDuration,
+    pub min_duration: RecordingDuration,
     /// The tag given to each event: `{ key = "sound", value = <label> }`.
     #[serde(default = "default_label")]
     #[schemars(default = "default_label")]
@@ -68,14 +68,14 @@ fn default_name() -> String {
 fn default_threshold_db() -> f64 {
     10.0
 }
-fn default_frame() -> PositiveDuration {
-    PositiveDuration(std::time::Duration::from_millis(20))
+fn default_frame() -> DurationUpTo<1> {
+    DurationUpTo(std::time::Duration::from_millis(20))
 }
 fn default_frame_text() -> &'static str {
     "20ms"
 }
-fn default_min_duration() -> PositiveDuration {
-    PositiveDuration(std::time::Duration::from_millis(100))
+fn default_min_duration() -> RecordingDuration {
+    DurationUpTo(std::time::Duration::from_millis(100))
 }
 fn default_min_duration_text() -> &'static str {
     "100ms"

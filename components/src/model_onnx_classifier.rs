@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
-use acoupi_engine::config::values::{PositiveDuration, Score};
+use acoupi_engine::config::values::{DurationUpTo, Score};
 use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
@@ -52,8 +52,9 @@ pub struct OnnxClassifierConfig {
     /// The sample rate the model expects, in Hz.
     #[schemars(range(min = 1))]
     pub samplerate: u32,
-    /// The length of one input window.
-    pub window: PositiveDuration,
+    /// The length of one input window; at most 1 min (classifiers take windows of
+    /// seconds: BirdNET 3 s, Perch 5 s).
+    pub window: DurationUpTo<60>,
     /// Overlap of consecutive windows (less than `window`). Default: none.
     #[serde(default)]
     #[schemars(default = "default_overlap_text")]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Recorder};
-use acoupi_engine::config::values::PositiveDuration;
+use acoupi_engine::config::values::RecordingDuration;
 use acoupi_engine::data::{Deployment, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
@@ -37,10 +37,11 @@ pub struct MicrophoneRecorderConfig {
     #[serde(default = "default_channels")]
     #[schemars(range(min = 1))]
     pub channels: u16,
-    /// Length of each recording; rounded to a whole number of frames.
+    /// Length of each recording, at most 1 h (acoupi's default is 3 s); rounded to a whole
+    /// number of frames.
     #[serde(default = "default_duration")]
     #[schemars(default = "default_duration_text")]
-    pub duration: PositiveDuration,
+    pub duration: RecordingDuration,
     /// Frames per device buffer (acoupi's `chunksize`). Default: the device's choice.
     #[schemars(range(min = 1))]
     pub chunk_size: Option<u32>,
@@ -65,8 +66,8 @@ fn default_channels() -> u16 {
     1
 }
 
-fn default_duration() -> PositiveDuration {
-    PositiveDuration(Duration::from_secs(3))
+fn default_duration() -> RecordingDuration {
+    acoupi_engine::config::values::DurationUpTo(Duration::from_secs(3))
 }
 
 fn default_duration_text() -> &'static str {
@@ -320,8 +321,10 @@ mod tests {
     fn a_duration_shorter_than_a_frame_or_longer_than_a_wav_file_is_refused() {
         let c = config(r#"{"samplerate": 1000, "duration": "100µs"}"#).unwrap();
         assert!(c.spec().unwrap_err().contains("shorter than one frame"));
-        let c = config(r#"{"samplerate": 384000, "channels": 2, "duration": "1h 30min"}"#).unwrap();
+        let c = config(r#"{"samplerate": 384000, "channels": 2, "duration": "1h"}"#).unwrap();
         assert!(c.spec().unwrap_err().contains("at most 4 GiB"));
+        let error = config(r#"{"duration": "1h 30min"}"#).unwrap_err();
+        assert!(error.contains("too long: at most 1h"), "{error}");
     }
 
     #[test]

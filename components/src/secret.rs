@@ -2,8 +2,21 @@
 //! environment variable, or from a file that only its owner can read. A secrets file that
 //! other users can read is refused, so a token copied with the wrong permissions is
 //! noticed before it leaks; error messages name the variable or file, never the value.
+//!
+//! Where a secret may go, checked when the pipeline is validated:
+//! - never in the pipeline file: no password in a URL, no token in a URL's query string
+//!   ([`secret_query_parameter`]), no credential header written as plain text;
+//! - never in clear to another machine: a password or secret header over plain `mqtt`
+//!   (no `tls`) or `http://` is refused unless the host is this machine
+//!   ([`is_loopback_host`]) or the messenger sets `insecure = true`, which logs a warning
+//!   naming the messenger at every start;
+//! - never into a stored Response or a log: URLs there lose their user name, query and
+//!   fragment ([`redact_url`]).
 
+use std::net::IpAddr;
 use std::path::Path;
+
+use reqwest::Url;
 
 /// The value of environment variable `name`, for `what` (e.g. "password_env").
 pub fn from_env(name: &str, what: &str) -> Result<String, String> {
@@ -35,9 +48,64 @@ pub fn from_file(path: &Path, what: &str) -> Result<String, String> {
     Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
 }
 
+/// Whether `host` is this machine: `localhost`, an address in 127.0.0.0/8, or `::1`
+/// (with or without brackets). Nothing sent to it crosses a network.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Query parameter names taken for a secret (compared in lower case, `-` read as `_`).
+pub const SECRET_QUERY_NAMES: &[&str] =
+    &["token", "key", "api_key", "apikey", "secret", "password", "passwd", "auth", "access_token", "sig", "signature"];
+
+/// The first query parameter of `url` that looks like a secret: a name in
+/// [`SECRET_QUERY_NAMES`], or one containing `token`, `secret` or `password` (e.g.
+/// `auth_token`, `client_secret`), any case.
+pub fn secret_query_parameter(url: &Url) -> Option<String> {
+    url.query_pairs().map(|(name, _)| name.into_owned()).find(|name| {
+        let normal = name.to_ascii_lowercase().replace('-', "_");
+        SECRET_QUERY_NAMES.contains(&normal.as_str()) || ["token", "secret", "password"].iter().any(|w| normal.contains(w))
+    })
+}
+
+/// `url` without user name, password, query and fragment: what a Response or a log may
+/// show of it.
+pub fn redact_url(url: &Url) -> Url {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts_and_secret_query_parameters() {
+        for host in ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1", "[::1]"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["example.org", "10.0.0.1", "128.0.0.1", "::2", "localhost.example.org", "0.0.0.0"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+        let url = |text: &str| Url::parse(text).unwrap();
+        for (text, found) in [
+            ("https://h/p?token=x", Some("token")),
+            ("https://h/p?site=a&API-Key=x", Some("API-Key")),
+            ("https://h/p?Sig=x", Some("Sig")),
+            ("https://h/p?auth_token=x", Some("auth_token")),
+            ("https://h/p?site=north&page=2", None),
+            ("https://h/p", None),
+        ] {
+            assert_eq!(secret_query_parameter(&url(text)).as_deref(), found, "{text}");
+        }
+        let redacted = redact_url(&url("http://user:pw@example.org:8080/api/m?token=abc#frag"));
+        assert_eq!(redacted.as_str(), "http://example.org:8080/api/m");
+    }
 
     #[cfg(unix)]
     #[test]

@@ -20,6 +20,7 @@ use crate::component::{
     Recorder, RecordingCondition, SavingFilter, SavingManager, Summariser,
 };
 use crate::config::Settings;
+use crate::config::diagnostics::KeyProblem;
 use crate::store::Store;
 
 /// A built, running component, by family.
@@ -104,12 +105,21 @@ pub trait ComponentConfig: DeserializeOwned + JsonSchema + fmt::Debug + Send + S
 
     /// Builds the running component.
     fn build(&self, ctx: &BuildContext) -> Result<Built, String>;
+
+    /// Checks across fields that no single value type can make (e.g. a password over a
+    /// plain connection), run by the loader while the pipeline is validated; each problem
+    /// is reported at the key it names. Default: none.
+    fn check(&self) -> Vec<KeyProblem> {
+        Vec::new()
+    }
 }
 
 /// A parsed component config, type-erased.
 pub trait ComponentSettings: fmt::Debug + Send + Sync {
     fn kind(&self) -> &'static str;
     fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError>;
+    /// See [`ComponentConfig::check`].
+    fn check(&self) -> Vec<KeyProblem>;
 }
 
 impl<T: ComponentConfig> ComponentSettings for T {
@@ -125,6 +135,10 @@ impl<T: ComponentConfig> ComponentSettings for T {
         })?;
         debug_assert_eq!(Some(built.family()), Family::of_kind(T::KIND));
         Ok(built)
+    }
+
+    fn check(&self) -> Vec<KeyProblem> {
+        ComponentConfig::check(self)
     }
 }
 

@@ -35,6 +35,23 @@ fn validate_exits_1_on_each_bad_pipeline_naming_file_line_and_column() {
 }
 
 #[test]
+fn validate_refuses_a_pipeline_file_over_1_mib_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.toml");
+    // Valid TOML all the way (a comment), so only its size can be the problem.
+    let mut text = String::from("[deployment]\nname = \"huge\"\n");
+    while text.len() <= 1024 * 1024 {
+        text.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&path, text).unwrap();
+    let output = acoupi(&["validate", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("file-too-large") && stderr.contains("larger than 1024 KiB"), "{stderr}");
+    assert!(!stderr.contains("no [stages]"), "the file is not parsed: {stderr}");
+}
+
+#[test]
 fn validate_exits_2_on_a_missing_file_and_on_bad_usage() {
     let missing = acoupi(&["validate", "no/such/pipeline.toml"]);
     assert_eq!(missing.status.code(), Some(2));

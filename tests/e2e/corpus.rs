@@ -73,6 +73,7 @@ fn the_codes_in_the_corpus_cover_the_required_mistakes() {
         "incompatible-after", "no-trigger", "two-triggers", "schedule-not-allowed", "offset-too-large", "invalid-cron",
         "unknown-timezone", "undefined-stage", "duplicate-reference", "invalid-duration",
         "invalid-time", "unknown-stage-kind", "empty-list", "invalid-schedule",
+        "credentials-in-clear", "secret-in-pipeline",
     ] {
         assert!(codes.contains(required), "no corpus case reports `{required}`");
     }

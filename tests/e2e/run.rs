@@ -184,3 +184,26 @@ fn a_required_model_no_stage_runs_stops_the_station_at_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_messenger_sending_credentials_in_clear_with_insecure_is_named_in_a_warning_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    // Built at start, never sent to (no stage uses it): 192.0.2.1 is a documentation address.
+    text.push_str(
+        "\n[components.lan_server]\ntype = \"messenger.http\"\nurl = \"http://192.0.2.1/api\"\n\
+         headers = { Authorization = { env = \"ACOUPI_E2E_TOKEN\" } }\ninsecure = true\n",
+    );
+    std::fs::write(&pipeline, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_acoupi"))
+        .args(["run", pipeline.to_str().unwrap(), "--once"])
+        .env("ACOUPI_E2E_TOKEN", "e2e-secret-value")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let warning = stderr.lines().find(|l| l.contains("INSECURE")).unwrap_or_else(|| panic!("no warning in {stderr}"));
+    assert!(warning.contains("WARN") && warning.contains("`lan_server`") && warning.contains("192.0.2.1"), "{warning}");
+    assert!(!stderr.contains("e2e-secret-value"), "the secret is never logged: {stderr}");
+}

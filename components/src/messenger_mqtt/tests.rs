@@ -398,8 +398,9 @@ fn configuration_mistakes_are_reported_when_the_file_is_read_or_the_station_star
         ("host = \"example.org\"\ntopic = \"acoupi/{station}\"", "the only placeholder is `{deployment}`"),
         ("host = \"example.org\"\nqos = 3", "qos must be 0, 1 or 2"),
         ("host = \"example.org\"\nkeep_alive = \"500ms\"", "keep_alive must be at least 1 s"),
-        ("host = \"example.org\"\npassword_env = \"X\"", "a password needs a username"),
-        ("host = \"example.org\"\nusername = \"u\"\npassword_env = \"ACOUPI_TEST_MQTT_UNSET\"", "`ACOUPI_TEST_MQTT_UNSET` is not set"),
+        ("host = \"example.org\"\ninsecure = true\npassword_env = \"X\"", "a password needs a username"),
+        ("host = \"example.org\"\ninsecure = true\nusername = \"u\"\npassword_env = \"ACOUPI_TEST_MQTT_UNSET\"", "`ACOUPI_TEST_MQTT_UNSET` is not set"),
+        ("host = \"example.org\"\nusername = \"u\"\npassword_env = \"X\"", "the password would be sent in clear"),
         ("host = \"example.org\"\ntls = { ca = \"missing-ca.pem\" }", "cannot read the CA file `/station/missing-ca.pem`"),
         ("host = \"example.org\"\npassword = \"plain\"", "password"),
     ];
@@ -465,4 +466,171 @@ fn a_heartbeat_reaches_the_broker_with_every_configured_metric_and_its_unit() {
         assert!(!metric["unit"].as_str().unwrap_or_default().is_empty(), "every metric has a unit: {metric}");
         assert!(metric["captured_on"].as_str().is_some_and(|t| t.ends_with("+00:00") || t.ends_with('Z')), "{metric}");
     }
+}
+
+#[test]
+fn a_password_in_clear_to_another_machine_is_refused_at_its_line_unless_insecure() {
+    use acoupi_engine::config::Code;
+    use acoupi_engine::config::diagnostics::line_col;
+
+    let load = |component: &str| {
+        crate::testing::messenger_pipeline("messenger.mqtt", "mqtt", "north", component, "/station/pipeline.toml")
+    };
+    // The component's keys start on line 6.
+    for (component, key_line) in [
+        ("host = \"mqtt.example.org\"\nusername = \"station\"\npassword_env = \"MQTT_PASSWORD\"", 8),
+        ("host = \"192.168.1.20\"\nusername = \"station\"\npassword_file = \"secret\"", 8),
+    ] {
+        let errors = load(component).unwrap_err();
+        assert_eq!(errors.problems.len(), 1, "{errors}");
+        let problem = &errors.problems[0];
+        assert_eq!(problem.code, Code::CredentialsInClear, "{errors}");
+        let at = line_col(&errors.source, problem.span.clone().unwrap().start);
+        assert_eq!(at, (key_line, 1), "the problem points at the password's key: {errors}");
+        assert!(problem.message.contains("in clear") && problem.help.as_deref().unwrap_or("").contains("insecure = true"), "{errors}");
+    }
+    for passes in [
+        "host = \"mqtt.example.org\"\nusername = \"station\"\npassword_env = \"X\"\ntls = {}",
+        "host = \"mqtt.example.org\"\nusername = \"station\"\npassword_env = \"X\"\ninsecure = true",
+        "host = \"localhost\"\nusername = \"station\"\npassword_env = \"X\"",
+        "host = \"127.0.0.1\"\nusername = \"station\"\npassword_env = \"X\"",
+        "host = \"::1\"\nusername = \"station\"\npassword_env = \"X\"",
+        "host = \"mqtt.example.org\"\nusername = \"station\"",
+    ] {
+        assert!(load(passes).is_ok(), "`{passes}` is refused: {}", load(passes).unwrap_err());
+    }
+}
+
+/// A broker played from a script on 127.0.0.1: it accepts one client, answers CONNECT and
+/// PINGREQ, reports each PUBLISH's packet id and acknowledges (PUBACK) only what
+/// `acks(n, pkid)` says for the `n`-th publish (1-based), or what the test sends itself.
+struct ScriptedBroker {
+    port: u16,
+    publishes: Receiver<u16>,
+    writer: Arc<Mutex<Option<TcpStream>>>,
+}
+
+impl ScriptedBroker {
+    fn start(acks: impl Fn(usize, u16) -> Vec<u16> + Send + 'static) -> ScriptedBroker {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let writer: Arc<Mutex<Option<TcpStream>>> = Arc::default();
+        let (tx, publishes) = mpsc::channel();
+        let shared = writer.clone();
+        thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else { return };
+            *shared.lock().unwrap() = Some(stream.try_clone().unwrap());
+            let write = |bytes: &[u8]| {
+                if let Some(out) = shared.lock().unwrap().as_mut() {
+                    let _ = std::io::Write::write_all(out, bytes);
+                }
+            };
+            let mut count = 0;
+            loop {
+                let mut first = [0u8; 1];
+                if stream.read_exact(&mut first).is_err() {
+                    return;
+                }
+                let (mut length, mut shift) = (0usize, 0);
+                loop {
+                    let mut byte = [0u8; 1];
+                    if stream.read_exact(&mut byte).is_err() {
+                        return;
+                    }
+                    length |= usize::from(byte[0] & 0x7f) << shift;
+                    shift += 7;
+                    if byte[0] & 0x80 == 0 {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; length];
+                if stream.read_exact(&mut body).is_err() {
+                    return;
+                }
+                match first[0] >> 4 {
+                    1 => write(&[0x20, 0x02, 0x00, 0x00]),
+                    12 => write(&[0xd0, 0x00]),
+                    3 if (first[0] >> 1) & 3 > 0 => {
+                        let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                        let pkid = u16::from_be_bytes([body[2 + topic], body[3 + topic]]);
+                        count += 1;
+                        let _ = tx.send(pkid);
+                        for ack in acks(count, pkid) {
+                            let [hi, lo] = ack.to_be_bytes();
+                            write(&[0x40, 0x02, hi, lo]);
+                        }
+                    }
+                    14 => return,
+                    _ => {}
+                }
+            }
+        });
+        ScriptedBroker { port, publishes, writer }
+    }
+
+    /// Sends a PUBACK for `pkid` now.
+    fn ack(&self, pkid: u16) {
+        let [hi, lo] = pkid.to_be_bytes();
+        let mut writer = self.writer.lock().unwrap();
+        std::io::Write::write_all(writer.as_mut().expect("a client is connected"), &[0x40, 0x02, hi, lo]).unwrap();
+    }
+
+    /// The packet id of the next publish the broker received.
+    fn next_publish(&self) -> u16 {
+        self.publishes.recv_timeout(PATIENCE).expect("the broker received a publish")
+    }
+}
+
+#[test]
+fn a_late_ack_of_a_timed_out_publish_does_not_mark_the_next_message_success() {
+    // Publish 1 is never acknowledged in time; publish 2 brings the late PUBACK of 1 and
+    // none of its own; publish 3 brings the PUBACKs of 2 and 3.
+    let broker = ScriptedBroker::start(|n, _| match n {
+        2 => vec![1],
+        3 => vec![2, 3],
+        _ => vec![],
+    });
+    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {}\ntimeout = \"1s\"", broker.port)).unwrap();
+    let first = send(messenger.as_ref(), "one");
+    assert_eq!(first.status, ResponseStatus::Timeout, "{:?}", first.content);
+    assert_eq!(broker.next_publish(), 1);
+    let second = send(messenger.as_ref(), "two");
+    assert_eq!(broker.next_publish(), 2);
+    assert_eq!(second.status, ResponseStatus::Timeout, "the late ack of 1 is not 2's: {:?}", second.content);
+    let third = send(messenger.as_ref(), "three");
+    assert_eq!(broker.next_publish(), 3);
+    assert_eq!(third.status, ResponseStatus::Success, "{:?}", third.content);
+    assert!(third.content.unwrap_or_default().contains("packet 3"));
+}
+
+#[test]
+fn a_publish_sent_after_its_timeout_is_not_taken_for_the_next_message() {
+    // The broker acknowledges every publish at once except the first and the 102nd. After
+    // 100 publishes rumqttc's packet ids wrap to 1, still waiting for its PUBACK: publish
+    // 101 is held back and its send times out unsent. While message 102 waits, the late
+    // PUBACK of 1 arrives, publish 101 goes out and is acknowledged: that must not be
+    // taken for message 102, which is never acknowledged.
+    let broker = ScriptedBroker::start(|n, pkid| if n == 1 || n == 102 { vec![] } else { vec![pkid] });
+    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {}\ntimeout = \"1s\"", broker.port)).unwrap();
+    assert_eq!(send(messenger.as_ref(), "message 1").status, ResponseStatus::Timeout);
+    for i in 2..=100 {
+        let response = send(messenger.as_ref(), &format!("message {i}"));
+        assert_eq!(response.status, ResponseStatus::Success, "message {i}: {:?}", response.content);
+    }
+    let held = send(messenger.as_ref(), "message 101");
+    assert_eq!(held.status, ResponseStatus::Timeout, "{:?}", held.content);
+    assert!(held.content.unwrap_or_default().contains("not sent"));
+    let pkids: Vec<u16> = (0..100).map(|_| broker.next_publish()).collect();
+    assert_eq!(pkids, (1..=100).collect::<Vec<u16>>());
+
+    let sender = {
+        let messenger = messenger.clone();
+        thread::spawn(move || send(messenger.as_ref(), "message 102"))
+    };
+    // Give message 102 time to be queued behind 101 (the outcome must not depend on it).
+    thread::sleep(Duration::from_millis(200));
+    broker.ack(1);
+    let last = sender.join().unwrap();
+    assert_eq!((broker.next_publish(), broker.next_publish()), (1, 2), "101 went out as packet 1, 102 as packet 2");
+    assert_ne!(last.status, ResponseStatus::Success, "101's ack is not 102's: {:?}", last.content);
 }

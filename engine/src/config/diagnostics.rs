@@ -50,6 +50,9 @@ codes! {
     OffsetTooLarge => "offset-too-large",
     EmptyList => "empty-list",
     InvalidValue => "invalid-value",
+    CredentialsInClear => "credentials-in-clear",
+    SecretInPipeline => "secret-in-pipeline",
+    FileTooLarge => "file-too-large",
 }
 
 const TAG_SEPARATOR: char = '\u{1f}';
@@ -135,6 +138,28 @@ impl Problem {
             }
         }
         Problem::new(code, Some(error.span().unwrap_or(fallback_span)), message)
+    }
+}
+
+/// A problem across the fields of a component config, found once the config has
+/// deserialised (see `ComponentConfig::check`): the loader points it at `key`, a path of
+/// keys inside the component's table (`["password_env"]`, `["headers", "Authorization"]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyProblem {
+    pub key: Vec<String>,
+    pub code: Code,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl KeyProblem {
+    pub fn new(key: &[&str], code: Code, message: impl Into<String>) -> Self {
+        KeyProblem { key: key.iter().map(|k| k.to_string()).collect(), code, message: message.into(), help: None }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
     }
 }
 

@@ -106,14 +106,45 @@ pub enum LoadError {
     Invalid(PipelineErrors),
 }
 
-/// Reads and validates a pipeline file.
+/// The largest pipeline file read, in bytes (1 MiB). A pipeline is a few KiB; anything
+/// larger is a mistake (a recording or a log given as the pipeline) and is refused before
+/// it is parsed, so a huge or endless file cannot exhaust memory.
+pub const MAX_PIPELINE_BYTES: usize = 1024 * 1024;
+
+/// Reads and validates a pipeline file (at most [`MAX_PIPELINE_BYTES`] are read).
 pub fn load(path: &Path, registry: &Registry) -> Result<Pipeline, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|e| ReadError::new(path, e))?;
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| ReadError::new(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PIPELINE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| ReadError::new(path, e))?;
+    if bytes.len() > MAX_PIPELINE_BYTES {
+        return Err(LoadError::Invalid(too_large(path)));
+    }
+    let source = String::from_utf8(bytes)
+        .map_err(|e| ReadError::new(path, std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     load_str(path, &source, registry).map_err(LoadError::Invalid)
 }
 
+/// The one problem of a pipeline file over [`MAX_PIPELINE_BYTES`].
+fn too_large(path: &Path) -> PipelineErrors {
+    let problem = Problem::new(
+        Code::FileTooLarge,
+        None,
+        format!(
+            "the pipeline file is larger than {} KiB ({MAX_PIPELINE_BYTES} bytes) and was not read: a pipeline is a few KiB of TOML",
+            MAX_PIPELINE_BYTES / 1024
+        ),
+    )
+    .with_help("check that the path names the pipeline file");
+    PipelineErrors { path: path.to_path_buf(), source: Arc::from(""), problems: vec![problem] }
+}
+
 /// Validates pipeline text; `path` names the file in messages and anchors relative paths.
+/// Text longer than [`MAX_PIPELINE_BYTES`] is refused unparsed (`file-too-large`).
 pub fn load_str(path: &Path, source: &str, registry: &Registry) -> Result<Pipeline, PipelineErrors> {
+    if source.len() > MAX_PIPELINE_BYTES {
+        return Err(too_large(path));
+    }
     let mut loader = Loader { registry, problems: Vec::new(), components: Vec::new() };
     let pipeline = loader.load(path, source);
     match pipeline {
@@ -207,10 +238,15 @@ impl Loader<'_> {
         }
 
         let mut pending = Vec::new();
+        // Stages whose table has a problem (already reported): `after` may name them.
+        let mut broken: HashSet<String> = HashSet::new();
         if let Some(table) = root.get("stages").and_then(|v| self.table(v, "[stages]")) {
             for (key, value) in table.iter() {
-                if let Some(stage) = self.stage(key, value) {
-                    pending.push(stage);
+                match self.stage(key, value) {
+                    Some(stage) => pending.push(stage),
+                    None => {
+                        broken.insert(key.get_ref().to_string());
+                    }
                 }
             }
         }
@@ -225,7 +261,7 @@ impl Loader<'_> {
         for stage in &mut pending {
             self.resolve_refs(stage, &names);
         }
-        let triggers = self.triggers(&pending);
+        let triggers = self.triggers(&pending, &broken);
 
         let deployment = deployment?;
         let settings = Settings::new(
@@ -363,7 +399,16 @@ impl Loader<'_> {
             );
             return None;
         };
-        let settings = self.deserialize_with(rest, &ty.parameter_names(), &format!("in {owner} ({kind})"), |v| ty.parse(v))?;
+        let place = format!("in {owner} ({kind})");
+        let settings = self.deserialize_with(rest, &ty.parameter_names(), &place, |v| ty.parse(v))?;
+        let problems = settings.check();
+        if !problems.is_empty() {
+            for problem in problems {
+                let span = key_span(value, &problem.key).unwrap_or_else(|| value.span());
+                self.problem(Problem::new(problem.code, span, format!("{} {place}", problem.message)).with_help_opt(problem.help));
+            }
+            return None;
+        }
         Some(ComponentInstance { name: name.to_string(), kind: ty.kind, family: ty.family, settings })
     }
 
@@ -528,7 +573,8 @@ impl Loader<'_> {
     }
 
     /// Checks every stage's trigger; returns one per stage (None where it is invalid).
-    fn triggers(&mut self, stages: &[Pending<'_, '_>]) -> Vec<Option<Trigger>> {
+    /// `broken` names stages that exist but did not parse: following one is not reported.
+    fn triggers(&mut self, stages: &[Pending<'_, '_>], broken: &HashSet<String>) -> Vec<Option<Trigger>> {
         let index: BTreeMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
         let mut triggers = Vec::with_capacity(stages.len());
         for stage in stages {
@@ -563,7 +609,7 @@ impl Loader<'_> {
                         self.schedule(schedule)
                     }
                 }
-                (None, Some(after)) => self.after(stage, after, kind, &index, stages),
+                (None, Some(after)) => self.after(stage, after, kind, &index, broken, stages),
             };
             triggers.push(trigger);
         }
@@ -628,6 +674,7 @@ impl Loader<'_> {
         after: &Located<String>,
         kind: StageKind,
         index: &BTreeMap<&str, usize>,
+        broken: &HashSet<String>,
         stages: &[Pending<'_, '_>],
     ) -> Option<Trigger> {
         let upstream_name = after.get();
@@ -636,6 +683,10 @@ impl Loader<'_> {
                 Problem::new(Code::IncompatibleAfter, after.span(), format!("a {kind} stage cannot run `after` another stage"))
                     .with_help("use `schedule = { every = \"...\" }` or `schedule = { cron = \"...\" }`"),
             );
+            return None;
+        }
+        if broken.contains(upstream_name.as_str()) {
+            // The stage exists; its own problems are reported.
             return None;
         }
         let Some(&upstream) = index.get(upstream_name.as_str()) else {
@@ -693,6 +744,14 @@ impl Loader<'_> {
             }
         }
     }
+}
+
+/// The span of the key at `path` (keys of nested tables) inside the table `value`.
+fn key_span(value: &Spanned<DeValue<'_>>, path: &[String]) -> Option<Range<usize>> {
+    let (first, rest) = path.split_first()?;
+    let DeValue::Table(table) = value.get_ref() else { return None };
+    let (key, inner) = table.iter().find(|(k, _)| k.get_ref().as_ref() == first.as_str())?;
+    if rest.is_empty() { Some(key.span()) } else { key_span(inner, rest) }
 }
 
 /// Finds the value with exactly `span` inside `value` (an inline component table).

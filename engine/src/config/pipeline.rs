@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::values::{CronExpr, HumanDuration, Latitude, Located, Longitude, PositiveDuration, SpaceAmount, Timezone};
+use super::values::{
+    CronExpr, HumanDuration, Latitude, Located, Longitude, PositiveDuration, ScheduleEvery, SpaceAmount, Timezone,
+};
 use crate::component::Family;
 
 /// `[deployment]`: the monitoring station and where it stands. A changed name or
@@ -139,8 +141,9 @@ pub struct RetentionSection {
 #[derive(Debug, Clone, serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
-    /// Run at every multiple of this interval on the wall clock (10s: at :00, :10, :20...).
-    pub every: Option<Located<PositiveDuration>>,
+    /// Run at every multiple of this interval on the wall clock (10s: at :00, :10, :20...);
+    /// at most one day (use `cron` for anything rarer).
+    pub every: Option<Located<ScheduleEvery>>,
     /// Shift within each interval, at least 0 and less than `every` (every 10s, offset 5s:
     /// at :05, :15, :25...). Default: 0s.
     pub offset: Option<Located<HumanDuration>>,

@@ -2,6 +2,13 @@
 //! timezones, cron expressions, coordinates and scores. Each checks its value while it is
 //! deserialised, so a bad value is reported at its own line and column, and each describes
 //! itself in the JSON Schema.
+//!
+//! Durations with an upper bound ([`DurationUpTo`]) keep a typo ("30d" for "30s") from
+//! becoming a schedule that never fires or a buffer of days of audio: a schedule's
+//! `every` is at most a day ([`ScheduleEvery`]; cron expressions are for anything
+//! longer), a recording at most an hour ([`RecordingDuration`]; acoupi records 3 s
+//! chunks by default, and a WAV file of an hour at 384 kHz is already 2.7 GB), and a
+//! model's analysis frame or input window is bounded by what that model accepts.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,8 +22,9 @@ use serde::de::{self, Deserialize, Deserializer};
 
 use super::diagnostics::Code;
 
-/// Builds a deserialisation error carrying a diagnostic code (see [`Code::split`]).
-pub(crate) fn invalid<E: de::Error>(code: Code, message: impl fmt::Display) -> E {
+/// Builds a deserialisation error carrying a diagnostic code (see `Code::split`); value
+/// types of components use it so that their problems get their own code too.
+pub fn invalid<E: de::Error>(code: Code, message: impl fmt::Display) -> E {
     E::custom(code.tag(message))
 }
 
@@ -118,6 +126,60 @@ impl fmt::Display for PositiveDuration {
         write!(f, "{}", humantime::format_duration(self.0))
     }
 }
+
+/// A duration greater than zero and at most `MAX_SECS` seconds, checked while it is
+/// deserialised (so a too long value is reported at its own line and column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DurationUpTo<const MAX_SECS: u64>(pub Duration);
+
+impl<const MAX_SECS: u64> DurationUpTo<MAX_SECS> {
+    /// The longest duration allowed.
+    pub const MAX: Duration = Duration::from_secs(MAX_SECS);
+}
+
+impl<'de, const MAX_SECS: u64> Deserialize<'de> for DurationUpTo<MAX_SECS> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let PositiveDuration(d) = PositiveDuration::deserialize(deserializer)?;
+        if d > Self::MAX {
+            return Err(invalid(
+                Code::OutOfRange,
+                format!(
+                    "duration {} is too long: at most {} is allowed here",
+                    humantime::format_duration(d),
+                    humantime::format_duration(Self::MAX)
+                ),
+            ));
+        }
+        Ok(DurationUpTo(d))
+    }
+}
+
+impl<const MAX_SECS: u64> JsonSchema for DurationUpTo<MAX_SECS> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("DurationUpTo{}", humantime::format_duration(Self::MAX)).into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        duration_schema(&format!(
+            "A duration greater than zero and at most {}, such as \"3s\" or \"10min\".",
+            humantime::format_duration(Self::MAX)
+        ))
+    }
+}
+
+impl<const MAX_SECS: u64> fmt::Display for DurationUpTo<MAX_SECS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// The longest recording a recorder makes and a model is given, in seconds (1 h).
+pub const MAX_RECORDING_SECS: u64 = 3600;
+
+/// A schedule's `every`: greater than zero, at most one day.
+pub type ScheduleEvery = DurationUpTo<86_400>;
+
+/// The length of one recording: greater than zero, at most [`MAX_RECORDING_SECS`].
+pub type RecordingDuration = DurationUpTo<MAX_RECORDING_SECS>;
 
 /// A time of day, "HH:MM" or "HH:MM:SS", in the deployment's timezone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -422,6 +484,12 @@ mod tests {
         assert_eq!(de::<HumanDuration>("\"0s\"").map(|d| d.0), Ok(Duration::ZERO));
         assert!(de::<PositiveDuration>("\"0s\"").is_err_and(|e| e.contains("greater than zero")));
         assert!(de::<HumanDuration>("\"ten seconds\"").is_err_and(|e| e.contains("invalid duration")));
+        assert_eq!(de::<ScheduleEvery>("\"1day\"").map(|d| d.0), Ok(Duration::from_secs(86_400)));
+        let long = de::<ScheduleEvery>("\"25h\"").unwrap_err();
+        assert!(long.contains("too long") && long.contains("at most 1day"), "{long}");
+        assert!(de::<RecordingDuration>("\"0s\"").is_err_and(|e| e.contains("greater than zero")));
+        assert!(de::<RecordingDuration>("\"61min\"").is_err_and(|e| e.contains("at most 1h")));
+        assert_eq!(RecordingDuration::schema_name(), "DurationUpTo1h");
     }
 
     #[test]
