@@ -250,7 +250,9 @@ pub(crate) struct Windows {
 }
 
 impl Windows {
-    /// The first sample of each window of audio `len` samples long.
+    /// The first sample of each window of audio `len` samples long (what
+    /// [`for_each_window`] cuts from a stream; the tests compare the two).
+    #[cfg(test)]
     pub fn starts(&self, len: usize) -> impl Iterator<Item = usize> {
         let min_last = self.min_last.max(1);
         (0..len).step_by(self.step.max(1)).take_while(move |start| len - start >= min_last)
