@@ -62,7 +62,10 @@ impl WavInfo {
 }
 
 fn audio_error(path: &Path, e: impl std::fmt::Display) -> ComponentError {
-    ComponentError::Audio { path: path.to_path_buf(), reason: e.to_string() }
+    ComponentError::Audio {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 /// Checks a header's facts against the limits of the module docs, before anything is
@@ -74,10 +77,14 @@ pub fn check_header(samplerate: u32, channels: u16, bits: u16, frames: u64) -> R
         ));
     }
     if !(1..=MAX_CHANNELS).contains(&channels) {
-        return Err(format!("the header's {channels} channels are outside the limits (1 to {MAX_CHANNELS})"));
+        return Err(format!(
+            "the header's {channels} channels are outside the limits (1 to {MAX_CHANNELS})"
+        ));
     }
     if !(MIN_BITS..=MAX_BITS).contains(&bits) {
-        return Err(format!("the header's {bits} bits per sample are outside the limits ({MIN_BITS} to {MAX_BITS})"));
+        return Err(format!(
+            "the header's {bits} bits per sample are outside the limits ({MIN_BITS} to {MAX_BITS})"
+        ));
     }
     let samples = frames.saturating_mul(u64::from(channels));
     if samples > MAX_SAMPLES {
@@ -95,13 +102,25 @@ pub fn wav_info(path: &Path) -> Result<WavInfo, ComponentError> {
     let reader = hound::WavReader::open(path).map_err(|e| audio_error(path, e))?;
     let spec = reader.spec();
     let frames = u64::from(reader.duration());
-    check_header(spec.sample_rate, spec.channels, spec.bits_per_sample, frames).map_err(|e| audio_error(path, e))?;
-    Ok(WavInfo { samplerate: spec.sample_rate, channels: spec.channels, frames })
+    check_header(
+        spec.sample_rate,
+        spec.channels,
+        spec.bits_per_sample,
+        frames,
+    )
+    .map_err(|e| audio_error(path, e))?;
+    Ok(WavInfo {
+        samplerate: spec.sample_rate,
+        channels: spec.channels,
+        frames,
+    })
 }
 
 /// Whether a path names a FLAC file (by its extension, any case).
 pub fn is_flac(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("flac"))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("flac"))
 }
 
 /// Reads a FLAC file's stream info: rate, channels and length (which a FLAC encoder may
@@ -109,16 +128,26 @@ pub fn is_flac(path: &Path) -> bool {
 pub fn flac_info(path: &Path) -> Result<WavInfo, ComponentError> {
     let reader = claxon::FlacReader::open(path).map_err(|e| audio_error(path, e))?;
     let info = reader.streaminfo();
-    let frames = info.samples.ok_or_else(|| audio_error(path, "the FLAC stream info does not say how long it is"))?;
+    let frames = info
+        .samples
+        .ok_or_else(|| audio_error(path, "the FLAC stream info does not say how long it is"))?;
     let channels = u16::try_from(info.channels).unwrap_or(u16::MAX);
     let bits = u16::try_from(info.bits_per_sample).unwrap_or(u16::MAX);
     check_header(info.sample_rate, channels, bits, frames).map_err(|e| audio_error(path, e))?;
-    Ok(WavInfo { samplerate: info.sample_rate, channels, frames })
+    Ok(WavInfo {
+        samplerate: info.sample_rate,
+        channels,
+        frames,
+    })
 }
 
 /// The header of a WAV (or, by its extension, FLAC) file, checked against the limits.
 pub fn audio_info(path: &Path) -> Result<WavInfo, ComponentError> {
-    if is_flac(path) { flac_info(path) } else { wav_info(path) }
+    if is_flac(path) {
+        flac_info(path)
+    } else {
+        wav_info(path)
+    }
 }
 
 /// Decodes a WAV (or, by its extension, FLAC) file as mono f32 samples in [-1, 1]
@@ -127,15 +156,29 @@ pub fn audio_info(path: &Path) -> Result<WavInfo, ComponentError> {
 /// (after the blocks it does hold), and so is one holding more.
 pub fn read_mono_blocks(path: &Path, each: &mut BlockSink<'_>) -> Result<WavInfo, ComponentError> {
     let info = audio_info(path)?;
-    let decoded = if is_flac(path) { decode_flac(path, &info, each)? } else { decode_wav(path, &info, each)? };
+    let decoded = if is_flac(path) {
+        decode_flac(path, &info, each)?
+    } else {
+        decode_wav(path, &info, each)?
+    };
     if decoded < info.frames {
-        return Err(audio_error(path, format!("truncated: the header says {} frames, the file holds {decoded}", info.frames)));
+        return Err(audio_error(
+            path,
+            format!(
+                "truncated: the header says {} frames, the file holds {decoded}",
+                info.frames
+            ),
+        ));
     }
     Ok(info)
 }
 
 /// Decodes a WAV file's samples (see [`read_mono_blocks`]); returns the frames decoded.
-fn decode_wav(path: &Path, info: &WavInfo, each: &mut BlockSink<'_>) -> Result<u64, ComponentError> {
+fn decode_wav(
+    path: &Path,
+    info: &WavInfo,
+    each: &mut BlockSink<'_>,
+) -> Result<u64, ComponentError> {
     let mut reader = hound::WavReader::open(path).map_err(|e| audio_error(path, e))?;
     let spec = reader.spec();
     let channels = usize::from(info.channels);
@@ -166,7 +209,10 @@ fn decode_wav(path: &Path, info: &WavInfo, each: &mut BlockSink<'_>) -> Result<u
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample.saturating_sub(1))) as f32;
             for sample in reader.samples::<i32>() {
-                push(sample.map_err(|e| audio_error(path, e))? as f32 * scale, &mut block)?;
+                push(
+                    sample.map_err(|e| audio_error(path, e))? as f32 * scale,
+                    &mut block,
+                )?;
             }
         }
     }
@@ -178,7 +224,11 @@ fn decode_wav(path: &Path, info: &WavInfo, each: &mut BlockSink<'_>) -> Result<u
 
 /// Decodes a FLAC file's frames (see [`read_mono_blocks`]); returns the frames decoded.
 /// A FLAC frame holds at most 65 535 samples per channel, so a block is at most that.
-fn decode_flac(path: &Path, info: &WavInfo, each: &mut BlockSink<'_>) -> Result<u64, ComponentError> {
+fn decode_flac(
+    path: &Path,
+    info: &WavInfo,
+    each: &mut BlockSink<'_>,
+) -> Result<u64, ComponentError> {
     let mut reader = claxon::FlacReader::open(path).map_err(|e| audio_error(path, e))?;
     let bits = reader.streaminfo().bits_per_sample;
     let scale = 1.0 / (1u64 << bits.saturating_sub(1)) as f32;
@@ -186,13 +236,29 @@ fn decode_flac(path: &Path, info: &WavInfo, each: &mut BlockSink<'_>) -> Result<
     let mut mono = Vec::with_capacity(BLOCK_FRAMES);
     let mut buffer = Vec::new();
     let mut blocks = reader.blocks();
-    while let Some(block) = blocks.read_next_or_eof(std::mem::take(&mut buffer)).map_err(|e| audio_error(path, e))? {
+    while let Some(block) = blocks
+        .read_next_or_eof(std::mem::take(&mut buffer))
+        .map_err(|e| audio_error(path, e))?
+    {
         if block.channels() != u32::from(info.channels) {
-            return Err(audio_error(path, format!("a frame has {} channels, the stream info says {}", block.channels(), info.channels)));
+            return Err(audio_error(
+                path,
+                format!(
+                    "a frame has {} channels, the stream info says {}",
+                    block.channels(),
+                    info.channels
+                ),
+            ));
         }
         frames += u64::from(block.duration());
         if frames > info.frames {
-            return Err(audio_error(path, format!("the file holds more than the {} frames its stream info says", info.frames)));
+            return Err(audio_error(
+                path,
+                format!(
+                    "the file holds more than the {} frames its stream info says",
+                    info.frames
+                ),
+            ));
         }
         mono.clear();
         mono.resize(block.duration() as usize, 0.0);
@@ -215,7 +281,13 @@ fn decode_flac(path: &Path, info: &WavInfo, each: &mut BlockSink<'_>) -> Result<
 pub fn read_mono(path: &Path) -> Result<(WavInfo, Vec<f32>), ComponentError> {
     let info = audio_info(path)?;
     if info.frames > MAX_WINDOW_FRAMES as u64 {
-        return Err(audio_error(path, format!("{} frames: too long to read at once (at most {MAX_WINDOW_FRAMES})", info.frames)));
+        return Err(audio_error(
+            path,
+            format!(
+                "{} frames: too long to read at once (at most {MAX_WINDOW_FRAMES})",
+                info.frames
+            ),
+        ));
     }
     let mut samples = Vec::with_capacity(info.frames as usize);
     read_mono_blocks(path, &mut |block| {
@@ -235,7 +307,10 @@ pub(crate) fn fill_window(buffer: &mut [f32], samples: &[f32]) {
 
 /// A recording's file and its checked header.
 pub(crate) fn recording_file(recording: &Recording) -> Result<(&Path, WavInfo), ComponentError> {
-    let path = recording.path.as_deref().ok_or_else(|| ComponentError::Other(format!("recording {} has no file", recording.id)))?;
+    let path = recording
+        .path
+        .as_deref()
+        .ok_or_else(|| ComponentError::Other(format!("recording {} has no file", recording.id)))?;
     Ok((path, audio_info(path)?))
 }
 
@@ -255,13 +330,19 @@ impl Windows {
     #[cfg(test)]
     pub fn starts(&self, len: usize) -> impl Iterator<Item = usize> {
         let min_last = self.min_last.max(1);
-        (0..len).step_by(self.step.max(1)).take_while(move |start| len - start >= min_last)
+        (0..len)
+            .step_by(self.step.max(1))
+            .take_while(move |start| len - start >= min_last)
     }
 }
 
 /// The number of samples `frames` at `from` Hz become at `to` Hz (rounded).
 pub(crate) fn resampled_len(frames: u64, from: u32, to: u32) -> usize {
-    let len = if from == to { frames } else { (frames * u64::from(to) + u64::from(from) / 2) / u64::from(from) };
+    let len = if from == to {
+        frames
+    } else {
+        (frames * u64::from(to) + u64::from(from) / 2) / u64::from(from)
+    };
     usize::try_from(len).unwrap_or(usize::MAX)
 }
 
@@ -279,11 +360,22 @@ pub(crate) fn for_each_window(
     each: &mut WindowSink<'_>,
 ) -> Result<(), ComponentError> {
     if windows.window == 0 || windows.window > MAX_WINDOW_FRAMES {
-        return Err(audio_error(path, format!("a window of {} samples is outside the limits (1 to {MAX_WINDOW_FRAMES})", windows.window)));
+        return Err(audio_error(
+            path,
+            format!(
+                "a window of {} samples is outside the limits (1 to {MAX_WINDOW_FRAMES})",
+                windows.window
+            ),
+        ));
     }
     for rate in [from, to] {
         if !(MIN_SAMPLERATE..=MAX_SAMPLERATE).contains(&rate) {
-            return Err(audio_error(path, format!("cannot analyse at {rate} Hz: outside the limits ({MIN_SAMPLERATE} to {MAX_SAMPLERATE} Hz)")));
+            return Err(audio_error(
+                path,
+                format!(
+                    "cannot analyse at {rate} Hz: outside the limits ({MIN_SAMPLERATE} to {MAX_SAMPLERATE} Hz)"
+                ),
+            ));
         }
     }
     let len = resampled_len(info.frames, from, to);
@@ -310,7 +402,14 @@ struct WindowCutter {
 
 impl WindowCutter {
     fn new(windows: Windows, len: usize) -> WindowCutter {
-        WindowCutter { windows, len, next: 0, buffer: Vec::new(), buffer_start: 0, seen: 0 }
+        WindowCutter {
+            windows,
+            len,
+            next: 0,
+            buffer: Vec::new(),
+            buffer_start: 0,
+            seen: 0,
+        }
     }
 
     fn push(&mut self, block: &[f32], each: &mut WindowSink<'_>) -> Result<(), ComponentError> {
@@ -359,9 +458,18 @@ struct StreamResampler {
 
 impl StreamResampler {
     fn new(path: &Path, from: u32, to: u32, len: usize) -> Result<StreamResampler, ComponentError> {
-        let mut resampler = StreamResampler { path: path.to_path_buf(), rates: (from, to), fft: None, pending: Vec::new(), output: Vec::new(), to_trim: 0, left: len };
+        let mut resampler = StreamResampler {
+            path: path.to_path_buf(),
+            rates: (from, to),
+            fft: None,
+            pending: Vec::new(),
+            output: Vec::new(),
+            to_trim: 0,
+            left: len,
+        };
         if from != to {
-            let fft = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input).map_err(|e| resampler.error(&e))?;
+            let fft = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input)
+                .map_err(|e| resampler.error(&e))?;
             resampler.output = vec![0.0; fft.output_frames_max()];
             resampler.pending = Vec::with_capacity(fft.input_frames_max());
             resampler.to_trim = fft.output_delay();
@@ -372,7 +480,10 @@ impl StreamResampler {
 
     fn error(&self, e: &dyn std::fmt::Display) -> ComponentError {
         let (from, to) = self.rates;
-        audio_error(&self.path, format!("cannot resample from {from} Hz to {to} Hz: {e}"))
+        audio_error(
+            &self.path,
+            format!("cannot resample from {from} Hz to {to} Hz: {e}"),
+        )
     }
 
     fn push(&mut self, mut input: &[f32], sink: &mut BlockSink<'_>) -> Result<(), ComponentError> {
@@ -395,14 +506,25 @@ impl StreamResampler {
 
     /// Resamples the pending chunk (`partial`: how many of its samples are real, the
     /// rest zeros) and gives what is past the delay and within the length.
-    fn process(&mut self, partial: Option<usize>, sink: &mut BlockSink<'_>) -> Result<(), ComponentError> {
-        let Some(fft) = &mut self.fft else { return Ok(()) };
+    fn process(
+        &mut self,
+        partial: Option<usize>,
+        sink: &mut BlockSink<'_>,
+    ) -> Result<(), ComponentError> {
+        let Some(fft) = &mut self.fft else {
+            return Ok(());
+        };
         let chunk = fft.input_frames_next();
         self.pending.resize(chunk, 0.0);
         let indexing = partial.map_or_else(Indexing::new, |n| Indexing::new().partial_len(n));
         let frames = self.output.len();
-        let done = match (InterleavedSlice::new(&self.pending[..], 1, chunk), InterleavedSlice::new_mut(&mut self.output[..], 1, frames)) {
-            (Ok(input), Ok(mut output)) => fft.process_into_buffer(&input, &mut output, Some(&indexing)).map_err(|e| e.to_string()),
+        let done = match (
+            InterleavedSlice::new(&self.pending[..], 1, chunk),
+            InterleavedSlice::new_mut(&mut self.output[..], 1, frames),
+        ) {
+            (Ok(input), Ok(mut output)) => fft
+                .process_into_buffer(&input, &mut output, Some(&indexing))
+                .map_err(|e| e.to_string()),
             (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
         };
         self.pending.clear();
@@ -458,17 +580,37 @@ pub(crate) mod testing {
     /// Writes mono 32-bit float samples as a WAV and returns a Recording of it (a duration
     /// of 1 ms for an empty file: a Recording's duration must be positive).
     pub fn write_f32_wav(path: &Path, samplerate: u32, samples: &[f32]) -> Recording {
-        let spec = hound::WavSpec { channels: 1, sample_rate: samplerate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: samplerate,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
         let mut writer = hound::WavWriter::create(path, spec).unwrap();
-        samples.iter().for_each(|s| writer.write_sample(*s).unwrap());
+        samples
+            .iter()
+            .for_each(|s| writer.write_sample(*s).unwrap());
         writer.finalize().unwrap();
         let duration = (samples.len() as f64 / f64::from(samplerate)).max(1e-3);
-        Recording::new(Deployment::new("site"), duration, samplerate).unwrap().with_path(path)
+        Recording::new(Deployment::new("site"), duration, samplerate)
+            .unwrap()
+            .with_path(path)
     }
 
     /// Writes a 16-bit WAV of `seconds` at `samplerate` whose samples come from `f(t)`.
-    pub fn write_wav(path: &Path, samplerate: u32, channels: u16, seconds: f64, f: impl Fn(f64) -> f64) {
-        let spec = hound::WavSpec { channels, sample_rate: samplerate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    pub fn write_wav(
+        path: &Path,
+        samplerate: u32,
+        channels: u16,
+        seconds: f64,
+        f: impl Fn(f64) -> f64,
+    ) {
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: samplerate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut writer = hound::WavWriter::create(path, spec).unwrap();
         let n = (seconds * f64::from(samplerate)) as usize;
         for i in 0..n {
@@ -491,7 +633,14 @@ mod tests {
         let path = dir.path().join("a.wav");
         testing::write_wav(&path, 8000, 2, 0.5, |_| 0.5);
         let info = wav_info(&path).unwrap();
-        assert_eq!(info, WavInfo { samplerate: 8000, channels: 2, frames: 4000 });
+        assert_eq!(
+            info,
+            WavInfo {
+                samplerate: 8000,
+                channels: 2,
+                frames: 4000
+            }
+        );
         assert!((info.duration_seconds() - 0.5).abs() < 1e-9);
         let (_, mono) = read_mono(&path).unwrap();
         assert_eq!(mono.len(), 4000);
@@ -511,7 +660,12 @@ mod tests {
     /// match, which hound checks: 8 bits, so that 4 GHz still fits in its 32 bits).
     fn wav_declaring(dir: &Path, rate: u32) -> std::path::PathBuf {
         let path = dir.join(format!("declares-{rate}.wav"));
-        let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 8, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 8,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut writer = hound::WavWriter::create(&path, spec).unwrap();
         (0..8000).for_each(|i| writer.write_sample((i % 200 - 100) as i8).unwrap());
         writer.finalize().unwrap();
@@ -526,21 +680,45 @@ mod tests {
     fn headers_outside_the_limits_are_refused_before_decoding() {
         let dir = tempfile::tempdir().unwrap();
         for (rate, limit) in [
-            (4_000_000_000, "sample rate of 4000000000 Hz is outside the limits (1000 to 1000000 Hz)"),
+            (
+                4_000_000_000,
+                "sample rate of 4000000000 Hz is outside the limits (1000 to 1000000 Hz)",
+            ),
             (2_000_000, "sample rate of 2000000 Hz is outside the limits"),
             (500, "sample rate of 500 Hz is outside the limits"),
             (0, "sample rate of 0 Hz"),
         ] {
             let path = wav_declaring(dir.path(), rate);
-            for err in [wav_info(&path).unwrap_err(), read_mono_blocks(&path, &mut |_| panic!("decoded")).unwrap_err()] {
-                assert!(err.to_string().contains(limit) && err.to_string().contains("declares-"), "{err}");
+            for err in [
+                wav_info(&path).unwrap_err(),
+                read_mono_blocks(&path, &mut |_| panic!("decoded")).unwrap_err(),
+            ] {
+                assert!(
+                    err.to_string().contains(limit) && err.to_string().contains("declares-"),
+                    "{err}"
+                );
             }
         }
-        assert!(check_header(48_000, 33, 16, 10).unwrap_err().contains("33 channels are outside the limits (1 to 32)"));
-        assert!(check_header(48_000, 0, 16, 10).unwrap_err().contains("0 channels"));
-        assert!(check_header(48_000, 1, 64, 10).unwrap_err().contains("64 bits per sample are outside the limits (4 to 32)"));
+        assert!(
+            check_header(48_000, 33, 16, 10)
+                .unwrap_err()
+                .contains("33 channels are outside the limits (1 to 32)")
+        );
+        assert!(
+            check_header(48_000, 0, 16, 10)
+                .unwrap_err()
+                .contains("0 channels")
+        );
+        assert!(
+            check_header(48_000, 1, 64, 10)
+                .unwrap_err()
+                .contains("64 bits per sample are outside the limits (4 to 32)")
+        );
         let long = check_header(384_000, 2, 16, 1 << 32).unwrap_err();
-        assert!(long.contains("over the limit of 4294967296 samples (1.6 h at this rate"), "{long}");
+        assert!(
+            long.contains("over the limit of 4294967296 samples (1.6 h at this rate"),
+            "{long}"
+        );
         check_header(384_000, 1, 16, 1 << 32).unwrap();
         check_header(1_000_000, 32, 32, 1 << 27).unwrap();
     }
@@ -554,12 +732,19 @@ mod tests {
         std::fs::write(&path, crate::fuzz::silent_flac(384_000, 1, 16, frames)).unwrap();
         let (mut blocks, mut decoded, mut largest) = (0, 0u64, 0);
         read_mono_blocks(&path, &mut |block| {
-            (blocks, decoded, largest) = (blocks + 1, decoded + block.len() as u64, largest.max(block.len()));
+            (blocks, decoded, largest) = (
+                blocks + 1,
+                decoded + block.len() as u64,
+                largest.max(block.len()),
+            );
             Ok(())
         })
         .unwrap();
         assert_eq!(decoded, frames);
-        assert!(largest <= BLOCK_FRAMES && blocks > 1, "{blocks} blocks, the largest {largest}");
+        assert!(
+            largest <= BLOCK_FRAMES && blocks > 1,
+            "{blocks} blocks, the largest {largest}"
+        );
         let whole = read_mono(&path).unwrap_err().to_string();
         assert!(whole.contains("too long to read at once"), "{whole}");
     }
@@ -572,62 +757,132 @@ mod tests {
         testing::write_wav(&path, 16_000, 2, 9.1, |t| (t * 1234.5).sin() * 0.5);
         let (info, whole) = read_mono(&path).unwrap();
         for windows in [
-            Windows { window: 48_000, step: 48_000, min_last: 1 },
-            Windows { window: 48_000, step: 24_000, min_last: 24_000 },
-            Windows { window: 320, step: 320, min_last: 320 },
-            Windows { window: 1000, step: 70_001, min_last: 1 },
+            Windows {
+                window: 48_000,
+                step: 48_000,
+                min_last: 1,
+            },
+            Windows {
+                window: 48_000,
+                step: 24_000,
+                min_last: 24_000,
+            },
+            Windows {
+                window: 320,
+                step: 320,
+                min_last: 320,
+            },
+            Windows {
+                window: 1000,
+                step: 70_001,
+                min_last: 1,
+            },
         ] {
             let mut got = Vec::new();
-            for_each_window(&path, &info, 16_000, 16_000, windows, &mut |start, samples| {
-                let end = (start + windows.window).min(whole.len());
-                assert_eq!(samples, &whole[start..end], "{windows:?} at {start}");
-                got.push(start);
-                Ok(())
-            })
+            for_each_window(
+                &path,
+                &info,
+                16_000,
+                16_000,
+                windows,
+                &mut |start, samples| {
+                    let end = (start + windows.window).min(whole.len());
+                    assert_eq!(samples, &whole[start..end], "{windows:?} at {start}");
+                    got.push(start);
+                    Ok(())
+                },
+            )
             .unwrap();
-            assert_eq!(got, windows.starts(whole.len()).collect::<Vec<_>>(), "{windows:?}");
+            assert_eq!(
+                got,
+                windows.starts(whole.len()).collect::<Vec<_>>(),
+                "{windows:?}"
+            );
         }
         // Resampled: the windows of the resampled whole signal.
         let resampled = resample(&whole, 16_000, 48_000).unwrap();
-        let windows = Windows { window: 144_000, step: 72_000, min_last: 72_000 };
+        let windows = Windows {
+            window: 144_000,
+            step: 72_000,
+            min_last: 72_000,
+        };
         let mut got = Vec::new();
-        for_each_window(&path, &info, 16_000, 48_000, windows, &mut |start, samples| {
-            assert_eq!(samples, &resampled[start..(start + 144_000).min(resampled.len())]);
-            got.push(start);
-            Ok(())
-        })
+        for_each_window(
+            &path,
+            &info,
+            16_000,
+            48_000,
+            windows,
+            &mut |start, samples| {
+                assert_eq!(
+                    samples,
+                    &resampled[start..(start + 144_000).min(resampled.len())]
+                );
+                got.push(start);
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(got, [0, 72_000, 144_000, 216_000, 288_000, 360_000]);
-        let too_big = Windows { window: MAX_WINDOW_FRAMES + 1, step: 1, min_last: 1 };
-        assert!(for_each_window(&path, &info, 16_000, 16_000, too_big, &mut |_, _| Ok(())).is_err());
+        let too_big = Windows {
+            window: MAX_WINDOW_FRAMES + 1,
+            step: 1,
+            min_last: 1,
+        };
+        assert!(
+            for_each_window(&path, &info, 16_000, 16_000, too_big, &mut |_, _| Ok(())).is_err()
+        );
     }
 
     #[test]
     fn streamed_resampling_is_rubatos_whole_signal_resampling() {
-        let signal: Vec<f32> = (0..50_000).map(|i| ((i as f32) * 0.013).sin() * 0.7 + ((i as f32) * 0.21).cos() * 0.2).collect();
-        for (from, to) in [(44_100, 48_000), (48_000, 256_000), (384_000, 48_000), (22_050, 256_000)] {
+        let signal: Vec<f32> = (0..50_000)
+            .map(|i| ((i as f32) * 0.013).sin() * 0.7 + ((i as f32) * 0.21).cos() * 0.2)
+            .collect();
+        for (from, to) in [
+            (44_100, 48_000),
+            (48_000, 256_000),
+            (384_000, 48_000),
+            (22_050, 256_000),
+        ] {
             for len in [0, 100, 1024, 1025, 4096, 50_000] {
                 let input = &signal[..len];
                 let streamed = resample(input, from, to).unwrap();
-                let mut reference = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input).unwrap();
+                let mut reference =
+                    Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input).unwrap();
                 let expected = match len {
                     0 => Vec::new(),
-                    _ => reference.process_all(&InterleavedSlice::new(input, 1, len).unwrap(), len, None).unwrap().take_data(),
+                    _ => reference
+                        .process_all(&InterleavedSlice::new(input, 1, len).unwrap(), len, None)
+                        .unwrap()
+                        .take_data(),
                 };
-                assert_eq!(streamed.len(), resampled_len(len as u64, from, to), "{from} → {to}, {len}");
-                assert_eq!(streamed[..], expected[..streamed.len()], "{from} → {to}, {len}");
+                assert_eq!(
+                    streamed.len(),
+                    resampled_len(len as u64, from, to),
+                    "{from} → {to}, {len}"
+                );
+                assert_eq!(
+                    streamed[..],
+                    expected[..streamed.len()],
+                    "{from} → {to}, {len}"
+                );
             }
         }
     }
 
     #[test]
     fn resampling_keeps_length_and_a_tone() {
-        let tone: Vec<f32> = (0..44_100).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 44_100.0).sin()).collect();
+        let tone: Vec<f32> = (0..44_100)
+            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 44_100.0).sin())
+            .collect();
         let out = resample(&tone, 44_100, 48_000).unwrap();
         assert_eq!(out.len(), 48_000);
         // Away from the edges the output is the same tone at the new rate.
         let max_err = (4_800..43_200)
-            .map(|i| (out[i] - (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin()).abs())
+            .map(|i| {
+                (out[i] - (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin()).abs()
+            })
             .fold(0.0f32, f32::max);
         assert!(max_err < 1e-2, "max error {max_err}");
         assert!(resample(&[], 44_100, 48_000).unwrap().is_empty());

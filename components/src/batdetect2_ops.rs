@@ -17,7 +17,9 @@
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::nn::{CoordTransformer, Interpolator, Resize, Softmax, SoftmaxKind};
+use tract_onnx::tract_core::ops::nn::{
+    CoordTransformer, Interpolator, Resize, Softmax, SoftmaxKind,
+};
 
 /// Softmax over axis 1 of a rank-4 f32 tensor.
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
@@ -37,13 +39,19 @@ impl EvalOp for ChannelSoftmax {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let shape: TVec<usize> = input.shape().into();
-        ensure!(shape.len() == 4, "ChannelSoftmax wants a rank-4 tensor, got {shape:?}");
+        ensure!(
+            shape.len() == 4,
+            "ChannelSoftmax wants a rank-4 tensor, got {shape:?}"
+        );
         let (channels, plane) = (shape[1], shape[2] * shape[3]);
         let data = input.try_as_plain_ram()?.as_slice::<f32>()?;
         let mut out = vec![0f32; data.len()];
         let mut max = vec![0f32; plane];
         let mut sum = vec![0f32; plane];
-        for (src, dst) in data.chunks_exact(channels * plane).zip(out.chunks_exact_mut(channels * plane)) {
+        for (src, dst) in data
+            .chunks_exact(channels * plane)
+            .zip(out.chunks_exact_mut(channels * plane))
+        {
             max.fill(f32::NEG_INFINITY);
             sum.fill(0.0);
             for c in src.chunks_exact(plane) {
@@ -63,7 +71,9 @@ impl EvalOp for ChannelSoftmax {
                 }
             }
         }
-        Ok(tvec!(tract_ndarray::ArrayD::from_shape_vec(&*shape, out)?.into_tvalue()))
+        Ok(tvec!(
+            tract_ndarray::ArrayD::from_shape_vec(&*shape, out)?.into_tvalue()
+        ))
     }
 }
 
@@ -96,7 +106,12 @@ fn double_axis(src: &[f32], len: usize, lane: usize, dst: &mut [f32]) {
         let before = &src[k.saturating_sub(1) * lane..][..lane];
         let after = &src[(k + 1).min(len - 1) * lane..][..lane];
         let (even, odd) = dst[2 * k * lane..][..2 * lane].split_at_mut(lane);
-        for (((e, o), (&h, &b)), &a) in even.iter_mut().zip(odd.iter_mut()).zip(here.iter().zip(before)).zip(after) {
+        for (((e, o), (&h, &b)), &a) in even
+            .iter_mut()
+            .zip(odd.iter_mut())
+            .zip(here.iter().zip(before))
+            .zip(after)
+        {
             *e = 0.25 * b + 0.75 * h;
             *o = 0.75 * h + 0.25 * a;
         }
@@ -109,23 +124,34 @@ impl EvalOp for Upsample2x {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let shape: TVec<usize> = input.shape().into();
-        ensure!(shape.len() == 4, "Upsample2x wants a rank-4 tensor, got {shape:?}");
+        ensure!(
+            shape.len() == 4,
+            "Upsample2x wants a rank-4 tensor, got {shape:?}"
+        );
         let (height, width) = (shape[2], shape[3]);
         let planes = shape[0] * shape[1];
         let data = input.try_as_plain_ram()?.as_slice::<f32>()?;
         let mut out = vec![0f32; planes * 4 * height * width];
         if height > 0 && width > 0 {
             let mut tall = vec![0f32; 2 * height * width];
-            for (src, dst) in data.chunks_exact(height * width).zip(out.chunks_exact_mut(4 * height * width)) {
+            for (src, dst) in data
+                .chunks_exact(height * width)
+                .zip(out.chunks_exact_mut(4 * height * width))
+            {
                 // H first (whole rows at once), then W row by row, as tract's Resize orders its axes.
                 double_axis(src, height, width, &mut tall);
-                for (line, out_line) in tall.chunks_exact(width).zip(dst.chunks_exact_mut(2 * width)) {
+                for (line, out_line) in tall
+                    .chunks_exact(width)
+                    .zip(dst.chunks_exact_mut(2 * width))
+                {
                     double_axis(line, width, 1, out_line);
                 }
             }
         }
         let shape = [shape[0], shape[1], 2 * height, 2 * width];
-        Ok(tvec!(tract_ndarray::ArrayD::from_shape_vec(&shape[..], out)?.into_tvalue()))
+        Ok(tvec!(
+            tract_ndarray::ArrayD::from_shape_vec(&shape[..], out)?.into_tvalue()
+        ))
     }
 }
 
@@ -135,14 +161,25 @@ impl TypedOp for Upsample2x {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let shape = &inputs[0].shape;
         ensure!(shape.rank() == 4, "Upsample2x wants a rank-4 input");
-        Ok(tvec!(f32::fact([shape[0].clone(), shape[1].clone(), shape[2].clone() * 2, shape[3].clone() * 2])))
+        Ok(tvec!(f32::fact([
+            shape[0].clone(),
+            shape[1].clone(),
+            shape[2].clone() * 2,
+            shape[3].clone() * 2
+        ])))
     }
 }
 
 /// Whether `node` is a `Resize` that [`Upsample2x`] computes: linear, `half_pixel`, f32,
 /// rank 4, and an output exactly twice the input in H and W and equal in N and C.
-fn is_bilinear_doubling(model: &TypedModel, node: &TypedNode, resize: &Resize) -> TractResult<bool> {
-    if resize.interpolator != Interpolator::Linear || resize.coord_transformer != CoordTransformer::HalfPixel {
+fn is_bilinear_doubling(
+    model: &TypedModel,
+    node: &TypedNode,
+    resize: &Resize,
+) -> TractResult<bool> {
+    if resize.interpolator != Interpolator::Linear
+        || resize.coord_transformer != CoordTransformer::HalfPixel
+    {
         return Ok(false);
     }
     let input = model.outlet_fact(node.inputs[0])?;
@@ -161,7 +198,11 @@ fn is_bilinear_doubling(model: &TypedModel, node: &TypedNode, resize: &Resize) -
 
 /// Whether `node` is a `Softmax` that [`ChannelSoftmax`] computes: over axis 1 only, of a
 /// rank-4 f32 tensor, not quantised, not log-softmax.
-fn is_channel_softmax(model: &TypedModel, node: &TypedNode, softmax: &Softmax) -> TractResult<bool> {
+fn is_channel_softmax(
+    model: &TypedModel,
+    node: &TypedNode,
+    softmax: &Softmax,
+) -> TractResult<bool> {
     let input = model.outlet_fact(node.inputs[0])?;
     Ok(softmax.axes.as_slice() == [1]
         && softmax.quant_output_dt.is_none()
@@ -210,8 +251,14 @@ mod tests {
 
     fn max_difference(a: &TValue, b: &TValue) -> f32 {
         assert_eq!(a.shape(), b.shape());
-        let (a, b) = (a.to_plain_array_view::<f32>().unwrap(), b.to_plain_array_view::<f32>().unwrap());
-        a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+        let (a, b) = (
+            a.to_plain_array_view::<f32>().unwrap(),
+            b.to_plain_array_view::<f32>().unwrap(),
+        );
+        a.iter()
+            .zip(b.iter())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
     }
 
     #[test]
@@ -227,10 +274,23 @@ mod tests {
         for shape in [[1, 3, 5, 7], [2, 2, 4, 6], [1, 1, 1, 1], [1, 2, 1, 5]] {
             let input = tensor(shape);
             let scales = tensor1(&[1f32, 1.0, 2.0, 2.0]);
-            let want = resize.eval_out_of_plan(tvec![input.clone().into_tvalue(), scales.into_tvalue()]).unwrap().unwrap();
-            let got = Upsample2x.eval_out_of_plan(tvec![input.into_tvalue()]).unwrap().unwrap();
-            assert_eq!(got[0].shape(), [shape[0], shape[1], 2 * shape[2], 2 * shape[3]]);
-            assert!(max_difference(&got[0], &want[0]) <= 1e-6, "{shape:?}: {}", max_difference(&got[0], &want[0]));
+            let want = resize
+                .eval_out_of_plan(tvec![input.clone().into_tvalue(), scales.into_tvalue()])
+                .unwrap()
+                .unwrap();
+            let got = Upsample2x
+                .eval_out_of_plan(tvec![input.into_tvalue()])
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                got[0].shape(),
+                [shape[0], shape[1], 2 * shape[2], 2 * shape[3]]
+            );
+            assert!(
+                max_difference(&got[0], &want[0]) <= 1e-6,
+                "{shape:?}: {}",
+                max_difference(&got[0], &want[0])
+            );
         }
     }
 
@@ -239,16 +299,27 @@ mod tests {
         let softmax = Softmax::new(tvec![1], None, SoftmaxKind::Softmax);
         for shape in [[1, 18, 4, 9], [2, 3, 2, 2], [1, 1, 3, 3]] {
             let input = tensor(shape);
-            let want = softmax.eval_out_of_plan(tvec![input.clone().into_tvalue()]).unwrap().unwrap();
-            let got = ChannelSoftmax.eval_out_of_plan(tvec![input.into_tvalue()]).unwrap().unwrap();
-            assert!(max_difference(&got[0], &want[0]) <= 1e-6, "{shape:?}: {}", max_difference(&got[0], &want[0]));
+            let want = softmax
+                .eval_out_of_plan(tvec![input.clone().into_tvalue()])
+                .unwrap()
+                .unwrap();
+            let got = ChannelSoftmax
+                .eval_out_of_plan(tvec![input.into_tvalue()])
+                .unwrap()
+                .unwrap();
+            assert!(
+                max_difference(&got[0], &want[0]) <= 1e-6,
+                "{shape:?}: {}",
+                max_difference(&got[0], &want[0])
+            );
         }
     }
 
     #[test]
     fn only_matching_nodes_are_replaced() {
         // BatDetect2's graph: three bilinear doublings and the class softmax.
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/batdetect2/batdetect2.onnx");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/batdetect2/batdetect2.onnx");
         let mut model = tract_onnx::onnx()
             .model_for_path(&path)
             .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, 128, 64]).into()))
@@ -256,11 +327,21 @@ mod tests {
             .and_then(|m| m.into_decluttered())
             .unwrap();
         assert_eq!(accelerate(&mut model).unwrap(), 4);
-        assert_eq!(accelerate(&mut model).unwrap(), 0, "a second pass finds nothing left to replace");
+        assert_eq!(
+            accelerate(&mut model).unwrap(),
+            0,
+            "a second pass finds nothing left to replace"
+        );
         // A softmax over the last axis (the attention's) is left to tract.
         let mut other = TypedModel::default();
         let x = other.add_source("x", f32::fact([1, 2, 3, 4])).unwrap();
-        let y = other.wire_node("softmax", Softmax::new(tvec![3], None, SoftmaxKind::Softmax), &[x]).unwrap();
+        let y = other
+            .wire_node(
+                "softmax",
+                Softmax::new(tvec![3], None, SoftmaxKind::Softmax),
+                &[x],
+            )
+            .unwrap();
         other.select_output_outlets(&y).unwrap();
         assert_eq!(accelerate(&mut other).unwrap(), 0);
     }

@@ -96,7 +96,9 @@ pub struct SpectrogramMaker {
 
 impl std::fmt::Debug for SpectrogramMaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpectrogramMaker").field("n_fft", &N_FFT).finish()
+        f.debug_struct("SpectrogramMaker")
+            .field("n_fft", &N_FFT)
+            .finish()
     }
 }
 
@@ -108,8 +110,15 @@ impl Default for SpectrogramMaker {
 
 impl SpectrogramMaker {
     pub fn new() -> SpectrogramMaker {
-        let window = (0..N_FFT).map(|i| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / N_FFT as f64).cos()) as f32).collect();
-        SpectrogramMaker { fft: RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT), window }
+        let window = (0..N_FFT)
+            .map(|i| {
+                (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / N_FFT as f64).cos()) as f32
+            })
+            .collect();
+        SpectrogramMaker {
+            fft: RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT),
+            window,
+        }
     }
 
     /// The network input for a chunk of audio at 256 kHz (padded here as the library does).
@@ -121,22 +130,36 @@ impl SpectrogramMaker {
         let mut pcen = pcen(&cropped, frames);
         denoise(&mut pcen, frames);
         let width = frames / COLUMNS_PER_PIXEL;
-        Spectrogram { width, values: resize_bilinear(&pcen, CROPPED_ROWS, frames, HEIGHT, width) }
+        Spectrogram {
+            width,
+            values: resize_bilinear(&pcen, CROPPED_ROWS, frames, HEIGHT, width),
+        }
     }
 
     /// STFT magnitudes of the kept bins, `CROPPED_ROWS` rows (row 0 = bin 240) of one
     /// value per frame.
     fn cropped_magnitudes(&self, audio: &[f32]) -> Vec<f32> {
-        let frames = if audio.len() >= N_FFT { 1 + (audio.len() - N_FFT) / HOP } else { 0 };
+        let frames = if audio.len() >= N_FFT {
+            1 + (audio.len() - N_FFT) / HOP
+        } else {
+            0
+        };
         let mut out = vec![0.0f32; CROPPED_ROWS * frames];
         let mut input = self.fft.make_input_vec();
         let mut spectrum = self.fft.make_output_vec();
         let mut scratch = self.fft.make_scratch_vec();
         for frame in 0..frames {
             let samples = &audio[frame * HOP..frame * HOP + N_FFT];
-            input.iter_mut().zip(samples.iter().zip(&self.window)).for_each(|(x, (s, w))| *x = s * w);
+            input
+                .iter_mut()
+                .zip(samples.iter().zip(&self.window))
+                .for_each(|(x, (s, w))| *x = s * w);
             // The lengths are those the plan made, so this cannot fail.
-            if self.fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch).is_err() {
+            if self
+                .fft
+                .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
+                .is_err()
+            {
                 continue;
             }
             for row in 0..CROPPED_ROWS {
@@ -152,12 +175,16 @@ impl SpectrogramMaker {
 fn pcen(magnitudes: &[f32], frames: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; magnitudes.len()];
     let offset = PCEN_BIAS.powf(PCEN_POWER);
-    for (row_in, row_out) in magnitudes.chunks_exact(frames.max(1)).zip(out.chunks_exact_mut(frames.max(1))) {
+    for (row_in, row_out) in magnitudes
+        .chunks_exact(frames.max(1))
+        .zip(out.chunks_exact_mut(frames.max(1)))
+    {
         let mut smooth = PCEN_INITIAL_SMOOTHER;
         for (x, y) in row_in.iter().zip(row_out.iter_mut()) {
             let energy = f64::from(x * PCEN_INPUT_SCALE);
             smooth = PCEN_B * energy + (1.0 - PCEN_B) * smooth;
-            *y = ((energy * (PCEN_EPS + smooth).powf(-PCEN_GAIN) + PCEN_BIAS).powf(PCEN_POWER) - offset) as f32;
+            *y = ((energy * (PCEN_EPS + smooth).powf(-PCEN_GAIN) + PCEN_BIAS).powf(PCEN_POWER)
+                - offset) as f32;
         }
     }
     out
@@ -189,7 +216,13 @@ fn linear_taps(n_in: usize, n_out: usize) -> Vec<(usize, usize, f32)> {
 }
 
 /// Bilinear resize of a `rows × cols` image (row by row) to `out_rows × out_cols`.
-fn resize_bilinear(values: &[f32], rows: usize, cols: usize, out_rows: usize, out_cols: usize) -> Vec<f32> {
+fn resize_bilinear(
+    values: &[f32],
+    rows: usize,
+    cols: usize,
+    out_rows: usize,
+    out_cols: usize,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; out_rows * out_cols];
     if rows == 0 || cols == 0 {
         return out;
@@ -198,8 +231,14 @@ fn resize_bilinear(values: &[f32], rows: usize, cols: usize, out_rows: usize, ou
     let col_taps = linear_taps(cols, out_cols);
     let mut mixed_row = vec![0.0f32; cols];
     for (out_row, &(r0, r1, rl)) in out.chunks_exact_mut(out_cols).zip(&row_taps) {
-        let (a, b) = (&values[r0 * cols..(r0 + 1) * cols], &values[r1 * cols..(r1 + 1) * cols]);
-        mixed_row.iter_mut().zip(a.iter().zip(b)).for_each(|(m, (a, b))| *m = a * (1.0 - rl) + b * rl);
+        let (a, b) = (
+            &values[r0 * cols..(r0 + 1) * cols],
+            &values[r1 * cols..(r1 + 1) * cols],
+        );
+        mixed_row
+            .iter_mut()
+            .zip(a.iter().zip(b))
+            .for_each(|(m, (a, b))| *m = a * (1.0 - rl) + b * rl);
         for (o, &(c0, c1, cl)) in out_row.iter_mut().zip(&col_taps) {
             *o = mixed_row[c0] * (1.0 - cl) + mixed_row[c1] * cl;
         }
@@ -212,13 +251,20 @@ pub(crate) mod testing {
     //! The reference case in the repository's `models/batdetect2/reference/`.
     use std::path::Path;
 
-    pub const REFERENCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/batdetect2/reference");
+    pub const REFERENCE_DIR: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/batdetect2/reference"
+    );
 
     /// A raw little-endian f32 file of the reference case; panics naming a missing file.
     pub fn read_f32(name: &str) -> Vec<f32> {
         let path = Path::new(REFERENCE_DIR).join(name);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read the reference file {}: {e}", path.display()));
-        bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("cannot read the reference file {}: {e}", path.display()));
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     }
 }
 
@@ -234,10 +280,20 @@ mod tests {
         let want = read_f32("ref_spec_1x1x128x1024.f32");
         let spec = SpectrogramMaker::new().spectrogram(&audio);
         assert_eq!((spec.width, spec.values.len()), (1024, want.len()));
-        let max_diff = spec.values.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max_diff = spec
+            .values
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         let max = want.iter().copied().fold(0.0f32, f32::max);
-        eprintln!("spectrogram: max abs difference from the library {max_diff:e} (values up to {max})");
-        assert!(max_diff <= SPECTROGRAM_TOLERANCE, "max abs difference {max_diff:e}");
+        eprintln!(
+            "spectrogram: max abs difference from the library {max_diff:e} (values up to {max})"
+        );
+        assert!(
+            max_diff <= SPECTROGRAM_TOLERANCE,
+            "max abs difference {max_diff:e}"
+        );
     }
 
     /// The numpy recipe is within 5e-7 of the library; f32 arithmetic in another order adds
@@ -248,14 +304,14 @@ mod tests {
     fn padding_follows_the_library() {
         // (samples, padded samples, resized width)
         let table = [
-            (256_000, 262_528, 1024),   // 1 s: width 998 → 1024
-            (768_000, 770_432, 3008),   // 3 s: width 2998 → 3008
-            (262_528, 262_528, 1024),   // already a multiple of 32
-            (262_656, 262_656, 1024),   // 2049 frames still give width 1024: not padded
-            (0, 16_768, 64),            // empty: the minimum width, 64
-            (1_000, 16_768, 64),        // short: the minimum width
-            (16_768, 16_768, 64),       // exactly the minimum
-            (20_000, 24_960, 96),       // 153 frames: width 76 → 96
+            (256_000, 262_528, 1024), // 1 s: width 998 → 1024
+            (768_000, 770_432, 3008), // 3 s: width 2998 → 3008
+            (262_528, 262_528, 1024), // already a multiple of 32
+            (262_656, 262_656, 1024), // 2049 frames still give width 1024: not padded
+            (0, 16_768, 64),          // empty: the minimum width, 64
+            (1_000, 16_768, 64),      // short: the minimum width
+            (16_768, 16_768, 64),     // exactly the minimum
+            (20_000, 24_960, 96),     // 153 frames: width 76 → 96
         ];
         for (len, want, width) in table {
             assert_eq!(padded_len(len), want, "{len} samples");
@@ -267,9 +323,15 @@ mod tests {
     fn resize_keeps_constants_and_interpolates_half_pixels() {
         assert_eq!(resize_bilinear(&[2.0; 12], 3, 4, 2, 2), [2.0; 4]);
         // 1 × 4 → 1 × 2: each output averages a pair of inputs.
-        assert_eq!(resize_bilinear(&[0.0, 2.0, 4.0, 6.0], 1, 4, 1, 2), [1.0, 5.0]);
+        assert_eq!(
+            resize_bilinear(&[0.0, 2.0, 4.0, 6.0], 1, 4, 1, 2),
+            [1.0, 5.0]
+        );
         // 1 × 2 → 1 × 4: the edges are clamped.
-        assert_eq!(resize_bilinear(&[0.0, 4.0], 1, 2, 1, 4), [0.0, 1.0, 3.0, 4.0]);
+        assert_eq!(
+            resize_bilinear(&[0.0, 4.0], 1, 2, 1, 4),
+            [0.0, 1.0, 3.0, 4.0]
+        );
     }
 
     #[test]

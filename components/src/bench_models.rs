@@ -17,7 +17,8 @@ use acoupi_engine::data::{Deployment, Recording};
 use acoupi_engine::registry::{BuildContext, Built};
 
 /// The models `acoupi bench models` measures, with the input rate of their test chunk.
-pub const BENCH_MODELS: &[(&str, u32)] = &[("model.birdnet", 48_000), ("model.batdetect2", 256_000)];
+pub const BENCH_MODELS: &[(&str, u32)] =
+    &[("model.birdnet", 48_000), ("model.batdetect2", 256_000)];
 /// Models measured a second time with every core on one chunk (`threads = <cores>`).
 const THREADED: &[&str] = &["model.batdetect2"];
 /// The length of one chunk, in seconds.
@@ -43,9 +44,18 @@ fn build_model(kind: &str, keys: &str, dir: &Path) -> Result<Arc<dyn Model>, Str
          [components.replay]\ntype = \"recorder.replay\"\nfolder = \".\"\n\n\
          [stages.record]\nkind = \"recording\"\nrecorder = \"replay\"\nschedule = {{ every = \"3s\" }}\n"
     );
-    let pipeline = load_str(&dir.join("bench.toml"), &source, &crate::registry()).map_err(|e| e.to_string())?;
-    let instance = pipeline.components.iter().find(|c| c.name == "model").ok_or("no model in the bench pipeline")?;
-    let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: None };
+    let pipeline = load_str(&dir.join("bench.toml"), &source, &crate::registry())
+        .map_err(|e| e.to_string())?;
+    let instance = pipeline
+        .components
+        .iter()
+        .find(|c| c.name == "model")
+        .ok_or("no model in the bench pipeline")?;
+    let ctx = BuildContext {
+        settings: pipeline.settings.clone(),
+        instance: instance.name.clone(),
+        store: None,
+    };
     match instance.settings.build(&ctx).map_err(|e| e.to_string())? {
         Built::Model(model) => Ok(model),
         _ => Err(format!("{kind} is not a model")),
@@ -54,7 +64,12 @@ fn build_model(kind: &str, keys: &str, dir: &Path) -> Result<Arc<dyn Model>, Str
 
 /// Writes the benchmark chunk: 3 s of 16-bit mono at `samplerate`.
 fn write_chunk(path: &Path, samplerate: u32) -> Result<Recording, String> {
-    let spec = hound::WavSpec { channels: 1, sample_rate: samplerate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: samplerate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut writer = hound::WavWriter::create(path, spec).map_err(|e| e.to_string())?;
     let n = (CHUNK_SECONDS * f64::from(samplerate)) as usize;
     let mut seed: u32 = 0x1234_5678;
@@ -64,19 +79,36 @@ fn write_chunk(path: &Path, samplerate: u32) -> Result<Recording, String> {
         let t = i as f64 / f64::from(samplerate);
         // A sweep from 2 % to 20 % of the sample rate.
         let f0 = 0.02 * f64::from(samplerate);
-        let sweep = 0.3 * (2.0 * std::f64::consts::PI * (f0 * t + 0.5 * (0.18 * f64::from(samplerate) / CHUNK_SECONDS) * t * t)).sin();
-        writer.write_sample(((noise + sweep) * 32_767.0) as i16).map_err(|e| e.to_string())?;
+        let sweep = 0.3
+            * (2.0
+                * std::f64::consts::PI
+                * (f0 * t + 0.5 * (0.18 * f64::from(samplerate) / CHUNK_SECONDS) * t * t))
+                .sin();
+        writer
+            .write_sample(((noise + sweep) * 32_767.0) as i16)
+            .map_err(|e| e.to_string())?;
     }
     writer.finalize().map_err(|e| e.to_string())?;
-    Recording::new(Deployment::new("bench"), CHUNK_SECONDS, samplerate).map(|r| r.with_path(path)).map_err(|e| e.to_string())
+    Recording::new(Deployment::new("bench"), CHUNK_SECONDS, samplerate)
+        .map(|r| r.with_path(path))
+        .map_err(|e| e.to_string())
 }
 
 /// Measures one model: `repeats` chunks on one thread, then `repeats` chunks on each of
 /// every available core at once.
 /// `keys` are extra config lines for the model (e.g. `threads = 2`).
-pub fn bench_model(kind: &str, keys: &str, samplerate: u32, repeats: usize, dir: &Path) -> Result<ModelBench, String> {
+pub fn bench_model(
+    kind: &str,
+    keys: &str,
+    samplerate: u32,
+    repeats: usize,
+    dir: &Path,
+) -> Result<ModelBench, String> {
     let repeats = repeats.max(1);
-    let recording = write_chunk(&dir.join(format!("{}.wav", kind.replace('.', "_"))), samplerate)?;
+    let recording = write_chunk(
+        &dir.join(format!("{}.wav", kind.replace('.', "_"))),
+        samplerate,
+    )?;
     let model = build_model(kind, keys, dir)?;
     // Warm-up (first-run allocations).
     model.run(&recording).map_err(|e| e.to_string())?;
@@ -103,36 +135,70 @@ pub fn bench_model(kind: &str, keys: &str, samplerate: u32, repeats: usize, dir:
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a benchmark thread panicked".into()))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a benchmark thread panicked".into()))
+            })
+            .collect()
     });
     results.into_iter().collect::<Result<Vec<()>, String>>()?;
     let audio_seconds = (threads * repeats) as f64 * CHUNK_SECONDS;
-    let label = if keys.is_empty() { kind.to_string() } else { format!("{kind} ({keys})") };
-    Ok(ModelBench { kind: label, ms_per_chunk, threads, realtime_factor: audio_seconds / start.elapsed().as_secs_f64() })
+    let label = if keys.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind} ({keys})")
+    };
+    Ok(ModelBench {
+        kind: label,
+        ms_per_chunk,
+        threads,
+        realtime_factor: audio_seconds / start.elapsed().as_secs_f64(),
+    })
 }
 
 /// Runs [`bench_model`] for each of `kinds` (all of [`BENCH_MODELS`] when empty) and
 /// prints a table.
 /// The entries of `all` named by `kinds` (a model type each), in that order; all of them
 /// when `kinds` is empty. An unknown type is an error listing the known ones.
-pub(crate) fn choose<T: Copy>(all: &[(&'static str, T)], kinds: &[String]) -> Result<Vec<(&'static str, T)>, String> {
+pub(crate) fn choose<T: Copy>(
+    all: &[(&'static str, T)],
+    kinds: &[String],
+) -> Result<Vec<(&'static str, T)>, String> {
     if kinds.is_empty() {
         return Ok(all.to_vec());
     }
     kinds
         .iter()
         .map(|k| {
-            all.iter().find(|(kind, _)| kind == k).copied().ok_or_else(|| {
-                format!("no benchmark for `{k}`; choose from {}", all.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))
-            })
+            all.iter()
+                .find(|(kind, _)| kind == k)
+                .copied()
+                .ok_or_else(|| {
+                    format!(
+                        "no benchmark for `{k}`; choose from {}",
+                        all.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+                    )
+                })
         })
         .collect()
 }
 
-pub fn bench_models(kinds: &[String], repeats: usize, dir: &Path, out: &mut dyn Write) -> Result<Vec<ModelBench>, String> {
+pub fn bench_models(
+    kinds: &[String],
+    repeats: usize,
+    dir: &Path,
+    out: &mut dyn Write,
+) -> Result<Vec<ModelBench>, String> {
     let chosen = choose(BENCH_MODELS, kinds)?;
     let io = |e: std::io::Error| e.to_string();
-    writeln!(out, "{:<32} {:>10} {:>16} {:>8} {:>22}", "model", "input Hz", "ms / 3 s chunk", "threads", "real-time factor").map_err(io)?;
+    writeln!(
+        out,
+        "{:<32} {:>10} {:>16} {:>8} {:>22}",
+        "model", "input Hz", "ms / 3 s chunk", "threads", "real-time factor"
+    )
+    .map_err(io)?;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut all = Vec::new();
     for (kind, rate) in chosen {
@@ -142,7 +208,12 @@ pub fn bench_models(kinds: &[String], repeats: usize, dir: &Path, out: &mut dyn 
         }
         for keys in variants {
             let bench = bench_model(kind, &keys, rate, repeats, dir)?;
-            writeln!(out, "{:<32} {:>10} {:>16.1} {:>8} {:>21.1}x", bench.kind, rate, bench.ms_per_chunk, bench.threads, bench.realtime_factor).map_err(io)?;
+            writeln!(
+                out,
+                "{:<32} {:>10} {:>16.1} {:>8} {:>21.1}x",
+                bench.kind, rate, bench.ms_per_chunk, bench.threads, bench.realtime_factor
+            )
+            .map_err(io)?;
             all.push(bench);
         }
     }
@@ -161,8 +232,13 @@ mod tests {
         assert_eq!(results.len(), 1);
         assert!(results[0].ms_per_chunk > 0.0 && results[0].realtime_factor > 0.0);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("model.birdnet") && text.contains("real-time factor"), "{text}");
-        let err = bench_models(&["model.nothing".into()], 1, dir.path(), &mut Vec::new()).err().unwrap();
+        assert!(
+            text.contains("model.birdnet") && text.contains("real-time factor"),
+            "{text}"
+        );
+        let err = bench_models(&["model.nothing".into()], 1, dir.path(), &mut Vec::new())
+            .err()
+            .unwrap();
         assert!(err.contains("model.birdnet"), "{err}");
     }
 }

@@ -38,28 +38,50 @@ pub struct ReprocessBench {
 
 impl ReprocessBench {
     pub fn realtime_factor(&self) -> f64 {
-        if self.wall_seconds > 0.0 { self.audio_seconds / self.wall_seconds } else { 0.0 }
+        if self.wall_seconds > 0.0 {
+            self.audio_seconds / self.wall_seconds
+        } else {
+            0.0
+        }
     }
 }
 
 /// Writes the synthetic archive (see the module docs) under `dir/archive`.
 pub fn write_archive(dir: &Path, files: usize, seconds: f64) -> Result<PathBuf, String> {
     let archive = dir.join("archive");
-    let spec = hound::WavSpec { channels: 1, sample_rate: SAMPLERATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: SAMPLERATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let frames = (seconds * f64::from(SAMPLERATE)) as usize;
     for file in 0..files {
         let folder = archive.join(format!("site-{}", file % 4));
-        std::fs::create_dir_all(&folder).map_err(|e| format!("cannot create `{}`: {e}", folder.display()))?;
-        let path = folder.join(format!("20260621_{:02}{:02}00.wav", file / 60 % 24, file % 60));
-        let mut writer = hound::WavWriter::create(&path, spec).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        std::fs::create_dir_all(&folder)
+            .map_err(|e| format!("cannot create `{}`: {e}", folder.display()))?;
+        let path = folder.join(format!(
+            "20260621_{:02}{:02}00.wav",
+            file / 60 % 24,
+            file % 60
+        ));
+        let mut writer = hound::WavWriter::create(&path, spec)
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
         let mut seed = 0x9E37_79B9u32 ^ file as u32;
         for i in 0..frames {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             let noise = (f64::from(seed >> 8) / f64::from(1u32 << 24) - 0.5) * 0.02;
             let t = i as f64 / f64::from(SAMPLERATE);
             let phase = t % 2.0;
-            let chirp = if phase < 0.1 { 0.3 * (2.0 * std::f64::consts::PI * (3000.0 * phase + 15_000.0 * phase * phase)).sin() } else { 0.0 };
-            writer.write_sample(((noise + chirp) * 32_767.0) as i16).map_err(|e| e.to_string())?;
+            let chirp = if phase < 0.1 {
+                0.3 * (2.0 * std::f64::consts::PI * (3000.0 * phase + 15_000.0 * phase * phase))
+                    .sin()
+            } else {
+                0.0
+            };
+            writer
+                .write_sample(((noise + chirp) * 32_767.0) as i16)
+                .map_err(|e| e.to_string())?;
         }
         writer.finalize().map_err(|e| e.to_string())?;
     }
@@ -67,7 +89,13 @@ pub fn write_archive(dir: &Path, files: usize, seconds: f64) -> Result<PathBuf, 
 }
 
 /// Reprocesses `archive` with `kind` on `jobs` workers into a fresh store in `dir`.
-pub fn bench_run(kind: &str, keys: &str, archive: &Path, jobs: usize, dir: &Path) -> Result<ReprocessBench, String> {
+pub fn bench_run(
+    kind: &str,
+    keys: &str,
+    archive: &Path,
+    jobs: usize,
+    dir: &Path,
+) -> Result<ReprocessBench, String> {
     let name = format!("{}-{jobs}", kind.replace('.', "_"));
     let source = format!(
         "[deployment]\nname = \"bench\"\n\n[store]\npath = \"{name}.duckdb\"\n\n\
@@ -76,7 +104,12 @@ pub fn bench_run(kind: &str, keys: &str, archive: &Path, jobs: usize, dir: &Path
          [stages.record]\nkind = \"recording\"\nrecorder = \"replay\"\nschedule = {{ every = \"3s\" }}\n\n\
          [stages.detect]\nkind = \"detection\"\nmodel = \"model\"\nafter = \"record\"\n"
     );
-    let pipeline = load_str(&dir.join(format!("{name}.toml")), &source, &crate::registry()).map_err(|e| e.to_string())?;
+    let pipeline = load_str(
+        &dir.join(format!("{name}.toml")),
+        &source,
+        &crate::registry(),
+    )
+    .map_err(|e| e.to_string())?;
     let store_path = &pipeline.settings.store_path;
     let _ = std::fs::remove_file(store_path);
     let store = Arc::new(DuckDbStore::open(store_path).map_err(|e| e.to_string())?);
@@ -89,7 +122,8 @@ pub fn bench_run(kind: &str, keys: &str, archive: &Path, jobs: usize, dir: &Path
         retry_errors: false,
         progress: ProgressMode::Off,
     };
-    let report = reprocess(&pipeline, store, Arc::new(WavProbe), &options).map_err(|e| e.to_string())?;
+    let report =
+        reprocess(&pipeline, store, Arc::new(WavProbe), &options).map_err(|e| e.to_string())?;
     if let Some((path, reason)) = report.bad.first() {
         return Err(format!("{kind}: `{}` failed: {reason}", path.display()));
     }
@@ -105,12 +139,28 @@ pub fn bench_run(kind: &str, keys: &str, archive: &Path, jobs: usize, dir: &Path
 
 /// Writes the archive, then for each of `kinds` (all of [`BENCH_MODELS`] when empty)
 /// reprocesses it with 1 job and with one per core; prints a table row per run.
-pub fn bench_reprocess(kinds: &[String], files: usize, seconds: f64, dir: &Path, out: &mut dyn Write) -> Result<Vec<ReprocessBench>, String> {
+pub fn bench_reprocess(
+    kinds: &[String],
+    files: usize,
+    seconds: f64,
+    dir: &Path,
+    out: &mut dyn Write,
+) -> Result<Vec<ReprocessBench>, String> {
     let chosen = crate::bench_models::choose(BENCH_MODELS, kinds)?;
     let io = |e: std::io::Error| e.to_string();
-    writeln!(out, "synthetic archive: {files} files × {seconds} s at {SAMPLERATE} Hz ({:.2} h)", files as f64 * seconds / 3600.0).map_err(io)?;
+    writeln!(
+        out,
+        "synthetic archive: {files} files × {seconds} s at {SAMPLERATE} Hz ({:.2} h)",
+        files as f64 * seconds / 3600.0
+    )
+    .map_err(io)?;
     let archive = write_archive(dir, files, seconds)?;
-    writeln!(out, "{:<20} {:>5} {:>7} {:>10} {:>11} {:>18}", "model", "jobs", "files", "wall s", "detections", "real-time factor").map_err(io)?;
+    writeln!(
+        out,
+        "{:<20} {:>5} {:>7} {:>10} {:>11} {:>18}",
+        "model", "jobs", "files", "wall s", "detections", "real-time factor"
+    )
+    .map_err(io)?;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut all = Vec::new();
     for (kind, keys) in chosen {
@@ -120,7 +170,17 @@ pub fn bench_reprocess(kinds: &[String], files: usize, seconds: f64, dir: &Path,
         }
         for jobs in jobs {
             let bench = bench_run(kind, keys, &archive, jobs, dir)?;
-            writeln!(out, "{:<20} {:>5} {:>7} {:>10.2} {:>11} {:>17.1}x", bench.kind, bench.jobs, bench.files, bench.wall_seconds, bench.detections, bench.realtime_factor()).map_err(io)?;
+            writeln!(
+                out,
+                "{:<20} {:>5} {:>7} {:>10.2} {:>11} {:>17.1}x",
+                bench.kind,
+                bench.jobs,
+                bench.files,
+                bench.wall_seconds,
+                bench.detections,
+                bench.realtime_factor()
+            )
+            .map_err(io)?;
             all.push(bench);
         }
     }
@@ -135,9 +195,13 @@ mod tests {
     fn the_demo_model_over_a_small_archive_finds_every_chirp() {
         let dir = tempfile::tempdir().unwrap();
         let mut out = Vec::new();
-        let results = bench_reprocess(&["model.band_energy".into()], 4, 4.0, dir.path(), &mut out).unwrap();
+        let results =
+            bench_reprocess(&["model.band_energy".into()], 4, 4.0, dir.path(), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("model.band_energy") && text.contains("real-time factor"), "{text}");
+        assert!(
+            text.contains("model.band_energy") && text.contains("real-time factor"),
+            "{text}"
+        );
         for bench in &results {
             assert_eq!((bench.files, bench.audio_seconds), (4, 16.0), "{text}");
             // Two chirps in each 4 s file.
@@ -146,9 +210,29 @@ mod tests {
         }
         // The archive is the same bytes every time.
         let again = tempfile::tempdir().unwrap();
-        let a = std::fs::read(write_archive(dir.path(), 1, 1.0).unwrap().join("site-0/20260621_000000.wav")).unwrap();
-        let b = std::fs::read(write_archive(again.path(), 1, 1.0).unwrap().join("site-0/20260621_000000.wav")).unwrap();
+        let a = std::fs::read(
+            write_archive(dir.path(), 1, 1.0)
+                .unwrap()
+                .join("site-0/20260621_000000.wav"),
+        )
+        .unwrap();
+        let b = std::fs::read(
+            write_archive(again.path(), 1, 1.0)
+                .unwrap()
+                .join("site-0/20260621_000000.wav"),
+        )
+        .unwrap();
         assert_eq!(a, b);
-        assert!(bench_reprocess(&["model.nothing".into()], 1, 1.0, dir.path(), &mut Vec::new()).unwrap_err().contains("model.birdnet"));
+        assert!(
+            bench_reprocess(
+                &["model.nothing".into()],
+                1,
+                1.0,
+                dir.path(),
+                &mut Vec::new()
+            )
+            .unwrap_err()
+            .contains("model.birdnet")
+        );
     }
 }

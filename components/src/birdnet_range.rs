@@ -20,7 +20,10 @@ use chrono::{Datelike, NaiveDate};
 use tract_onnx::prelude::*;
 
 /// The bundled model, located from where this crate was compiled.
-pub const BUNDLED_RANGE_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet-mdata/birdnet_v24_mdata_v2.onnx");
+pub const BUNDLED_RANGE_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/birdnet-mdata/birdnet_v24_mdata_v2.onnx"
+);
 /// birdnetlib's location-filter threshold.
 pub const DEFAULT_RANGE_THRESHOLD: f64 = 0.03;
 
@@ -32,7 +35,8 @@ pub struct RangeModel {
 
 impl RangeModel {
     pub fn load(path: &Path) -> Result<RangeModel, String> {
-        std::fs::metadata(path).map_err(|e| format!("cannot read the range model file `{}`: {e}", path.display()))?;
+        std::fs::metadata(path)
+            .map_err(|e| format!("cannot read the range model file `{}`: {e}", path.display()))?;
         let plan = tract_onnx::onnx()
             .model_for_path(path)
             .and_then(|model| model.with_input_fact(0, f32::fact([1, 3]).into()))
@@ -43,8 +47,17 @@ impl RangeModel {
             .model()
             .output_fact(0)
             .ok()
-            .and_then(|fact| fact.shape.as_concrete().map(|s| s.iter().product::<usize>()))
-            .ok_or_else(|| format!("the range model `{}` has no fixed output size", path.display()))?;
+            .and_then(|fact| {
+                fact.shape
+                    .as_concrete()
+                    .map(|s| s.iter().product::<usize>())
+            })
+            .ok_or_else(|| {
+                format!(
+                    "the range model `{}` has no fixed output size",
+                    path.display()
+                )
+            })?;
         Ok(RangeModel { plan, species })
     }
 
@@ -56,15 +69,34 @@ impl RangeModel {
     /// The occurrence score of every species at `latitude`, `longitude` in `week` (1..=48,
     /// or -1 for the whole year).
     pub fn occurrence(&self, latitude: f64, longitude: f64, week: i32) -> Result<Vec<f32>, String> {
-        let input = Tensor::from_shape(&[1, 3], &[latitude as f32, longitude as f32, week as f32]).map_err(|e| e.to_string())?;
-        let outputs = self.plan.run(tvec![input.into()]).map_err(|e| format!("the range model failed: {e:#}"))?;
+        let input = Tensor::from_shape(&[1, 3], &[latitude as f32, longitude as f32, week as f32])
+            .map_err(|e| e.to_string())?;
+        let outputs = self
+            .plan
+            .run(tvec![input.into()])
+            .map_err(|e| format!("the range model failed: {e:#}"))?;
         let output = outputs.first().ok_or("the range model gave no output")?;
-        Ok(output.to_plain_array_view::<f32>().map_err(|e| e.to_string())?.iter().copied().collect())
+        Ok(output
+            .to_plain_array_view::<f32>()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .copied()
+            .collect())
     }
 
     /// Per species, whether its occurrence score reaches `threshold` there and then.
-    pub fn allowed(&self, latitude: f64, longitude: f64, week: i32, threshold: f64) -> Result<Vec<bool>, String> {
-        Ok(self.occurrence(latitude, longitude, week)?.into_iter().map(|score| f64::from(score) >= threshold).collect())
+    pub fn allowed(
+        &self,
+        latitude: f64,
+        longitude: f64,
+        week: i32,
+        threshold: f64,
+    ) -> Result<Vec<bool>, String> {
+        Ok(self
+            .occurrence(latitude, longitude, week)?
+            .into_iter()
+            .map(|score| f64::from(score) >= threshold)
+            .collect())
     }
 }
 
@@ -80,8 +112,14 @@ mod tests {
     use super::*;
     use std::sync::OnceLock;
 
-    const REFERENCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet-mdata/reference");
-    const LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt");
+    const REFERENCE_DIR: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/birdnet-mdata/reference"
+    );
+    const LABELS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt"
+    );
 
     fn model() -> &'static RangeModel {
         static MODEL: OnceLock<RangeModel> = OnceLock::new();
@@ -89,11 +127,19 @@ mod tests {
     }
 
     fn read_f32(path: &Path) -> Vec<f32> {
-        std::fs::read(path).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        std::fs::read(path)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     }
 
     fn scientific_names() -> Vec<String> {
-        std::fs::read_to_string(LABELS).unwrap().lines().map(|l| l.split('_').next().unwrap_or(l).to_string()).collect()
+        std::fs::read_to_string(LABELS)
+            .unwrap()
+            .lines()
+            .map(|l| l.split('_').next().unwrap_or(l).to_string())
+            .collect()
     }
 
     #[test]
@@ -101,9 +147,15 @@ mod tests {
         let input = read_f32(&Path::new(REFERENCE_DIR).join("ref_input_1x3.f32"));
         let want = read_f32(&Path::new(REFERENCE_DIR).join("ref_output_1x6522.f32"));
         assert_eq!(input, [52.5, 13.4, 20.0]);
-        let got = model().occurrence(f64::from(input[0]), f64::from(input[1]), input[2] as i32).unwrap();
+        let got = model()
+            .occurrence(f64::from(input[0]), f64::from(input[1]), input[2] as i32)
+            .unwrap();
         assert_eq!(got.len(), want.len());
-        let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max_diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         eprintln!("range model: max abs diff from TFLite {max_diff:e}");
         assert!(max_diff < 1e-4, "max abs diff {max_diff}");
     }
@@ -113,25 +165,56 @@ mod tests {
         let names = scientific_names();
         assert_eq!(names.len(), model().species());
         let kept = |lat, lon, week| -> Vec<&str> {
-            let allowed = model().allowed(lat, lon, week, DEFAULT_RANGE_THRESHOLD).unwrap();
-            names.iter().zip(allowed).filter(|(_, ok)| *ok).map(|(n, _)| n.as_str()).collect()
+            let allowed = model()
+                .allowed(lat, lon, week, DEFAULT_RANGE_THRESHOLD)
+                .unwrap();
+            names
+                .iter()
+                .zip(allowed)
+                .filter(|(_, ok)| *ok)
+                .map(|(n, _)| n.as_str())
+                .collect()
         };
-        let berlin = kept(52.5, 13.4, week_48(NaiveDate::from_ymd_opt(2026, 5, 15).unwrap()));
-        let sydney = kept(-33.87, 151.21, week_48(NaiveDate::from_ymd_opt(2026, 5, 15).unwrap()));
-        eprintln!("Berlin in May: {} species; Sydney in May: {}", berlin.len(), sydney.len());
+        let berlin = kept(
+            52.5,
+            13.4,
+            week_48(NaiveDate::from_ymd_opt(2026, 5, 15).unwrap()),
+        );
+        let sydney = kept(
+            -33.87,
+            151.21,
+            week_48(NaiveDate::from_ymd_opt(2026, 5, 15).unwrap()),
+        );
+        eprintln!(
+            "Berlin in May: {} species; Sydney in May: {}",
+            berlin.len(),
+            sydney.len()
+        );
         // (Not the blackbird: it was introduced to south-east Australia, and the model knows.)
         assert!(berlin.contains(&"Turdus merula"));
         for bird in ["Erithacus rubecula", "Fringilla coelebs", "Cuculus canorus"] {
             assert!(berlin.contains(&bird), "{bird} in Berlin in May");
             assert!(!sydney.contains(&bird), "{bird} not in Sydney");
         }
-        for bird in ["Dacelo novaeguineae", "Gymnorhina tibicen", "Cacatua galerita"] {
+        for bird in [
+            "Dacelo novaeguineae",
+            "Gymnorhina tibicen",
+            "Cacatua galerita",
+        ] {
             assert!(sydney.contains(&bird), "{bird} in Sydney");
             assert!(!berlin.contains(&bird), "{bird} not in Berlin");
         }
-        assert!((50..2000).contains(&berlin.len()), "a plausible list, not everything: {}", berlin.len());
+        assert!(
+            (50..2000).contains(&berlin.len()),
+            "a plausible list, not everything: {}",
+            berlin.len()
+        );
         // The cuckoo is a summer visitor: gone from Berlin in December.
-        let winter = kept(52.5, 13.4, week_48(NaiveDate::from_ymd_opt(2026, 12, 15).unwrap()));
+        let winter = kept(
+            52.5,
+            13.4,
+            week_48(NaiveDate::from_ymd_opt(2026, 12, 15).unwrap()),
+        );
         assert!(!winter.contains(&"Cuculus canorus"));
     }
 

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentResult, OutputCleaner};
 use acoupi_engine::config::values::{HumanDuration, Score};
-use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PRIVACY_TAG_KEY, PredictedTag, PredictionType, Tag};
+use acoupi_engine::data::{
+    BoundingBox, Detection, ModelOutput, PRIVACY_TAG_KEY, PredictedTag, PredictionType, Tag,
+};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
 /// Drop every detection near a human voice and mark the output private, so the recording's
@@ -43,7 +45,11 @@ pub struct PrivacyCleanerConfig {
 }
 
 fn default_classes() -> Vec<String> {
-    vec!["Human vocal".into(), "Human non-vocal".into(), "Human whistle".into()]
+    vec![
+        "Human vocal".into(),
+        "Human non-vocal".into(),
+        "Human whistle".into(),
+    ]
 }
 fn default_threshold() -> Score {
     Score(0.1)
@@ -94,8 +100,14 @@ impl OutputCleaner for PrivacyCleaner {
             .detections
             .iter()
             .filter_map(|d| {
-                let score = d.tags.iter().filter(|t| self.classes.contains(&t.tag.value)).map(|t| t.confidence_score).fold(f64::NAN, f64::max);
-                (score >= self.threshold).then(|| (Self::span(d, duration), score, d.location.clone()))
+                let score = d
+                    .tags
+                    .iter()
+                    .filter(|t| self.classes.contains(&t.tag.value))
+                    .map(|t| t.confidence_score)
+                    .fold(f64::NAN, f64::max);
+                (score >= self.threshold)
+                    .then(|| (Self::span(d, duration), score, d.location.clone()))
             })
             .collect();
         if humans.is_empty() {
@@ -103,7 +115,9 @@ impl OutputCleaner for PrivacyCleaner {
         }
         let near_a_human = |d: &Detection| {
             let (start, end) = Self::span(d, duration);
-            humans.iter().any(|((h_start, h_end), _, _)| start < h_end + self.neighbours && end > h_start - self.neighbours)
+            humans.iter().any(|((h_start, h_end), _, _)| {
+                start < h_end + self.neighbours && end > h_start - self.neighbours
+            })
         };
         let before = output.detections.len();
         output.detections.retain(|d| !near_a_human(d));
@@ -113,7 +127,10 @@ impl OutputCleaner for PrivacyCleaner {
             let mut marker = Detection::new(PredictionType::Event);
             marker.location = location;
             marker.detection_score = score;
-            marker.tags = vec![PredictedTag::new(Tag::new(PRIVACY_TAG_KEY, "human"), score)?];
+            marker.tags = vec![PredictedTag::new(
+                Tag::new(PRIVACY_TAG_KEY, "human"),
+                score,
+            )?];
             output.detections.push(marker);
         }
         Ok(output)
@@ -132,11 +149,19 @@ mod tests {
     }
 
     fn cleaner() -> PrivacyCleaner {
-        PrivacyCleaner { classes: default_classes().into_iter().collect(), threshold: 0.1, neighbours: 3.0 }
+        PrivacyCleaner {
+            classes: default_classes().into_iter().collect(),
+            threshold: 0.1,
+            neighbours: 3.0,
+        }
     }
 
     fn species(output: &ModelOutput) -> Vec<String> {
-        output.detections.iter().map(|d| format!("{}={}", d.tags[0].tag.key, d.tags[0].tag.value)).collect()
+        output
+            .detections
+            .iter()
+            .map(|d| format!("{}={}", d.tags[0].tag.key, d.tags[0].tag.value))
+            .collect()
     }
 
     #[test]
@@ -151,16 +176,29 @@ mod tests {
         input.recording.duration = 15.0;
         let cleaned = cleaner().clean(input).unwrap();
         // 3 s around 6-9 s: 3-6 and 9-12 go, 0-3 and 12-15 stay (touching is not overlapping).
-        assert_eq!(species(&cleaned), ["species=Turdus merula", "species=Sturnus vulgaris", "privacy=human"]);
+        assert_eq!(
+            species(&cleaned),
+            [
+                "species=Turdus merula",
+                "species=Sturnus vulgaris",
+                "privacy=human"
+            ]
+        );
         assert!(cleaned.is_private());
         let marker = cleaned.detections.last().unwrap();
         assert_eq!(marker.detection_score, 0.4);
-        assert_eq!(marker.location.as_ref().unwrap().coordinates(), [6.0, 0.0, 9.0, 15_000.0]);
+        assert_eq!(
+            marker.location.as_ref().unwrap().coordinates(),
+            [6.0, 0.0, 9.0, 15_000.0]
+        );
     }
 
     #[test]
     fn faint_or_absent_voices_change_nothing() {
-        let input = output(vec![at(0.0, 3.0, &[("species", "Turdus merula", 0.9)]), at(3.0, 6.0, &[("species", "Human vocal", 0.05)])]);
+        let input = output(vec![
+            at(0.0, 3.0, &[("species", "Turdus merula", 0.9)]),
+            at(3.0, 6.0, &[("species", "Human vocal", 0.05)]),
+        ]);
         let cleaned = cleaner().clean(input.clone()).unwrap();
         assert_eq!(cleaned, input);
         assert!(!cleaned.is_private());
@@ -168,7 +206,10 @@ mod tests {
 
     #[test]
     fn a_voice_without_a_box_covers_the_whole_recording() {
-        let input = output(vec![at(0.0, 3.0, &[("species", "Turdus merula", 0.9)]), detection(0.5, &[("species", "Human whistle", 0.5)])]);
+        let input = output(vec![
+            at(0.0, 3.0, &[("species", "Turdus merula", 0.9)]),
+            detection(0.5, &[("species", "Human whistle", 0.5)]),
+        ]);
         let cleaned = cleaner().clean(input).unwrap();
         assert_eq!(species(&cleaned), ["privacy=human"]);
     }

@@ -38,7 +38,10 @@ impl ComponentConfig for TopKCleanerConfig {
         if self.k == 0 {
             return Err("k must be at least 1 (k = 0 would drop every detection)".into());
         }
-        Ok(Built::Cleaner(Arc::new(TopKCleaner { k: self.k, key: self.key.clone() })))
+        Ok(Built::Cleaner(Arc::new(TopKCleaner {
+            k: self.k,
+            key: self.key.clone(),
+        })))
     }
 }
 
@@ -49,10 +52,17 @@ pub struct TopKCleaner {
 
 impl OutputCleaner for TopKCleaner {
     fn clean(&self, mut output: ModelOutput) -> ComponentResult<ModelOutput> {
-        let counts = |key: &Option<String>, tag: &acoupi_engine::data::PredictedTag| key.as_deref().is_none_or(|k| tag.tag.key == k);
+        let counts = |key: &Option<String>, tag: &acoupi_engine::data::PredictedTag| {
+            key.as_deref().is_none_or(|k| tag.tag.key == k)
+        };
         for detection in &mut output.detections {
-            let mut ranked: Vec<(usize, f64)> =
-                detection.tags.iter().enumerate().filter(|(_, t)| counts(&self.key, t)).map(|(i, t)| (i, t.confidence_score)).collect();
+            let mut ranked: Vec<(usize, f64)> = detection
+                .tags
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| counts(&self.key, t))
+                .map(|(i, t)| (i, t.confidence_score))
+                .collect();
             // Stable: equal scores keep their order.
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
             let cut: Vec<usize> = ranked.iter().skip(self.k).map(|(i, _)| *i).collect();
@@ -89,7 +99,11 @@ impl ComponentConfig for TagThresholdsCleanerConfig {
 
     fn build(&self, _: &BuildContext) -> Result<Built, String> {
         Ok(Built::Cleaner(Arc::new(TagThresholdsCleaner {
-            thresholds: self.thresholds.iter().map(|(value, score)| (value.clone(), score.0)).collect(),
+            thresholds: self
+                .thresholds
+                .iter()
+                .map(|(value, score)| (value.clone(), score.0))
+                .collect(),
             default: self.default.0,
         })))
     }
@@ -103,7 +117,14 @@ pub struct TagThresholdsCleaner {
 impl OutputCleaner for TagThresholdsCleaner {
     fn clean(&self, mut output: ModelOutput) -> ComponentResult<ModelOutput> {
         for detection in &mut output.detections {
-            detection.tags.retain(|t| t.confidence_score >= self.thresholds.get(&t.tag.value).copied().unwrap_or(self.default));
+            detection.tags.retain(|t| {
+                t.confidence_score
+                    >= self
+                        .thresholds
+                        .get(&t.tag.value)
+                        .copied()
+                        .unwrap_or(self.default)
+            });
         }
         Ok(drop_untagged(output, "cleaner.tag_thresholds"))
     }
@@ -126,35 +147,83 @@ mod tests {
     use crate::testing::{detection, output};
 
     fn tags(output: &ModelOutput) -> Vec<Vec<(&str, f64)>> {
-        output.detections.iter().map(|d| d.tags.iter().map(|t| (t.tag.value.as_str(), t.confidence_score)).collect()).collect()
+        output
+            .detections
+            .iter()
+            .map(|d| {
+                d.tags
+                    .iter()
+                    .map(|t| (t.tag.value.as_str(), t.confidence_score))
+                    .collect()
+            })
+            .collect()
     }
 
     #[test]
     fn top_k_keeps_the_best_tags_in_their_order_per_detection() {
         let input = output(vec![
-            detection(0.9, &[("species", "a", 0.2), ("species", "b", 0.9), ("species", "c", 0.5), ("common_name", "B", 0.9)]),
+            detection(
+                0.9,
+                &[
+                    ("species", "a", 0.2),
+                    ("species", "b", 0.9),
+                    ("species", "c", 0.5),
+                    ("common_name", "B", 0.9),
+                ],
+            ),
             detection(0.4, &[("species", "d", 0.4)]),
         ]);
         let cases: &[(usize, Option<&str>, Vec<Vec<(&str, f64)>>)] = &[
             (1, None, vec![vec![("b", 0.9)], vec![("d", 0.4)]]),
-            (2, None, vec![vec![("b", 0.9), ("B", 0.9)], vec![("d", 0.4)]]),
-            (2, Some("species"), vec![vec![("b", 0.9), ("c", 0.5), ("B", 0.9)], vec![("d", 0.4)]]),
-            (9, None, vec![vec![("a", 0.2), ("b", 0.9), ("c", 0.5), ("B", 0.9)], vec![("d", 0.4)]]),
+            (
+                2,
+                None,
+                vec![vec![("b", 0.9), ("B", 0.9)], vec![("d", 0.4)]],
+            ),
+            (
+                2,
+                Some("species"),
+                vec![vec![("b", 0.9), ("c", 0.5), ("B", 0.9)], vec![("d", 0.4)]],
+            ),
+            (
+                9,
+                None,
+                vec![
+                    vec![("a", 0.2), ("b", 0.9), ("c", 0.5), ("B", 0.9)],
+                    vec![("d", 0.4)],
+                ],
+            ),
         ];
         for (k, key, expected) in cases {
-            let cleaner = TopKCleaner { k: *k, key: key.map(String::from) };
-            assert_eq!(&tags(&cleaner.clean(input.clone()).unwrap()), expected, "k = {k}, key = {key:?}");
+            let cleaner = TopKCleaner {
+                k: *k,
+                key: key.map(String::from),
+            };
+            assert_eq!(
+                &tags(&cleaner.clean(input.clone()).unwrap()),
+                expected,
+                "k = {k}, key = {key:?}"
+            );
         }
     }
 
     #[test]
     fn tag_thresholds_apply_per_value_and_drop_detections_left_without_tags() {
         let input = output(vec![
-            detection(0.9, &[("species", "Corvus corone", 0.7), ("species", "Turdus merula", 0.7)]),
+            detection(
+                0.9,
+                &[
+                    ("species", "Corvus corone", 0.7),
+                    ("species", "Turdus merula", 0.7),
+                ],
+            ),
             detection(0.8, &[("species", "Corvus corone", 0.75)]),
             detection(0.3, &[("species", "Turdus merula", 0.3)]),
         ]);
-        let cleaner = TagThresholdsCleaner { thresholds: [("Corvus corone".to_string(), 0.8)].into(), default: 0.5 };
+        let cleaner = TagThresholdsCleaner {
+            thresholds: [("Corvus corone".to_string(), 0.8)].into(),
+            default: 0.5,
+        };
         let cleaned = cleaner.clean(input).unwrap();
         assert_eq!(tags(&cleaned), vec![vec![("Turdus merula", 0.7)]]);
     }
@@ -163,6 +232,12 @@ mod tests {
     fn k_zero_is_refused() {
         let config: TopKCleanerConfig = serde_json::from_str(r#"{"k": 0}"#).unwrap();
         let ctx = crate::testing::context(std::path::Path::new("."), None);
-        assert!(config.build(&ctx).err().unwrap().contains("k must be at least 1"));
+        assert!(
+            config
+                .build(&ctx)
+                .err()
+                .unwrap()
+                .contains("k must be at least 1")
+        );
     }
 }

@@ -21,7 +21,9 @@ impl ComponentConfig for ThresholdCleanerConfig {
     const KIND: &'static str = "cleaner.threshold";
 
     fn build(&self, _: &BuildContext) -> Result<Built, String> {
-        Ok(Built::Cleaner(Arc::new(ThresholdCleaner { threshold: self.threshold.0 })))
+        Ok(Built::Cleaner(Arc::new(ThresholdCleaner {
+            threshold: self.threshold.0,
+        })))
     }
 }
 
@@ -32,9 +34,13 @@ pub struct ThresholdCleaner {
 impl OutputCleaner for ThresholdCleaner {
     fn clean(&self, mut output: ModelOutput) -> ComponentResult<ModelOutput> {
         let before = output.detections.len();
-        output.detections.retain(|d| d.detection_score >= self.threshold);
+        output
+            .detections
+            .retain(|d| d.detection_score >= self.threshold);
         for detection in &mut output.detections {
-            detection.tags.retain(|t| t.confidence_score >= self.threshold);
+            detection
+                .tags
+                .retain(|t| t.confidence_score >= self.threshold);
         }
         let dropped = before - output.detections.len();
         if dropped > 0 {
@@ -61,7 +67,12 @@ mod tests {
         let kept: Vec<(f64, Vec<&str>)> = cleaned
             .detections
             .iter()
-            .map(|d| (d.detection_score, d.tags.iter().map(|t| t.tag.value.as_str()).collect()))
+            .map(|d| {
+                (
+                    d.detection_score,
+                    d.tags.iter().map(|t| t.tag.value.as_str()).collect(),
+                )
+            })
             .collect();
         assert_eq!(kept, vec![(0.9, vec!["a"]), (0.5, vec!["c"])]);
     }

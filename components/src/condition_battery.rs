@@ -50,34 +50,65 @@ impl ComponentConfig for BatteryConditionConfig {
             Some(name) => {
                 let path = folder.join(name);
                 if !path.join("capacity").is_file() {
-                    return Err(format!("no battery `{name}`: `{}` does not exist; power supplies there: {}", path.join("capacity").display(), supplies(&folder)));
+                    return Err(format!(
+                        "no battery `{name}`: `{}` does not exist; power supplies there: {}",
+                        path.join("capacity").display(),
+                        supplies(&folder)
+                    ));
                 }
                 path
             }
-            None => first_battery(&folder).ok_or_else(|| format!("no battery in `{}` (power supplies there: {})", folder.display(), supplies(&folder)))?,
+            None => first_battery(&folder).ok_or_else(|| {
+                format!(
+                    "no battery in `{}` (power supplies there: {})",
+                    folder.display(),
+                    supplies(&folder)
+                )
+            })?,
         };
-        Ok(Built::Condition(Arc::new(BatteryCondition { supply, min_percent: self.min_percent.0, while_charging: self.while_charging })))
+        Ok(Built::Condition(Arc::new(BatteryCondition {
+            supply,
+            min_percent: self.min_percent.0,
+            while_charging: self.while_charging,
+        })))
     }
 }
 
 /// The supplies in `folder`, by name, for messages.
 fn supplies(folder: &Path) -> String {
     let mut names: Vec<String> = std::fs::read_dir(folder)
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
-    if names.is_empty() { "none".into() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// The first supply (by name) whose `type` is `Battery` and that reports a capacity.
 fn first_battery(folder: &Path) -> Option<PathBuf> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(folder).ok()?.filter_map(Result::ok).map(|e| e.path()).collect();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(folder)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
     paths.sort();
-    paths.into_iter().find(|p| read_text(&p.join("type")).is_some_and(|t| t == "Battery") && p.join("capacity").is_file())
+    paths.into_iter().find(|p| {
+        read_text(&p.join("type")).is_some_and(|t| t == "Battery") && p.join("capacity").is_file()
+    })
 }
 
 fn read_text(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|t| t.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|t| t.trim().to_string())
 }
 
 pub struct BatteryCondition {
@@ -89,9 +120,18 @@ pub struct BatteryCondition {
 impl RecordingCondition for BatteryCondition {
     fn should_record(&self, _: DateTime<Utc>) -> ComponentResult<bool> {
         let path = self.supply.join("capacity");
-        let text = std::fs::read_to_string(&path).map_err(|e| ComponentError::io("cannot read the battery charge", &path, e))?;
-        let charge: f64 = text.trim().parse().map_err(|_| ComponentError::Other(format!("`{}` holds `{}`, not a percentage", path.display(), text.trim())))?;
-        if self.while_charging && read_text(&self.supply.join("status")).is_some_and(|s| s == "Charging") {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ComponentError::io("cannot read the battery charge", &path, e))?;
+        let charge: f64 = text.trim().parse().map_err(|_| {
+            ComponentError::Other(format!(
+                "`{}` holds `{}`, not a percentage",
+                path.display(),
+                text.trim()
+            ))
+        })?;
+        if self.while_charging
+            && read_text(&self.supply.join("status")).is_some_and(|s| s == "Charging")
+        {
             return Ok(true);
         }
         if charge < self.min_percent {
@@ -120,8 +160,12 @@ mod tests {
     }
 
     fn condition(dir: &Path, extra: &str) -> Result<Arc<dyn RecordingCondition>, String> {
-        let json = format!(r#"{{"min_percent": 40, "folder": {:?}{extra}}}"#, dir.display().to_string());
-        let config: BatteryConditionConfig = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+        let json = format!(
+            r#"{{"min_percent": 40, "folder": {:?}{extra}}}"#,
+            dir.display().to_string()
+        );
+        let config: BatteryConditionConfig =
+            serde_json::from_str(&json).map_err(|e| e.to_string())?;
         match config.build(&crate::testing::context(dir, None))? {
             Built::Condition(condition) => Ok(condition),
             _ => Err("not a condition".into()),
@@ -142,26 +186,50 @@ mod tests {
         for (charge, status, extra, records) in cases {
             let dir = sysfs(charge, status);
             let condition = condition(dir.path(), extra).unwrap();
-            assert_eq!(condition.should_record(Utc::now()).unwrap(), records, "{charge} % {status} {extra}");
+            assert_eq!(
+                condition.should_record(Utc::now()).unwrap(),
+                records,
+                "{charge} % {status} {extra}"
+            );
         }
     }
 
     #[test]
     fn a_missing_battery_stops_the_station_and_an_unreadable_charge_says_no() {
         let dir = sysfs("50", "Full");
-        let error = condition(dir.path(), r#", "supply": "BAT1""#).err().unwrap();
-        assert!(error.contains("no battery `BAT1`") && error.contains("power supplies there: AC, BAT0"), "{error}");
+        let error = condition(dir.path(), r#", "supply": "BAT1""#)
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("no battery `BAT1`") && error.contains("power supplies there: AC, BAT0"),
+            "{error}"
+        );
         std::fs::remove_dir_all(dir.path().join("BAT0")).unwrap();
         let error = condition(dir.path(), "").err().unwrap();
-        assert!(error.contains("no battery in") && error.contains("AC"), "{error}");
+        assert!(
+            error.contains("no battery in") && error.contains("AC"),
+            "{error}"
+        );
 
         let dir = sysfs("50", "Full");
         let condition = condition(dir.path(), "").unwrap();
         std::fs::write(dir.path().join("BAT0/capacity"), "unknown").unwrap();
-        assert!(condition.should_record(Utc::now()).unwrap_err().to_string().contains("not a percentage"));
+        assert!(
+            condition
+                .should_record(Utc::now())
+                .unwrap_err()
+                .to_string()
+                .contains("not a percentage")
+        );
         std::fs::remove_file(dir.path().join("BAT0/capacity")).unwrap();
         assert!(condition.should_record(Utc::now()).is_err());
-        let out_of_range: Result<BatteryConditionConfig, _> = serde_json::from_str(r#"{"min_percent": 140}"#);
-        assert!(out_of_range.unwrap_err().to_string().contains("out of range"));
+        let out_of_range: Result<BatteryConditionConfig, _> =
+            serde_json::from_str(r#"{"min_percent": 140}"#);
+        assert!(
+            out_of_range
+                .unwrap_err()
+                .to_string()
+                .contains("out of range")
+        );
     }
 }

@@ -53,8 +53,14 @@ mod tests {
         Duration::from_secs(m * 60)
     }
 
-    fn condition(place: (f64, f64), timezone: chrono_tz::Tz, windows: Vec<SunWindow>) -> DawnDuskCondition {
-        DawnDuskCondition { windows: SunWindows::new(windows, place.0, place.1, timezone) }
+    fn condition(
+        place: (f64, f64),
+        timezone: chrono_tz::Tz,
+        windows: Vec<SunWindow>,
+    ) -> DawnDuskCondition {
+        DawnDuskCondition {
+            windows: SunWindows::new(windows, place.0, place.1, timezone),
+        }
     }
 
     /// 30 min before to 2 h after sunrise, and 1 h before civil dusk to 1 h after, in
@@ -68,8 +74,16 @@ mod tests {
             LONDON,
             tz,
             vec![
-                SunWindow { event: SunEvent::Sunrise, before: minutes(30), after: minutes(120) },
-                SunWindow { event: SunEvent::Dusk, before: minutes(60), after: minutes(60) },
+                SunWindow {
+                    event: SunEvent::Sunrise,
+                    before: minutes(30),
+                    after: minutes(120),
+                },
+                SunWindow {
+                    event: SunEvent::Dusk,
+                    before: minutes(60),
+                    after: minutes(60),
+                },
             ],
         );
         let cases = [
@@ -93,7 +107,11 @@ mod tests {
             ("2026-10-25 08:44", false),
         ];
         for (text, expected) in cases {
-            assert_eq!(c.should_record(local(tz, text)).unwrap(), expected, "{text}");
+            assert_eq!(
+                c.should_record(local(tz, text)).unwrap(),
+                expected,
+                "{text}"
+            );
         }
     }
 
@@ -106,8 +124,16 @@ mod tests {
             LONGYEARBYEN,
             tz,
             vec![
-                SunWindow { event: SunEvent::Sunrise, before: minutes(60), after: minutes(60) },
-                SunWindow { event: SunEvent::Dusk, before: minutes(60), after: minutes(60) },
+                SunWindow {
+                    event: SunEvent::Sunrise,
+                    before: minutes(60),
+                    after: minutes(60),
+                },
+                SunWindow {
+                    event: SunEvent::Dusk,
+                    before: minutes(60),
+                    after: minutes(60),
+                },
             ],
         );
         for day in ["2026-06-21", "2026-12-21"] {
@@ -130,12 +156,25 @@ mod tests {
              [stages.record]\nkind = \"recording\"\nrecorder = \"archive\"\nconditions = [\"mornings\"]\n\
              schedule = {{ every = \"30s\" }}\n"
         );
-        acoupi_engine::config::load_str(std::path::Path::new("dawn.toml"), &source, &crate::registry()).unwrap()
+        acoupi_engine::config::load_str(
+            std::path::Path::new("dawn.toml"),
+            &source,
+            &crate::registry(),
+        )
+        .unwrap()
     }
 
     fn build_mornings(pipeline: &acoupi_engine::config::Pipeline) -> Result<Built, String> {
-        let instance = pipeline.components.iter().find(|c| c.name == "mornings").unwrap();
-        let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: None };
+        let instance = pipeline
+            .components
+            .iter()
+            .find(|c| c.name == "mornings")
+            .unwrap();
+        let ctx = BuildContext {
+            settings: pipeline.settings.clone(),
+            instance: instance.name.clone(),
+            store: None,
+        };
         instance.settings.build(&ctx).map_err(|e| e.to_string())
     }
 
@@ -143,7 +182,10 @@ mod tests {
     #[test]
     fn a_pipeline_without_the_deployment_position_fails_to_build() {
         let cases = [
-            ("", Some("`latitude` and `longitude` are missing from `[deployment]`")),
+            (
+                "",
+                Some("`latitude` and `longitude` are missing from `[deployment]`"),
+            ),
             ("latitude = 51.5\nlongitude = -0.12", None),
         ];
         for (deployment, expected) in cases {
@@ -152,7 +194,10 @@ mod tests {
                 (Ok(Built::Condition(_)), None) => {}
                 (Err(message), Some(part)) => {
                     assert!(message.contains(part), "{message}");
-                    assert!(message.contains("`mornings` (condition.dawn_dusk)"), "{message}");
+                    assert!(
+                        message.contains("`mornings` (condition.dawn_dusk)"),
+                        "{message}"
+                    );
                 }
                 (got, expected) => panic!("{deployment:?}: got {got:?}, expected {expected:?}"),
             }

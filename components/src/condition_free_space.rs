@@ -29,8 +29,15 @@ impl ComponentConfig for FreeSpaceConditionConfig {
     const KIND: &'static str = "condition.free_space";
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        let path = self.path.as_ref().map_or_else(|| ctx.settings.recordings_dir.clone(), |p| ctx.resolve(p));
-        Ok(Built::Condition(Arc::new(FreeSpaceCondition { path, min_free: self.min_free, disk: Arc::new(SystemDisk) })))
+        let path = self
+            .path
+            .as_ref()
+            .map_or_else(|| ctx.settings.recordings_dir.clone(), |p| ctx.resolve(p));
+        Ok(Built::Condition(Arc::new(FreeSpaceCondition {
+            path,
+            min_free: self.min_free,
+            disk: Arc::new(SystemDisk),
+        })))
     }
 }
 
@@ -42,7 +49,10 @@ pub struct FreeSpaceCondition {
 
 impl RecordingCondition for FreeSpaceCondition {
     fn should_record(&self, _: DateTime<Utc>) -> ComponentResult<bool> {
-        let space = self.disk.space(&self.path).map_err(|e| ComponentError::io("cannot measure free space at", &self.path, e))?;
+        let space = self
+            .disk
+            .space(&self.path)
+            .map_err(|e| ComponentError::io("cannot measure free space at", &self.path, e))?;
         let needed = self.min_free.bytes_of(space.total);
         if space.available < needed {
             tracing::warn!(
@@ -64,7 +74,10 @@ mod tests {
     struct Disk(u64);
     impl DiskSpace for Disk {
         fn space(&self, _: &std::path::Path) -> std::io::Result<Space> {
-            Ok(Space { available: self.0, total: 1_000 })
+            Ok(Space {
+                available: self.0,
+                total: 1_000,
+            })
         }
         fn same_filesystem(&self, _: &std::path::Path, _: &std::path::Path) -> bool {
             true
@@ -80,8 +93,16 @@ mod tests {
             (SpaceAmount::Percent(10.0), 99, false),
         ];
         for (min_free, available, expected) in cases {
-            let condition = FreeSpaceCondition { path: PathBuf::from("/data"), min_free, disk: Arc::new(Disk(available)) };
-            assert_eq!(condition.should_record(Utc::now()).unwrap(), expected, "{min_free} with {available} free");
+            let condition = FreeSpaceCondition {
+                path: PathBuf::from("/data"),
+                min_free,
+                disk: Arc::new(Disk(available)),
+            };
+            assert_eq!(
+                condition.should_record(Utc::now()).unwrap(),
+                expected,
+                "{min_free} with {available} free"
+            );
         }
     }
 
@@ -91,12 +112,26 @@ mod tests {
         let source = "[deployment]\nname = \"t\"\n\n[components.disk]\ntype = \"condition.free_space\"\nmin_free = \"1 B\"\n\n\
                       [components.replay]\ntype = \"recorder.replay\"\nfolder = \".\"\n\n\
                       [stages.record]\nkind = \"recording\"\nrecorder = \"replay\"\nconditions = [\"disk\"]\nschedule = { every = \"10s\" }\n";
-        let pipeline = acoupi_engine::config::load_str(&dir.path().join("p.toml"), source, &crate::registry()).unwrap();
+        let pipeline =
+            acoupi_engine::config::load_str(&dir.path().join("p.toml"), source, &crate::registry())
+                .unwrap();
         let ctx = crate::testing::context(dir.path(), None);
-        let Built::Condition(condition) = pipeline.components[0].settings.build(&ctx).unwrap() else { panic!("not a condition") };
-        assert!(condition.should_record(Utc::now()).unwrap(), "a real filesystem has a byte free");
+        let Built::Condition(condition) = pipeline.components[0].settings.build(&ctx).unwrap()
+        else {
+            panic!("not a condition")
+        };
+        assert!(
+            condition.should_record(Utc::now()).unwrap(),
+            "a real filesystem has a byte free"
+        );
         let bad = source.replace("\"1 B\"", "\"lots\"");
-        let errors = acoupi_engine::config::load_str(&dir.path().join("p.toml"), &bad, &crate::registry()).unwrap_err();
-        assert!(errors.to_string().contains("p.toml:6") || format!("{errors:?}").contains("invalid amount of space"), "{errors:?}");
+        let errors =
+            acoupi_engine::config::load_str(&dir.path().join("p.toml"), &bad, &crate::registry())
+                .unwrap_err();
+        assert!(
+            errors.to_string().contains("p.toml:6")
+                || format!("{errors:?}").contains("invalid amount of space"),
+            "{errors:?}"
+        );
     }
 }

@@ -28,7 +28,9 @@ impl ComponentConfig for DawnDuskSavingFilterConfig {
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         let windows = SunWindows::build(&self.windows, ctx)?;
-        Ok(Built::SavingFilter(Arc::new(DawnDuskSavingFilter { windows })))
+        Ok(Built::SavingFilter(Arc::new(DawnDuskSavingFilter {
+            windows,
+        })))
     }
 }
 
@@ -40,7 +42,10 @@ impl SavingFilter for DawnDuskSavingFilter {
     fn should_save(&self, recording: &Recording, _: &[ModelOutput]) -> ComponentResult<bool> {
         let deployment = &recording.deployment;
         Ok(match (deployment.latitude, deployment.longitude) {
-            (Some(latitude), Some(longitude)) => self.windows.contains_at(recording.created_on, latitude, longitude),
+            (Some(latitude), Some(longitude)) => {
+                self.windows
+                    .contains_at(recording.created_on, latitude, longitude)
+            }
             _ => self.windows.contains(recording.created_on),
         })
     }
@@ -67,8 +72,16 @@ mod tests {
         let filter = DawnDuskSavingFilter {
             windows: SunWindows::new(
                 vec![
-                    SunWindow { event: SunEvent::Dawn, before: minutes(30), after: Duration::ZERO },
-                    SunWindow { event: SunEvent::Dusk, before: Duration::ZERO, after: minutes(30) },
+                    SunWindow {
+                        event: SunEvent::Dawn,
+                        before: minutes(30),
+                        after: Duration::ZERO,
+                    },
+                    SunWindow {
+                        event: SunEvent::Dusk,
+                        before: Duration::ZERO,
+                        after: minutes(30),
+                    },
                 ],
                 LONDON.0,
                 LONDON.1,
@@ -107,12 +120,22 @@ mod tests {
     #[test]
     fn polar_recordings_are_not_kept() {
         let tz = chrono_tz::Europe::London;
-        let window = SunWindow { event: SunEvent::Dawn, before: minutes(12 * 60), after: minutes(12 * 60) };
-        let filter = DawnDuskSavingFilter { windows: SunWindows::new(vec![window], LONDON.0, LONDON.1, tz) };
+        let window = SunWindow {
+            event: SunEvent::Dawn,
+            before: minutes(12 * 60),
+            after: minutes(12 * 60),
+        };
+        let filter = DawnDuskSavingFilter {
+            windows: SunWindows::new(vec![window], LONDON.0, LONDON.1, tz),
+        };
         let mut r = recording();
         r.created_on = local(tz, "2026-06-21 03:55");
         assert!(filter.should_save(&r, &[]).unwrap());
-        r.deployment = r.deployment.clone().with_location(LONGYEARBYEN.0, LONGYEARBYEN.1).unwrap();
+        r.deployment = r
+            .deployment
+            .clone()
+            .with_location(LONGYEARBYEN.0, LONGYEARBYEN.1)
+            .unwrap();
         for day in ["2026-06-21", "2026-12-21"] {
             for hour in (0..24).step_by(3) {
                 let text = format!("{day} {hour:02}:00");

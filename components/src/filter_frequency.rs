@@ -40,7 +40,11 @@ impl ComponentConfig for FrequencySavingFilterConfig {
                 self.duration, self.every
             ));
         }
-        Ok(Built::SavingFilter(Arc::new(FrequencySavingFilter { duration, every, timezone: ctx.settings.deployment.timezone })))
+        Ok(Built::SavingFilter(Arc::new(FrequencySavingFilter {
+            duration,
+            every,
+            timezone: ctx.settings.deployment.timezone,
+        })))
     }
 }
 
@@ -53,7 +57,8 @@ pub struct FrequencySavingFilter {
 impl SavingFilter for FrequencySavingFilter {
     fn should_save(&self, recording: &Recording, _: &[ModelOutput]) -> ComponentResult<bool> {
         let time = recording.created_on.with_timezone(&self.timezone).time();
-        let since_midnight = u128::from(time.num_seconds_from_midnight()) * 1_000_000_000 + u128::from(time.nanosecond());
+        let since_midnight = u128::from(time.num_seconds_from_midnight()) * 1_000_000_000
+            + u128::from(time.nanosecond());
         Ok(since_midnight % self.every.as_nanos().max(1) < self.duration.as_nanos())
     }
 }
@@ -69,7 +74,11 @@ mod tests {
     }
 
     fn filter(duration: u64, every: u64, timezone: chrono_tz::Tz) -> FrequencySavingFilter {
-        FrequencySavingFilter { duration: minutes(duration), every: minutes(every), timezone }
+        FrequencySavingFilter {
+            duration: minutes(duration),
+            every: minutes(every),
+            timezone,
+        }
     }
 
     #[test]
@@ -106,7 +115,11 @@ mod tests {
         for (i, (filter, time, expected)) in cases.into_iter().enumerate() {
             let mut r = recording();
             r.created_on = time.parse::<DateTime<Utc>>().unwrap();
-            assert_eq!(filter.should_save(&r, &[]).unwrap(), expected, "case {i}: {time}");
+            assert_eq!(
+                filter.should_save(&r, &[]).unwrap(),
+                expected,
+                "case {i}: {time}"
+            );
         }
     }
 
@@ -120,10 +133,19 @@ mod tests {
         assert!(config(5, 30).build(&ctx).is_ok());
         assert!(config(30, 30).build(&ctx).is_ok());
         let message = config(31, 30).build(&ctx).unwrap_err();
-        assert!(message.contains("`duration` (31m) is longer than `every` (30m)"), "{message}");
-        let message = FrequencySavingFilterConfig { duration: PositiveDuration(minutes(5)), every: PositiveDuration(Duration::ZERO) }
-            .build(&ctx)
-            .unwrap_err();
-        assert!(message.contains("`every` must be greater than 0s"), "{message}");
+        assert!(
+            message.contains("`duration` (31m) is longer than `every` (30m)"),
+            "{message}"
+        );
+        let message = FrequencySavingFilterConfig {
+            duration: PositiveDuration(minutes(5)),
+            every: PositiveDuration(Duration::ZERO),
+        }
+        .build(&ctx)
+        .unwrap_err();
+        assert!(
+            message.contains("`every` must be greater than 0s"),
+            "{message}"
+        );
     }
 }

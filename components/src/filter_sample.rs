@@ -37,9 +37,15 @@ impl ComponentConfig for SampleSavingFilterConfig {
 
     fn build(&self, _: &BuildContext) -> Result<Built, String> {
         if self.every == 0 {
-            return Err("`every` must be at least 1 (keep 1 in `every` recordings without detections)".into());
+            return Err(
+                "`every` must be at least 1 (keep 1 in `every` recordings without detections)"
+                    .into(),
+            );
         }
-        Ok(Built::SavingFilter(Arc::new(SampleSavingFilter::new(self.every, self.min_score.0))))
+        Ok(Built::SavingFilter(Arc::new(SampleSavingFilter::new(
+            self.every,
+            self.min_score.0,
+        ))))
     }
 }
 
@@ -52,13 +58,21 @@ pub struct SampleSavingFilter {
 
 impl SampleSavingFilter {
     fn new(every: u64, min_score: f64) -> Self {
-        SampleSavingFilter { every: every.max(1), min_score, seen: AtomicU64::new(0) }
+        SampleSavingFilter {
+            every: every.max(1),
+            min_score,
+            seen: AtomicU64::new(0),
+        }
     }
 }
 
 impl SavingFilter for SampleSavingFilter {
     fn should_save(&self, _: &Recording, outputs: &[ModelOutput]) -> ComponentResult<bool> {
-        if outputs.iter().flat_map(|o| &o.detections).any(|d| d.detection_score >= self.min_score) {
+        if outputs
+            .iter()
+            .flat_map(|o| &o.detections)
+            .any(|d| d.detection_score >= self.min_score)
+        {
             return Ok(false);
         }
         let index = self.seen.fetch_add(1, Ordering::Relaxed);
@@ -82,7 +96,11 @@ mod tests {
             for i in 0..(every * 5) {
                 // Recordings with detections in between neither count nor are kept.
                 assert!(!filter.should_save(&r, std::slice::from_ref(&loud)).unwrap());
-                let outputs = if i % 2 == 0 { vec![quiet.clone()] } else { vec![] };
+                let outputs = if i % 2 == 0 {
+                    vec![quiet.clone()]
+                } else {
+                    vec![]
+                };
                 if filter.should_save(&r, &outputs).unwrap() {
                     kept.push(i);
                 }
@@ -94,20 +112,37 @@ mod tests {
 
     #[test]
     fn min_score_decides_what_counts_as_a_detection() {
-        let cases = [(0.5, 0.49, true), (0.5, 0.5, false), (0.9, 0.8, true), (0.0, 0.0, false)];
+        let cases = [
+            (0.5, 0.49, true),
+            (0.5, 0.5, false),
+            (0.9, 0.8, true),
+            (0.0, 0.0, false),
+        ];
         for (min_score, score, kept) in cases {
             let filter = SampleSavingFilter::new(1, min_score);
             let out = output(vec![detection(score, &[])]);
             let r = out.recording.clone();
-            assert_eq!(filter.should_save(&r, &[out]).unwrap(), kept, "min_score {min_score}, score {score}");
+            assert_eq!(
+                filter.should_save(&r, &[out]).unwrap(),
+                kept,
+                "min_score {min_score}, score {score}"
+            );
         }
     }
 
     #[test]
     fn every_must_be_at_least_one() {
         let ctx = crate::testing::context(std::path::Path::new("/tmp"), None);
-        let config = |every| SampleSavingFilterConfig { every, min_score: Score(0.5) };
+        let config = |every| SampleSavingFilterConfig {
+            every,
+            min_score: Score(0.5),
+        };
         assert!(config(1).build(&ctx).is_ok());
-        assert!(config(0).build(&ctx).unwrap_err().contains("`every` must be at least 1"));
+        assert!(
+            config(0)
+                .build(&ctx)
+                .unwrap_err()
+                .contains("`every` must be at least 1")
+        );
     }
 }

@@ -60,7 +60,10 @@ impl SavingFilter for SpeciesFilter {
             .flat_map(|o| &o.detections)
             .filter(|d| d.detection_score >= self.threshold)
             .flat_map(|d| &d.tags)
-            .filter(|t| t.confidence_score >= self.threshold && self.key.as_ref().is_none_or(|k| *k == t.tag.key))
+            .filter(|t| {
+                t.confidence_score >= self.threshold
+                    && self.key.as_ref().is_none_or(|k| *k == t.tag.key)
+            })
             .any(|t| self.values.contains(&t.tag.value) != self.exclude))
     }
 }
@@ -71,14 +74,22 @@ mod tests {
     use crate::testing::{detection, output};
 
     fn filter(exclude: bool, key: Option<&str>) -> SpeciesFilter {
-        SpeciesFilter { values: ["Turdus merula".to_string()].into(), exclude, key: key.map(String::from), threshold: 0.5 }
+        SpeciesFilter {
+            values: ["Turdus merula".to_string()].into(),
+            exclude,
+            key: key.map(String::from),
+            threshold: 0.5,
+        }
     }
 
     #[test]
     fn table() {
         let blackbird = output(vec![detection(0.9, &[("species", "Turdus merula", 0.8)])]);
         let weak_blackbird = output(vec![detection(0.9, &[("species", "Turdus merula", 0.3)])]);
-        let sparrow = output(vec![detection(0.9, &[("species", "Passer domesticus", 0.9)])]);
+        let sparrow = output(vec![detection(
+            0.9,
+            &[("species", "Passer domesticus", 0.9)],
+        )]);
         let other_key = output(vec![detection(0.9, &[("call", "Turdus merula", 0.9)])]);
         let r = blackbird.recording.clone();
         let cases = [
@@ -91,7 +102,11 @@ mod tests {
             (filter(false, None), &other_key, true),
         ];
         for (i, (f, out, expected)) in cases.into_iter().enumerate() {
-            assert_eq!(f.should_save(&r, std::slice::from_ref(out)).unwrap(), expected, "case {i}");
+            assert_eq!(
+                f.should_save(&r, std::slice::from_ref(out)).unwrap(),
+                expected,
+                "case {i}"
+            );
         }
     }
 }

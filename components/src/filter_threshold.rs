@@ -21,7 +21,9 @@ impl ComponentConfig for ThresholdSavingFilterConfig {
     const KIND: &'static str = "filter.threshold";
 
     fn build(&self, _: &BuildContext) -> Result<Built, String> {
-        Ok(Built::SavingFilter(Arc::new(ThresholdSavingFilter { threshold: self.threshold.0 })))
+        Ok(Built::SavingFilter(Arc::new(ThresholdSavingFilter {
+            threshold: self.threshold.0,
+        })))
     }
 }
 
@@ -31,7 +33,10 @@ pub struct ThresholdSavingFilter {
 
 impl SavingFilter for ThresholdSavingFilter {
     fn should_save(&self, _: &Recording, outputs: &[ModelOutput]) -> ComponentResult<bool> {
-        Ok(outputs.iter().flat_map(|o| &o.detections).any(|d| d.detection_score >= self.threshold))
+        Ok(outputs
+            .iter()
+            .flat_map(|o| &o.detections)
+            .any(|d| d.detection_score >= self.threshold))
     }
 }
 

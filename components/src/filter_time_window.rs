@@ -25,8 +25,19 @@ impl ComponentConfig for TimeWindowSavingFilterConfig {
     const KIND: &'static str = "filter.time_window";
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        let windows = self.windows.0.iter().map(|w| TimeInterval { start: w.start.0, end: w.end.0 }).collect();
-        Ok(Built::SavingFilter(Arc::new(TimeWindowSavingFilter { windows, timezone: ctx.settings.deployment.timezone })))
+        let windows = self
+            .windows
+            .0
+            .iter()
+            .map(|w| TimeInterval {
+                start: w.start.0,
+                end: w.end.0,
+            })
+            .collect();
+        Ok(Built::SavingFilter(Arc::new(TimeWindowSavingFilter {
+            windows,
+            timezone: ctx.settings.deployment.timezone,
+        })))
     }
 }
 
@@ -57,7 +68,16 @@ mod tests {
     fn recordings_inside_any_window_in_local_time_are_kept() {
         let tz = chrono_tz::Europe::London;
         let filter = TimeWindowSavingFilter {
-            windows: vec![TimeInterval { start: t(5, 0), end: t(9, 0) }, TimeInterval { start: t(22, 0), end: t(2, 0) }],
+            windows: vec![
+                TimeInterval {
+                    start: t(5, 0),
+                    end: t(9, 0),
+                },
+                TimeInterval {
+                    start: t(22, 0),
+                    end: t(2, 0),
+                },
+            ],
             timezone: tz,
         };
         let cases = [

@@ -21,7 +21,11 @@ pub fn check_pipeline(text: &str) {
     if let Err(errors) = load_str(Path::new("fuzz.toml"), text, &registry) {
         for problem in &errors.problems {
             if let Some(span) = &problem.span {
-                assert!(span.start <= span.end && span.end <= text.len(), "span {span:?} outside a {}-byte text", text.len());
+                assert!(
+                    span.start <= span.end && span.end <= text.len(),
+                    "span {span:?} outside a {}-byte text",
+                    text.len()
+                );
             }
         }
         // Rendering the report must not panic either.
@@ -39,7 +43,9 @@ pub fn read_audio(bytes: &[u8]) {
         static FILES: Option<(tempfile::TempDir, PathBuf, PathBuf)> = scratch_files();
     }
     FILES.with(|files| {
-        let Some((_dir, wav, flac)) = files else { return };
+        let Some((_dir, wav, flac)) = files else {
+            return;
+        };
         if std::fs::write(wav, bytes).is_err() {
             return;
         }
@@ -49,7 +55,12 @@ pub fn read_audio(bytes: &[u8]) {
             let _ = crate::audio_probe::WavProbe.probe(path);
         }
         if let Ok(Some(guano)) = acoupi_engine::guano::read(wav) {
-            let _ = (guano.timestamp(chrono_tz::UTC), guano.time_expansion(), guano.position(), guano.gaps());
+            let _ = (
+                guano.timestamp(chrono_tz::UTC),
+                guano.time_expansion(),
+                guano.position(),
+                guano.gaps(),
+            );
         }
         let _ = acoupi_engine::guano::write(wav, &acoupi_engine::guano::Guano::default());
     });
@@ -58,19 +69,41 @@ pub fn read_audio(bytes: &[u8]) {
 /// Decodes `path` block by block, asserting the decoding bounds (see [`read_audio`]).
 fn check_decoding(path: &Path) {
     use crate::audio::{BLOCK_FRAMES, MAX_CHANNELS, MAX_SAMPLERATE, MAX_SAMPLES, MIN_SAMPLERATE};
-    let Ok(info) = crate::audio::audio_info(path) else { return };
-    assert!((MIN_SAMPLERATE..=MAX_SAMPLERATE).contains(&info.samplerate), "{info:?} passed the rate limits");
-    assert!((1..=MAX_CHANNELS).contains(&info.channels), "{info:?} passed the channel limit");
-    assert!(info.frames.saturating_mul(u64::from(info.channels)) <= MAX_SAMPLES, "{info:?} passed the length limit");
+    let Ok(info) = crate::audio::audio_info(path) else {
+        return;
+    };
+    assert!(
+        (MIN_SAMPLERATE..=MAX_SAMPLERATE).contains(&info.samplerate),
+        "{info:?} passed the rate limits"
+    );
+    assert!(
+        (1..=MAX_CHANNELS).contains(&info.channels),
+        "{info:?} passed the channel limit"
+    );
+    assert!(
+        info.frames.saturating_mul(u64::from(info.channels)) <= MAX_SAMPLES,
+        "{info:?} passed the length limit"
+    );
     let mut decoded = 0u64;
     let _ = crate::audio::read_mono_blocks(path, &mut |block| {
-        assert!(block.len() <= BLOCK_FRAMES, "a block of {} frames", block.len());
+        assert!(
+            block.len() <= BLOCK_FRAMES,
+            "a block of {} frames",
+            block.len()
+        );
         decoded += block.len() as u64;
-        assert!(decoded <= info.frames, "{decoded} frames decoded from a header of {info:?}");
+        assert!(
+            decoded <= info.frames,
+            "{decoded} frames decoded from a header of {info:?}"
+        );
         Ok(())
     });
     if let Ok((_, samples)) = crate::audio::read_mono(path) {
-        assert!(samples.len() as u64 == info.frames, "{} samples from a header of {info:?}", samples.len());
+        assert!(
+            samples.len() as u64 == info.frames,
+            "{} samples from a header of {info:?}",
+            samples.len()
+        );
     }
 }
 
@@ -79,14 +112,22 @@ fn check_decoding(path: &Path) {
 /// the fuzzers' seeds; the stream info's rate is 20 bits, so up to 1 048 575 Hz.
 pub fn silent_flac(samplerate: u32, channels: u8, bits: u8, frames: u64) -> Vec<u8> {
     const BLOCK: u64 = 65_535;
-    assert!(matches!(bits, 8 | 16 | 24) && (1..=8).contains(&channels) && samplerate < 1 << 20 && frames < 1 << 36);
+    assert!(
+        matches!(bits, 8 | 16 | 24)
+            && (1..=8).contains(&channels)
+            && samplerate < 1 << 20
+            && frames < 1 << 36
+    );
     let mut out = b"fLaC".to_vec();
     // The STREAMINFO block, the last metadata block: 34 bytes.
     out.extend([0x80, 0, 0, 34]);
     out.extend((BLOCK as u16).to_be_bytes());
     out.extend((BLOCK as u16).to_be_bytes());
     out.extend([0; 6]); // frame sizes unknown
-    let packed = u64::from(samplerate) << 44 | u64::from(channels - 1) << 41 | u64::from(bits - 1) << 36 | frames;
+    let packed = u64::from(samplerate) << 44
+        | u64::from(channels - 1) << 41
+        | u64::from(bits - 1) << 36
+        | frames;
     out.extend(packed.to_be_bytes());
     out.extend([0; 16]); // MD5 unknown
     let mut number = 0u64;
@@ -128,17 +169,29 @@ fn utf8_number(n: u64) -> Vec<u8> {
         *byte = 0x80 | ((n >> (6 * (continuation - i))) & 0x3f) as u8;
     }
     let lead_bits = 6 - continuation as u32;
-    bytes[0] = (0xff00u16 >> (continuation + 1)) as u8 | (n >> (6 * continuation)) as u8 & ((1u8 << lead_bits) - 1);
+    bytes[0] = (0xff00u16 >> (continuation + 1)) as u8
+        | (n >> (6 * continuation)) as u8 & ((1u8 << lead_bits) - 1);
     bytes
 }
 
 fn crc8(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0u8, |crc, &b| (0..8).fold(crc ^ b, |c, _| if c & 0x80 != 0 { c << 1 ^ 0x07 } else { c << 1 }))
+    bytes.iter().fold(0u8, |crc, &b| {
+        (0..8).fold(
+            crc ^ b,
+            |c, _| if c & 0x80 != 0 { c << 1 ^ 0x07 } else { c << 1 },
+        )
+    })
 }
 
 fn crc16(bytes: &[u8]) -> u16 {
     bytes.iter().fold(0u16, |crc, &b| {
-        (0..8).fold(crc ^ u16::from(b) << 8, |c, _| if c & 0x8000 != 0 { c << 1 ^ 0x8005 } else { c << 1 })
+        (0..8).fold(crc ^ u16::from(b) << 8, |c, _| {
+            if c & 0x8000 != 0 {
+                c << 1 ^ 0x8005
+            } else {
+                c << 1
+            }
+        })
     })
 }
 
@@ -162,7 +215,10 @@ mod properties {
     const VALID: &str = include_str!("../../fuzz/corpus/pipeline_loader/every_stage_kind.toml");
 
     fn cases() -> u32 {
-        std::env::var("ACOUPI_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000)
+        std::env::var("ACOUPI_FUZZ_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2_000)
     }
 
     /// An edit: at a position (a fraction of the length), delete some bytes and insert text.
@@ -228,7 +284,14 @@ mod properties {
     }
 
     fn byte_edits() -> impl Strategy<Value = Vec<(f64, usize, Vec<u8>)>> {
-        prop::collection::vec((0.0..1.0f64, 0usize..16, prop::collection::vec(any::<u8>(), 0..8)), 1..6)
+        prop::collection::vec(
+            (
+                0.0..1.0f64,
+                0usize..16,
+                prop::collection::vec(any::<u8>(), 0..8),
+            ),
+            1..6,
+        )
     }
 
     proptest! {
@@ -276,7 +339,10 @@ mod properties {
     /// The fuzzers' seeds (absurd headers among them) pass the same checks.
     #[test]
     fn the_audio_corpus_gives_results_or_errors_within_the_limits() {
-        let corpus = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/audio_reader"));
+        let corpus = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/corpus/audio_reader"
+        ));
         let mut seeds = 0;
         for entry in std::fs::read_dir(corpus).unwrap() {
             read_audio(&std::fs::read(entry.unwrap().path()).unwrap());
@@ -291,12 +357,34 @@ mod properties {
         let path = dir.path().join("silence.flac");
         std::fs::write(&path, silent_flac(384_000, 2, 16, 200_000)).unwrap();
         let (info, samples) = crate::audio::read_mono(&path).unwrap();
-        assert_eq!(info, crate::audio::WavInfo { samplerate: 384_000, channels: 2, frames: 200_000 });
+        assert_eq!(
+            info,
+            crate::audio::WavInfo {
+                samplerate: 384_000,
+                channels: 2,
+                frames: 200_000
+            }
+        );
         assert!(samples.len() == 200_000 && samples.iter().all(|s| *s == 0.0));
-        for n in [0, 1, 0x7f, 0x80, 0x7ff, 0x800, 0xffff, 0x10000, 1 << 30, (1 << 36) - 1] {
+        for n in [
+            0,
+            1,
+            0x7f,
+            0x80,
+            0x7ff,
+            0x800,
+            0xffff,
+            0x10000,
+            1 << 30,
+            (1 << 36) - 1,
+        ] {
             let bytes = utf8_number(n);
             let lead = bytes[0].leading_ones() as usize;
-            assert_eq!(lead, if n < 0x80 { 0 } else { bytes.len() }, "{n:#x}: {bytes:x?}");
+            assert_eq!(
+                lead,
+                if n < 0x80 { 0 } else { bytes.len() },
+                "{n:#x}: {bytes:x?}"
+            );
             let mut value = u64::from(bytes[0] & (0x7f >> lead));
             for b in &bytes[1..] {
                 assert_eq!(b & 0xc0, 0x80);

@@ -15,8 +15,8 @@ mod birdnet_range;
 mod cleaner_privacy;
 mod cleaner_tags;
 mod cleaner_threshold;
-mod condition_dawn_dusk;
 mod condition_battery;
+mod condition_dawn_dusk;
 mod condition_free_space;
 mod condition_time_window;
 mod file_template;
@@ -44,9 +44,9 @@ mod processing_min_rms;
 mod recorder_microphone;
 mod recorder_replay;
 mod secret;
+pub mod store_duckdb;
 mod summarisers;
 mod sun;
-pub mod store_duckdb;
 
 use acoupi_engine::registry::Registry;
 
@@ -98,7 +98,9 @@ pub mod fuzz;
 #[cfg(test)]
 mod testing {
     //! Builders for test data shared by the component tests.
-    use acoupi_engine::data::{Deployment, Detection, PredictedTag, PredictionType, Recording, Tag, ModelOutput};
+    use acoupi_engine::data::{
+        Deployment, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
+    };
 
     pub fn recording() -> Recording {
         Recording::new(Deployment::new("test site"), 3.0, 48_000).unwrap()
@@ -136,10 +138,16 @@ mod testing {
     }
 
     /// Builds the first component of `pipeline`, which must be a messenger.
-    pub fn build_messenger(pipeline: &acoupi_engine::config::Pipeline) -> Result<std::sync::Arc<dyn acoupi_engine::component::Messenger>, String> {
+    pub fn build_messenger(
+        pipeline: &acoupi_engine::config::Pipeline,
+    ) -> Result<std::sync::Arc<dyn acoupi_engine::component::Messenger>, String> {
         use acoupi_engine::registry::{BuildContext, Built};
         let instance = &pipeline.components[0];
-        let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: None };
+        let ctx = BuildContext {
+            settings: pipeline.settings.clone(),
+            instance: instance.name.clone(),
+            store: None,
+        };
         match instance.settings.build(&ctx).map_err(|e| e.to_string())? {
             Built::Messenger(messenger) => Ok(messenger),
             other => Err(format!("not a messenger: {other:?}")),
@@ -148,16 +156,28 @@ mod testing {
 
     /// A build context for a station in `base_dir` (UTC, no position), with an optional
     /// store.
-    pub fn context(base_dir: &std::path::Path, store: Option<std::sync::Arc<dyn acoupi_engine::store::Store>>) -> acoupi_engine::registry::BuildContext {
+    pub fn context(
+        base_dir: &std::path::Path,
+        store: Option<std::sync::Arc<dyn acoupi_engine::store::Store>>,
+    ) -> acoupi_engine::registry::BuildContext {
         let settings = acoupi_engine::config::Settings {
             base_dir: base_dir.to_path_buf(),
-            deployment: acoupi_engine::config::DeploymentSettings { name: "test".into(), latitude: None, longitude: None, timezone: chrono_tz::UTC },
+            deployment: acoupi_engine::config::DeploymentSettings {
+                name: "test".into(),
+                latitude: None,
+                longitude: None,
+                timezone: chrono_tz::UTC,
+            },
             store_path: base_dir.join("store.duckdb"),
             temp_dir: base_dir.join("tmp"),
             recordings_dir: base_dir.join("recordings"),
             device_id: None,
             retention: None,
         };
-        acoupi_engine::registry::BuildContext { settings, instance: "test".into(), store }
+        acoupi_engine::registry::BuildContext {
+            settings,
+            instance: "test".into(),
+            store,
+        }
     }
 }

@@ -71,7 +71,9 @@ impl ComponentConfig for ByScoreManagerConfig {
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         let (saving, detection) = (self.saving_threshold.0, self.detection_threshold.0);
         if saving > detection {
-            return Err(format!("`saving_threshold` {saving} is above `detection_threshold` {detection}: it must be at most the detection threshold"));
+            return Err(format!(
+                "`saving_threshold` {saving} is above `detection_threshold` {detection}: it must be at most the detection threshold"
+            ));
         }
         Ok(Built::Manager(Arc::new(ByScoreManager {
             root: file_template::manager_root(ctx, self.root.as_deref()),
@@ -96,8 +98,16 @@ pub struct ByScoreManager {
 }
 
 impl SavingManager for ByScoreManager {
-    fn save(&self, recording: &Recording, outputs: &[ModelOutput]) -> ComponentResult<Option<PathBuf>> {
-        let best = outputs.iter().flat_map(|o| &o.detections).map(|d| d.detection_score).max_by(f64::total_cmp);
+    fn save(
+        &self,
+        recording: &Recording,
+        outputs: &[ModelOutput],
+    ) -> ComponentResult<Option<PathBuf>> {
+        let best = outputs
+            .iter()
+            .flat_map(|o| &o.detections)
+            .map(|d| d.detection_score)
+            .max_by(f64::total_cmp);
         let folders = match best {
             _ if outputs.is_empty() => &FolderTemplate::default(),
             Some(score) if score >= self.detection_threshold => &self.true_folder,
@@ -124,7 +134,17 @@ mod tests {
     /// detection scores, relative to the root.
     fn save(mut config: serde_json::Value, outputs: &[&[f64]]) -> Option<String> {
         config["filename"] = json!("f");
-        let outputs: Vec<_> = outputs.iter().map(|scores| output(scores.iter().map(|s| detection(*s, &[("species", "Turdus merula", 0.9)])).collect())).collect();
+        let outputs: Vec<_> = outputs
+            .iter()
+            .map(|scores| {
+                output(
+                    scores
+                        .iter()
+                        .map(|s| detection(*s, &[("species", "Turdus merula", 0.9)]))
+                        .collect(),
+                )
+            })
+            .collect();
         save_relative::<ByScoreManagerConfig>(config, &outputs)
     }
 
@@ -134,20 +154,80 @@ mod tests {
         let cases: Vec<Case> = vec![
             ("no outputs: the root", json!({}), vec![], Some("f.wav")),
             ("an output without detections", json!({}), vec![&[]], None),
-            ("at the detection threshold", json!({}), vec![&[0.6]], Some("true_detections/f.wav")),
-            ("above it", json!({}), vec![&[1.0]], Some("true_detections/f.wav")),
-            ("just under it", json!({}), vec![&[0.59]], Some("false_detections/f.wav")),
-            ("at the saving threshold", json!({}), vec![&[0.3]], Some("false_detections/f.wav")),
-            ("just under it: next manager", json!({}), vec![&[0.29]], None),
+            (
+                "at the detection threshold",
+                json!({}),
+                vec![&[0.6]],
+                Some("true_detections/f.wav"),
+            ),
+            (
+                "above it",
+                json!({}),
+                vec![&[1.0]],
+                Some("true_detections/f.wav"),
+            ),
+            (
+                "just under it",
+                json!({}),
+                vec![&[0.59]],
+                Some("false_detections/f.wav"),
+            ),
+            (
+                "at the saving threshold",
+                json!({}),
+                vec![&[0.3]],
+                Some("false_detections/f.wav"),
+            ),
+            (
+                "just under it: next manager",
+                json!({}),
+                vec![&[0.29]],
+                None,
+            ),
             ("zero", json!({}), vec![&[0.0]], None),
-            ("any detection counts", json!({}), vec![&[0.1, 0.7, 0.2]], Some("true_detections/f.wav")),
-            ("any output counts", json!({}), vec![&[0.1], &[0.4]], Some("false_detections/f.wav")),
-            ("custom folders, true", custom.clone(), vec![&[0.95]], Some("yes/2026/f.wav")),
-            ("custom folders, false", custom.clone(), vec![&[0.6]], Some("maybe/f.wav")),
+            (
+                "any detection counts",
+                json!({}),
+                vec![&[0.1, 0.7, 0.2]],
+                Some("true_detections/f.wav"),
+            ),
+            (
+                "any output counts",
+                json!({}),
+                vec![&[0.1], &[0.4]],
+                Some("false_detections/f.wav"),
+            ),
+            (
+                "custom folders, true",
+                custom.clone(),
+                vec![&[0.95]],
+                Some("yes/2026/f.wav"),
+            ),
+            (
+                "custom folders, false",
+                custom.clone(),
+                vec![&[0.6]],
+                Some("maybe/f.wav"),
+            ),
             ("custom thresholds, dropped", custom, vec![&[0.49]], None),
-            ("equal thresholds", json!({ "detection_threshold": 0.5, "saving_threshold": 0.5 }), vec![&[0.5]], Some("true_detections/f.wav")),
-            ("equal thresholds, under", json!({ "detection_threshold": 0.5, "saving_threshold": 0.5 }), vec![&[0.49]], None),
-            ("folders in the root", json!({ "true_folder": "", "false_folder": "" }), vec![&[0.4]], Some("f.wav")),
+            (
+                "equal thresholds",
+                json!({ "detection_threshold": 0.5, "saving_threshold": 0.5 }),
+                vec![&[0.5]],
+                Some("true_detections/f.wav"),
+            ),
+            (
+                "equal thresholds, under",
+                json!({ "detection_threshold": 0.5, "saving_threshold": 0.5 }),
+                vec![&[0.49]],
+                None,
+            ),
+            (
+                "folders in the root",
+                json!({ "true_folder": "", "false_folder": "" }),
+                vec![&[0.4]],
+                Some("f.wav"),
+            ),
         ];
         for (name, config, outputs, expected) in cases {
             assert_eq!(save(config, &outputs).as_deref(), expected, "case `{name}`");
@@ -158,7 +238,13 @@ mod tests {
     fn manager_by_score_default_file_name() {
         let out = output(vec![detection(0.9, &[])]);
         let path = save_relative::<ByScoreManagerConfig>(json!({}), std::slice::from_ref(&out));
-        assert_eq!(path, Some(format!("true_detections/20260504_120000_{}.wav", out.recording.id)));
+        assert_eq!(
+            path,
+            Some(format!(
+                "true_detections/20260504_120000_{}.wav",
+                out.recording.id
+            ))
+        );
     }
 
     #[test]
@@ -175,22 +261,60 @@ managers = [
   { type = "manager.by_score", saving_threshold = 0.2, true_folder = "birds" },
 ]
 "#;
-        let load = |source: &str| acoupi_engine::config::load_str(std::path::Path::new("station.toml"), source, &crate::registry());
+        let load = |source: &str| {
+            acoupi_engine::config::load_str(
+                std::path::Path::new("station.toml"),
+                source,
+                &crate::registry(),
+            )
+        };
         let pipeline = load(source).unwrap();
-        let kinds: Vec<_> = pipeline.components.iter().map(|c| c.settings.kind()).collect();
+        let kinds: Vec<_> = pipeline
+            .components
+            .iter()
+            .map(|c| c.settings.kind())
+            .collect();
         assert_eq!(kinds, ["manager.by_tag", "manager.by_score"]);
-        let errors = load(&source.replace("saving_threshold = 0.2", "saving_threshold = 2").replace("\"unsorted\"", "\"../x\"")).unwrap_err().to_string();
-        assert!(errors.contains("station.toml:9:") && errors.contains("levels stay under the root"), "{errors}");
-        assert!(errors.contains("station.toml:10:") && errors.contains("out of range"), "{errors}");
+        let errors = load(
+            &source
+                .replace("saving_threshold = 0.2", "saving_threshold = 2")
+                .replace("\"unsorted\"", "\"../x\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errors.contains("station.toml:9:") && errors.contains("levels stay under the root"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("station.toml:10:") && errors.contains("out of range"),
+            "{errors}"
+        );
     }
 
     #[test]
     fn manager_by_score_thresholds_are_checked() {
-        let config: ByScoreManagerConfig = serde_json::from_value(json!({ "saving_threshold": 0.7 })).unwrap();
-        let error = config.build(&crate::testing::context(std::path::Path::new("/station"), None)).unwrap_err();
-        assert!(error.contains("`saving_threshold` 0.7 is above `detection_threshold` 0.6"), "{error}");
-        assert!(serde_json::from_value::<ByScoreManagerConfig>(json!({ "detection_threshold": -0.1 })).is_err());
-        assert!(serde_json::from_value::<ByScoreManagerConfig>(json!({ "true_folder": ".." })).is_err());
-        assert!(serde_json::from_value::<ByScoreManagerConfig>(json!({ "dir_true": "x" })).is_err());
+        let config: ByScoreManagerConfig =
+            serde_json::from_value(json!({ "saving_threshold": 0.7 })).unwrap();
+        let error = config
+            .build(&crate::testing::context(
+                std::path::Path::new("/station"),
+                None,
+            ))
+            .unwrap_err();
+        assert!(
+            error.contains("`saving_threshold` 0.7 is above `detection_threshold` 0.6"),
+            "{error}"
+        );
+        assert!(
+            serde_json::from_value::<ByScoreManagerConfig>(json!({ "detection_threshold": -0.1 }))
+                .is_err()
+        );
+        assert!(
+            serde_json::from_value::<ByScoreManagerConfig>(json!({ "true_folder": ".." })).is_err()
+        );
+        assert!(
+            serde_json::from_value::<ByScoreManagerConfig>(json!({ "dir_true": "x" })).is_err()
+        );
     }
 }

@@ -67,7 +67,10 @@ impl ComponentConfig for ByTagManagerConfig {
             root: file_template::manager_root(ctx, self.root.as_deref()),
             key: self.key.clone(),
             threshold: self.threshold.0,
-            tags: self.tags.as_ref().map(|tags| tags.0.iter().cloned().collect()),
+            tags: self
+                .tags
+                .as_ref()
+                .map(|tags| tags.0.iter().cloned().collect()),
             folders: self.folders.clone(),
             filename: self.filename.clone(),
             fallback: self.fallback.clone(),
@@ -88,7 +91,11 @@ pub struct ByTagManager {
 }
 
 impl SavingManager for ByTagManager {
-    fn save(&self, recording: &Recording, outputs: &[ModelOutput]) -> ComponentResult<Option<PathBuf>> {
+    fn save(
+        &self,
+        recording: &Recording,
+        outputs: &[ModelOutput],
+    ) -> ComponentResult<Option<PathBuf>> {
         // Every tag with the key, with the score of its detection.
         let keyed = || {
             outputs
@@ -100,22 +107,39 @@ impl SavingManager for ByTagManager {
         let qualifies = |(detection_score, t): &(f64, &PredictedTag)| {
             *detection_score >= self.threshold
                 && t.confidence_score >= self.threshold
-                && self.tags.as_ref().is_none_or(|tags| tags.contains(&t.tag.value))
+                && self
+                    .tags
+                    .as_ref()
+                    .is_none_or(|tags| tags.contains(&t.tag.value))
         };
         let fields = Fields::new(recording, outputs, self.timezone);
         if let Some(top) = TopTag::most_confident(keyed().filter(qualifies).map(|(_, t)| t)) {
-            return file_template::destination(&self.root, &self.folders, &self.filename, &fields.with_top_tag(Some(top))).map(Some);
+            return file_template::destination(
+                &self.root,
+                &self.folders,
+                &self.filename,
+                &fields.with_top_tag(Some(top)),
+            )
+            .map(Some);
         }
-        let Some(fallback) = &self.fallback else { return Ok(None) };
+        let Some(fallback) = &self.fallback else {
+            return Ok(None);
+        };
         let guess = TopTag::most_confident(keyed().map(|(_, t)| t));
-        file_template::destination(&self.root, fallback, &self.filename, &fields.with_top_tag(guess)).map(Some)
+        file_template::destination(
+            &self.root,
+            fallback,
+            &self.filename,
+            &fields.with_top_tag(guess),
+        )
+        .map(Some)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::file_template::tests::{check_destination, hostile_text, save_relative, ROOT};
+    use crate::file_template::tests::{ROOT, check_destination, hostile_text, save_relative};
     use crate::testing::{detection, output};
     use proptest::prelude::*;
     use serde_json::json;
@@ -123,7 +147,12 @@ mod tests {
     type Tags<'a> = &'a [(&'a str, &'a str, f64)];
     /// A case: its name, the config, the detections (score, tags), the expected
     /// destination under the root.
-    type Case<'a> = (&'a str, serde_json::Value, Vec<(f64, Tags<'a>)>, Option<&'a str>);
+    type Case<'a> = (
+        &'a str,
+        serde_json::Value,
+        Vec<(f64, Tags<'a>)>,
+        Option<&'a str>,
+    );
 
     /// Where `config` (with `filename = "{top_tag}_{score}"` unless it says otherwise)
     /// puts a recording whose one output has `detections`, relative to the root.
@@ -131,7 +160,12 @@ mod tests {
         if config.get("filename").is_none() {
             config["filename"] = json!("{top_tag}_{score}");
         }
-        let out = output(detections.iter().map(|(score, tags)| detection(*score, tags)).collect());
+        let out = output(
+            detections
+                .iter()
+                .map(|(score, tags)| detection(*score, tags))
+                .collect(),
+        );
         save_relative::<ByTagManagerConfig>(config, std::slice::from_ref(&out))
     }
 
@@ -141,41 +175,181 @@ mod tests {
     #[test]
     fn manager_by_tag_table() {
         let cases: Vec<Case> = vec![
-            ("top tag", json!({}), vec![(0.9, &[BLACKBIRD])], Some("Turdus merula/Turdus merula_0.90.wav")),
-            ("most confident of two", json!({}), vec![(0.9, &[TIT]), (0.9, &[BLACKBIRD])], Some("Turdus merula/Turdus merula_0.90.wav")),
-            ("folder tree", json!({ "folders": "{top_tag}/{year}-{month}" }), vec![(0.9, &[BLACKBIRD])], Some("Turdus merula/2026-05/Turdus merula_0.90.wav")),
+            (
+                "top tag",
+                json!({}),
+                vec![(0.9, &[BLACKBIRD])],
+                Some("Turdus merula/Turdus merula_0.90.wav"),
+            ),
+            (
+                "most confident of two",
+                json!({}),
+                vec![(0.9, &[TIT]), (0.9, &[BLACKBIRD])],
+                Some("Turdus merula/Turdus merula_0.90.wav"),
+            ),
+            (
+                "folder tree",
+                json!({ "folders": "{top_tag}/{year}-{month}" }),
+                vec![(0.9, &[BLACKBIRD])],
+                Some("Turdus merula/2026-05/Turdus merula_0.90.wav"),
+            ),
             ("no detections", json!({}), vec![], None),
-            ("weak tag", json!({}), vec![(0.9, &[("species", "Turdus merula", 0.49)])], None),
-            ("weak detection", json!({}), vec![(0.49, &[BLACKBIRD])], None),
-            ("both at the threshold", json!({}), vec![(0.5, &[("species", "Turdus merula", 0.5)])], Some("Turdus merula/Turdus merula_0.50.wav")),
-            ("just under a raised threshold", json!({ "threshold": 0.8 }), vec![(0.9, &[("species", "Turdus merula", 0.79)])], None),
-            ("at a raised threshold", json!({ "threshold": 0.8 }), vec![(0.8, &[("species", "Turdus merula", 0.8)])], Some("Turdus merula/Turdus merula_0.80.wav")),
-            ("threshold 0 takes any tag", json!({ "threshold": 0.0 }), vec![(0.0, &[("species", "Turdus merula", 0.0)])], Some("Turdus merula/Turdus merula_0.00.wav")),
-            ("weak best, strong second", json!({}), vec![(0.9, &[("species", "Turdus merula", 0.4), ("species", "Parus major", 0.45)]), (0.9, &[TIT])], Some("Parus major/Parus major_0.60.wav")),
-            ("other key ignored", json!({ "key": "species" }), vec![(0.9, &[("call", "song", 0.95), TIT])], Some("Parus major/Parus major_0.60.wav")),
-            ("only another key", json!({ "key": "species" }), vec![(0.9, &[("call", "Turdus merula", 0.95)])], None),
-            ("any key by default", json!({}), vec![(0.9, &[("call", "song", 0.95), TIT])], Some("song/song_0.95.wav")),
-            ("listed tag", json!({ "tags": ["Parus major"] }), vec![(0.9, &[BLACKBIRD, TIT])], Some("Parus major/Parus major_0.60.wav")),
-            ("unlisted tag", json!({ "tags": ["Parus major"] }), vec![(0.9, &[BLACKBIRD])], None),
-            ("unlisted tag, fallback with the best guess", json!({ "tags": ["Parus major"], "fallback": "other/{top_tag}" }), vec![(0.9, &[BLACKBIRD])], Some("other/Turdus merula/Turdus merula_0.90.wav")),
-            ("weak tag, fallback", json!({ "fallback": "unsure" }), vec![(0.9, &[("species", "Turdus merula", 0.3)])], Some("unsure/Turdus merula_0.30.wav")),
-            ("fallback guess keeps the key", json!({ "key": "species", "fallback": "unsure/{top_tag}" }), vec![(0.9, &[("call", "song", 0.95), ("species", "Turdus merula", 0.3)])], Some("unsure/Turdus merula/Turdus merula_0.30.wav")),
-            ("fallback without any tag", json!({ "fallback": "unsure/{top_tag}", "filename": "x" }), vec![], Some("unsure/_/x.wav")),
-            ("fallback into the root", json!({ "fallback": "", "filename": "x" }), vec![(0.1, &[])], Some("x.wav")),
-            ("hostile tag value", json!({}), vec![(0.9, &[("species", "../../etc", 0.9)])], Some(".._.._etc/.._.._etc_0.90.wav")),
-            ("tag with a slash", json!({}), vec![(0.9, &[("species", "Turdus merula/philomelos", 0.9)])], Some("Turdus merula_philomelos/Turdus merula_philomelos_0.90.wav")),
+            (
+                "weak tag",
+                json!({}),
+                vec![(0.9, &[("species", "Turdus merula", 0.49)])],
+                None,
+            ),
+            (
+                "weak detection",
+                json!({}),
+                vec![(0.49, &[BLACKBIRD])],
+                None,
+            ),
+            (
+                "both at the threshold",
+                json!({}),
+                vec![(0.5, &[("species", "Turdus merula", 0.5)])],
+                Some("Turdus merula/Turdus merula_0.50.wav"),
+            ),
+            (
+                "just under a raised threshold",
+                json!({ "threshold": 0.8 }),
+                vec![(0.9, &[("species", "Turdus merula", 0.79)])],
+                None,
+            ),
+            (
+                "at a raised threshold",
+                json!({ "threshold": 0.8 }),
+                vec![(0.8, &[("species", "Turdus merula", 0.8)])],
+                Some("Turdus merula/Turdus merula_0.80.wav"),
+            ),
+            (
+                "threshold 0 takes any tag",
+                json!({ "threshold": 0.0 }),
+                vec![(0.0, &[("species", "Turdus merula", 0.0)])],
+                Some("Turdus merula/Turdus merula_0.00.wav"),
+            ),
+            (
+                "weak best, strong second",
+                json!({}),
+                vec![
+                    (
+                        0.9,
+                        &[
+                            ("species", "Turdus merula", 0.4),
+                            ("species", "Parus major", 0.45),
+                        ],
+                    ),
+                    (0.9, &[TIT]),
+                ],
+                Some("Parus major/Parus major_0.60.wav"),
+            ),
+            (
+                "other key ignored",
+                json!({ "key": "species" }),
+                vec![(0.9, &[("call", "song", 0.95), TIT])],
+                Some("Parus major/Parus major_0.60.wav"),
+            ),
+            (
+                "only another key",
+                json!({ "key": "species" }),
+                vec![(0.9, &[("call", "Turdus merula", 0.95)])],
+                None,
+            ),
+            (
+                "any key by default",
+                json!({}),
+                vec![(0.9, &[("call", "song", 0.95), TIT])],
+                Some("song/song_0.95.wav"),
+            ),
+            (
+                "listed tag",
+                json!({ "tags": ["Parus major"] }),
+                vec![(0.9, &[BLACKBIRD, TIT])],
+                Some("Parus major/Parus major_0.60.wav"),
+            ),
+            (
+                "unlisted tag",
+                json!({ "tags": ["Parus major"] }),
+                vec![(0.9, &[BLACKBIRD])],
+                None,
+            ),
+            (
+                "unlisted tag, fallback with the best guess",
+                json!({ "tags": ["Parus major"], "fallback": "other/{top_tag}" }),
+                vec![(0.9, &[BLACKBIRD])],
+                Some("other/Turdus merula/Turdus merula_0.90.wav"),
+            ),
+            (
+                "weak tag, fallback",
+                json!({ "fallback": "unsure" }),
+                vec![(0.9, &[("species", "Turdus merula", 0.3)])],
+                Some("unsure/Turdus merula_0.30.wav"),
+            ),
+            (
+                "fallback guess keeps the key",
+                json!({ "key": "species", "fallback": "unsure/{top_tag}" }),
+                vec![(
+                    0.9,
+                    &[("call", "song", 0.95), ("species", "Turdus merula", 0.3)],
+                )],
+                Some("unsure/Turdus merula/Turdus merula_0.30.wav"),
+            ),
+            (
+                "fallback without any tag",
+                json!({ "fallback": "unsure/{top_tag}", "filename": "x" }),
+                vec![],
+                Some("unsure/_/x.wav"),
+            ),
+            (
+                "fallback into the root",
+                json!({ "fallback": "", "filename": "x" }),
+                vec![(0.1, &[])],
+                Some("x.wav"),
+            ),
+            (
+                "hostile tag value",
+                json!({}),
+                vec![(0.9, &[("species", "../../etc", 0.9)])],
+                Some(".._.._etc/.._.._etc_0.90.wav"),
+            ),
+            (
+                "tag with a slash",
+                json!({}),
+                vec![(0.9, &[("species", "Turdus merula/philomelos", 0.9)])],
+                Some("Turdus merula_philomelos/Turdus merula_philomelos_0.90.wav"),
+            ),
         ];
         for (name, config, detections, expected) in cases {
-            assert_eq!(save(config, &detections).as_deref(), expected, "case `{name}`");
+            assert_eq!(
+                save(config, &detections).as_deref(),
+                expected,
+                "case `{name}`"
+            );
         }
     }
 
     #[test]
     fn manager_by_tag_best_tag_across_outputs_and_no_outputs() {
-        let outputs = [output(vec![detection(0.9, &[TIT])]), output(vec![detection(0.9, &[BLACKBIRD])])];
-        assert_eq!(save_relative::<ByTagManagerConfig>(json!({ "filename": "{top_tag}" }), &outputs).as_deref(), Some("Turdus merula/Turdus merula.wav"));
+        let outputs = [
+            output(vec![detection(0.9, &[TIT])]),
+            output(vec![detection(0.9, &[BLACKBIRD])]),
+        ];
+        assert_eq!(
+            save_relative::<ByTagManagerConfig>(json!({ "filename": "{top_tag}" }), &outputs)
+                .as_deref(),
+            Some("Turdus merula/Turdus merula.wav")
+        );
         assert_eq!(save_relative::<ByTagManagerConfig>(json!({}), &[]), None);
-        assert_eq!(save_relative::<ByTagManagerConfig>(json!({ "fallback": "none", "filename": "x" }), &[]).as_deref(), Some("none/x.wav"));
+        assert_eq!(
+            save_relative::<ByTagManagerConfig>(
+                json!({ "fallback": "none", "filename": "x" }),
+                &[]
+            )
+            .as_deref(),
+            Some("none/x.wav")
+        );
     }
 
     #[test]
@@ -183,12 +357,17 @@ mod tests {
         for (config, error) in [
             (json!({ "tags": [] }), "at least one item"),
             (json!({ "threshold": 1.5 }), "out of range"),
-            (json!({ "fallback": "../elsewhere" }), "levels stay under the root"),
+            (
+                json!({ "fallback": "../elsewhere" }),
+                "levels stay under the root",
+            ),
             (json!({ "folders": "{top_tag}//x" }), "empty folder level"),
             (json!({ "folders": "{species}" }), "unknown template field"),
             (json!({ "dir": "x" }), "unknown field"),
         ] {
-            let message = serde_json::from_value::<ByTagManagerConfig>(config.clone()).unwrap_err().to_string();
+            let message = serde_json::from_value::<ByTagManagerConfig>(config.clone())
+                .unwrap_err()
+                .to_string();
             assert!(message.contains(error), "{config}: {message}");
         }
     }

@@ -60,7 +60,11 @@ pub struct DateFoldersManager {
 }
 
 impl SavingManager for DateFoldersManager {
-    fn save(&self, recording: &Recording, outputs: &[ModelOutput]) -> ComponentResult<Option<PathBuf>> {
+    fn save(
+        &self,
+        recording: &Recording,
+        outputs: &[ModelOutput],
+    ) -> ComponentResult<Option<PathBuf>> {
         let fields = Fields::new(recording, outputs, self.timezone);
         file_template::destination(&self.root, &self.folders, &self.filename, &fields).map(Some)
     }
@@ -74,13 +78,25 @@ mod tests {
 
     #[test]
     fn date_folders_in_the_deployment_timezone() {
-        let config: DateFoldersManagerConfig = serde_json::from_value(serde_json::json!({ "root": "/data/recordings" })).unwrap();
+        let config: DateFoldersManagerConfig =
+            serde_json::from_value(serde_json::json!({ "root": "/data/recordings" })).unwrap();
         let mut ctx = crate::testing::context(std::path::Path::new("/station"), None);
         ctx.settings.deployment.timezone = chrono_tz::Europe::London;
-        let Built::Manager(manager) = config.build(&ctx).unwrap() else { panic!("not a manager") };
+        let Built::Manager(manager) = config.build(&ctx).unwrap() else {
+            panic!("not a manager")
+        };
         let mut out = output(vec![detection(0.9, &[("species", "Turdus merula", 0.9)])]);
         out.recording.created_on = Utc.with_ymd_and_hms(2026, 6, 30, 23, 30, 0).unwrap(); // 00:30 BST on 1 July
-        let path = manager.save(&out.recording, std::slice::from_ref(&out)).unwrap().unwrap();
-        assert_eq!(path, PathBuf::from(format!("/data/recordings/2026/07/01/20260701_003000_{}.wav", out.recording.id)));
+        let path = manager
+            .save(&out.recording, std::slice::from_ref(&out))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            path,
+            PathBuf::from(format!(
+                "/data/recordings/2026/07/01/20260701_003000_{}.wav",
+                out.recording.id
+            ))
+        );
     }
 }

@@ -84,7 +84,17 @@ fn default_sensitivity() -> f64 {
 }
 
 /// How many detections one message holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Per {
     /// One message per model output, with all its kept detections.
@@ -95,7 +105,17 @@ pub enum Per {
 }
 
 /// The payload format of detection messages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Dialect {
     /// acoupi's ModelOutput JSON.
@@ -119,7 +139,10 @@ impl ComponentConfig for DetectionMessageConfig {
             dialect: self.dialect,
             sensitivity: self.sensitivity,
             timezone: settings.deployment.timezone,
-            source_node: settings.device_id.clone().unwrap_or_else(|| settings.deployment.name.clone()),
+            source_node: settings
+                .device_id
+                .clone()
+                .unwrap_or_else(|| settings.deployment.name.clone()),
         })))
     }
 }
@@ -136,13 +159,22 @@ pub struct DetectionMessages {
 impl MessageFactory for DetectionMessages {
     fn build(&self, output: &ModelOutput) -> ComponentResult<Vec<Message>> {
         // Privacy markers (see `cleaner.privacy`) are never sent.
-        let kept: Vec<&Detection> =
-            output.detections.iter().filter(|d| d.detection_score >= self.threshold && !d.tags.is_empty() && !d.is_privacy_marker()).collect();
+        let kept: Vec<&Detection> = output
+            .detections
+            .iter()
+            .filter(|d| {
+                d.detection_score >= self.threshold && !d.tags.is_empty() && !d.is_privacy_marker()
+            })
+            .collect();
         if kept.is_empty() {
             return Ok(Vec::new());
         }
         // BirdNET-Go has no message for several detections.
-        let per = if self.dialect == Dialect::BirdnetGo { Per::Detection } else { self.per };
+        let per = if self.dialect == Dialect::BirdnetGo {
+            Per::Detection
+        } else {
+            self.per
+        };
         let groups: Vec<Vec<&Detection>> = match per {
             Per::Output => vec![kept],
             Per::Detection => kept.into_iter().map(|d| vec![d]).collect(),
@@ -156,9 +188,13 @@ impl MessageFactory for DetectionMessages {
                         part.detections = detections.into_iter().cloned().collect();
                         serde_json::to_string(&part)
                     }
-                    Dialect::BirdnetGo => serde_json::to_string(&self.birdnet_go(output, detections[0])),
+                    Dialect::BirdnetGo => {
+                        serde_json::to_string(&self.birdnet_go(output, detections[0]))
+                    }
                 }
-                .map_err(|e| ComponentError::Other(format!("cannot serialise the detection message: {e}")))?;
+                .map_err(|e| {
+                    ComponentError::Other(format!("cannot serialise the detection message: {e}"))
+                })?;
                 Ok(Message::new(content).with_type(MessageType::Detection))
             })
             .collect()
@@ -169,21 +205,38 @@ impl DetectionMessages {
     /// One detection as BirdNET-Go's JSON (see the module docs for each field).
     fn birdnet_go(&self, output: &ModelOutput, detection: &Detection) -> serde_json::Value {
         let recording = &output.recording;
-        let (start, end) = detection.location.as_ref().map_or((0.0, recording.duration), |b| {
-            let [start, _, end, _] = b.coordinates();
-            (start, end)
-        });
-        let at = |seconds: f64| recording.created_on + chrono::Duration::microseconds((seconds * 1e6).round() as i64);
+        let (start, end) = detection
+            .location
+            .as_ref()
+            .map_or((0.0, recording.duration), |b| {
+                let [start, _, end, _] = b.coordinates();
+                (start, end)
+            });
+        let at = |seconds: f64| {
+            recording.created_on + chrono::Duration::microseconds((seconds * 1e6).round() as i64)
+        };
         let local = |time: DateTime<Utc>| time.with_timezone(&self.timezone);
         let begin = local(at(start));
         let best = |key: &str| {
-            detection.tags.iter().filter(|t| t.tag.key == key).max_by(|a, b| a.confidence_score.total_cmp(&b.confidence_score)).map(|t| t.tag.value.clone())
+            detection
+                .tags
+                .iter()
+                .filter(|t| t.tag.key == key)
+                .max_by(|a, b| a.confidence_score.total_cmp(&b.confidence_score))
+                .map(|t| t.tag.value.clone())
         };
-        let top = detection.tags.iter().max_by(|a, b| a.confidence_score.total_cmp(&b.confidence_score)).map(|t| t.tag.value.clone());
+        let top = detection
+            .tags
+            .iter()
+            .max_by(|a, b| a.confidence_score.total_cmp(&b.confidence_score))
+            .map(|t| t.tag.value.clone());
         let scientific = best("species").or(top).unwrap_or_default();
         let common = best("common_name").unwrap_or_else(|| scientific.clone());
         let recording_end = at(recording.duration);
-        let processing_ns = (output.created_on - recording_end).num_nanoseconds().unwrap_or(0).max(0);
+        let processing_ns = (output.created_on - recording_end)
+            .num_nanoseconds()
+            .unwrap_or(0)
+            .max(0);
         json!({
             "SourceNode": self.source_node,
             "Date": begin.format("%Y-%m-%d").to_string(),
@@ -226,8 +279,12 @@ pub struct ModelOutputMessages;
 
 impl MessageFactory for ModelOutputMessages {
     fn build(&self, output: &ModelOutput) -> ComponentResult<Vec<Message>> {
-        let content = serde_json::to_string(output).map_err(|e| ComponentError::Other(format!("cannot serialise the model output: {e}")))?;
-        Ok(vec![Message::new(content).with_type(MessageType::Detection)])
+        let content = serde_json::to_string(output).map_err(|e| {
+            ComponentError::Other(format!("cannot serialise the model output: {e}"))
+        })?;
+        Ok(vec![
+            Message::new(content).with_type(MessageType::Detection),
+        ])
     }
 }
 
@@ -238,7 +295,14 @@ mod tests {
     use acoupi_engine::data::{BoundingBox, PredictedTag, Tag};
 
     fn factory(per: Per, dialect: Dialect) -> DetectionMessages {
-        DetectionMessages { threshold: 0.5, per, dialect, sensitivity: 1.25, timezone: chrono_tz::Europe::London, source_node: "roof-pi".into() }
+        DetectionMessages {
+            threshold: 0.5,
+            per,
+            dialect,
+            sensitivity: 1.25,
+            timezone: chrono_tz::Europe::London,
+            source_node: "roof-pi".into(),
+        }
     }
 
     fn sample() -> ModelOutput {
@@ -262,7 +326,10 @@ mod tests {
         assert_eq!(messages[0].message_type, Some(MessageType::Detection));
         let json = json(&messages[0]);
         let detections = json["detections"].as_array().unwrap();
-        let species: Vec<&str> = detections.iter().map(|d| d["tags"][0]["tag"]["value"].as_str().unwrap()).collect();
+        let species: Vec<&str> = detections
+            .iter()
+            .map(|d| d["tags"][0]["tag"]["value"].as_str().unwrap())
+            .collect();
         assert_eq!(species, ["Turdus merula", "Erithacus rubecula"]);
         assert_eq!(json["name_model"], input.name_model);
         assert_eq!(json["recording"]["id"], input.recording.id.to_string());
@@ -274,16 +341,38 @@ mod tests {
     #[test]
     fn acoupi_per_detection_gives_one_model_output_per_kept_detection() {
         let input = sample();
-        let messages = factory(Per::Detection, Dialect::Acoupi).build(&input).unwrap();
-        let ids: Vec<String> = messages.iter().map(|m| json(m)["detections"][0]["id"].as_str().unwrap().to_string()).collect();
-        assert_eq!(ids, [input.detections[0].id.to_string(), input.detections[3].id.to_string()]);
-        assert!(messages.iter().all(|m| json(m)["detections"].as_array().unwrap().len() == 1));
+        let messages = factory(Per::Detection, Dialect::Acoupi)
+            .build(&input)
+            .unwrap();
+        let ids: Vec<String> = messages
+            .iter()
+            .map(|m| json(m)["detections"][0]["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                input.detections[0].id.to_string(),
+                input.detections[3].id.to_string()
+            ]
+        );
+        assert!(
+            messages
+                .iter()
+                .all(|m| json(m)["detections"].as_array().unwrap().len() == 1)
+        );
     }
 
     #[test]
     fn no_message_when_nothing_is_left() {
-        let input = output(vec![detection(0.4, &[("species", "a", 0.9)]), detection(0.9, &[("privacy", "human", 0.9)])]);
-        for (per, dialect) in [(Per::Output, Dialect::Acoupi), (Per::Detection, Dialect::Acoupi), (Per::Detection, Dialect::BirdnetGo)] {
+        let input = output(vec![
+            detection(0.4, &[("species", "a", 0.9)]),
+            detection(0.9, &[("privacy", "human", 0.9)]),
+        ]);
+        for (per, dialect) in [
+            (Per::Output, Dialect::Acoupi),
+            (Per::Detection, Dialect::Acoupi),
+            (Per::Detection, Dialect::BirdnetGo),
+        ] {
             assert!(factory(per, dialect).build(&input).unwrap().is_empty());
         }
     }
@@ -298,8 +387,12 @@ mod tests {
         input.created_on = input.recording.created_on + chrono::Duration::milliseconds(3000 + 412);
         let blackbird = &mut input.detections[0];
         blackbird.location = Some(BoundingBox::new(1.5, 0.0, 3.0, 15_000.0).unwrap());
-        blackbird.tags.push(PredictedTag::new(Tag::new("common_name", "Eurasian Blackbird"), 0.9).unwrap());
-        let messages = factory(Per::Output, Dialect::BirdnetGo).build(&input).unwrap();
+        blackbird
+            .tags
+            .push(PredictedTag::new(Tag::new("common_name", "Eurasian Blackbird"), 0.9).unwrap());
+        let messages = factory(Per::Output, Dialect::BirdnetGo)
+            .build(&input)
+            .unwrap();
         assert_eq!(messages.len(), 2, "always one per detection");
         let got = json(&messages[0]);
         let expected = serde_json::json!({
@@ -334,7 +427,16 @@ mod tests {
     fn the_full_model_output_goes_out_even_when_empty() {
         let input = sample();
         let messages = ModelOutputMessages.build(&input).unwrap();
-        assert_eq!(json(&messages[0])["detections"].as_array().unwrap().len(), 4);
-        assert_eq!(ModelOutputMessages.build(&output(Vec::new())).unwrap().len(), 1);
+        assert_eq!(
+            json(&messages[0])["detections"].as_array().unwrap().len(),
+            4
+        );
+        assert_eq!(
+            ModelOutputMessages
+                .build(&output(Vec::new()))
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

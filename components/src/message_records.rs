@@ -32,8 +32,11 @@ pub struct RecordingMessages;
 
 impl MessageFactory for RecordingMessages {
     fn build(&self, output: &ModelOutput) -> ComponentResult<Vec<Message>> {
-        let content = serde_json::to_string(&output.recording).map_err(|e| ComponentError::Other(format!("cannot serialise the recording: {e}")))?;
-        Ok(vec![Message::new(content).with_type(MessageType::Recording)])
+        let content = serde_json::to_string(&output.recording)
+            .map_err(|e| ComponentError::Other(format!("cannot serialise the recording: {e}")))?;
+        Ok(vec![
+            Message::new(content).with_type(MessageType::Recording),
+        ])
     }
 }
 
@@ -48,7 +51,9 @@ impl ComponentConfig for DeploymentMessageConfig {
     const KIND: &'static str = "message.deployment";
 
     fn build(&self, _: &BuildContext) -> Result<Built, String> {
-        Ok(Built::MessageFactory(Arc::new(DeploymentMessages { announced: Mutex::default() })))
+        Ok(Built::MessageFactory(Arc::new(DeploymentMessages {
+            announced: Mutex::default(),
+        })))
     }
 }
 
@@ -59,13 +64,18 @@ pub struct DeploymentMessages {
 impl MessageFactory for DeploymentMessages {
     fn build(&self, output: &ModelOutput) -> ComponentResult<Vec<Message>> {
         let deployment = &output.recording.deployment;
-        let mut announced = self.announced.lock().map_err(|_| ComponentError::Other("the announced-deployments set is poisoned".into()))?;
+        let mut announced = self.announced.lock().map_err(|_| {
+            ComponentError::Other("the announced-deployments set is poisoned".into())
+        })?;
         if announced.contains(&deployment.id) {
             return Ok(Vec::new());
         }
-        let content = serde_json::to_string(deployment).map_err(|e| ComponentError::Other(format!("cannot serialise the deployment: {e}")))?;
+        let content = serde_json::to_string(deployment)
+            .map_err(|e| ComponentError::Other(format!("cannot serialise the deployment: {e}")))?;
         announced.insert(deployment.id);
-        Ok(vec![Message::new(content).with_type(MessageType::Deployment)])
+        Ok(vec![
+            Message::new(content).with_type(MessageType::Deployment),
+        ])
     }
 }
 
@@ -87,12 +97,15 @@ mod tests {
 
     #[test]
     fn each_deployment_is_announced_once() {
-        let factory = DeploymentMessages { announced: Mutex::default() };
+        let factory = DeploymentMessages {
+            announced: Mutex::default(),
+        };
         let first = output(Vec::new());
         let messages = factory.build(&first).unwrap();
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].message_type, Some(MessageType::Deployment));
-        let back: Deployment = serde_json::from_str(messages[0].content.as_text().unwrap()).unwrap();
+        let back: Deployment =
+            serde_json::from_str(messages[0].content.as_text().unwrap()).unwrap();
         assert_eq!(back, first.recording.deployment);
         let mut same = output(Vec::new());
         same.recording.deployment = first.recording.deployment.clone();

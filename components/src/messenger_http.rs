@@ -120,7 +120,17 @@ fn default_content_type() -> String {
 }
 
 /// The HTTP method used to send messages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 pub enum HttpMethod {
     #[default]
     #[serde(rename = "POST")]
@@ -157,7 +167,9 @@ impl<'de> Deserialize<'de> for HttpUrl {
             )));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(de::Error::custom(format!("invalid URL `{text}`: it has no host")));
+            return Err(de::Error::custom(format!(
+                "invalid URL `{text}`: it has no host"
+            )));
         }
         if url.password().is_some() {
             // The pipeline file is no place for secrets (it is copied, shared, logged).
@@ -267,7 +279,9 @@ impl<'de> Deserialize<'de> for HeaderSource {
                 let secret = SecretHeader::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 match (&secret.env, &secret.file) {
                     (Some(env), None) if env.is_empty() || env.contains(['=', '\0']) => {
-                        return Err(de::Error::custom(format!("invalid environment variable name `{env}`")));
+                        return Err(de::Error::custom(format!(
+                            "invalid environment variable name `{env}`"
+                        )));
                     }
                     (Some(_), None) | (None, Some(_)) => {}
                     _ => return Err(de::Error::custom("give `env` or `file`, one of them")),
@@ -282,7 +296,10 @@ impl<'de> Deserialize<'de> for HeaderSource {
 
 fn check_header_value(text: &str) -> Result<(), String> {
     HeaderValue::from_str(text).map(drop).map_err(|_| {
-        format!("invalid header value `{}`: it must not contain line breaks or control characters", text.escape_debug())
+        format!(
+            "invalid header value `{}`: it must not contain line breaks or control characters",
+            text.escape_debug()
+        )
     })
 }
 
@@ -298,7 +315,9 @@ fn header_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::
 fn carries_credential(name: &HeaderName) -> bool {
     let name = name.as_str();
     matches!(name, "authorization" | "proxy-authorization" | "cookie")
-        || ["token", "secret", "password", "api-key", "apikey", "auth"].iter().any(|word| name.contains(word))
+        || ["token", "secret", "password", "api-key", "apikey", "auth"]
+            .iter()
+            .any(|word| name.contains(word))
 }
 
 impl HttpMessengerConfig {
@@ -306,42 +325,57 @@ impl HttpMessengerConfig {
     /// URL is plain `http://` and the host is not this machine.
     fn clear_host(&self) -> Option<String> {
         let host = self.url.0.host_str()?;
-        (self.url.0.scheme() == "http" && !crate::secret::is_loopback_host(host)).then(|| host.to_string())
+        (self.url.0.scheme() == "http" && !crate::secret::is_loopback_host(host))
+            .then(|| host.to_string())
     }
 
     /// The default headers of every request: Content-Type and Accept from `content_type`,
     /// then `headers` (reading environment variables and secrets files now).
     fn header_map(&self, ctx: &BuildContext) -> Result<HeaderMap, String> {
         let mut map = HeaderMap::new();
-        let content_type = HeaderValue::from_str(&self.content_type)
-            .map_err(|_| format!("invalid content type `{}`", self.content_type.escape_debug()))?;
+        let content_type = HeaderValue::from_str(&self.content_type).map_err(|_| {
+            format!(
+                "invalid content type `{}`",
+                self.content_type.escape_debug()
+            )
+        })?;
         map.insert(CONTENT_TYPE, content_type.clone());
         map.insert(ACCEPT, content_type);
         let mut seen: Vec<HeaderName> = Vec::new();
         for (key, source) in &self.headers {
-            let name = HeaderName::from_bytes(key.0.as_bytes()).map_err(|_| format!("invalid header name `{key}`"))?;
+            let name = HeaderName::from_bytes(key.0.as_bytes())
+                .map_err(|_| format!("invalid header name `{key}`"))?;
             if seen.contains(&name) {
-                return Err(format!("header `{key}` is given twice (header names ignore case)"));
+                return Err(format!(
+                    "header `{key}` is given twice (header names ignore case)"
+                ));
             }
             seen.push(name.clone());
             let value = match source {
                 // Credential headers written as text are refused by `check`.
-                HeaderSource::Value(text) => {
-                    HeaderValue::from_str(text).map_err(|_| format!("header `{key}`: invalid value"))?
-                }
+                HeaderSource::Value(text) => HeaderValue::from_str(text)
+                    .map_err(|_| format!("header `{key}`: invalid value"))?,
                 HeaderSource::Secret(SecretHeader { env, file, prefix }) => {
                     let what = format!("header `{key}`");
                     let (secret, source) = match (env, file) {
-                        (Some(env), _) => (crate::secret::from_env(env, &what)?, format!("environment variable `{env}`")),
+                        (Some(env), _) => (
+                            crate::secret::from_env(env, &what)?,
+                            format!("environment variable `{env}`"),
+                        ),
                         (None, Some(file)) => {
                             let path = ctx.resolve(file);
-                            (crate::secret::from_file(&path, &what)?, format!("file `{}`", path.display()))
+                            (
+                                crate::secret::from_file(&path, &what)?,
+                                format!("file `{}`", path.display()),
+                            )
                         }
                         (None, None) => return Err(format!("{what}: give `env` or `file`")),
                     };
                     // The message names the source, never its value.
-                    let mut value = HeaderValue::from_str(&format!("{prefix}{secret}"))
-                        .map_err(|_| format!("{what}: {source} holds line breaks or control characters"))?;
+                    let mut value =
+                        HeaderValue::from_str(&format!("{prefix}{secret}")).map_err(|_| {
+                            format!("{what}: {source} holds line breaks or control characters")
+                        })?;
                     value.set_sensitive(true);
                     value
                 }
@@ -360,7 +394,8 @@ impl ComponentConfig for HttpMessengerConfig {
         let clear_host = self.clear_host().filter(|_| !self.insecure);
         let mut problems = Vec::new();
         for (key, source) in &self.headers {
-            let credential = HeaderName::from_bytes(key.0.as_bytes()).is_ok_and(|name| carries_credential(&name));
+            let credential = HeaderName::from_bytes(key.0.as_bytes())
+                .is_ok_and(|name| carries_credential(&name));
             match source {
                 HeaderSource::Value(_) if credential => problems.push(
                     KeyProblem::new(
@@ -391,7 +426,10 @@ impl ComponentConfig for HttpMessengerConfig {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        let secrets = self.headers.values().any(|source| matches!(source, HeaderSource::Secret(_)));
+        let secrets = self
+            .headers
+            .values()
+            .any(|source| matches!(source, HeaderSource::Secret(_)));
         if let (true, true, Some(host)) = (self.insecure, secrets, self.clear_host()) {
             tracing::warn!(
                 messenger = %ctx.instance,
@@ -407,7 +445,12 @@ impl ComponentConfig for HttpMessengerConfig {
             .user_agent(concat!("acoupi/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))?;
-        Ok(Built::Messenger(Arc::new(HttpMessenger::new(client, self.url.0.clone(), self.method.as_reqwest(), self.timeout))))
+        Ok(Built::Messenger(Arc::new(HttpMessenger::new(
+            client,
+            self.url.0.clone(),
+            self.method.as_reqwest(),
+            self.timeout,
+        ))))
     }
 }
 
@@ -421,8 +464,19 @@ pub struct HttpMessenger {
 }
 
 impl HttpMessenger {
-    fn new(client: reqwest::blocking::Client, url: Url, method: reqwest::Method, timeout: PositiveDuration) -> Self {
-        HttpMessenger { shown_url: crate::secret::redact_url(&url), client, url, method, timeout }
+    fn new(
+        client: reqwest::blocking::Client,
+        url: Url,
+        method: reqwest::Method,
+        timeout: PositiveDuration,
+    ) -> Self {
+        HttpMessenger {
+            shown_url: crate::secret::redact_url(&url),
+            client,
+            url,
+            method,
+            timeout,
+        }
     }
 
     /// `error`'s text with its URL redacted.
@@ -437,7 +491,10 @@ impl HttpMessenger {
     /// may echo the request line).
     fn scrub(&self, text: String) -> String {
         let mut text = text.replace(self.url.as_str(), self.shown_url.as_str());
-        for secret in [self.url.query(), self.url.password()].into_iter().flatten() {
+        for secret in [self.url.query(), self.url.password()]
+            .into_iter()
+            .flatten()
+        {
             if !secret.is_empty() && text.contains(secret) {
                 text = text.replace(secret, "[redacted]");
             }
@@ -452,15 +509,29 @@ impl Messenger for HttpMessenger {
         // Delivery is at least once (a stop between the answer and storing it means the
         // message goes again); the message id as `Idempotency-Key` lets a receiver drop
         // the repeat.
-        let request = self.client.request(self.method.clone(), self.url.clone()).header("Idempotency-Key", message.id.to_string()).body(body);
+        let request = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .header("Idempotency-Key", message.id.to_string())
+            .body(body);
         match request.send() {
             Ok(answer) => Ok(self.response(message, answer)),
-            Err(error) if error.is_builder() => {
-                Err(SendError(format!("cannot build the request to {}: {}", self.shown_url, self.describe(error))))
+            Err(error) if error.is_builder() => Err(SendError(format!(
+                "cannot build the request to {}: {}",
+                self.shown_url,
+                self.describe(error)
+            ))),
+            Err(error) if error.is_timeout() => {
+                Ok(
+                    Response::new(ResponseStatus::Timeout, message.clone()).with_content(format!(
+                        "no answer within {}: {}",
+                        self.timeout,
+                        self.describe(error)
+                    )),
+                )
             }
-            Err(error) if error.is_timeout() => Ok(Response::new(ResponseStatus::Timeout, message.clone())
-                .with_content(format!("no answer within {}: {}", self.timeout, self.describe(error)))),
-            Err(error) => Ok(Response::new(ResponseStatus::Error, message.clone()).with_content(self.describe(error))),
+            Err(error) => Ok(Response::new(ResponseStatus::Error, message.clone())
+                .with_content(self.describe(error))),
         }
     }
 }
@@ -482,8 +553,10 @@ impl HttpMessenger {
         match read_body(answer) {
             Ok(body) if body.is_empty() => response,
             Ok(body) => response.with_content(self.scrub(body)),
-            Err(error) => response
-                .with_content(self.scrub(format!("HTTP {code}; cannot read the answer's body: {}", error_chain(&error)))),
+            Err(error) => response.with_content(self.scrub(format!(
+                "HTTP {code}; cannot read the answer's body: {}",
+                error_chain(&error)
+            ))),
         }
     }
 }
@@ -491,12 +564,16 @@ impl HttpMessenger {
 /// Reads at most [`MAX_BODY_BYTES`] of the body as text, noting when it was cut.
 fn read_body(answer: reqwest::blocking::Response) -> std::io::Result<String> {
     let mut bytes = Vec::new();
-    answer.take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut bytes)?;
+    answer
+        .take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
     let truncated = bytes.len() > MAX_BODY_BYTES;
     bytes.truncate(MAX_BODY_BYTES);
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
     if truncated {
-        text.push_str(&format!("\n[answer truncated to its first {MAX_BODY_BYTES} bytes]"));
+        text.push_str(&format!(
+            "\n[answer truncated to its first {MAX_BODY_BYTES} bytes]"
+        ));
     }
     Ok(text)
 }
@@ -529,7 +606,13 @@ mod tests {
     /// A pipeline with one `messenger.http` component named `http`, whose keys are
     /// `component` (its table starts on line 4, so its first key is on line 6).
     fn load(component: &str) -> Result<Pipeline, PipelineErrors> {
-        crate::testing::messenger_pipeline("messenger.http", "http", "test", component, "pipeline.toml")
+        crate::testing::messenger_pipeline(
+            "messenger.http",
+            "http",
+            "test",
+            component,
+            "pipeline.toml",
+        )
     }
 
     fn build(component: &str) -> Result<Arc<dyn Messenger>, String> {
@@ -546,7 +629,10 @@ mod tests {
 
     impl Received {
         fn header(&self, name: &str) -> Option<&str> {
-            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
         }
     }
 
@@ -564,17 +650,32 @@ mod tests {
         let port = server.server_addr().to_ip().unwrap().port();
         let (sender, received) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let Ok(Some(mut request)) = server.recv_timeout(Duration::from_secs(10)) else { return };
+            let Ok(Some(mut request)) = server.recv_timeout(Duration::from_secs(10)) else {
+                return;
+            };
             let mut bytes = Vec::new();
             request.as_reader().read_to_end(&mut bytes).unwrap();
-            let headers = request.headers().iter().map(|h| (h.field.to_string(), h.value.to_string())).collect();
+            let headers = request
+                .headers()
+                .iter()
+                .map(|h| (h.field.to_string(), h.value.to_string()))
+                .collect();
             sender
-                .send(Received { method: request.method().to_string(), path: request.url().to_string(), headers, body: bytes })
+                .send(Received {
+                    method: request.method().to_string(),
+                    path: request.url().to_string(),
+                    headers,
+                    body: bytes,
+                })
                 .unwrap();
             std::thread::sleep(delay);
             let _ = request.respond(tiny_http::Response::from_data(body).with_status_code(status));
         });
-        TestServer { url: format!("http://127.0.0.1:{port}/messages"), received, thread }
+        TestServer {
+            url: format!("http://127.0.0.1:{port}/messages"),
+            received,
+            thread,
+        }
     }
 
     impl TestServer {
@@ -584,7 +685,10 @@ mod tests {
 
         /// The request it received; waits for the server to finish.
         fn finish(self) -> Received {
-            let received = self.received.recv_timeout(Duration::from_secs(10)).expect("the server received no request");
+            let received = self
+                .received
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the server received no request");
             self.thread.join().unwrap();
             received
         }
@@ -609,13 +713,20 @@ mod tests {
         assert_eq!(response.message, message);
         assert_eq!(response.content.as_deref(), Some("{\"ok\":true}"));
         let received = server.finish();
-        assert_eq!((received.method.as_str(), received.path.as_str()), ("POST", "/messages"));
+        assert_eq!(
+            (received.method.as_str(), received.path.as_str()),
+            ("POST", "/messages")
+        );
         assert_eq!(received.body, b"{\"detections\":[]}");
         assert_eq!(received.header("Content-Type"), Some("application/json"));
         assert_eq!(received.header("Accept"), Some("application/json"));
         assert_eq!(received.header("X-Station-Token"), Some("Bearer s3cret"));
         assert_eq!(received.header("X-Site"), Some("north"));
-        assert_eq!(received.header("Idempotency-Key"), Some(message.id.to_string().as_str()), "receivers can drop a repeat");
+        assert_eq!(
+            received.header("Idempotency-Key"),
+            Some(message.id.to_string().as_str()),
+            "receivers can drop a repeat"
+        );
     }
 
     #[test]
@@ -623,7 +734,11 @@ mod tests {
         let server = serve(500, "database is down", Duration::ZERO);
         let messenger = build(&server.config("")).unwrap();
         let response = messenger.send(&Message::new("hello")).unwrap();
-        assert_eq!(response.status, ResponseStatus::Error, "the receiver is down: tried again next run, no back-off");
+        assert_eq!(
+            response.status,
+            ResponseStatus::Error,
+            "the receiver is down: tried again next run, no back-off"
+        );
         assert_eq!(response.content.as_deref(), Some("database is down"));
         assert_eq!(server.finish().body, b"hello");
     }
@@ -631,23 +746,36 @@ mod tests {
     #[test]
     fn a_404_answer_to_a_put_of_bytes_is_failed() {
         let server = serve(404, "", Duration::ZERO);
-        let messenger = build(&server.config("method = \"PUT\"\ncontent_type = \"application/octet-stream\"")).unwrap();
+        let messenger =
+            build(&server.config("method = \"PUT\"\ncontent_type = \"application/octet-stream\""))
+                .unwrap();
         let response = messenger.send(&Message::new(vec![0u8, 159, 255])).unwrap();
         assert_eq!(response.status, ResponseStatus::Failed);
         assert_eq!(response.content, None);
         let received = server.finish();
         assert_eq!(received.method, "PUT");
         assert_eq!(received.body, [0u8, 159, 255]);
-        assert_eq!(received.header("Content-Type"), Some("application/octet-stream"));
+        assert_eq!(
+            received.header("Content-Type"),
+            Some("application/octet-stream")
+        );
     }
 
     #[test]
     fn a_long_answer_is_truncated() {
         let server = serve(502, "x".repeat(MAX_BODY_BYTES + 10), Duration::ZERO);
         let messenger = build(&server.config("")).unwrap();
-        let content = messenger.send(&Message::new("hello")).unwrap().content.unwrap();
+        let content = messenger
+            .send(&Message::new("hello"))
+            .unwrap()
+            .content
+            .unwrap();
         assert!(content.starts_with(&"x".repeat(MAX_BODY_BYTES)));
-        assert!(content.ends_with("[answer truncated to its first 65536 bytes]"), "{}", &content[MAX_BODY_BYTES..]);
+        assert!(
+            content.ends_with("[answer truncated to its first 65536 bytes]"),
+            "{}",
+            &content[MAX_BODY_BYTES..]
+        );
         server.finish();
     }
 
@@ -657,15 +785,33 @@ mod tests {
         let messenger = build(&server.config("timeout = \"300ms\"")).unwrap();
         let start = Instant::now();
         let response = messenger.send(&Message::new("hello")).unwrap();
-        assert!(start.elapsed() < Duration::from_millis(1400), "{:?}", start.elapsed());
-        assert_eq!(response.status, ResponseStatus::Timeout, "{:?}", response.content);
-        assert!(response.content.unwrap().starts_with("no answer within 300ms"));
+        assert!(
+            start.elapsed() < Duration::from_millis(1400),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            response.status,
+            ResponseStatus::Timeout,
+            "{:?}",
+            response.content
+        );
+        assert!(
+            response
+                .content
+                .unwrap()
+                .starts_with("no answer within 300ms")
+        );
         server.finish();
     }
 
     #[test]
     fn a_closed_port_is_error_with_the_reason() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let messenger = build(&format!("url = \"http://127.0.0.1:{port}/messages\"")).unwrap();
         let response = messenger.send(&Message::new("hello")).unwrap();
         assert_eq!(response.status, ResponseStatus::Error);
@@ -676,7 +822,10 @@ mod tests {
     #[test]
     fn bad_urls_are_reported_at_their_line() {
         for (url, expected) in [
-            ("ftp://example.org/x", "the scheme is `ftp`, expected `http` or `https`"),
+            (
+                "ftp://example.org/x",
+                "the scheme is `ftp`, expected `http` or `https`",
+            ),
             ("example.org/x", "invalid URL `example.org/x`"),
             ("http://", "invalid URL `http://`"),
         ] {
@@ -692,26 +841,56 @@ mod tests {
 
     #[test]
     fn credentials_written_in_the_pipeline_file_are_refused() {
-        for header in ["Authorization", "x-api-key", "X-Station-Token", "Cookie", "X-Auth-User"] {
-            let error = build(&format!("url = \"https://example.org\"\nheaders = {{ \"{header}\" = \"hunter2\" }}")).err().unwrap();
-            assert!(error.contains("carries a credential") && !error.contains("hunter2"), "{header}: {error}");
+        for header in [
+            "Authorization",
+            "x-api-key",
+            "X-Station-Token",
+            "Cookie",
+            "X-Auth-User",
+        ] {
+            let error = build(&format!(
+                "url = \"https://example.org\"\nheaders = {{ \"{header}\" = \"hunter2\" }}"
+            ))
+            .err()
+            .unwrap();
+            assert!(
+                error.contains("carries a credential") && !error.contains("hunter2"),
+                "{header}: {error}"
+            );
         }
-        assert!(build("url = \"https://example.org\"\nheaders = { X-Site = \"north\" }").is_ok(), "other headers may be plain text");
+        assert!(
+            build("url = \"https://example.org\"\nheaders = { X-Site = \"north\" }").is_ok(),
+            "other headers may be plain text"
+        );
         let errors = load("url = \"https://station:hunter2@example.org/api\"").unwrap_err();
-        assert!(errors.to_string().contains("the URL holds a password"), "{errors}");
-        assert!(load("url = \"https://station@example.org/api\"").is_ok(), "a user name alone is no secret");
+        assert!(
+            errors.to_string().contains("the URL holds a password"),
+            "{errors}"
+        );
+        assert!(
+            load("url = \"https://station@example.org/api\"").is_ok(),
+            "a user name alone is no secret"
+        );
     }
 
     #[test]
     fn a_secret_header_in_clear_to_another_machine_is_refused_at_its_key_unless_insecure() {
         let header = "headers = { X-Site = \"north\", Authorization = { env = \"STATION_TOKEN\", prefix = \"Bearer \" } }";
-        for url in ["http://example.org/api", "http://192.168.1.20:8080/api", "HTTP://Example.org/api"] {
+        for url in [
+            "http://example.org/api",
+            "http://192.168.1.20:8080/api",
+            "HTTP://Example.org/api",
+        ] {
             let errors = load(&format!("url = \"{url}\"\n{header}")).unwrap_err();
             assert_eq!(errors.problems.len(), 1, "{errors}");
             let problem = &errors.problems[0];
             assert_eq!(problem.code, Code::CredentialsInClear, "{errors}");
             let span = problem.span.clone().unwrap();
-            assert_eq!(&errors.source[span.clone()], "Authorization", "the problem points at the header's key: {errors}");
+            assert_eq!(
+                &errors.source[span.clone()],
+                "Authorization",
+                "the problem points at the header's key: {errors}"
+            );
             assert_eq!(line_col(&errors.source, span.start).0, 7, "{errors}");
             assert!(problem.message.contains("in clear"), "{errors}");
         }
@@ -723,18 +902,37 @@ mod tests {
             format!("url = \"http://[::1]:8080/api\"\n{header}"),
             "url = \"http://example.org/api\"\nheaders = { X-Site = \"north\" }".to_string(),
         ] {
-            assert!(load(&passes).is_ok(), "`{passes}` is refused: {}", load(&passes).unwrap_err());
+            assert!(
+                load(&passes).is_ok(),
+                "`{passes}` is refused: {}",
+                load(&passes).unwrap_err()
+            );
         }
     }
 
     #[test]
     fn a_token_in_the_url_query_is_refused_at_the_url() {
-        for url in ["https://example.org/api?token=abc", "https://example.org/api?site=north&API_KEY=abc", "https://example.org/api?access_token=abc"] {
+        for url in [
+            "https://example.org/api?token=abc",
+            "https://example.org/api?site=north&API_KEY=abc",
+            "https://example.org/api?access_token=abc",
+        ] {
             let errors = load(&format!("url = \"{url}\"")).unwrap_err();
             assert_eq!(errors.problems.len(), 1, "{errors}");
             assert_eq!(errors.problems[0].code, Code::SecretInPipeline, "{errors}");
-            assert!(errors.problems[0].message.contains("looks like a secret") && !errors.problems[0].message.contains("abc"), "{errors}");
-            assert_eq!(line_col(&errors.source, errors.problems[0].span.clone().unwrap().start), (6, 7), "{errors}");
+            assert!(
+                errors.problems[0].message.contains("looks like a secret")
+                    && !errors.problems[0].message.contains("abc"),
+                "{errors}"
+            );
+            assert_eq!(
+                line_col(
+                    &errors.source,
+                    errors.problems[0].span.clone().unwrap().start
+                ),
+                (6, 7),
+                "{errors}"
+            );
         }
         assert!(load("url = \"https://example.org/api?site=north\"").is_ok());
     }
@@ -763,7 +961,9 @@ mod tests {
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let port = server.server_addr().to_ip().unwrap().port();
         let thread = std::thread::spawn(move || {
-            let Ok(Some(request)) = server.recv_timeout(Duration::from_secs(10)) else { return };
+            let Ok(Some(request)) = server.recv_timeout(Duration::from_secs(10)) else {
+                return;
+            };
             let echo = format!("internal error handling POST {}", request.url());
             let _ = request.respond(tiny_http::Response::from_string(echo).with_status_code(500));
         });
@@ -773,18 +973,33 @@ mod tests {
         let response = messenger.send(&Message::new("hello")).unwrap();
         assert_eq!(response.status, ResponseStatus::Error);
         let content = response.content.clone().unwrap_or_default();
-        assert!(content.contains("internal error handling POST /messages"), "{content}");
-        assert!(!content.contains(secret), "the token is in the stored response: {content}");
+        assert!(
+            content.contains("internal error handling POST /messages"),
+            "{content}"
+        );
+        assert!(
+            !content.contains(secret),
+            "the token is in the stored response: {content}"
+        );
         // (The messaging task stores this Response as it is.)
         thread.join().unwrap();
 
         // No server: reqwest's error names the URL, without its query or password.
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let url = format!("http://station:pw-{secret}@127.0.0.1:{closed}/messages?token={secret}");
-        let response = unchecked(&url, Duration::from_secs(5)).send(&Message::new("hello")).unwrap();
+        let response = unchecked(&url, Duration::from_secs(5))
+            .send(&Message::new("hello"))
+            .unwrap();
         assert_eq!(response.status, ResponseStatus::Error);
         let content = response.content.unwrap_or_default();
-        assert!(content.contains(&format!("127.0.0.1:{closed}/messages")) && !content.contains(secret), "{content}");
+        assert!(
+            content.contains(&format!("127.0.0.1:{closed}/messages")) && !content.contains(secret),
+            "{content}"
+        );
     }
 
     #[test]
@@ -792,16 +1007,29 @@ mod tests {
         let errors = load("url = \"https://example.org\"\nretries = 3").unwrap_err();
         assert_eq!(errors.problems.len(), 1, "{errors}");
         assert_eq!(errors.problems[0].code, Code::UnknownKey, "{errors}");
-        assert_eq!(line_col(&errors.source, errors.problems[0].span.clone().unwrap().start).0, 7);
+        assert_eq!(
+            line_col(
+                &errors.source,
+                errors.problems[0].span.clone().unwrap().start
+            )
+            .0,
+            7
+        );
 
         for (extra, code) in [
             ("method = \"GET\"", Code::InvalidValue),
-            ("headers = { Authorization = { env = \"X\", prefx = \"Bearer \" } }", Code::UnknownKey),
+            (
+                "headers = { Authorization = { env = \"X\", prefx = \"Bearer \" } }",
+                Code::UnknownKey,
+            ),
             ("headers = { \"Bad Name\" = \"x\" }", Code::InvalidValue),
             ("timeout = \"0s\"", Code::OutOfRange),
         ] {
             let errors = load(&format!("url = \"https://example.org\"\n{extra}")).unwrap_err();
-            assert!(errors.problems.iter().any(|p| p.code == code), "{extra}: {errors}");
+            assert!(
+                errors.problems.iter().any(|p| p.code == code),
+                "{extra}: {errors}"
+            );
         }
     }
 
@@ -809,13 +1037,19 @@ mod tests {
     fn defaults_and_a_missing_environment_variable() {
         let pipeline = load("url = \"https://example.org/api\"").unwrap();
         let text = format!("{:?}", pipeline.components[0].settings);
-        assert!(text.contains("Post") && text.contains("application/json") && text.contains("5s"), "{text}");
+        assert!(
+            text.contains("Post") && text.contains("application/json") && text.contains("5s"),
+            "{text}"
+        );
 
         let variable = format!("ACOUPI_TEST_HTTP_UNSET_{}", std::process::id());
         let error = build(&format!("url = \"https://example.org\"\nheaders = {{ Authorization = {{ env = \"{variable}\" }} }}"))
             .err()
             .unwrap();
-        assert!(error.contains(&format!("environment variable `{variable}` is not set")), "{error}");
+        assert!(
+            error.contains(&format!("environment variable `{variable}` is not set")),
+            "{error}"
+        );
         assert!(error.contains("`http` (messenger.http)"), "{error}");
     }
 
@@ -827,16 +1061,32 @@ mod tests {
         let token = dir.path().join("token");
         std::fs::write(&token, "from-file\n").unwrap();
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let header = format!("headers = {{ Authorization = {{ file = \"{}\", prefix = \"Token \" }} }}", token.display());
+        let header = format!(
+            "headers = {{ Authorization = {{ file = \"{}\", prefix = \"Token \" }} }}",
+            token.display()
+        );
         let server = serve(200, "", Duration::ZERO);
         let messenger = build(&server.config(&header)).unwrap();
-        assert_eq!(messenger.send(&Message::new("{}")).unwrap().status, ResponseStatus::Success);
-        assert_eq!(server.finish().header("Authorization"), Some("Token from-file"));
+        assert_eq!(
+            messenger.send(&Message::new("{}")).unwrap().status,
+            ResponseStatus::Success
+        );
+        assert_eq!(
+            server.finish().header("Authorization"),
+            Some("Token from-file")
+        );
 
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let error = build(&format!("url = \"https://example.org\"\n{header}")).err().unwrap();
-        assert!(error.contains("can be read by other users (mode 644)") && !error.contains("from-file"), "{error}");
-        let both = load("url = \"https://example.org\"\nheaders = { A = { env = \"X\", file = \"y\" } }").unwrap_err();
+        let error = build(&format!("url = \"https://example.org\"\n{header}"))
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("can be read by other users (mode 644)") && !error.contains("from-file"),
+            "{error}"
+        );
+        let both =
+            load("url = \"https://example.org\"\nheaders = { A = { env = \"X\", file = \"y\" } }")
+                .unwrap_err();
         assert!(both.to_string().contains("give `env` or `file`"), "{both}");
     }
 }

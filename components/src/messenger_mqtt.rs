@@ -54,8 +54,8 @@
 //! station's executor.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,10 @@ use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::PositiveDuration;
 use acoupi_engine::data::{Message, Response, ResponseStatus};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
-use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, MqttOptions,
+    Outgoing, QoS, TlsConfiguration, Transport,
+};
 
 use crate::messenger_http::error_chain;
 
@@ -181,7 +184,9 @@ fn default_timeout_text() -> &'static str {
 /// A broker host: not empty, no scheme, no port.
 #[derive(Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 #[schemars(transparent)]
-pub struct BrokerHost(#[schemars(length(min = 1), regex(pattern = r"^[^\s:/]+$|^\[?[0-9A-Fa-f:.]+\]?$"))] pub String);
+pub struct BrokerHost(
+    #[schemars(length(min = 1), regex(pattern = r"^[^\s:/]+$|^\[?[0-9A-Fa-f:.]+\]?$"))] pub String,
+);
 
 impl<'de> serde::Deserialize<'de> for BrokerHost {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -196,7 +201,9 @@ impl<'de> serde::Deserialize<'de> for BrokerHost {
             )));
         }
         if host.matches(':').count() == 1 {
-            return Err(serde::de::Error::custom(format!("invalid broker host `{text}`: give the port in `port`, not in `host`")));
+            return Err(serde::de::Error::custom(format!(
+                "invalid broker host `{text}`: give the port in `port`, not in `host`"
+            )));
         }
         Ok(BrokerHost(host.trim_matches(['[', ']']).to_owned()))
     }
@@ -221,7 +228,9 @@ impl<'de> serde::Deserialize<'de> for TopicTemplate {
         }
         let rest = text.replace("{deployment}", "");
         if rest.contains(['{', '}']) {
-            return Err(serde::de::Error::custom(format!("`{text}`: the only placeholder is `{{deployment}}`")));
+            return Err(serde::de::Error::custom(format!(
+                "`{text}`: the only placeholder is `{{deployment}}`"
+            )));
         }
         Ok(TopicTemplate(text))
     }
@@ -236,7 +245,9 @@ impl TopicTemplate {
 
 /// A name as one topic level: wildcards and `/` become `_`.
 fn topic_level(name: &str) -> String {
-    name.chars().map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c }).collect()
+    name.chars()
+        .map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c })
+        .collect()
 }
 
 impl MqttMessengerConfig {
@@ -251,7 +262,10 @@ impl MqttMessengerConfig {
 
     fn options(&self, ctx: &BuildContext) -> Result<MqttOptions, String> {
         if self.keep_alive.0 < Duration::from_secs(1) {
-            return Err(format!("keep_alive must be at least 1 s, not {}", self.keep_alive));
+            return Err(format!(
+                "keep_alive must be at least 1 s, not {}",
+                self.keep_alive
+            ));
         }
         let deployment = &ctx.settings.deployment.name;
         let client_id = match (&self.client_id, &ctx.settings.device_id) {
@@ -259,20 +273,26 @@ impl MqttMessengerConfig {
             (None, Some(device)) => format!("acoupi-{device}"),
             (None, None) => format!("acoupi-{}", topic_level(deployment)),
         };
-        let port = self.port.unwrap_or(if self.tls.is_some() { 8883 } else { 1883 });
+        let port = self
+            .port
+            .unwrap_or(if self.tls.is_some() { 8883 } else { 1883 });
         let mut options = MqttOptions::new(client_id, self.host.0.clone(), port);
         options
             .set_keep_alive(self.keep_alive.0)
             .set_clean_session(self.clean_session)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-        if self.username.is_none() && (self.password_env.is_some() || self.password_file.is_some()) {
+        if self.username.is_none() && (self.password_env.is_some() || self.password_file.is_some())
+        {
             return Err("a password needs a username".into());
         }
         let password = match (&self.password_env, &self.password_file) {
             (Some(_), Some(_)) => return Err("give password_env or password_file, not both".into()),
             // The messages name the variable or file, never the value.
             (Some(variable), None) => Some(crate::secret::from_env(variable, "password_env")?),
-            (None, Some(file)) => Some(crate::secret::from_file(&ctx.resolve(file), "password_file")?),
+            (None, Some(file)) => Some(crate::secret::from_file(
+                &ctx.resolve(file),
+                "password_file",
+            )?),
             (None, None) => None,
         };
         if let Some(user) = &self.username {
@@ -281,13 +301,23 @@ impl MqttMessengerConfig {
         if let Some(tls) = &self.tls {
             let ca_path = match &tls.ca {
                 Some(path) => ctx.resolve(path),
-                None => std::env::var_os("SSL_CERT_FILE").map_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE), PathBuf::from),
+                None => std::env::var_os("SSL_CERT_FILE")
+                    .map_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE), PathBuf::from),
             };
-            let ca = std::fs::read(&ca_path).map_err(|e| format!("tls: cannot read the CA file `{}`: {e}", ca_path.display()))?;
+            let ca = std::fs::read(&ca_path).map_err(|e| {
+                format!("tls: cannot read the CA file `{}`: {e}", ca_path.display())
+            })?;
             if !String::from_utf8_lossy(&ca).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(format!("tls: the CA file `{}` holds no PEM certificate", ca_path.display()));
+                return Err(format!(
+                    "tls: the CA file `{}` holds no PEM certificate",
+                    ca_path.display()
+                ));
             }
-            options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple { ca, alpn: None, client_auth: None }));
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: None,
+            }));
         }
         Ok(options)
     }
@@ -340,9 +370,15 @@ impl ComponentConfig for MqttMessengerConfig {
         }
         let qos = self.qos()?;
         let options = self.options(ctx)?;
-        let broker = format!("{}:{}", options.broker_address().0, options.broker_address().1);
+        let broker = format!(
+            "{}:{}",
+            options.broker_address().0,
+            options.broker_address().1
+        );
         let (client, mut eventloop) = AsyncClient::new(options, 16);
-        eventloop.network_options.set_connection_timeout(self.timeout.0.as_secs().max(1));
+        eventloop
+            .network_options
+            .set_connection_timeout(self.timeout.0.as_secs().max(1));
         let (events_tx, events_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -355,7 +391,12 @@ impl ComponentConfig for MqttMessengerConfig {
             .map_err(|e| format!("cannot start the MQTT connection thread: {e}"))?;
         Ok(Built::Messenger(Arc::new(MqttMessenger {
             client,
-            link: Mutex::new(Link { events: events_rx, state: LinkState::Unknown, queued: 0, reported: 0 }),
+            link: Mutex::new(Link {
+                events: events_rx,
+                state: LinkState::Unknown,
+                queued: 0,
+                reported: 0,
+            }),
             stop: Mutex::new(Some(stop_tx)),
             topic: self.topic.render(&ctx.settings.deployment.name),
             use_message_type: self.use_message_type,
@@ -382,7 +423,11 @@ enum LinkEvent {
 
 /// Drives the MQTT event loop until `stop` fires or the messenger is dropped: forwards
 /// what `send` waits for and reconnects with backoff.
-async fn drive(mut eventloop: EventLoop, events: Sender<LinkEvent>, mut stop: tokio::sync::oneshot::Receiver<()>) {
+async fn drive(
+    mut eventloop: EventLoop,
+    events: Sender<LinkEvent>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let polled = tokio::select! {
@@ -405,7 +450,9 @@ async fn drive(mut eventloop: EventLoop, events: Sender<LinkEvent>, mut stop: to
                 forget_queued(&mut eventloop);
                 let refused = matches!(error, ConnectionError::ConnectionRefused(_));
                 let reason = match &error {
-                    ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection: {}", refusal(*code)),
+                    ConnectionError::ConnectionRefused(code) => {
+                        format!("the broker refused the connection: {}", refusal(*code))
+                    }
                     other => error_chain(other),
                 };
                 tracing::debug!(%reason, retry_in = ?backoff, "MQTT connection down");
@@ -460,7 +507,10 @@ enum LinkState {
     /// No news yet (just started).
     Unknown,
     Connected,
-    Down { refused: bool, reason: String },
+    Down {
+        refused: bool,
+        reason: String,
+    },
 }
 
 struct Link {
@@ -485,7 +535,10 @@ impl Link {
         match event {
             LinkEvent::Connected => self.state = LinkState::Connected,
             LinkEvent::Down { refused, reason } => {
-                self.state = LinkState::Down { refused: *refused, reason: reason.clone() };
+                self.state = LinkState::Down {
+                    refused: *refused,
+                    reason: reason.clone(),
+                };
                 // rumqttc dropped everything it held (see `forget_queued`).
                 self.reported = self.queued;
             }
@@ -532,27 +585,53 @@ impl Drop for MqttMessenger {
 
 impl Messenger for MqttMessenger {
     fn send(&self, message: &Message) -> Result<Response, SendError> {
-        let mut link = self.link.lock().map_err(|_| SendError("the MQTT connection state is poisoned".into()))?;
-        let answer = |status: ResponseStatus, reason: String| Ok(Response::new(status, message.clone()).with_content(reason));
+        let mut link = self
+            .link
+            .lock()
+            .map_err(|_| SendError("the MQTT connection state is poisoned".into()))?;
+        let answer = |status: ResponseStatus, reason: String| {
+            Ok(Response::new(status, message.clone()).with_content(reason))
+        };
         let deadline = Instant::now() + self.timeout;
         link.catch_up();
         // Just started: wait (up to the timeout) for the first news of the connection.
         while matches!(link.state, LinkState::Unknown) {
             if link.next(deadline).is_none() {
-                return answer(ResponseStatus::Timeout, format!("no connection to the MQTT broker {} within {:?}", self.broker, self.timeout));
+                return answer(
+                    ResponseStatus::Timeout,
+                    format!(
+                        "no connection to the MQTT broker {} within {:?}",
+                        self.broker, self.timeout
+                    ),
+                );
             }
         }
         if let LinkState::Down { refused, reason } = &link.state {
-            let status = if *refused { ResponseStatus::Failed } else { ResponseStatus::Error };
-            return answer(status, format!("not connected to the MQTT broker {}: {reason}", self.broker));
+            let status = if *refused {
+                ResponseStatus::Failed
+            } else {
+                ResponseStatus::Error
+            };
+            return answer(
+                status,
+                format!("not connected to the MQTT broker {}: {reason}", self.broker),
+            );
         }
         let topic = match (&message.message_type, self.use_message_type) {
             (_, false) => self.topic.clone(),
             (Some(kind), true) => format!("{}/{}", self.topic, kind.as_str()),
             (None, true) => format!("{}/message", self.topic),
         };
-        if let Err(error) = self.client.try_publish(topic.as_str(), self.qos, self.retain, message.content.as_bytes().to_vec()) {
-            return answer(ResponseStatus::Error, format!("cannot queue the publish to {}: {error}", self.broker));
+        if let Err(error) = self.client.try_publish(
+            topic.as_str(),
+            self.qos,
+            self.retain,
+            message.content.as_bytes().to_vec(),
+        ) {
+            return answer(
+                ResponseStatus::Error,
+                format!("cannot queue the publish to {}: {error}", self.broker),
+            );
         }
         link.queued += 1;
         // This publish is the `mine`-th queued: the `mine`-th `Published` report is its own.
@@ -561,22 +640,51 @@ impl Messenger for MqttMessenger {
         let mut pkid: Option<u16> = None;
         loop {
             let Some(event) = link.next(deadline) else {
-                let what = if pkid.is_some() { "no acknowledgement" } else { "the publish was not sent" };
-                return answer(ResponseStatus::Timeout, format!("{what} from the MQTT broker {} within {:?}", self.broker, self.timeout));
+                let what = if pkid.is_some() {
+                    "no acknowledgement"
+                } else {
+                    "the publish was not sent"
+                };
+                return answer(
+                    ResponseStatus::Timeout,
+                    format!(
+                        "{what} from the MQTT broker {} within {:?}",
+                        self.broker, self.timeout
+                    ),
+                );
             };
             match event {
                 LinkEvent::Published(id) if pkid.is_none() && link.reported == mine => {
                     if self.qos == QoS::AtMostOnce {
-                        return answer(ResponseStatus::Success, format!("published to `{topic}` (QoS 0: not acknowledged)"));
+                        return answer(
+                            ResponseStatus::Success,
+                            format!("published to `{topic}` (QoS 0: not acknowledged)"),
+                        );
                     }
                     pkid = Some(id);
                 }
                 LinkEvent::Acked(id) if pkid == Some(id) => {
-                    return answer(ResponseStatus::Success, format!("acknowledged by {} (QoS {}, packet {id})", self.broker, self.qos as u8));
+                    return answer(
+                        ResponseStatus::Success,
+                        format!(
+                            "acknowledged by {} (QoS {}, packet {id})",
+                            self.broker, self.qos as u8
+                        ),
+                    );
                 }
                 LinkEvent::Down { refused, reason } => {
-                    let status = if refused { ResponseStatus::Failed } else { ResponseStatus::Error };
-                    return answer(status, format!("the connection to the MQTT broker {} dropped: {reason}", self.broker));
+                    let status = if refused {
+                        ResponseStatus::Failed
+                    } else {
+                        ResponseStatus::Error
+                    };
+                    return answer(
+                        status,
+                        format!(
+                            "the connection to the MQTT broker {} dropped: {reason}",
+                            self.broker
+                        ),
+                    );
                 }
                 _ => {}
             }

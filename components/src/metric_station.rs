@@ -35,7 +35,10 @@ impl ComponentConfig for StationMetricsConfig {
     const KIND: &'static str = "metric.station";
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        let store = ctx.store.clone().ok_or("it needs the station's store, which is not open here")?;
+        let store = ctx
+            .store
+            .clone()
+            .ok_or("it needs the station's store, which is not open here")?;
         Ok(Built::Metric(Arc::new(StationMetrics::new(store, &ERRORS))))
     }
 }
@@ -49,31 +52,56 @@ pub struct StationMetrics {
 
 impl StationMetrics {
     fn new(store: Arc<dyn Store>, errors: &'static ErrorTally) -> StationMetrics {
-        StationMetrics { store, errors, last: Mutex::new((Utc::now(), errors.count(), crate::microphone::gaps_total())) }
+        StationMetrics {
+            store,
+            errors,
+            last: Mutex::new((Utc::now(), errors.count(), crate::microphone::gaps_total())),
+        }
     }
 }
 
 impl MetricSource for StationMetrics {
     fn measure(&self) -> ComponentResult<Vec<Metric>> {
         let now = Utc::now();
-        let mut last = self.last.lock().map_err(|_| ComponentError::Other("the interval clock is poisoned".into()))?;
+        let mut last = self
+            .last
+            .lock()
+            .map_err(|_| ComponentError::Other("the interval clock is poisoned".into()))?;
         let (since, errors_before, gaps_before) = *last;
-        let activity = self.store.activity_since(since).map_err(|e| ComponentError::Other(format!("cannot read the station's activity: {e}")))?;
+        let activity = self.store.activity_since(since).map_err(|e| {
+            ComponentError::Other(format!("cannot read the station's activity: {e}"))
+        })?;
         let errors = self.errors.count();
         let gaps = crate::microphone::gaps_total();
         // Only a successful read moves the interval on: nothing is skipped after an error.
         *last = (now, errors, gaps);
         let mut metrics = vec![
             Metric::new("recordings_since_last", activity.recordings as f64, "count"),
-            Metric::new("model_outputs_since_last", activity.model_outputs as f64, "count"),
+            Metric::new(
+                "model_outputs_since_last",
+                activity.model_outputs as f64,
+                "count",
+            ),
             Metric::new("detections_since_last", activity.detections as f64, "count"),
             Metric::new("messages_since_last", activity.messages as f64, "count"),
             Metric::new("unsent_messages", activity.unsent_messages as f64, "count"),
-            Metric::new("errors_since_last", errors.saturating_sub(errors_before) as f64, "count"),
-            Metric::new("audio_gaps_since_last", gaps.saturating_sub(gaps_before) as f64, "count"),
+            Metric::new(
+                "errors_since_last",
+                errors.saturating_sub(errors_before) as f64,
+                "count",
+            ),
+            Metric::new(
+                "audio_gaps_since_last",
+                gaps.saturating_sub(gaps_before) as f64,
+                "count",
+            ),
         ];
         if let Some((when, text)) = self.errors.last() {
-            metrics.push(Metric::new("seconds_since_last_error", (now - when).num_milliseconds().max(0) as f64 / 1000.0, "seconds"));
+            metrics.push(Metric::new(
+                "seconds_since_last_error",
+                (now - when).num_milliseconds().max(0) as f64 / 1000.0,
+                "seconds",
+            ));
             if errors > errors_before {
                 tracing::warn!(errors = errors - errors_before, last_error = %text, "errors since the last heartbeat");
             }
@@ -96,31 +124,50 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(DuckDbStore::open(&dir.path().join("store.duckdb")).unwrap());
         let ctx = crate::testing::context(dir.path(), Some(store.clone()));
-        assert!(matches!(StationMetricsConfig {}.build(&ctx), Ok(Built::Metric(_))));
+        assert!(matches!(
+            StationMetricsConfig {}.build(&ctx),
+            Ok(Built::Metric(_))
+        ));
         let errors: &'static ErrorTally = Box::leak(Box::new(ErrorTally::new()));
         let metric = StationMetrics::new(store.clone(), errors);
 
-        let value = |metrics: &[Metric], name: &str| metrics.iter().find(|m| m.name == name).map(|m| m.value);
-        let out = output(vec![detection(0.9, &[("species", "Turdus merula", 0.9)]), detection(0.5, &[])]);
+        let value = |metrics: &[Metric], name: &str| {
+            metrics.iter().find(|m| m.name == name).map(|m| m.value)
+        };
+        let out = output(vec![
+            detection(0.9, &[("species", "Turdus merula", 0.9)]),
+            detection(0.5, &[]),
+        ]);
         store.store_recording(&out.recording).unwrap();
         store.store_model_output(&out).unwrap();
         let (delivered, waiting) = (Message::new("a"), Message::new("b"));
         store.store_message(&delivered).unwrap();
         store.store_message(&waiting).unwrap();
-        store.store_response(&Response::new(ResponseStatus::Success, delivered)).unwrap();
-        store.store_response(&Response::new(ResponseStatus::Error, waiting)).unwrap();
+        store
+            .store_response(&Response::new(ResponseStatus::Success, delivered))
+            .unwrap();
+        store
+            .store_response(&Response::new(ResponseStatus::Error, waiting))
+            .unwrap();
 
         errors.record("cannot move the file");
         errors.record("model failed");
         let first = metric.measure().unwrap();
         assert_eq!(value(&first, "errors_since_last"), Some(2.0));
-        assert!(value(&first, "seconds_since_last_error").is_some_and(|s| (0.0..60.0).contains(&s)));
+        assert!(
+            value(&first, "seconds_since_last_error").is_some_and(|s| (0.0..60.0).contains(&s))
+        );
         assert_eq!(value(&first, "recordings_since_last"), Some(1.0));
         assert_eq!(value(&first, "model_outputs_since_last"), Some(1.0));
         assert_eq!(value(&first, "detections_since_last"), Some(2.0));
         assert_eq!(value(&first, "messages_since_last"), Some(2.0));
         assert_eq!(value(&first, "unsent_messages"), Some(1.0));
-        assert!(first.iter().filter(|m| m.name != "seconds_since_last_error").all(|m| m.unit == "count"));
+        assert!(
+            first
+                .iter()
+                .filter(|m| m.name != "seconds_since_last_error")
+                .all(|m| m.unit == "count")
+        );
 
         // The next interval starts where the previous one ended; the unsent one still waits.
         let second = metric.measure().unwrap();

@@ -43,7 +43,9 @@ pub struct SystemMetricsConfig {
 }
 
 /// A group of system metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricGroup {
     /// `cpu_usage` (percent).
@@ -72,7 +74,8 @@ impl ComponentConfig for SystemMetricsConfig {
         if self.measure.is_empty() {
             return Err("measure is empty: name at least one of cpu, memory, load, uptime, temperature, disk".into());
         }
-        let mut system = System::new().map_err(|e| format!("cannot read the system's state: {e}"))?;
+        let mut system =
+            System::new().map_err(|e| format!("cannot read the system's state: {e}"))?;
         // The first CPU sample: the first heartbeat reports the use since now.
         system.refresh_cpu_usage();
         let settings = &ctx.settings;
@@ -108,12 +111,28 @@ impl MetricSource for SystemMetrics {
                     };
                     if *group == MetricGroup::Cpu {
                         system.refresh_cpu_usage();
-                        metrics.push(Metric::new("cpu_usage", f64::from(system.global_cpu_usage()), "percent"));
+                        metrics.push(Metric::new(
+                            "cpu_usage",
+                            f64::from(system.global_cpu_usage()),
+                            "percent",
+                        ));
                     } else {
                         system.refresh_memory();
-                        metrics.push(Metric::new("consumed_memory", system.used_memory() as f64, "bytes"));
-                        metrics.push(Metric::new("free_memory", system.available_memory() as f64, "bytes"));
-                        metrics.push(Metric::new("total_memory", system.total_memory() as f64, "bytes"));
+                        metrics.push(Metric::new(
+                            "consumed_memory",
+                            system.used_memory() as f64,
+                            "bytes",
+                        ));
+                        metrics.push(Metric::new(
+                            "free_memory",
+                            system.available_memory() as f64,
+                            "bytes",
+                        ));
+                        metrics.push(Metric::new(
+                            "total_memory",
+                            system.total_memory() as f64,
+                            "bytes",
+                        ));
                     }
                 }
                 MetricGroup::Load => match System::load_average() {
@@ -131,8 +150,10 @@ impl MetricSource for SystemMetrics {
                 MetricGroup::Temperature => match Components::new_with_refreshed_list() {
                     Ok(components) => {
                         for component in &components {
-                            if let Some(celsius) = component.temperature().filter(|t| t.is_finite()) {
-                                let name = format!("temperature_{}", metric_name(component.label()));
+                            if let Some(celsius) = component.temperature().filter(|t| t.is_finite())
+                            {
+                                let name =
+                                    format!("temperature_{}", metric_name(component.label()));
                                 metrics.push(Metric::new(name, f64::from(celsius), "celsius"));
                             }
                         }
@@ -141,11 +162,18 @@ impl MetricSource for SystemMetrics {
                 },
                 MetricGroup::Disk => match Disks::new_with_refreshed_list() {
                     Ok(disks) => {
-                        let mounts: Vec<(PathBuf, u64)> = disks.iter().map(|d| (d.mount_point().to_path_buf(), d.available_space())).collect();
+                        let mounts: Vec<(PathBuf, u64)> = disks
+                            .iter()
+                            .map(|d| (d.mount_point().to_path_buf(), d.available_space()))
+                            .collect();
                         for (name, path) in &self.folders {
                             match free_space(&mounts, path) {
-                                Some(bytes) => metrics.push(Metric::new(*name, bytes as f64, "bytes")),
-                                None => tracing::debug!(path = %path.display(), "system metrics: no file system found"),
+                                Some(bytes) => {
+                                    metrics.push(Metric::new(*name, bytes as f64, "bytes"))
+                                }
+                                None => {
+                                    tracing::debug!(path = %path.display(), "system metrics: no file system found")
+                                }
                             }
                         }
                     }
@@ -179,7 +207,11 @@ fn metric_name(label: &str) -> String {
         }
     }
     let name = name.trim_matches('_');
-    if name.is_empty() { "sensor".into() } else { name.into() }
+    if name.is_empty() {
+        "sensor".into()
+    } else {
+        name.into()
+    }
 }
 
 #[cfg(test)]
@@ -189,7 +221,12 @@ mod tests {
     fn build(measure: &[MetricGroup], dir: &Path) -> Arc<dyn MetricSource> {
         let mut ctx = crate::testing::context(dir, None);
         ctx.settings.recordings_dir = dir.join("recordings/not/yet/made");
-        match (SystemMetricsConfig { measure: measure.to_vec() }).build(&ctx).unwrap() {
+        match (SystemMetricsConfig {
+            measure: measure.to_vec(),
+        })
+        .build(&ctx)
+        .unwrap()
+        {
             Built::Metric(metric) => metric,
             _ => panic!("not a metric"),
         }
@@ -199,22 +236,49 @@ mod tests {
     fn every_group_gives_its_metrics_with_units_and_plausible_values() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = build(&all_groups(), dir.path()).measure().unwrap();
-        let get = |name: &str| metrics.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("no `{name}` in {metrics:?}"));
-        for name in ["cpu_usage", "consumed_memory", "free_memory", "total_memory", "load_1min", "load_5min", "load_15min", "uptime"] {
+        let get = |name: &str| {
+            metrics
+                .iter()
+                .find(|m| m.name == name)
+                .unwrap_or_else(|| panic!("no `{name}` in {metrics:?}"))
+        };
+        for name in [
+            "cpu_usage",
+            "consumed_memory",
+            "free_memory",
+            "total_memory",
+            "load_1min",
+            "load_5min",
+            "load_15min",
+            "uptime",
+        ] {
             assert!(get(name).value >= 0.0, "{name}");
         }
         assert!((0.0..=100.0).contains(&get("cpu_usage").value));
         assert_eq!(get("cpu_usage").unit, "percent");
         assert!(get("total_memory").value >= get("consumed_memory").value);
-        assert!(get("total_memory").value > 1e6, "a device has more than 1 MB");
+        assert!(
+            get("total_memory").value > 1e6,
+            "a device has more than 1 MB"
+        );
         assert_eq!(get("total_memory").unit, "bytes");
         assert!(get("uptime").value > 0.0);
-        for name in ["remaining_storage", "remaining_storage_temp", "remaining_storage_store"] {
-            assert!(get(name).value > 0.0, "{name}: the test machine has free space");
+        for name in [
+            "remaining_storage",
+            "remaining_storage_temp",
+            "remaining_storage_store",
+        ] {
+            assert!(
+                get(name).value > 0.0,
+                "{name}: the test machine has free space"
+            );
             assert_eq!(get(name).unit, "bytes");
         }
         // Temperatures depend on the machine; those present are named and in celsius.
-        for metric in metrics.iter().filter(|m| m.name.starts_with("temperature_")) {
+        for metric in metrics
+            .iter()
+            .filter(|m| m.name.starts_with("temperature_"))
+        {
             assert_eq!(metric.unit, "celsius");
         }
         assert!(metrics.iter().all(|m| m.validate().is_ok()), "all finite");
@@ -224,14 +288,21 @@ mod tests {
     fn only_the_chosen_groups_are_measured() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = build(&[MetricGroup::Uptime], dir.path()).measure().unwrap();
-        assert_eq!(metrics.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["uptime"]);
+        assert_eq!(
+            metrics.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            ["uptime"]
+        );
     }
 
     #[test]
     fn free_space_uses_the_deepest_mount_above_the_nearest_existing_folder() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
-        let mounts = vec![(PathBuf::from("/"), 1), (root.clone(), 2), (root.join("other"), 3)];
+        let mounts = vec![
+            (PathBuf::from("/"), 1),
+            (root.clone(), 2),
+            (root.join("other"), 3),
+        ];
         assert_eq!(free_space(&mounts, &root.join("a/b/c")), Some(2));
         assert_eq!(free_space(&mounts, Path::new("/")), Some(1));
         assert_eq!(free_space(&[], &root), None);

@@ -31,7 +31,17 @@ pub fn gaps_total() -> u64 {
 }
 
 /// The WAV sample format a recording is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WavFormat {
     /// 16-bit signed integer PCM (what most tools expect).
@@ -46,15 +56,35 @@ impl WavFormat {
     /// the most precise others.
     fn preferred(self) -> [SampleFormat; 4] {
         match self {
-            WavFormat::Pcm16 => [SampleFormat::I16, SampleFormat::I32, SampleFormat::F32, SampleFormat::I24],
-            WavFormat::Float32 => [SampleFormat::F32, SampleFormat::I32, SampleFormat::I24, SampleFormat::I16],
+            WavFormat::Pcm16 => [
+                SampleFormat::I16,
+                SampleFormat::I32,
+                SampleFormat::F32,
+                SampleFormat::I24,
+            ],
+            WavFormat::Float32 => [
+                SampleFormat::F32,
+                SampleFormat::I32,
+                SampleFormat::I24,
+                SampleFormat::I16,
+            ],
         }
     }
 
     pub fn spec(self, samplerate: u32, channels: u16) -> hound::WavSpec {
         match self {
-            WavFormat::Pcm16 => hound::WavSpec { channels, sample_rate: samplerate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int },
-            WavFormat::Float32 => hound::WavSpec { channels, sample_rate: samplerate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float },
+            WavFormat::Pcm16 => hound::WavSpec {
+                channels,
+                sample_rate: samplerate,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            },
+            WavFormat::Float32 => hound::WavSpec {
+                channels,
+                sample_rate: samplerate,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            },
         }
     }
 }
@@ -62,10 +92,17 @@ impl WavFormat {
 /// Why a device cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CaptureError {
-    #[error("no audio input device matches `{wanted}`; input devices: {available} (see `acoupi devices`)")]
+    #[error(
+        "no audio input device matches `{wanted}`; input devices: {available} (see `acoupi devices`)"
+    )]
     NoSuchDevice { wanted: String, available: String },
     #[error("{device} cannot capture {rate} Hz with {channels} channel{s}; supported: {supported} (see `acoupi devices`)", s = if *.channels == 1 { "" } else { "s" })]
-    Unsupported { device: String, rate: u32, channels: u16, supported: String },
+    Unsupported {
+        device: String,
+        rate: u32,
+        channels: u16,
+        supported: String,
+    },
     #[error("audio: {0}")]
     Audio(String),
 }
@@ -88,11 +125,19 @@ pub fn summarise(configs: &[InputConfig]) -> Vec<String> {
     channels.sort_unstable();
     channels.dedup();
     for ch in channels {
-        let mut ranges: Vec<(u32, u32)> = configs.iter().filter(|c| c.channels == ch).map(|c| (c.min_rate, c.max_rate)).collect();
+        let mut ranges: Vec<(u32, u32)> = configs
+            .iter()
+            .filter(|c| c.channels == ch)
+            .map(|c| (c.min_rate, c.max_rate))
+            .collect();
         ranges.sort_unstable();
         ranges.dedup();
         for (min, max) in ranges {
-            let mut formats: Vec<&str> = configs.iter().filter(|c| c.channels == ch && (c.min_rate, c.max_rate) == (min, max)).map(|c| c.format.as_str()).collect();
+            let mut formats: Vec<&str> = configs
+                .iter()
+                .filter(|c| c.channels == ch && (c.min_rate, c.max_rate) == (min, max))
+                .map(|c| c.format.as_str())
+                .collect();
             formats.sort_unstable();
             formats.dedup();
             let key = (min, max, formats);
@@ -105,8 +150,16 @@ pub fn summarise(configs: &[InputConfig]) -> Vec<String> {
     groups
         .into_iter()
         .map(|((min, max, formats), chs)| {
-            let rates = if min == max { format!("{min} Hz") } else { format!("{min}–{max} Hz") };
-            format!("{} at {rates} ({})", channel_ranges(&chs), formats.join(", "))
+            let rates = if min == max {
+                format!("{min} Hz")
+            } else {
+                format!("{min}–{max} Hz")
+            };
+            format!(
+                "{} at {rates} ({})",
+                channel_ranges(&chs),
+                formats.join(", ")
+            )
         })
         .collect()
 }
@@ -122,10 +175,18 @@ fn channel_ranges(channels: &[u16]) -> String {
             i += 1;
             end = channels[i];
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}–{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}–{end}")
+        });
         i += 1;
     }
-    let noun = if channels == [1] { "channel" } else { "channels" };
+    let noun = if channels == [1] {
+        "channel"
+    } else {
+        "channels"
+    };
     format!("{} {noun}", parts.join(", "))
 }
 
@@ -143,26 +204,46 @@ pub struct InputDevice {
 /// capture are left out.
 pub fn input_devices() -> Result<Vec<InputDevice>, CaptureError> {
     let host = cpal::default_host();
-    let devices = host.devices().map_err(|e| CaptureError::Audio(format!("cannot list audio devices: {e}")))?;
+    let devices = host
+        .devices()
+        .map_err(|e| CaptureError::Audio(format!("cannot list audio devices: {e}")))?;
     Ok(devices.filter_map(|device| describe(&device)).collect())
 }
 
 fn device_name(device: &cpal::Device) -> String {
-    device.id().map(|id| id.id().to_string()).unwrap_or_else(|_| device.to_string())
+    device
+        .id()
+        .map(|id| id.id().to_string())
+        .unwrap_or_else(|_| device.to_string())
 }
 
 fn describe(device: &cpal::Device) -> Option<InputDevice> {
     let configs = device.supported_input_configs().ok()?;
     let mut configs: Vec<InputConfig> = configs
-        .map(|c| InputConfig { channels: c.channels(), min_rate: c.min_sample_rate(), max_rate: c.max_sample_rate(), format: c.sample_format().to_string() })
+        .map(|c| InputConfig {
+            channels: c.channels(),
+            min_rate: c.min_sample_rate(),
+            max_rate: c.max_sample_rate(),
+            format: c.sample_format().to_string(),
+        })
         .collect();
     if configs.is_empty() {
         return None;
     }
-    configs.sort_by(|a, b| (a.channels, a.min_rate, a.max_rate, &a.format).cmp(&(b.channels, b.min_rate, b.max_rate, &b.format)));
+    configs.sort_by(|a, b| {
+        (a.channels, a.min_rate, a.max_rate, &a.format)
+            .cmp(&(b.channels, b.min_rate, b.max_rate, &b.format))
+    });
     configs.dedup();
-    let description = device.description().map(|d| d.name().lines().next().unwrap_or_default().to_string()).unwrap_or_default();
-    Some(InputDevice { name: device_name(device), description, configs })
+    let description = device
+        .description()
+        .map(|d| d.name().lines().next().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    Some(InputDevice {
+        name: device_name(device),
+        description,
+        configs,
+    })
 }
 
 /// What a capture is asked for.
@@ -198,43 +279,93 @@ pub fn open_device(spec: &CaptureSpec) -> Result<OpenedDevice, CaptureError> {
     let candidates: Vec<cpal::Device> = match &spec.device {
         None => host.default_input_device().into_iter().collect(),
         Some(wanted) => {
-            let devices: Vec<cpal::Device> = host.devices().map_err(|e| CaptureError::Audio(format!("cannot list audio devices: {e}")))?.collect();
+            let devices: Vec<cpal::Device> = host
+                .devices()
+                .map_err(|e| CaptureError::Audio(format!("cannot list audio devices: {e}")))?
+                .collect();
             let wanted_lower = wanted.to_lowercase();
-            let description = |d: &cpal::Device| d.description().map(|d| d.name().to_lowercase()).unwrap_or_default();
+            let description = |d: &cpal::Device| {
+                d.description()
+                    .map(|d| d.name().to_lowercase())
+                    .unwrap_or_default()
+            };
             let mut matching: Vec<cpal::Device> = devices
                 .iter()
-                .filter(|d| device_name(d).to_lowercase().contains(&wanted_lower) || description(d).contains(&wanted_lower))
+                .filter(|d| {
+                    device_name(d).to_lowercase().contains(&wanted_lower)
+                        || description(d).contains(&wanted_lower)
+                })
                 .cloned()
                 .collect();
             matching.sort_by_key(|d| device_name(d) != *wanted);
             matching.retain(|d| d.supports_input());
             if matching.is_empty() {
-                let mut available: Vec<String> = devices.iter().filter(|d| d.supports_input()).map(device_name).collect();
+                let mut available: Vec<String> = devices
+                    .iter()
+                    .filter(|d| d.supports_input())
+                    .map(device_name)
+                    .collect();
                 available.dedup();
-                let available = if available.is_empty() { "none".to_string() } else { available.join(", ") };
-                return Err(CaptureError::NoSuchDevice { wanted: wanted.clone(), available });
+                let available = if available.is_empty() {
+                    "none".to_string()
+                } else {
+                    available.join(", ")
+                };
+                return Err(CaptureError::NoSuchDevice {
+                    wanted: wanted.clone(),
+                    available,
+                });
             }
             matching
         }
     };
     if candidates.is_empty() {
-        return Err(CaptureError::NoSuchDevice { wanted: "the default input device".into(), available: "none".into() });
+        return Err(CaptureError::NoSuchDevice {
+            wanted: "the default input device".into(),
+            available: "none".into(),
+        });
     }
     let mut supported = Vec::new();
     for device in &candidates {
         let name = device_name(device);
-        let Some(info) = describe(device) else { continue };
+        let Some(info) = describe(device) else {
+            continue;
+        };
         let fits = |f: SampleFormat| {
             let f = f.to_string();
-            info.configs.iter().any(|c| c.channels == spec.channels && c.format == f && (c.min_rate..=c.max_rate).contains(&spec.samplerate))
+            info.configs.iter().any(|c| {
+                c.channels == spec.channels
+                    && c.format == f
+                    && (c.min_rate..=c.max_rate).contains(&spec.samplerate)
+            })
         };
         if let Some(format) = spec.format.preferred().into_iter().find(|f| fits(*f)) {
-            return Ok(OpenedDevice { device: device.clone(), name, sample_format: format });
+            return Ok(OpenedDevice {
+                device: device.clone(),
+                name,
+                sample_format: format,
+            });
         }
         supported.push(format!("`{name}`: {}", summarise(&info.configs).join("; ")));
     }
-    let device = if candidates.len() == 1 { format!("device `{}`", device_name(&candidates[0])) } else { format!("the devices matching `{}`", spec.device.as_deref().unwrap_or_default()) };
-    Err(CaptureError::Unsupported { device, rate: spec.samplerate, channels: spec.channels, supported: if supported.is_empty() { "nothing".into() } else { supported.join("; ") } })
+    let device = if candidates.len() == 1 {
+        format!("device `{}`", device_name(&candidates[0]))
+    } else {
+        format!(
+            "the devices matching `{}`",
+            spec.device.as_deref().unwrap_or_default()
+        )
+    };
+    Err(CaptureError::Unsupported {
+        device,
+        rate: spec.samplerate,
+        channels: spec.channels,
+        supported: if supported.is_empty() {
+            "nothing".into()
+        } else {
+            supported.join("; ")
+        },
+    })
 }
 
 /// Samples in the WAV sample type, interleaved.
@@ -274,7 +405,11 @@ impl Samples {
     }
 
     /// Writes these samples as a WAV file.
-    pub fn write_wav(&self, path: &std::path::Path, spec: hound::WavSpec) -> Result<(), hound::Error> {
+    pub fn write_wav(
+        &self,
+        path: &std::path::Path,
+        spec: hound::WavSpec,
+    ) -> Result<(), hound::Error> {
         let mut writer = hound::WavWriter::create(path, spec)?;
         match self {
             Samples::I16(samples) => {
@@ -372,7 +507,10 @@ impl Chunker {
 
     fn frames_duration(&self, frames: u64) -> Duration {
         let rate = u64::from(self.rate);
-        Duration::new(frames / rate, ((frames % rate) * 1_000_000_000 / rate) as u32)
+        Duration::new(
+            frames / rate,
+            ((frames % rate) * 1_000_000_000 / rate) as u32,
+        )
     }
 
     /// Notes a gap of about `lost` frames before the next block.
@@ -401,7 +539,10 @@ impl Chunker {
         let warming_up = self.frames_in < self.warm_up_frames;
         self.frames_in += frames as u64;
         if self.anchor.is_none() {
-            let latency = block.callback.checked_duration_since(block.capture).unwrap_or_default();
+            let latency = block
+                .callback
+                .checked_duration_since(block.capture)
+                .unwrap_or_default();
             self.anchor = Some(now - TimeDelta::from_std(latency).unwrap_or_default());
         }
         let block_length = self.frames_duration(frames as u64);
@@ -415,7 +556,11 @@ impl Chunker {
                 let tolerance = block_length.max(Duration::from_millis(50));
                 if late > tolerance {
                     let lost = (late.as_secs_f64() * f64::from(self.rate)).round() as u64;
-                    tracing::warn!(late_ms = late.as_millis() as u64, lost_frames = lost, "audio capture gap: the device's timestamps jumped");
+                    tracing::warn!(
+                        late_ms = late.as_millis() as u64,
+                        lost_frames = lost,
+                        "audio capture gap: the device's timestamps jumped"
+                    );
                     self.gap(lost);
                     seen = 1;
                 }
@@ -430,14 +575,24 @@ impl Chunker {
         while offset < total {
             let room = self.chunk_frames * self.channels - self.current.len();
             let take = room.min(total - offset);
-            self.current.extend_from(&block.samples, offset..offset + take);
+            self.current
+                .extend_from(&block.samples, offset..offset + take);
             offset += take;
             if self.current.len() == self.chunk_frames * self.channels {
-                let samples = std::mem::replace(&mut self.current, Samples::with_capacity(self.format, self.chunk_frames * self.channels));
+                let samples = std::mem::replace(
+                    &mut self.current,
+                    Samples::with_capacity(self.format, self.chunk_frames * self.channels),
+                );
                 let start_offset = self.frames_duration(self.timeline);
                 let anchor = self.anchor.unwrap_or(now);
                 let start = anchor + TimeDelta::from_std(start_offset).unwrap_or_default();
-                done(Chunk { index: self.index, start, samples, gaps: self.gaps_in_current, lost_frames: self.lost_in_current });
+                done(Chunk {
+                    index: self.index,
+                    start,
+                    samples,
+                    gaps: self.gaps_in_current,
+                    lost_frames: self.lost_in_current,
+                });
                 self.index += 1;
                 self.timeline += self.chunk_frames as u64 + self.lost_in_current;
                 self.gaps_in_current = 0;
@@ -502,16 +657,28 @@ impl Capture {
                 .spawn(move || capture_thread(device, format, spec, shared, stop, started_tx))
                 .map_err(|e| CaptureError::Audio(format!("cannot start the capture thread: {e}")))?
         };
-        let mut capture = Capture { shared, stop, thread: Some(thread), device_name: opened.name.clone(), sample_format: opened.sample_format };
+        let mut capture = Capture {
+            shared,
+            stop,
+            thread: Some(thread),
+            device_name: opened.name.clone(),
+            sample_format: opened.sample_format,
+        };
         match started_rx.recv_timeout(Duration::from_secs(20)) {
             Ok(Ok(())) => Ok(capture),
             Ok(Err(reason)) => {
                 capture.stop();
-                Err(CaptureError::Audio(format!("cannot open `{}` for capture: {reason}", capture.device_name)))
+                Err(CaptureError::Audio(format!(
+                    "cannot open `{}` for capture: {reason}",
+                    capture.device_name
+                )))
             }
             Err(_) => {
                 capture.stop();
-                Err(CaptureError::Audio(format!("`{}` did not start capturing within 20 s", capture.device_name)))
+                Err(CaptureError::Audio(format!(
+                    "`{}` did not start capturing within 20 s",
+                    capture.device_name
+                )))
             }
         }
     }
@@ -520,31 +687,55 @@ impl Capture {
     /// dropped because nobody took them. An error when the stream failed or nothing came.
     pub fn next_chunk(&self, timeout: Duration) -> Result<(Chunk, u64), CaptureError> {
         let deadline = Instant::now() + timeout;
-        let mut state = self.shared.state.lock().map_err(|_| CaptureError::Audio("capture state poisoned".into()))?;
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .map_err(|_| CaptureError::Audio("capture state poisoned".into()))?;
         loop {
             if let Some(chunk) = state.chunks.pop_front() {
                 let dropped = std::mem::take(&mut state.dropped);
                 return Ok((chunk, dropped));
             }
             if let Some(reason) = &state.failed {
-                return Err(CaptureError::Audio(format!("`{}` stopped capturing: {reason}", self.device_name)));
+                return Err(CaptureError::Audio(format!(
+                    "`{}` stopped capturing: {reason}",
+                    self.device_name
+                )));
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(CaptureError::Audio(format!("no complete chunk from `{}` within {:.1} s", self.device_name, timeout.as_secs_f64())));
+                return Err(CaptureError::Audio(format!(
+                    "no complete chunk from `{}` within {:.1} s",
+                    self.device_name,
+                    timeout.as_secs_f64()
+                )));
             }
-            state = self.shared.ready.wait_timeout(state, deadline - now).map_err(|_| CaptureError::Audio("capture state poisoned".into()))?.0;
+            state = self
+                .shared
+                .ready
+                .wait_timeout(state, deadline - now)
+                .map_err(|_| CaptureError::Audio("capture state poisoned".into()))?
+                .0;
         }
     }
 
     /// Complete chunks waiting to be taken.
     pub fn pending(&self) -> usize {
-        self.shared.state.lock().map(|s| s.chunks.len()).unwrap_or(0)
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.chunks.len())
+            .unwrap_or(0)
     }
 
     /// Whether the stream has stopped on an error.
     pub fn failed(&self) -> bool {
-        self.shared.state.lock().map(|s| s.failed.is_some()).unwrap_or(true)
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.failed.is_some())
+            .unwrap_or(true)
     }
 
     fn stop(&mut self) {
@@ -569,7 +760,13 @@ fn fail(shared: &Shared, reason: String) {
 }
 
 /// Builds the stream for sample type `T`, converting each block to the WAV type.
-fn build_stream<T>(device: &cpal::Device, config: cpal::StreamConfig, format: WavFormat, tx: SyncSender<Block>, alarms: Arc<Alarms>) -> Result<cpal::Stream, cpal::Error>
+fn build_stream<T>(
+    device: &cpal::Device,
+    config: cpal::StreamConfig,
+    format: WavFormat,
+    tx: SyncSender<Block>,
+    alarms: Arc<Alarms>,
+) -> Result<cpal::Stream, cpal::Error>
 where
     T: SizedSample + Send + 'static,
     i16: cpal::FromSample<T>,
@@ -584,13 +781,20 @@ where
             WavFormat::Float32 => Samples::F32(data.iter().map(|s| s.to_sample::<f32>()).collect()),
         };
         let stamp = info.timestamp();
-        match tx.try_send(Block { samples, capture: stamp.capture, callback: stamp.callback, dropped_before: dropped }) {
+        match tx.try_send(Block {
+            samples,
+            capture: stamp.capture,
+            callback: stamp.callback,
+            dropped_before: dropped,
+        }) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => dropped = 0,
             Err(TrySendError::Full(_)) => {
                 let frames = (data.len() / channels) as u64;
                 dropped += frames;
                 data_alarms.overflow_blocks.fetch_add(1, Ordering::Relaxed);
-                data_alarms.overflow_frames.fetch_add(frames, Ordering::Relaxed);
+                data_alarms
+                    .overflow_frames
+                    .fetch_add(frames, Ordering::Relaxed);
             }
         }
     };
@@ -598,7 +802,9 @@ where
         cpal::ErrorKind::Xrun => {
             alarms.xruns.fetch_add(1, Ordering::Relaxed);
         }
-        cpal::ErrorKind::DeviceNotAvailable | cpal::ErrorKind::StreamInvalidated | cpal::ErrorKind::HostUnavailable => {
+        cpal::ErrorKind::DeviceNotAvailable
+        | cpal::ErrorKind::StreamInvalidated
+        | cpal::ErrorKind::HostUnavailable => {
             if let Ok(mut fatal) = alarms.fatal.lock() {
                 fatal.get_or_insert(error.to_string());
             }
@@ -608,13 +814,22 @@ where
     device.build_input_stream::<T, _, _>(config, on_data, on_error, None)
 }
 
-fn capture_thread(device: cpal::Device, sample_format: SampleFormat, spec: CaptureSpec, shared: Arc<Shared>, stop: Arc<AtomicBool>, started: SyncSender<Result<(), String>>) {
+fn capture_thread(
+    device: cpal::Device,
+    sample_format: SampleFormat,
+    spec: CaptureSpec,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    started: SyncSender<Result<(), String>>,
+) {
     let (tx, rx) = sync_channel::<Block>(CHANNEL_BLOCKS);
     let alarms = Arc::new(Alarms::default());
     let config = cpal::StreamConfig {
         channels: spec.channels,
         sample_rate: spec.samplerate,
-        buffer_size: spec.buffer_frames.map_or(cpal::BufferSize::Default, cpal::BufferSize::Fixed),
+        buffer_size: spec
+            .buffer_frames
+            .map_or(cpal::BufferSize::Default, cpal::BufferSize::Fixed),
     };
     let (a, f) = (alarms.clone(), spec.format);
     let stream = match sample_format {
@@ -641,10 +856,25 @@ fn capture_thread(device: cpal::Device, sample_format: SampleFormat, spec: Captu
 
 /// The capture thread's loop: blocks → chunks, gaps noted, until stopped or failed; its
 /// totals are logged when it ends.
-fn run_chunker(rx: &Receiver<Block>, spec: &CaptureSpec, shared: &Shared, stop: &AtomicBool, alarms: &Alarms) {
-    let mut chunker = Chunker::new(spec.format, spec.channels, spec.samplerate, spec.chunk_frames);
+fn run_chunker(
+    rx: &Receiver<Block>,
+    spec: &CaptureSpec,
+    shared: &Shared,
+    stop: &AtomicBool,
+    alarms: &Alarms,
+) {
+    let mut chunker = Chunker::new(
+        spec.format,
+        spec.channels,
+        spec.samplerate,
+        spec.chunk_frames,
+    );
     let outcome = chunk_until_stopped(&mut chunker, rx, spec, shared, stop, alarms);
-    let (pending, dropped) = shared.state.lock().map(|s| (s.chunks.len(), s.dropped)).unwrap_or_default();
+    let (pending, dropped) = shared
+        .state
+        .lock()
+        .map(|s| (s.chunks.len(), s.dropped))
+        .unwrap_or_default();
     tracing::info!(
         frames = chunker.frames_in,
         chunks = chunker.index,
@@ -659,7 +889,14 @@ fn run_chunker(rx: &Receiver<Block>, spec: &CaptureSpec, shared: &Shared, stop: 
     }
 }
 
-fn chunk_until_stopped(chunker: &mut Chunker, rx: &Receiver<Block>, spec: &CaptureSpec, shared: &Shared, stop: &AtomicBool, alarms: &Alarms) -> Result<(), String> {
+fn chunk_until_stopped(
+    chunker: &mut Chunker,
+    rx: &Receiver<Block>,
+    spec: &CaptureSpec,
+    shared: &Shared,
+    stop: &AtomicBool,
+    alarms: &Alarms,
+) -> Result<(), String> {
     let (mut xruns, mut overflows) = (0u64, 0u64);
     let mut last_data = Instant::now();
     let mut publish = |chunk: Chunk| {
@@ -678,14 +915,22 @@ fn chunk_until_stopped(chunker: &mut Chunker, rx: &Receiver<Block>, spec: &Captu
         }
         let block = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(block) => block,
-            Err(RecvTimeoutError::Timeout) if last_data.elapsed() > STALL => return Err(format!("no audio for {} s", STALL.as_secs())),
+            Err(RecvTimeoutError::Timeout) if last_data.elapsed() > STALL => {
+                return Err(format!("no audio for {} s", STALL.as_secs()));
+            }
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return Err("the stream closed".into()),
         };
         last_data = Instant::now();
-        let (x, o) = (alarms.xruns.load(Ordering::Relaxed), alarms.overflow_blocks.load(Ordering::Relaxed));
+        let (x, o) = (
+            alarms.xruns.load(Ordering::Relaxed),
+            alarms.overflow_blocks.load(Ordering::Relaxed),
+        );
         if x > xruns {
-            tracing::warn!(xruns = x - xruns, "audio capture gap: the device reported an overrun (xrun)");
+            tracing::warn!(
+                xruns = x - xruns,
+                "audio capture gap: the device reported an overrun (xrun)"
+            );
             for _ in xruns..x {
                 chunker.xrun();
             }
@@ -694,7 +939,11 @@ fn chunk_until_stopped(chunker: &mut Chunker, rx: &Receiver<Block>, spec: &Captu
         if o > overflows {
             let frames = alarms.overflow_frames.swap(0, Ordering::Relaxed);
             // Counted as a gap by the chunker when the block after them arrives.
-            tracing::warn!(blocks = o - overflows, frames, "audio capture gap: blocks dropped because the capture thread fell behind");
+            tracing::warn!(
+                blocks = o - overflows,
+                frames,
+                "audio capture gap: blocks dropped because the capture thread fell behind"
+            );
             overflows = o;
         }
         chunker.push(&block, Utc::now(), &mut publish);
@@ -725,18 +974,45 @@ mod tests {
 
     #[test]
     fn supported_configs_are_summarised_per_rate_range_and_formats() {
-        let c = |channels, min_rate, max_rate, format: &str| InputConfig { channels, min_rate, max_rate, format: format.into() };
-        let configs = [c(1, 1, 384_000, "i16"), c(1, 1, 384_000, "f32"), c(2, 1, 384_000, "f32"), c(2, 1, 384_000, "i16"), c(3, 1, 384_000, "i16"), c(1, 384_000, 384_000, "i32"), c(8, 1, 384_000, "i16")];
-        assert_eq!(summarise(&configs), ["1–2 channels at 1–384000 Hz (f32, i16)", "1 channel at 384000 Hz (i32)", "3, 8 channels at 1–384000 Hz (i16)"]);
+        let c = |channels, min_rate, max_rate, format: &str| InputConfig {
+            channels,
+            min_rate,
+            max_rate,
+            format: format.into(),
+        };
+        let configs = [
+            c(1, 1, 384_000, "i16"),
+            c(1, 1, 384_000, "f32"),
+            c(2, 1, 384_000, "f32"),
+            c(2, 1, 384_000, "i16"),
+            c(3, 1, 384_000, "i16"),
+            c(1, 384_000, 384_000, "i32"),
+            c(8, 1, 384_000, "i16"),
+        ];
+        assert_eq!(
+            summarise(&configs),
+            [
+                "1–2 channels at 1–384000 Hz (f32, i16)",
+                "1 channel at 384000 Hz (i32)",
+                "3, 8 channels at 1–384000 Hz (i16)"
+            ]
+        );
     }
 
     fn block(samples: Vec<i16>, capture_ms: u64) -> Block {
-        Block { samples: Samples::I16(samples), capture: StreamInstant::from_millis(capture_ms), callback: StreamInstant::from_millis(capture_ms + 10), dropped_before: 0 }
+        Block {
+            samples: Samples::I16(samples),
+            capture: StreamInstant::from_millis(capture_ms),
+            callback: StreamInstant::from_millis(capture_ms + 10),
+            dropped_before: 0,
+        }
     }
 
     fn chunks_of(blocks: &[Block], chunker: &mut Chunker) -> Vec<Chunk> {
         let mut out = Vec::new();
-        let now = DateTime::parse_from_rfc3339("2026-06-21T04:30:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-06-21T04:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         for b in blocks {
             chunker.push(b, now, &mut |c| out.push(c));
         }
@@ -751,7 +1027,12 @@ mod tests {
         let mut blocks = Vec::new();
         let mut ms = 0;
         for frames in [7usize, 400, 1, 93, 249, 250, 251, 12] {
-            let samples: Vec<i16> = (0..frames * 2).map(|_| { counter = counter.wrapping_add(1); counter }).collect();
+            let samples: Vec<i16> = (0..frames * 2)
+                .map(|_| {
+                    counter = counter.wrapping_add(1);
+                    counter
+                })
+                .collect();
             blocks.push(block(samples, ms));
             ms += frames as u64;
         }
@@ -762,7 +1043,9 @@ mod tests {
         for (i, chunk) in chunks.iter().enumerate() {
             assert_eq!(chunk.index, i as u64);
             assert_eq!(chunk.gaps, 0);
-            let Samples::I16(s) = &chunk.samples else { panic!("i16 chunk") };
+            let Samples::I16(s) = &chunk.samples else {
+                panic!("i16 chunk")
+            };
             assert_eq!(s.len(), 500);
             for &v in s {
                 assert_eq!(v, expected, "no frame dropped or repeated");
@@ -773,7 +1056,10 @@ mod tests {
         let anchor = chunks[0].start;
         assert_eq!(anchor.to_rfc3339(), "2026-06-21T04:29:59.990+00:00");
         for (i, chunk) in chunks.iter().enumerate() {
-            assert_eq!(chunk.start - anchor, TimeDelta::milliseconds(250 * i as i64));
+            assert_eq!(
+                chunk.start - anchor,
+                TimeDelta::milliseconds(250 * i as i64)
+            );
         }
     }
 
@@ -782,13 +1068,25 @@ mod tests {
         let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 100);
         chunker.warm_up_frames = 0;
         // 100 frames at 0 ms, then 100 at 100 ms (contiguous), then 100 at 500 ms: 300 lost.
-        let blocks = [block(vec![1; 100], 0), block(vec![2; 100], 100), block(vec![3; 100], 500), block(vec![4; 100], 600)];
+        let blocks = [
+            block(vec![1; 100], 0),
+            block(vec![2; 100], 100),
+            block(vec![3; 100], 500),
+            block(vec![4; 100], 600),
+        ];
         let chunks = chunks_of(&blocks, &mut chunker);
-        assert_eq!(chunks.iter().map(|c| c.gaps).collect::<Vec<_>>(), [0, 0, 1, 0]);
+        assert_eq!(
+            chunks.iter().map(|c| c.gaps).collect::<Vec<_>>(),
+            [0, 0, 1, 0]
+        );
         assert_eq!(chunks[2].lost_frames, 300);
         let anchor = chunks[0].start;
         assert_eq!(chunks[2].start - anchor, TimeDelta::milliseconds(200));
-        assert_eq!(chunks[3].start - anchor, TimeDelta::milliseconds(600), "the lost 300 ms are on the timeline");
+        assert_eq!(
+            chunks[3].start - anchor,
+            TimeDelta::milliseconds(600),
+            "the lost 300 ms are on the timeline"
+        );
     }
 
     #[test]
@@ -799,22 +1097,53 @@ mod tests {
             let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 100);
             chunker.warm_up_frames = 0;
             let third = if jump { 500 } else { 200 };
-            let mut blocks = [block(vec![1; 100], 0), block(vec![2; 100], 100), block(vec![3; 100], third), block(vec![4; 100], third + 100)];
+            let mut blocks = [
+                block(vec![1; 100], 0),
+                block(vec![2; 100], 100),
+                block(vec![3; 100], third),
+                block(vec![4; 100], third + 100),
+            ];
             blocks[2].dropped_before = dropped_before;
             let mut chunks = chunks_of(&blocks[..2], &mut chunker);
             for _ in 0..xruns_before {
                 chunker.xrun();
             }
             chunks.extend(chunks_of(&blocks[2..], &mut chunker));
-            (chunks.iter().map(|c| (c.gaps, c.lost_frames)).collect::<Vec<_>>(), chunker.gaps_total)
+            (
+                chunks
+                    .iter()
+                    .map(|c| (c.gaps, c.lost_frames))
+                    .collect::<Vec<_>>(),
+                chunker.gaps_total,
+            )
         };
         let one_gap = |lost| (vec![(0, 0), (0, 0), (1, lost), (0, 0)], 1);
-        assert_eq!(run(300, 0, true), one_gap(300), "dropped blocks: not counted again from the timestamps");
-        assert_eq!(run(0, 1, true), one_gap(300), "an overrun with a jump is that one gap, timed by the jump");
-        assert_eq!(run(300, 1, true), one_gap(300), "an overrun that made the callback drop blocks");
-        assert_eq!(run(0, 1, false), one_gap(0), "an overrun the timestamps do not show: unknown length");
+        assert_eq!(
+            run(300, 0, true),
+            one_gap(300),
+            "dropped blocks: not counted again from the timestamps"
+        );
+        assert_eq!(
+            run(0, 1, true),
+            one_gap(300),
+            "an overrun with a jump is that one gap, timed by the jump"
+        );
+        assert_eq!(
+            run(300, 1, true),
+            one_gap(300),
+            "an overrun that made the callback drop blocks"
+        );
+        assert_eq!(
+            run(0, 1, false),
+            one_gap(0),
+            "an overrun the timestamps do not show: unknown length"
+        );
         assert_eq!(run(0, 0, true), one_gap(300), "a jump alone");
-        assert_eq!(run(0, 2, true).1, 2, "two overruns before one block are two gaps");
+        assert_eq!(
+            run(0, 2, true).1,
+            2,
+            "two overruns before one block are two gaps"
+        );
         assert_eq!(run(0, 0, false), (vec![(0, 0); 4], 0));
     }
 
@@ -822,7 +1151,11 @@ mod tests {
     fn small_timestamp_jitter_is_not_a_gap() {
         let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 100);
         chunker.warm_up_frames = 0;
-        let blocks = [block(vec![0; 100], 0), block(vec![0; 100], 130), block(vec![0; 100], 190)];
+        let blocks = [
+            block(vec![0; 100], 0),
+            block(vec![0; 100], 130),
+            block(vec![0; 100], 190),
+        ];
         assert!(chunks_of(&blocks, &mut chunker).iter().all(|c| c.gaps == 0));
     }
 
@@ -834,7 +1167,10 @@ mod tests {
         blocks.push(block(vec![0; 100], 20 * 250 + 400));
         let chunks = chunks_of(&blocks, &mut chunker);
         assert_eq!(chunks.iter().map(|c| c.gaps).collect::<Vec<_>>(), [0, 0]);
-        assert_eq!(chunker.gaps_in_current, 1, "after the warm-up a jump counts");
+        assert_eq!(
+            chunker.gaps_in_current, 1,
+            "after the warm-up a jump counts"
+        );
     }
 
     #[test]
@@ -842,14 +1178,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let samples = Samples::F32(vec![0.0, 0.5, -0.25, 1.0]);
         let path = dir.path().join("a.wav");
-        samples.write_wav(&path, WavFormat::Float32.spec(48_000, 2)).unwrap();
+        samples
+            .write_wav(&path, WavFormat::Float32.spec(48_000, 2))
+            .unwrap();
         let mut reader = hound::WavReader::open(&path).unwrap();
         assert_eq!(reader.spec(), WavFormat::Float32.spec(48_000, 2));
         let back: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
         assert_eq!(back, [0.0, 0.5, -0.25, 1.0]);
         let ints = Samples::I16(vec![i16::MIN, -1, 0, 1, i16::MAX]);
-        ints.write_wav(&path, WavFormat::Pcm16.spec(8_000, 1)).unwrap();
-        let back: Vec<i16> = hound::WavReader::open(&path).unwrap().samples::<i16>().map(Result::unwrap).collect();
+        ints.write_wav(&path, WavFormat::Pcm16.spec(8_000, 1))
+            .unwrap();
+        let back: Vec<i16> = hound::WavReader::open(&path)
+            .unwrap()
+            .samples::<i16>()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(back, [i16::MIN, -1, 0, 1, i16::MAX]);
     }
 
@@ -865,16 +1208,39 @@ mod tests {
 
     #[test]
     fn a_missing_device_is_a_clear_error() {
-        let spec = CaptureSpec { device: Some("no-such-microphone-xyz".into()), samplerate: 48_000, channels: 1, format: WavFormat::Pcm16, chunk_frames: 48_000, buffer_frames: None, max_pending: 2 };
-        let Err(error) = open_device(&spec) else { panic!("no device should match") };
+        let spec = CaptureSpec {
+            device: Some("no-such-microphone-xyz".into()),
+            samplerate: 48_000,
+            channels: 1,
+            format: WavFormat::Pcm16,
+            chunk_frames: 48_000,
+            buffer_frames: None,
+            max_pending: 2,
+        };
+        let Err(error) = open_device(&spec) else {
+            panic!("no device should match")
+        };
         let text = error.to_string();
-        assert!(text.starts_with("no audio input device matches `no-such-microphone-xyz`; input devices: "), "{text}");
+        assert!(
+            text.starts_with(
+                "no audio input device matches `no-such-microphone-xyz`; input devices: "
+            ),
+            "{text}"
+        );
         assert!(text.contains("acoupi devices"), "{text}");
     }
 
     #[test]
     fn unsupported_error_names_what_is_supported() {
-        let error = CaptureError::Unsupported { device: "device `hw:CARD=AudioMoth,DEV=0`".into(), rate: 44_100, channels: 1, supported: "`hw:CARD=AudioMoth,DEV=0`: 1 channel at 384000 Hz (i16)".into() };
-        assert_eq!(error.to_string(), "device `hw:CARD=AudioMoth,DEV=0` cannot capture 44100 Hz with 1 channel; supported: `hw:CARD=AudioMoth,DEV=0`: 1 channel at 384000 Hz (i16) (see `acoupi devices`)");
+        let error = CaptureError::Unsupported {
+            device: "device `hw:CARD=AudioMoth,DEV=0`".into(),
+            rate: 44_100,
+            channels: 1,
+            supported: "`hw:CARD=AudioMoth,DEV=0`: 1 channel at 384000 Hz (i16)".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "device `hw:CARD=AudioMoth,DEV=0` cannot capture 44100 Hz with 1 channel; supported: `hw:CARD=AudioMoth,DEV=0`: 1 channel at 384000 Hz (i16) (see `acoupi devices`)"
+        );
     }
 }

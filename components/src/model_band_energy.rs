@@ -19,10 +19,12 @@ use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
 use acoupi_engine::config::values::{DurationUpTo, Hertz, RecordingDuration};
-use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
+use acoupi_engine::data::{
+    BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
+};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
-use realfft::{RealFftPlanner, RealToComplex};
 use realfft::num_complex::Complex;
+use realfft::{RealFftPlanner, RealToComplex};
 
 use crate::audio::{Windows, for_each_window, recording_file};
 
@@ -89,10 +91,16 @@ impl ComponentConfig for BandEnergyModelConfig {
 
     fn build(&self, _: &BuildContext) -> Result<Built, String> {
         if self.low_freq.0 >= self.high_freq.0 {
-            return Err(format!("low_freq {} must be below high_freq {}", self.low_freq.0, self.high_freq.0));
+            return Err(format!(
+                "low_freq {} must be below high_freq {}",
+                self.low_freq.0, self.high_freq.0
+            ));
         }
         if !(self.threshold_db > 0.0) {
-            return Err(format!("threshold_db must be greater than 0, not {}", self.threshold_db));
+            return Err(format!(
+                "threshold_db must be greater than 0, not {}",
+                self.threshold_db
+            ));
         }
         Ok(Built::Model(Arc::new(BandEnergyModel {
             name: self.name.clone(),
@@ -143,8 +151,13 @@ impl BandLevel {
         for ((x, s), w) in self.input.iter_mut().zip(frame).zip(&self.window) {
             *x = s * w;
         }
-        self.fft.process(&mut self.input, &mut self.spectrum).map_err(|e| e.to_string())?;
-        let power: f64 = self.spectrum[self.first_bin..=self.last_bin].iter().map(|c| f64::from(c.norm_sqr())).sum();
+        self.fft
+            .process(&mut self.input, &mut self.spectrum)
+            .map_err(|e| e.to_string())?;
+        let power: f64 = self.spectrum[self.first_bin..=self.last_bin]
+            .iter()
+            .map(|c| f64::from(c.norm_sqr()))
+            .sum();
         Ok(10.0 * (power + 1e-12).log10())
     }
 }
@@ -155,7 +168,11 @@ impl BandEnergyModel {
     fn band_level(&self, samplerate: f64, time_expansion: f64) -> Result<BandLevel, String> {
         let frame_len = ((self.frame_seconds * samplerate).round() as usize).max(16);
         if frame_len > crate::audio::MAX_WINDOW_FRAMES {
-            return Err(format!("a frame of {} s is {frame_len} samples at {samplerate} Hz, over the limit of {}", self.frame_seconds, crate::audio::MAX_WINDOW_FRAMES));
+            return Err(format!(
+                "a frame of {} s is {frame_len} samples at {samplerate} Hz, over the limit of {}",
+                self.frame_seconds,
+                crate::audio::MAX_WINDOW_FRAMES
+            ));
         }
         let fft_len = frame_len.next_power_of_two();
         let bin_hz = samplerate / fft_len as f64;
@@ -177,7 +194,15 @@ impl BandEnergyModel {
             .collect();
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(fft_len);
         let (input, spectrum) = (fft.make_input_vec(), fft.make_output_vec());
-        Ok(BandLevel { frame_len, window, fft, input, spectrum, first_bin, last_bin })
+        Ok(BandLevel {
+            frame_len,
+            window,
+            fft,
+            input,
+            spectrum,
+            first_bin,
+            last_bin,
+        })
     }
 
     fn events(&self, levels: &[f64], frame_seconds: f64) -> Vec<Event> {
@@ -189,7 +214,11 @@ impl BandEnergyModel {
         let background = sorted[sorted.len() / 2];
         let mut events = Vec::new();
         let mut current: Option<(usize, f64)> = None;
-        for (i, level) in levels.iter().chain(std::iter::once(&f64::NEG_INFINITY)).enumerate() {
+        for (i, level) in levels
+            .iter()
+            .chain(std::iter::once(&f64::NEG_INFINITY))
+            .enumerate()
+        {
             let excess = level - background;
             match (&mut current, excess > self.threshold_db) {
                 (None, true) => current = Some((i, excess)),
@@ -197,7 +226,11 @@ impl BandEnergyModel {
                 (Some((start, peak)), false) => {
                     // Times to the microsecond: frame arithmetic would print 1.4000000000000001.
                     let at = |frame: usize| (frame as f64 * frame_seconds * 1e6).round() / 1e6;
-                    let event = Event { start: at(*start), end: at(i), peak_excess_db: *peak };
+                    let event = Event {
+                        start: at(*start),
+                        end: at(i),
+                        peak_excess_db: *peak,
+                    };
                     if event.end - event.start >= self.min_duration - 1e-9 {
                         events.push(event);
                     }
@@ -217,9 +250,14 @@ impl Model for BandEnergyModel {
 
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
         let (path, info) = recording_file(recording)?;
-        let audio_error = |reason: String| ComponentError::Audio { path: path.to_path_buf(), reason };
+        let audio_error = |reason: String| ComponentError::Audio {
+            path: path.to_path_buf(),
+            reason,
+        };
         let samplerate = f64::from(info.samplerate);
-        let mut band = self.band_level(samplerate, recording.time_expansion).map_err(audio_error)?;
+        let mut band = self
+            .band_level(samplerate, recording.time_expansion)
+            .map_err(audio_error)?;
         let frame_len = band.frame_len;
         let frames = info.frames / frame_len as u64;
         if frames > MAX_FRAMES {
@@ -229,22 +267,45 @@ impl Model for BandEnergyModel {
             )));
         }
         let mut levels = Vec::with_capacity(frames as usize);
-        let windows = Windows { window: frame_len, step: frame_len, min_last: frame_len };
-        for_each_window(path, &info, info.samplerate, info.samplerate, windows, &mut |_, frame| {
-            levels.push(band.level(frame).map_err(audio_error)?);
-            Ok(())
-        })?;
+        let windows = Windows {
+            window: frame_len,
+            step: frame_len,
+            min_last: frame_len,
+        };
+        for_each_window(
+            path,
+            &info,
+            info.samplerate,
+            info.samplerate,
+            windows,
+            &mut |_, frame| {
+                levels.push(band.level(frame).map_err(audio_error)?);
+                Ok(())
+            },
+        )?;
         let frame_seconds = frame_len as f64 / samplerate;
         let mut detections = Vec::new();
         for event in self.events(&levels, frame_seconds) {
             let score = (event.peak_excess_db / (2.0 * self.threshold_db)).min(1.0);
             let mut detection = Detection::new(PredictionType::Event);
-            detection.location = Some(BoundingBox::new(event.start, self.low_freq, event.end, self.high_freq)?);
+            detection.location = Some(BoundingBox::new(
+                event.start,
+                self.low_freq,
+                event.end,
+                self.high_freq,
+            )?);
             detection.detection_score = score;
-            detection.tags = vec![PredictedTag::new(Tag::new("sound", self.label.as_str()), score)?];
+            detection.tags = vec![PredictedTag::new(
+                Tag::new("sound", self.label.as_str()),
+                score,
+            )?];
             detections.push(detection);
         }
-        Ok(ModelOutput::new(self.name.as_str(), recording.clone(), detections))
+        Ok(ModelOutput::new(
+            self.name.as_str(),
+            recording.clone(),
+            detections,
+        ))
     }
 }
 
@@ -271,7 +332,11 @@ mod tests {
         let path = dir.join("tone.wav");
         write_wav(&path, 16_000, 1, 3.0, |t| {
             let hiss = 0.001 * ((t * 7919.0).sin() + (t * 104_729.0).sin());
-            let tone = if (1.0..1.5).contains(&t) { 0.5 * (2.0 * std::f64::consts::PI * 4000.0 * t).sin() } else { 0.0 };
+            let tone = if (1.0..1.5).contains(&t) {
+                0.5 * (2.0 * std::f64::consts::PI * 4000.0 * t).sin()
+            } else {
+                0.0
+            };
             hiss + tone
         });
         let mut recording = Recording::new(Deployment::new("site"), 3.0, 16_000).unwrap();
@@ -291,7 +356,11 @@ mod tests {
         assert!((start - 1.0).abs() <= 0.04, "start {start}");
         assert!((end - 1.5).abs() <= 0.04, "end {end}");
         assert_eq!((low, high), (3000.0, 5000.0));
-        assert!(detection.detection_score > 0.9, "a loud tone scores high: {}", detection.detection_score);
+        assert!(
+            detection.detection_score > 0.9,
+            "a loud tone scores high: {}",
+            detection.detection_score
+        );
         assert_eq!(detection.tags[0].tag.value, "tone");
         assert_eq!(output.name_model, "band_energy");
     }
@@ -300,8 +369,17 @@ mod tests {
     fn ignores_sound_outside_the_band_and_errors_above_nyquist() {
         let dir = tempfile::tempdir().unwrap();
         let recording = recording_with_tone(dir.path());
-        assert!(model(6000.0, 7000.0).run(&recording).unwrap().detections.is_empty());
-        let err = model(9000.0, 12000.0).run(&recording).unwrap_err().to_string();
+        assert!(
+            model(6000.0, 7000.0)
+                .run(&recording)
+                .unwrap()
+                .detections
+                .is_empty()
+        );
+        let err = model(9000.0, 12000.0)
+            .run(&recording)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Nyquist"), "{err}");
     }
 

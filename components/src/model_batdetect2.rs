@@ -48,13 +48,17 @@ use std::sync::{Arc, Mutex};
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
 use acoupi_engine::config::values::Score;
-use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
+use acoupi_engine::data::{
+    BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
+};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_linalg::multithread::{Executor, multithread_tract_scope};
 use tract_onnx::prelude::*;
 
 use crate::audio::{Windows, for_each_window, recording_file};
-use crate::batdetect2_spectrogram::{COLUMNS_PER_PIXEL, HEIGHT, SAMPLE_RATE, Spectrogram, SpectrogramMaker, padded_width};
+use crate::batdetect2_spectrogram::{
+    COLUMNS_PER_PIXEL, HEIGHT, SAMPLE_RATE, Spectrogram, SpectrogramMaker, padded_width,
+};
 
 /// STFT hop and the samples before the first hop, at 256 kHz (for pixel → time).
 const HOP: f64 = 128.0;
@@ -69,8 +73,14 @@ const NMS_KERNEL: usize = 9;
 const TOP_K_PER_SECOND: f64 = 200.0;
 /// The files shipped in the repository's `models/batdetect2/`, located from where this
 /// crate was compiled.
-const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/batdetect2/batdetect2.onnx");
-const BUNDLED_LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/batdetect2/class_names.txt");
+const BUNDLED_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/batdetect2/batdetect2.onnx"
+);
+const BUNDLED_LABELS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/batdetect2/class_names.txt"
+);
 
 /// Detect bat echolocation calls and classify them to 17 UK species with BatDetect2
 /// (Net2DFast_UK_same; weights CC BY-NC 4.0, non-commercial use only). Recordings are
@@ -165,22 +175,38 @@ struct Network {
 impl Network {
     fn load(model_path: &Path, labels_path: &Path, width: usize) -> Result<Network, String> {
         let labels: Vec<String> = std::fs::read_to_string(labels_path)
-            .map_err(|e| format!("cannot read the labels file `{}`: {e}", labels_path.display()))?
+            .map_err(|e| {
+                format!(
+                    "cannot read the labels file `{}`: {e}",
+                    labels_path.display()
+                )
+            })?
             .lines()
             .map(str::trim)
             .filter(|line| !line.is_empty())
             .map(String::from)
             .collect();
         // Checked first so that a missing file is reported as such, with its path.
-        std::fs::metadata(model_path).map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
+        std::fs::metadata(model_path)
+            .map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
         let model = tract_onnx::onnx()
             .model_for_path(model_path)
             .map_err(|e| format!("cannot load the model `{}`: {e:#}", model_path.display()))?;
-        let network = Network { path: model_path.to_path_buf(), model, plans: Mutex::new(HashMap::new()), labels };
+        let network = Network {
+            path: model_path.to_path_buf(),
+            model,
+            plans: Mutex::new(HashMap::new()),
+            labels,
+        };
         // The plan for full chunks, made now: a broken model fails the build, not a run.
         let plan = network.plan(width)?;
         let channels: Vec<Option<usize>> = (0..3)
-            .map(|i| plan.model().output_fact(i).ok().and_then(|fact| fact.shape.as_concrete().and_then(|s| s.get(1).copied())))
+            .map(|i| {
+                plan.model()
+                    .output_fact(i)
+                    .ok()
+                    .and_then(|fact| fact.shape.as_concrete().and_then(|s| s.get(1).copied()))
+            })
             .collect();
         if channels != [Some(1), Some(2), Some(network.labels.len() + 1)] {
             return Err(format!(
@@ -196,7 +222,10 @@ impl Network {
 
     /// The optimised plan for spectrograms `width` columns wide, made on first use.
     fn plan(&self, width: usize) -> Result<Arc<TypedRunnableModel>, String> {
-        let mut plans = self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut plans = self
+            .plans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(plan) = plans.get(&width) {
             return Ok(plan.clone());
         }
@@ -209,7 +238,12 @@ impl Network {
             .and_then(|mut model| crate::batdetect2_ops::accelerate(&mut model).map(|_| model))
             .and_then(|model| model.into_optimized())
             .and_then(|model| model.into_runnable())
-            .map_err(|e| format!("cannot prepare the model `{}` for width {width}: {e:#}", self.path.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot prepare the model `{}` for width {width}: {e:#}",
+                    self.path.display()
+                )
+            })?;
         plans.insert(width, plan.clone());
         Ok(plan)
     }
@@ -218,17 +252,35 @@ impl Network {
     fn maps(&self, spectrogram: &Spectrogram, executor: &Executor) -> Result<Maps, String> {
         let plan = self.plan(spectrogram.width)?;
         let fail = |e: TractError| format!("BatDetect2 inference failed: {e:#}");
-        let input = Tensor::from_shape(&[1, 1, HEIGHT, spectrogram.width], &spectrogram.values).map_err(fail)?;
-        let outputs = multithread_tract_scope(executor.clone(), || plan.run(tvec![input.into()])).map_err(fail)?;
+        let input = Tensor::from_shape(&[1, 1, HEIGHT, spectrogram.width], &spectrogram.values)
+            .map_err(fail)?;
+        let outputs = multithread_tract_scope(executor.clone(), || plan.run(tvec![input.into()]))
+            .map_err(fail)?;
         let flat = |i: usize| -> Result<Vec<f32>, String> {
-            let output = outputs.get(i).ok_or_else(|| format!("the model gave {} outputs, not 3", outputs.len()))?;
-            Ok(output.to_plain_array_view::<f32>().map_err(fail)?.iter().copied().collect())
+            let output = outputs
+                .get(i)
+                .ok_or_else(|| format!("the model gave {} outputs, not 3", outputs.len()))?;
+            Ok(output
+                .to_plain_array_view::<f32>()
+                .map_err(fail)?
+                .iter()
+                .copied()
+                .collect())
         };
-        let maps = Maps { width: spectrogram.width, det: flat(0)?, size: flat(1)?, class: flat(2)? };
+        let maps = Maps {
+            width: spectrogram.width,
+            det: flat(0)?,
+            size: flat(1)?,
+            class: flat(2)?,
+        };
         let plane = HEIGHT * spectrogram.width;
         let lengths = [maps.det.len(), maps.size.len(), maps.class.len()];
         if lengths != [plane, 2 * plane, (self.labels.len() + 1) * plane] {
-            return Err(format!("the model `{}` gave outputs of {lengths:?} values for a {HEIGHT} × {} spectrogram", self.path.display(), spectrogram.width));
+            return Err(format!(
+                "the model `{}` gave outputs of {lengths:?} values for a {HEIGHT} × {} spectrogram",
+                self.path.display(),
+                spectrogram.width
+            ));
         }
         Ok(maps)
     }
@@ -265,13 +317,18 @@ fn suppress_non_maxima(det: &[f32], width: usize) -> Vec<f32> {
     let mut across = vec![0.0f32; det.len()];
     for (row_in, row_out) in det.chunks_exact(width).zip(across.chunks_exact_mut(width)) {
         for (x, out) in row_out.iter_mut().enumerate() {
-            *out = row_in[x.saturating_sub(half)..(x + half + 1).min(width)].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            *out = row_in[x.saturating_sub(half)..(x + half + 1).min(width)]
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
         }
     }
     let mut kept = vec![0.0f32; det.len()];
     for y in 0..height {
         for x in 0..width {
-            let local_max = (y.saturating_sub(half)..(y + half + 1).min(height)).map(|r| across[r * width + x]).fold(f32::NEG_INFINITY, f32::max);
+            let local_max = (y.saturating_sub(half)..(y + half + 1).min(height))
+                .map(|r| across[r * width + x])
+                .fold(f32::NEG_INFINITY, f32::max);
             let value = det[y * width + x];
             if value == local_max {
                 kept[y * width + x] = value;
@@ -288,7 +345,12 @@ fn decode(maps: &Maps, threshold: f32) -> Vec<Peak> {
     let plane = HEIGHT * width;
     let kept = suppress_non_maxima(&maps.det, width);
     let top_k = (column_time(width as f64 / COLUMNS_PER_PIXEL as f64) * TOP_K_PER_SECOND) as usize;
-    let mut peaks: Vec<(usize, f32)> = kept.iter().copied().enumerate().filter(|(_, v)| *v > 0.0).collect();
+    let mut peaks: Vec<(usize, f32)> = kept
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
     peaks.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     peaks.truncate(top_k);
     peaks.retain(|(_, v)| *v > threshold);
@@ -298,7 +360,8 @@ fn decode(maps: &Maps, threshold: f32) -> Vec<Peak> {
         .into_iter()
         .map(|(i, det_prob)| {
             let (y, x) = (i / width, i % width);
-            let (box_width, box_height) = (f64::from(maps.size[i]), f64::from(maps.size[plane + i]));
+            let (box_width, box_height) =
+                (f64::from(maps.size[i]), f64::from(maps.size[plane + i]));
             let low_freq = (HEIGHT - y) as f64 * ROW_HZ + MIN_FREQ;
             Peak {
                 x,
@@ -308,7 +371,9 @@ fn decode(maps: &Maps, threshold: f32) -> Vec<Peak> {
                 end_time: column_time(x as f64 + box_width),
                 low_freq,
                 high_freq: low_freq + box_height * ROW_HZ,
-                class_probs: (0..classes.saturating_sub(1)).map(|c| maps.class[c * plane + i]).collect(),
+                class_probs: (0..classes.saturating_sub(1))
+                    .map(|c| maps.class[c * plane + i])
+                    .collect(),
             }
         })
         .collect()
@@ -316,7 +381,11 @@ fn decode(maps: &Maps, threshold: f32) -> Vec<Peak> {
 
 /// The chunks of `chunk_samples` of a signal (the last one may be shorter).
 fn chunk_windows(chunk_samples: usize) -> Windows {
-    Windows { window: chunk_samples, step: chunk_samples, min_last: 1 }
+    Windows {
+        window: chunk_samples,
+        step: chunk_samples,
+        min_last: 1,
+    }
 }
 
 /// A running BatDetect2 model: the shared network and this instance's settings.
@@ -336,17 +405,33 @@ pub struct BatDetect2Model {
 impl BatDetect2Model {
     fn load(config: &BatDetect2ModelConfig, ctx: &BuildContext) -> Result<BatDetect2Model, String> {
         if !(0.1..=60.0).contains(&config.chunk_seconds) {
-            return Err(format!("chunk_seconds must be between 0.1 and 60, not {}", config.chunk_seconds));
+            return Err(format!(
+                "chunk_seconds must be between 0.1 and 60, not {}",
+                config.chunk_seconds
+            ));
         }
-        if let Some(factor) = config.time_expansion.filter(|f| !(*f > 0.0 && f.is_finite())) {
-            return Err(format!("time_expansion must be greater than 0, not {factor}"));
+        if let Some(factor) = config
+            .time_expansion
+            .filter(|f| !(*f > 0.0 && f.is_finite()))
+        {
+            return Err(format!(
+                "time_expansion must be greater than 0, not {factor}"
+            ));
         }
         if config.threads == 0 {
             return Err("threads must be at least 1".into());
         }
-        let path = |given: &Option<PathBuf>, bundled: &str| given.as_deref().map_or_else(|| PathBuf::from(bundled), |p| ctx.resolve(p));
+        let path = |given: &Option<PathBuf>, bundled: &str| {
+            given
+                .as_deref()
+                .map_or_else(|| PathBuf::from(bundled), |p| ctx.resolve(p))
+        };
         let chunk_samples = (f64::from(SAMPLE_RATE) * config.chunk_seconds) as usize;
-        let network = Network::load(&path(&config.model, BUNDLED_MODEL), &path(&config.labels, BUNDLED_LABELS), padded_width(chunk_samples))?;
+        let network = Network::load(
+            &path(&config.model, BUNDLED_MODEL),
+            &path(&config.labels, BUNDLED_LABELS),
+            padded_width(chunk_samples),
+        )?;
         Ok(BatDetect2Model {
             name: config.name.clone(),
             network: Arc::new(network),
@@ -355,7 +440,11 @@ impl BatDetect2Model {
             min_class_probability: config.min_class_probability.0,
             chunk_seconds: config.chunk_seconds,
             time_expansion: config.time_expansion,
-            executor: if config.threads > 1 { Executor::multithread_with_name(config.threads, &ctx.instance) } else { Executor::SingleThread },
+            executor: if config.threads > 1 {
+                Executor::multithread_with_name(config.threads, &ctx.instance)
+            } else {
+                Executor::SingleThread
+            },
         })
     }
 
@@ -366,7 +455,9 @@ impl BatDetect2Model {
     /// The peaks of the `index`th chunk of audio at 256 kHz, in real seconds from the
     /// audio's start.
     fn chunk_peaks(&self, index: usize, chunk: &[f32]) -> Result<Vec<Peak>, String> {
-        let maps = self.network.maps(&self.spectrogram.spectrogram(chunk), &self.executor)?;
+        let maps = self
+            .network
+            .maps(&self.spectrogram.spectrogram(chunk), &self.executor)?;
         let offset = index as f64 * self.chunk_seconds;
         Ok(decode(&maps, self.detection_threshold as f32)
             .into_iter()
@@ -384,7 +475,10 @@ impl BatDetect2Model {
         let chunk_samples = self.chunk_samples();
         let mut peaks = Vec::new();
         for (index, start) in chunk_windows(chunk_samples).starts(audio.len()).enumerate() {
-            peaks.extend(self.chunk_peaks(index, &audio[start..(start + chunk_samples).min(audio.len())])?);
+            peaks.extend(self.chunk_peaks(
+                index,
+                &audio[start..(start + chunk_samples).min(audio.len())],
+            )?);
         }
         Ok(peaks)
     }
@@ -402,11 +496,23 @@ impl BatDetect2Model {
             if rank > 0 && f64::from(probability) < self.min_class_probability {
                 break;
             }
-            let label = self.network.labels.get(class).map_or("unknown", String::as_str);
-            tags.push(PredictedTag::new(Tag::new("species", label), f64::from(probability).clamp(0.0, 1.0))?);
+            let label = self
+                .network
+                .labels
+                .get(class)
+                .map_or("unknown", String::as_str);
+            tags.push(PredictedTag::new(
+                Tag::new("species", label),
+                f64::from(probability).clamp(0.0, 1.0),
+            )?);
         }
         let mut detection = Detection::new(PredictionType::Event);
-        detection.location = Some(BoundingBox::new(peak.start_time * time_expansion, peak.low_freq, end_time * time_expansion, high_freq)?);
+        detection.location = Some(BoundingBox::new(
+            peak.start_time * time_expansion,
+            peak.low_freq,
+            end_time * time_expansion,
+            high_freq,
+        )?);
         detection.detection_score = f64::from(peak.det_prob).clamp(0.0, 1.0);
         detection.tags = tags;
         Ok(detection)
@@ -420,26 +526,46 @@ impl Model for BatDetect2Model {
 
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
         let (path, info) = recording_file(recording)?;
-        let audio_error = |reason: String| ComponentError::Audio { path: path.to_path_buf(), reason };
+        let audio_error = |reason: String| ComponentError::Audio {
+            path: path.to_path_buf(),
+            reason,
+        };
         let time_expansion = self.time_expansion.unwrap_or(recording.time_expansion);
         let effective_rate = f64::from(info.samplerate) * time_expansion;
         if !(effective_rate >= 1.0 && effective_rate <= f64::from(u32::MAX)) {
-            return Err(audio_error(format!("{} Hz × time expansion {time_expansion} is not a usable sample rate", info.samplerate)));
+            return Err(audio_error(format!(
+                "{} Hz × time expansion {time_expansion} is not a usable sample rate",
+                info.samplerate
+            )));
         }
         let effective_rate = effective_rate.round() as u32;
         let nyquist = f64::from(info.samplerate) * time_expansion / 2.0;
         let chunk_samples = self.chunk_samples();
         let mut peaks = Vec::new();
-        for_each_window(path, &info, effective_rate, SAMPLE_RATE, chunk_windows(chunk_samples), &mut |start, chunk| {
-            peaks.extend(self.chunk_peaks(start / chunk_samples, chunk).map_err(ComponentError::Other)?);
-            Ok(())
-        })?;
+        for_each_window(
+            path,
+            &info,
+            effective_rate,
+            SAMPLE_RATE,
+            chunk_windows(chunk_samples),
+            &mut |start, chunk| {
+                peaks.extend(
+                    self.chunk_peaks(start / chunk_samples, chunk)
+                        .map_err(ComponentError::Other)?,
+                );
+                Ok(())
+            },
+        )?;
         let detections = peaks
             .iter()
             .filter(|peak| peak.high_freq <= nyquist)
             .map(|peak| self.detection(peak, time_expansion))
             .collect::<ComponentResult<Vec<_>>>()?;
-        Ok(ModelOutput::new(self.name.as_str(), recording.clone(), detections))
+        Ok(ModelOutput::new(
+            self.name.as_str(),
+            recording.clone(),
+            detections,
+        ))
     }
 }
 
@@ -449,7 +575,6 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::OnceLock;
     use std::time::Instant;
-
 
     use crate::audio::resample;
     use crate::batdetect2_spectrogram::testing::{REFERENCE_DIR, read_f32};
@@ -484,7 +609,8 @@ mod tests {
 
     fn expected() -> Vec<Expected> {
         let path = Path::new(REFERENCE_DIR).join("ref_detections.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         serde_json::from_str(&text).unwrap()
     }
 
@@ -502,34 +628,55 @@ mod tests {
         MODEL.get_or_init(|| {
             let t = Instant::now();
             let model = BatDetect2Model::load(&config("{}"), &context()).unwrap();
-            eprintln!("BatDetect2 loaded, plan for 3 s chunks optimised in {:.1?}", t.elapsed());
+            eprintln!(
+                "BatDetect2 loaded, plan for 3 s chunks optimised in {:.1?}",
+                t.elapsed()
+            );
             model
         })
     }
 
     /// The shared model with the reference's threshold, tagging every class.
     fn with_reference_threshold() -> BatDetect2Model {
-        BatDetect2Model { detection_threshold: REFERENCE_THRESHOLD, min_class_probability: 0.0, ..shared().clone() }
+        BatDetect2Model {
+            detection_threshold: REFERENCE_THRESHOLD,
+            min_class_probability: 0.0,
+            ..shared().clone()
+        }
     }
 
     /// The network's maps on the reference spectrogram (computed once).
     fn reference_maps() -> &'static Maps {
         static MAPS: OnceLock<Maps> = OnceLock::new();
         MAPS.get_or_init(|| {
-            let spectrogram = Spectrogram { width: 1024, values: read_f32("ref_spec_1x1x128x1024.f32") };
+            let spectrogram = Spectrogram {
+                width: 1024,
+                values: read_f32("ref_spec_1x1x128x1024.f32"),
+            };
             let network = &shared().network;
             let t = Instant::now();
             network.plan(1024).unwrap();
-            eprintln!("plan for 1 s chunks (W = 1024) optimised in {:.1?}", t.elapsed());
+            eprintln!(
+                "plan for 1 s chunks (W = 1024) optimised in {:.1?}",
+                t.elapsed()
+            );
             let t = Instant::now();
             let maps = network.maps(&spectrogram, &Executor::SingleThread).unwrap();
-            eprintln!("one 1 s chunk (W = 1024) through the network: {} ms (dev profile)", t.elapsed().as_millis());
+            eprintln!(
+                "one 1 s chunk (W = 1024) through the network: {} ms (dev profile)",
+                t.elapsed().as_millis()
+            );
             maps
         })
     }
 
     /// A WAV of the samples at `samplerate`, recorded with `time_expansion`.
-    fn write_f32_wav(path: &Path, samplerate: u32, samples: &[f32], time_expansion: f64) -> Recording {
+    fn write_f32_wav(
+        path: &Path,
+        samplerate: u32,
+        samples: &[f32],
+        time_expansion: f64,
+    ) -> Recording {
         let mut recording = crate::audio::testing::write_f32_wav(path, samplerate, samples);
         recording.time_expansion = time_expansion;
         recording
@@ -543,7 +690,8 @@ mod tests {
             .map(|d| {
                 let [start, low, end, high] = d.location.unwrap().coordinates();
                 let (start_time, end_time) = (start / time_expansion, end / time_expansion);
-                let x = ((start_time * f64::from(SAMPLE_RATE) - OVERLAP) / (2.0 * HOP)).round() as usize;
+                let x = ((start_time * f64::from(SAMPLE_RATE) - OVERLAP) / (2.0 * HOP)).round()
+                    as usize;
                 let y = (HEIGHT as f64 - (low - MIN_FREQ) / ROW_HZ).round() as usize;
                 let top = &d.tags[0];
                 let found = Call {
@@ -563,18 +711,32 @@ mod tests {
     /// Checks detections against the reference: the same peaks, and each field within
     /// `tolerance` (relative for probabilities and sizes); returns the largest differences
     /// (probability, seconds, Hz).
-    fn compare(got: &BTreeMap<(usize, usize), Call>, want: &[Expected], tolerance: f64) -> (f64, f64, f64) {
-        let want: BTreeMap<(usize, usize), &Expected> = want.iter().map(|e| ((e.x, e.y), e)).collect();
+    fn compare(
+        got: &BTreeMap<(usize, usize), Call>,
+        want: &[Expected],
+        tolerance: f64,
+    ) -> (f64, f64, f64) {
+        let want: BTreeMap<(usize, usize), &Expected> =
+            want.iter().map(|e| ((e.x, e.y), e)).collect();
         let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(k)).collect();
         let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(k)).collect();
-        assert!(missing.is_empty() && extra.is_empty(), "peaks missing {missing:?}, extra {extra:?}");
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "peaks missing {missing:?}, extra {extra:?}"
+        );
         let (mut prob, mut time, mut freq) = (0.0f64, 0.0f64, 0.0f64);
         for (key, e) in &want {
             let g = &got[key];
             assert_eq!(g.class, e.call.class, "class at {key:?}");
-            prob = prob.max((g.det_prob - e.call.det_prob).abs()).max((g.class_prob - e.call.class_prob).abs());
-            time = time.max((g.start_time - e.call.start_time).abs()).max((g.end_time - e.call.end_time).abs());
-            freq = freq.max((g.low_freq - e.call.low_freq).abs()).max((g.high_freq - e.call.high_freq).abs());
+            prob = prob
+                .max((g.det_prob - e.call.det_prob).abs())
+                .max((g.class_prob - e.call.class_prob).abs());
+            time = time
+                .max((g.start_time - e.call.start_time).abs())
+                .max((g.end_time - e.call.end_time).abs());
+            freq = freq
+                .max((g.low_freq - e.call.low_freq).abs())
+                .max((g.high_freq - e.call.high_freq).abs());
         }
         assert!(prob <= tolerance, "probability difference {prob:e}");
         assert!(time <= tolerance * 1e-2, "time difference {time:e} s");
@@ -587,9 +749,16 @@ mod tests {
         let want = read_f32("ref_pred_det_1x1x128x1024.f32");
         let got = &reference_maps().det;
         assert_eq!(got.len(), want.len());
-        let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max_diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         eprintln!("pred_det: max abs difference from PyTorch {max_diff:e}");
-        assert!(max_diff <= NETWORK_TOLERANCE, "max abs difference {max_diff:e} above {NETWORK_TOLERANCE:e}");
+        assert!(
+            max_diff <= NETWORK_TOLERANCE,
+            "max abs difference {max_diff:e} above {NETWORK_TOLERANCE:e}"
+        );
     }
 
     #[test]
@@ -601,7 +770,12 @@ mod tests {
         let got: BTreeMap<(usize, usize), Call> = peaks
             .iter()
             .map(|p| {
-                let (class, prob) = p.class_probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
+                let (class, prob) = p
+                    .class_probs
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .unwrap();
                 let found = Call {
                     det_prob: f64::from(p.det_prob),
                     start_time: p.start_time,
@@ -615,7 +789,10 @@ mod tests {
             })
             .collect();
         let (prob, time, freq) = compare(&got, &want, 1e-4);
-        eprintln!("decoding: {} detections as the library; max differences {prob:e} (probability), {time:e} s, {freq:e} Hz", peaks.len());
+        eprintln!(
+            "decoding: {} detections as the library; max differences {prob:e} (probability), {time:e} s, {freq:e} Hz",
+            peaks.len()
+        );
         // Ordered by time, as the library's.
         assert!(peaks.windows(2).all(|w| w[0].x <= w[1].x));
     }
@@ -627,17 +804,34 @@ mod tests {
         let recording = write_f32_wav(&dir.path().join("ref.wav"), SAMPLE_RATE, &audio, 1.0);
         let t = Instant::now();
         let output = with_reference_threshold().run(&recording).unwrap();
-        eprintln!("end to end, 1 s at 256 kHz: {} ms (dev profile)", t.elapsed().as_millis());
+        eprintln!(
+            "end to end, 1 s at 256 kHz: {} ms (dev profile)",
+            t.elapsed().as_millis()
+        );
         assert_eq!(output.name_model, "BatDetect2_UK");
         output.validate().unwrap();
         let (prob, time, freq) = compare(&found(&output, 1.0), &expected(), 1e-3);
-        eprintln!("end to end: {} detections as the library; max differences {prob:e}, {time:e} s, {freq:e} Hz", output.detections.len());
+        eprintln!(
+            "end to end: {} detections as the library; max differences {prob:e}, {time:e} s, {freq:e} Hz",
+            output.detections.len()
+        );
         for detection in &output.detections {
             assert_eq!(detection.prediction_type, PredictionType::Event);
-            assert_eq!(detection.tags.len(), 17, "every class tagged with min_class_probability 0");
-            let probabilities: Vec<f64> = detection.tags.iter().map(|t| t.confidence_score).collect();
-            assert!(probabilities.windows(2).all(|w| w[0] >= w[1]), "most probable first");
-            assert!((probabilities.iter().sum::<f64>() - detection.detection_score).abs() < 1e-4, "classes add up to the detection");
+            assert_eq!(
+                detection.tags.len(),
+                17,
+                "every class tagged with min_class_probability 0"
+            );
+            let probabilities: Vec<f64> =
+                detection.tags.iter().map(|t| t.confidence_score).collect();
+            assert!(
+                probabilities.windows(2).all(|w| w[0] >= w[1]),
+                "most probable first"
+            );
+            assert!(
+                (probabilities.iter().sum::<f64>() - detection.detection_score).abs() < 1e-4,
+                "classes add up to the detection"
+            );
         }
         // With the default threshold (0.3) only the confident calls remain.
         let confident = shared().run(&recording).unwrap();
@@ -646,8 +840,16 @@ mod tests {
         for detection in &confident.detections {
             assert!(detection.detection_score > 0.3);
             // The top species, then only classes at least 0.01 probable (the default floor).
-            assert!(!detection.tags.is_empty() && detection.tags.len() < 17, "{:?}", detection.tags);
-            assert!(detection.tags[1..].iter().all(|t| t.confidence_score >= 0.01));
+            assert!(
+                !detection.tags.is_empty() && detection.tags.len() < 17,
+                "{:?}",
+                detection.tags
+            );
+            assert!(
+                detection.tags[1..]
+                    .iter()
+                    .all(|t| t.confidence_score >= 0.01)
+            );
         }
     }
 
@@ -661,41 +863,78 @@ mod tests {
         let (prob, time, freq) = compare(&found(&output, 10.0), &expected(), 1e-3);
         eprintln!("time expansion 10: max differences {prob:e}, {time:e} s, {freq:e} Hz");
         // Times are the file's: ten times the real ones.
-        let last = output.detections.iter().map(|d| d.location.unwrap().end_time()).fold(0.0, f64::max);
+        let last = output
+            .detections
+            .iter()
+            .map(|d| d.location.unwrap().end_time())
+            .fold(0.0, f64::max);
         assert!(last > 10.0, "last end {last} s");
         // The config's time expansion overrides the recording's.
         let mut as_real = recording.clone();
         as_real.time_expansion = 1.0;
-        let overridden = BatDetect2Model { time_expansion: Some(10.0), ..with_reference_threshold() };
-        assert_eq!(found(&overridden.run(&as_real).unwrap(), 10.0).len(), output.detections.len());
+        let overridden = BatDetect2Model {
+            time_expansion: Some(10.0),
+            ..with_reference_threshold()
+        };
+        assert_eq!(
+            found(&overridden.run(&as_real).unwrap(), 10.0).len(),
+            output.detections.len()
+        );
     }
 
     #[test]
     fn resampled_inputs_give_detections_close_to_the_reference() {
         let audio = read_f32("ref_audio_256k_1x256000.f32");
         let dir = tempfile::tempdir().unwrap();
-        let want: Vec<Expected> = expected().into_iter().filter(|e| e.call.det_prob > 0.3).collect();
-        assert!(want.len() >= 5, "the reference has {} confident calls", want.len());
-        let model = BatDetect2Model { min_class_probability: 0.0, ..shared().clone() };
+        let want: Vec<Expected> = expected()
+            .into_iter()
+            .filter(|e| e.call.det_prob > 0.3)
+            .collect();
+        assert!(
+            want.len() >= 5,
+            "the reference has {} confident calls",
+            want.len()
+        );
+        let model = BatDetect2Model {
+            min_class_probability: 0.0,
+            ..shared().clone()
+        };
         // (rate, largest probability difference allowed): at 192 kHz everything above 96 kHz
         // is gone, which changes the PCEN and denoising of the remaining rows.
         for (rate, tolerance) in [(384_000u32, 0.05), (192_000, 0.2)] {
             let resampled = resample(&audio, SAMPLE_RATE, rate).unwrap();
-            let recording = write_f32_wav(&dir.path().join(format!("ref_{rate}.wav")), rate, &resampled, 1.0);
+            let recording = write_f32_wav(
+                &dir.path().join(format!("ref_{rate}.wav")),
+                rate,
+                &resampled,
+                1.0,
+            );
             let got = found(&model.run(&recording).unwrap(), 1.0);
             // Above the file's Nyquist frequency there is nothing to find.
             let nyquist = f64::from(rate) / 2.0;
-            let reachable: Vec<&Expected> = want.iter().filter(|e| e.call.high_freq <= nyquist).collect();
+            let reachable: Vec<&Expected> = want
+                .iter()
+                .filter(|e| e.call.high_freq <= nyquist)
+                .collect();
             let (mut matched, mut max_diff) = (0, 0.0f64);
             for e in &reachable {
-                let close = got.iter().find(|((x, y), _)| x.abs_diff(e.x) <= 1 && y.abs_diff(e.y) <= 1);
+                let close = got
+                    .iter()
+                    .find(|((x, y), _)| x.abs_diff(e.x) <= 1 && y.abs_diff(e.y) <= 1);
                 if let Some((_, g)) = close {
                     matched += 1;
-                    assert_eq!(g.class, e.call.class, "{rate} Hz: class at ({}, {})", e.x, e.y);
+                    assert_eq!(
+                        g.class, e.call.class,
+                        "{rate} Hz: class at ({}, {})",
+                        e.x, e.y
+                    );
                     max_diff = max_diff.max((g.det_prob - e.call.det_prob).abs());
                 }
             }
-            assert!(max_diff <= tolerance, "{rate} Hz: detection probabilities up to {max_diff} from the reference");
+            assert!(
+                max_diff <= tolerance,
+                "{rate} Hz: detection probabilities up to {max_diff} from the reference"
+            );
             eprintln!(
                 "{rate} Hz: {matched} of {} confident reference calls found, {} detections in all, probabilities within {max_diff:.1e}",
                 reachable.len(),
@@ -713,16 +952,34 @@ mod tests {
         // 3 s of silence: one full chunk (W = 3008, the plan made at build time). The
         // network's detection map is not 0 there (it peaks below 0.3), so the library's
         // 0.01 would report noise.
-        let silent = write_f32_wav(&dir.path().join("silent.wav"), SAMPLE_RATE, &vec![0.0; 3 * SAMPLE_RATE as usize], 1.0);
+        let silent = write_f32_wav(
+            &dir.path().join("silent.wav"),
+            SAMPLE_RATE,
+            &vec![0.0; 3 * SAMPLE_RATE as usize],
+            1.0,
+        );
         let t = Instant::now();
         assert!(model.run(&silent).unwrap().detections.is_empty());
-        eprintln!("one 3 s chunk (W = 3008), end to end: {} ms (dev profile)", t.elapsed().as_millis());
+        eprintln!(
+            "one 3 s chunk (W = 3008), end to end: {} ms (dev profile)",
+            t.elapsed().as_millis()
+        );
         let t = Instant::now();
-        let spectrogram = model.spectrogram.spectrogram(&vec![0.0; 3 * SAMPLE_RATE as usize]);
-        eprintln!("its spectrogram alone: {} ms (dev profile)", t.elapsed().as_millis());
+        let spectrogram = model
+            .spectrogram
+            .spectrogram(&vec![0.0; 3 * SAMPLE_RATE as usize]);
+        eprintln!(
+            "its spectrogram alone: {} ms (dev profile)",
+            t.elapsed().as_millis()
+        );
         assert_eq!(spectrogram.width, 3008);
         let peaks = model.peaks(&vec![0.0; SAMPLE_RATE as usize]).unwrap();
-        let loudest = with_reference_threshold().peaks(&vec![0.0; SAMPLE_RATE as usize]).unwrap().iter().map(|p| p.det_prob).fold(0.0f32, f32::max);
+        let loudest = with_reference_threshold()
+            .peaks(&vec![0.0; SAMPLE_RATE as usize])
+            .unwrap()
+            .iter()
+            .map(|p| p.det_prob)
+            .fold(0.0f32, f32::max);
         eprintln!("silence: highest detection probability {loudest}");
         assert!(peaks.is_empty() && loudest < 0.3);
         let empty = write_f32_wav(&dir.path().join("empty.wav"), SAMPLE_RATE, &[], 1.0);
@@ -738,21 +995,34 @@ mod tests {
         det[10 * width + 15] = 0.6; // 10 columns away: kept
         det[127 * width + 19] = 0.4; // in the corner: kept
         let kept = suppress_non_maxima(&det, width);
-        let peaks: Vec<(usize, usize, f32)> = kept.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(i, v)| (i / width, i % width, *v)).collect();
+        let peaks: Vec<(usize, usize, f32)> = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v > 0.0)
+            .map(|(i, v)| (i / width, i % width, *v))
+            .collect();
         assert_eq!(peaks, [(10, 5, 0.9), (10, 15, 0.6), (127, 19, 0.4)]);
     }
 
     #[test]
     fn pixels_map_to_the_library_times_and_frequencies() {
         // (x, seconds): t(x) = (2x × 128 + 384) / 256 000.
-        for (x, want) in [(0.0, 0.0015), (1.0, 0.0025), (1023.0, 1.0245), (7.615_296_363_830_566, 0.009_115_296_363_830_566)] {
+        for (x, want) in [
+            (0.0, 0.0015),
+            (1.0, 0.0025),
+            (1023.0, 1.0245),
+            (7.615_296_363_830_566, 0.009_115_296_363_830_566),
+        ] {
             assert!((column_time(x) - want).abs() < 1e-12, "x = {x}");
         }
         assert_eq!(ROW_HZ, 859.375);
         // top-k: 102 peaks for W = 1024, 301 for W = 3008.
         assert_eq!((column_time(512.0) * TOP_K_PER_SECOND) as usize, 102);
         assert_eq!((column_time(1504.0) * TOP_K_PER_SECOND) as usize, 301);
-        assert_eq!(chunk_windows(768_000).starts(768_001).collect::<Vec<_>>(), [0, 768_000]);
+        assert_eq!(
+            chunk_windows(768_000).starts(768_001).collect::<Vec<_>>(),
+            [0, 768_000]
+        );
         assert_eq!(chunk_windows(768_000).starts(0).count(), 0);
     }
 
@@ -760,35 +1030,70 @@ mod tests {
     fn config_defaults_and_build_errors_name_the_problem() {
         let c = config("{}");
         assert_eq!(c.name, "BatDetect2_UK");
-        assert_eq!((c.detection_threshold.0, c.min_class_probability.0, c.chunk_seconds, c.time_expansion), (0.3, 0.01, 3.0, None));
-        assert!(serde_json::from_str::<BatDetect2ModelConfig>(r#"{"detection_threshold": 1.5}"#).is_err());
+        assert_eq!(
+            (
+                c.detection_threshold.0,
+                c.min_class_probability.0,
+                c.chunk_seconds,
+                c.time_expansion
+            ),
+            (0.3, 0.01, 3.0, None)
+        );
+        assert!(
+            serde_json::from_str::<BatDetect2ModelConfig>(r#"{"detection_threshold": 1.5}"#)
+                .is_err()
+        );
         assert!(serde_json::from_str::<BatDetect2ModelConfig>(r#"{"treshold": 0.5}"#).is_err());
         assert_eq!(shared().network.labels.len(), 17);
         let dir = tempfile::tempdir().unwrap();
         let mut ctx = context();
         ctx.settings.base_dir = dir.path().to_path_buf();
-        let err = BatDetect2Model::load(&config(r#"{"model": "missing.onnx"}"#), &ctx).err().unwrap();
-        assert!(err.contains(&dir.path().join("missing.onnx").display().to_string()), "{err}");
-        let err = BatDetect2Model::load(&config(r#"{"labels": "labels.txt"}"#), &ctx).err().unwrap();
+        let err = BatDetect2Model::load(&config(r#"{"model": "missing.onnx"}"#), &ctx)
+            .err()
+            .unwrap();
+        assert!(
+            err.contains(&dir.path().join("missing.onnx").display().to_string()),
+            "{err}"
+        );
+        let err = BatDetect2Model::load(&config(r#"{"labels": "labels.txt"}"#), &ctx)
+            .err()
+            .unwrap();
         assert!(err.contains("labels.txt"), "{err}");
         std::fs::write(dir.path().join("broken.onnx"), b"not a model").unwrap();
-        let err = BatDetect2Model::load(&config(r#"{"model": "broken.onnx"}"#), &ctx).err().unwrap();
+        let err = BatDetect2Model::load(&config(r#"{"model": "broken.onnx"}"#), &ctx)
+            .err()
+            .unwrap();
         assert!(err.contains("broken.onnx"), "{err}");
-        let err = BatDetect2Model::load(&config(r#"{"chunk_seconds": 0}"#), &ctx).err().unwrap();
+        let err = BatDetect2Model::load(&config(r#"{"chunk_seconds": 0}"#), &ctx)
+            .err()
+            .unwrap();
         assert!(err.contains("chunk_seconds"), "{err}");
-        let err = BatDetect2Model::load(&config(r#"{"time_expansion": -1}"#), &ctx).err().unwrap();
+        let err = BatDetect2Model::load(&config(r#"{"time_expansion": -1}"#), &ctx)
+            .err()
+            .unwrap();
         assert!(err.contains("time_expansion"), "{err}");
     }
 
     #[test]
     fn two_threads_give_the_same_maps() {
-        let spectrogram = Spectrogram { width: 1024, values: read_f32("ref_spec_1x1x128x1024.f32") };
+        let spectrogram = Spectrogram {
+            width: 1024,
+            values: read_f32("ref_spec_1x1x128x1024.f32"),
+        };
         let pool = Executor::multithread_with_name(2, "test");
         let maps = shared().network.maps(&spectrogram, &pool).unwrap();
         let single = reference_maps();
-        let max_diff = maps.det.iter().zip(&single.det).chain(maps.class.iter().zip(&single.class)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max_diff = maps
+            .det
+            .iter()
+            .zip(&single.det)
+            .chain(maps.class.iter().zip(&single.class))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(max_diff < 1e-5, "max diff {max_diff}");
-        let err = BatDetect2Model::load(&config(r#"{"threads": 0}"#), &context()).err().unwrap();
+        let err = BatDetect2Model::load(&config(r#"{"threads": 0}"#), &context())
+            .err()
+            .unwrap();
         assert!(err.contains("threads"), "{err}");
     }
 }

@@ -35,7 +35,9 @@ use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
 use acoupi_engine::config::values::Score;
-use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
+use acoupi_engine::data::{
+    BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
+};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
@@ -53,8 +55,14 @@ const MIN_CHUNK_SECONDS: f64 = 1.5;
 const HIGH_FREQ: f64 = 15_000.0;
 /// The files shipped in the repository's `models/birdnet/`, located from where this crate
 /// was compiled.
-const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/birdnet_v24_fp32.onnx");
-const BUNDLED_LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt");
+const BUNDLED_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/birdnet/birdnet_v24_fp32.onnx"
+);
+const BUNDLED_LABELS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt"
+);
 
 /// Detect bird species with BirdNET GLOBAL 6K V2.4 (6522 classes, 3 s windows at 48 kHz;
 /// weights CC BY-NC-SA 4.0, non-commercial use only).
@@ -153,27 +161,40 @@ impl Label {
     /// `Scientific name_Common name`; a line without `_` is used for both names.
     fn parse(line: &str) -> Label {
         let (scientific, common) = line.split_once('_').unwrap_or((line, line));
-        Label { scientific: scientific.trim().into(), common: common.trim().into() }
+        Label {
+            scientific: scientific.trim().into(),
+            common: common.trim().into(),
+        }
     }
 }
 
 impl Network {
     fn load(model_path: &Path, labels_path: &Path) -> Result<Network, String> {
         let labels: Vec<Label> = std::fs::read_to_string(labels_path)
-            .map_err(|e| format!("cannot read the labels file `{}`: {e}", labels_path.display()))?
+            .map_err(|e| {
+                format!(
+                    "cannot read the labels file `{}`: {e}",
+                    labels_path.display()
+                )
+            })?
             .lines()
             .filter(|line| !line.trim().is_empty())
             .map(Label::parse)
             .collect();
         // Checked first so that a missing file is reported as such, with its path.
-        std::fs::metadata(model_path).map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
+        std::fs::metadata(model_path)
+            .map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
         let plan = tract_onnx::onnx()
             .model_for_path(model_path)
             .and_then(|model| model.with_input_fact(0, f32::fact([1, CHUNK_SAMPLES]).into()))
             .and_then(|model| model.into_optimized())
             .and_then(|model| model.into_runnable())
             .map_err(|e| format!("cannot load the model `{}`: {e:#}", model_path.display()))?;
-        let classes = plan.model().output_fact(0).ok().and_then(|fact| fact.shape.as_concrete().map(|s| s.iter().product::<usize>()));
+        let classes = plan.model().output_fact(0).ok().and_then(|fact| {
+            fact.shape
+                .as_concrete()
+                .map(|s| s.iter().product::<usize>())
+        });
         if classes != Some(labels.len()) {
             return Err(format!(
                 "the model `{}` has {} classes but the labels file `{}` has {} labels",
@@ -190,8 +211,14 @@ impl Network {
     fn logits(&self, chunk: &[f32]) -> TractResult<Vec<f32>> {
         let input = Tensor::from_shape(&[1, CHUNK_SAMPLES], chunk)?;
         let outputs = self.plan.run(tvec![input.into()])?;
-        let output = outputs.first().ok_or_else(|| TractError::msg("the model gave no output"))?;
-        Ok(output.to_plain_array_view::<f32>()?.iter().copied().collect())
+        let output = outputs
+            .first()
+            .ok_or_else(|| TractError::msg("the model gave no output"))?;
+        Ok(output
+            .to_plain_array_view::<f32>()?
+            .iter()
+            .copied()
+            .collect())
     }
 }
 
@@ -224,34 +251,64 @@ impl RangeFilter {
     fn allowed(&self, recording: &Recording) -> Result<Vec<bool>, String> {
         let latitude = recording.deployment.latitude.unwrap_or(self.latitude);
         let longitude = recording.deployment.longitude.unwrap_or(self.longitude);
-        let week = week_48(recording.created_on.with_timezone(&self.timezone).date_naive());
-        self.model.allowed(latitude, longitude, week, self.threshold)
+        let week = week_48(
+            recording
+                .created_on
+                .with_timezone(&self.timezone)
+                .date_naive(),
+        );
+        self.model
+            .allowed(latitude, longitude, week, self.threshold)
     }
 }
 
 impl BirdnetModel {
     fn load(config: &BirdnetModelConfig, ctx: &BuildContext) -> Result<BirdnetModel, String> {
         if !(0.0..CHUNK_SECONDS).contains(&config.overlap) {
-            return Err(format!("overlap must be at least 0 s and below 3 s, not {}", config.overlap));
+            return Err(format!(
+                "overlap must be at least 0 s and below 3 s, not {}",
+                config.overlap
+            ));
         }
         if !(0.5..=1.5).contains(&config.sensitivity) {
-            return Err(format!("sensitivity must be between 0.5 and 1.5, not {}", config.sensitivity));
+            return Err(format!(
+                "sensitivity must be between 0.5 and 1.5, not {}",
+                config.sensitivity
+            ));
         }
-        let path = |given: &Option<PathBuf>, bundled: &str| given.as_deref().map_or_else(|| PathBuf::from(bundled), |p| ctx.resolve(p));
-        let network = Network::load(&path(&config.model, BUNDLED_MODEL), &path(&config.labels, BUNDLED_LABELS))?;
+        let path = |given: &Option<PathBuf>, bundled: &str| {
+            given
+                .as_deref()
+                .map_or_else(|| PathBuf::from(bundled), |p| ctx.resolve(p))
+        };
+        let network = Network::load(
+            &path(&config.model, BUNDLED_MODEL),
+            &path(&config.labels, BUNDLED_LABELS),
+        )?;
         let allowed = allowed_classes(&network.labels, config.include.as_deref(), &config.exclude)?;
         let range = match &config.range_filter {
             None => None,
             Some(filter) => {
                 let deployment = &ctx.settings.deployment;
-                let (Some(latitude), Some(longitude)) = (deployment.latitude, deployment.longitude) else {
+                let (Some(latitude), Some(longitude)) = (deployment.latitude, deployment.longitude)
+                else {
                     return Err("range_filter needs the station's position: set `latitude` and `longitude` in [deployment]".into());
                 };
                 let model = RangeModel::load(&path(&filter.model, BUNDLED_RANGE_MODEL))?;
                 if model.species() != network.labels.len() {
-                    return Err(format!("the range model scores {} species but BirdNET has {} classes", model.species(), network.labels.len()));
+                    return Err(format!(
+                        "the range model scores {} species but BirdNET has {} classes",
+                        model.species(),
+                        network.labels.len()
+                    ));
                 }
-                Some(Arc::new(RangeFilter { model, threshold: filter.threshold.0, latitude, longitude, timezone: deployment.timezone }))
+                Some(Arc::new(RangeFilter {
+                    model,
+                    threshold: filter.threshold.0,
+                    latitude,
+                    longitude,
+                    timezone: deployment.timezone,
+                }))
             }
         };
         Ok(BirdnetModel {
@@ -266,7 +323,14 @@ impl BirdnetModel {
     }
 
     /// The detections of one window starting at `start` seconds and ending at `end`.
-    fn window_detections(&self, logits: &[f32], in_range: Option<&[bool]>, start: f64, end: f64, high_freq: f64) -> ComponentResult<(Vec<Detection>, usize)> {
+    fn window_detections(
+        &self,
+        logits: &[f32],
+        in_range: Option<&[bool]>,
+        start: f64,
+        end: f64,
+        high_freq: f64,
+    ) -> ComponentResult<(Vec<Detection>, usize)> {
         let mut found: Vec<(usize, f64)> = logits
             .iter()
             .enumerate()
@@ -303,7 +367,8 @@ impl Model for BirdnetModel {
 
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
         let (path, info) = recording_file(recording)?;
-        let duration = resampled_len(info.frames, info.samplerate, SAMPLE_RATE) as f64 / f64::from(SAMPLE_RATE);
+        let duration = resampled_len(info.frames, info.samplerate, SAMPLE_RATE) as f64
+            / f64::from(SAMPLE_RATE);
         let high_freq = HIGH_FREQ * recording.time_expansion;
         let in_range = match &self.range {
             Some(range) => Some(range.allowed(recording).map_err(ComponentError::Other)?),
@@ -312,20 +377,39 @@ impl Model for BirdnetModel {
         let mut chunk = vec![0.0f32; CHUNK_SAMPLES];
         let mut detections = Vec::new();
         let mut out_of_range = 0;
-        for_each_window(path, &info, info.samplerate, SAMPLE_RATE, windows(self.overlap), &mut |start, samples| {
-            fill_window(&mut chunk, samples);
-            let logits = self.network.logits(&chunk).map_err(|e| ComponentError::Other(format!("BirdNET inference failed: {e:#}")))?;
-            let start_seconds = start as f64 / f64::from(SAMPLE_RATE);
-            let end_seconds = (start_seconds + CHUNK_SECONDS).min(duration);
-            let (found, dropped) = self.window_detections(&logits, in_range.as_deref(), start_seconds, end_seconds, high_freq)?;
-            detections.extend(found);
-            out_of_range += dropped;
-            Ok(())
-        })?;
+        for_each_window(
+            path,
+            &info,
+            info.samplerate,
+            SAMPLE_RATE,
+            windows(self.overlap),
+            &mut |start, samples| {
+                fill_window(&mut chunk, samples);
+                let logits = self.network.logits(&chunk).map_err(|e| {
+                    ComponentError::Other(format!("BirdNET inference failed: {e:#}"))
+                })?;
+                let start_seconds = start as f64 / f64::from(SAMPLE_RATE);
+                let end_seconds = (start_seconds + CHUNK_SECONDS).min(duration);
+                let (found, dropped) = self.window_detections(
+                    &logits,
+                    in_range.as_deref(),
+                    start_seconds,
+                    end_seconds,
+                    high_freq,
+                )?;
+                detections.extend(found);
+                out_of_range += dropped;
+                Ok(())
+            },
+        )?;
         if out_of_range > 0 {
             tracing::debug!(recording = %recording.id, dropped = out_of_range, "BirdNET detections of species not expected here this week (range filter)");
         }
-        Ok(ModelOutput::new(self.name.as_str(), recording.clone(), detections))
+        Ok(ModelOutput::new(
+            self.name.as_str(),
+            recording.clone(),
+            detections,
+        ))
     }
 }
 
@@ -343,7 +427,11 @@ fn confidence(logit: f64, slope: f64) -> f64 {
 /// first that has less than 1.5 s left.
 fn windows(overlap: f64) -> Windows {
     let step = (((CHUNK_SECONDS - overlap) * f64::from(SAMPLE_RATE)) as usize).max(1);
-    Windows { window: CHUNK_SAMPLES, step, min_last: (MIN_CHUNK_SECONDS * f64::from(SAMPLE_RATE)) as usize }
+    Windows {
+        window: CHUNK_SAMPLES,
+        step,
+        min_last: (MIN_CHUNK_SECONDS * f64::from(SAMPLE_RATE)) as usize,
+    }
 }
 
 /// The first sample of each window of a signal `len` samples long at 48 kHz.
@@ -355,20 +443,40 @@ fn chunk_starts(len: usize, overlap: f64) -> Vec<usize> {
 /// Which classes may be reported: those in `include` (all when `None`) and not in
 /// `exclude`. A name that is no class's scientific name is an error (a typo would
 /// otherwise silently report nothing, or everything).
-fn allowed_classes(labels: &[Label], include: Option<&[String]>, exclude: &[String]) -> Result<Vec<bool>, String> {
+fn allowed_classes(
+    labels: &[Label],
+    include: Option<&[String]>,
+    exclude: &[String],
+) -> Result<Vec<bool>, String> {
     let known: HashSet<&str> = labels.iter().map(|l| l.scientific.as_str()).collect();
-    let unknown: Vec<&str> = include.unwrap_or_default().iter().chain(exclude).map(String::as_str).filter(|name| !known.contains(name)).collect();
+    let unknown: Vec<&str> = include
+        .unwrap_or_default()
+        .iter()
+        .chain(exclude)
+        .map(String::as_str)
+        .filter(|name| !known.contains(name))
+        .collect();
     if !unknown.is_empty() {
         return Err(format!(
             "not a BirdNET species (scientific names as in the labels file, e.g. \"Turdus merula\"): {}",
-            unknown.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+            unknown
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
-    let include: Option<HashSet<&str>> = include.map(|names| names.iter().map(String::as_str).collect());
+    let include: Option<HashSet<&str>> =
+        include.map(|names| names.iter().map(String::as_str).collect());
     let exclude: HashSet<&str> = exclude.iter().map(String::as_str).collect();
     Ok(labels
         .iter()
-        .map(|l| include.as_ref().is_none_or(|names| names.contains(l.scientific.as_str())) && !exclude.contains(l.scientific.as_str()))
+        .map(|l| {
+            include
+                .as_ref()
+                .is_none_or(|names| names.contains(l.scientific.as_str()))
+                && !exclude.contains(l.scientific.as_str())
+        })
         .collect())
 }
 
@@ -377,7 +485,6 @@ mod tests {
     use super::*;
     use std::sync::OnceLock;
     use std::time::Instant;
-
 
     use crate::audio::resample;
     use crate::audio::testing::write_f32_wav;
@@ -389,13 +496,20 @@ mod tests {
     const TOLERANCE: f32 = 1e-4;
 
     fn read_f32(path: &Path) -> Vec<f32> {
-        std::fs::read(path).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        std::fs::read(path)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     }
 
     /// The reference audio and logits.
     fn reference() -> (Vec<f32>, Vec<f32>) {
         let dir = Path::new(REFERENCE_DIR);
-        (read_f32(&dir.join("ref_audio_48k_1x144000.f32")), read_f32(&dir.join("ref_logits_1x6522.f32")))
+        (
+            read_f32(&dir.join("ref_audio_48k_1x144000.f32")),
+            read_f32(&dir.join("ref_logits_1x6522.f32")),
+        )
     }
 
     fn context() -> BuildContext {
@@ -418,16 +532,28 @@ mod tests {
     }
 
     fn with_min_confidence(min_confidence: f64) -> BirdnetModel {
-        BirdnetModel { min_confidence, ..shared().clone() }
+        BirdnetModel {
+            min_confidence,
+            ..shared().clone()
+        }
     }
 
     fn argmax(values: &[f32]) -> usize {
-        values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
+        values
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0
     }
 
     /// The species of the highest-scoring detection.
     fn top_species(output: &ModelOutput) -> (String, f64) {
-        let top = output.detections.iter().max_by(|a, b| a.detection_score.total_cmp(&b.detection_score)).unwrap();
+        let top = output
+            .detections
+            .iter()
+            .max_by(|a, b| a.detection_score.total_cmp(&b.detection_score))
+            .unwrap();
         (top.tags[0].tag.value.clone(), top.detection_score)
     }
 
@@ -439,9 +565,16 @@ mod tests {
         let got = model.network.logits(&audio).unwrap();
         eprintln!("one 3 s window in {:.1?}", t.elapsed());
         assert_eq!(got.len(), want.len());
-        let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max_diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         eprintln!("max abs logit difference from TFLite: {max_diff:e}");
-        assert!(max_diff <= TOLERANCE, "max abs logit difference {max_diff:e} above {TOLERANCE:e}");
+        assert!(
+            max_diff <= TOLERANCE,
+            "max abs logit difference {max_diff:e} above {TOLERANCE:e}"
+        );
         assert_eq!(argmax(&got), argmax(&want));
     }
 
@@ -456,12 +589,30 @@ mod tests {
         assert_eq!(output.name_model, "BirdNET_GLOBAL_6K_V2.4");
         assert_eq!(output.detections.len(), 1, "{:?}", output.detections);
         let detection = &output.detections[0];
-        let tags: Vec<(&str, &str)> = detection.tags.iter().map(|t| (t.tag.key.as_str(), t.tag.value.as_str())).collect();
-        assert_eq!(tags, [("species", expected.scientific.as_str()), ("common_name", expected.common.as_str())]);
+        let tags: Vec<(&str, &str)> = detection
+            .tags
+            .iter()
+            .map(|t| (t.tag.key.as_str(), t.tag.value.as_str()))
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                ("species", expected.scientific.as_str()),
+                ("common_name", expected.common.as_str())
+            ]
+        );
         let logit = f64::from(want[argmax(&want)]);
         assert!((detection.detection_score - confidence(logit, 1.0)).abs() < 1e-5);
-        assert!(detection.tags.iter().all(|t| t.confidence_score == detection.detection_score));
-        assert_eq!(detection.location.as_ref().unwrap().coordinates(), [0.0, 0.0, 3.0, 15_000.0]);
+        assert!(
+            detection
+                .tags
+                .iter()
+                .all(|t| t.confidence_score == detection.detection_score)
+        );
+        assert_eq!(
+            detection.location.as_ref().unwrap().coordinates(),
+            [0.0, 0.0, 3.0, 15_000.0]
+        );
         // With the default min_confidence (0.1) this audio gives nothing.
         assert!(shared().run(&recording).unwrap().detections.is_empty());
     }
@@ -478,20 +629,44 @@ mod tests {
         for (rate, within) in [(44_100, 1), (96_000, 1), (384_000, 3)] {
             let resampled = resample(&audio, 48_000, rate).unwrap();
             assert_eq!(resampled.len(), 144_000 * rate as usize / 48_000);
-            let recording = write_f32_wav(&dir.path().join(format!("ref_{rate}.wav")), rate, &resampled);
+            let recording = write_f32_wav(
+                &dir.path().join(format!("ref_{rate}.wav")),
+                rate,
+                &resampled,
+            );
             let t = Instant::now();
             let output = model.run(&recording).unwrap();
             eprintln!("{rate} Hz: run in {:.1?}", t.elapsed());
             assert_eq!(output.detections.len(), 6522, "one window, every class");
-            let ranked: Vec<&str> = output.detections.iter().take(within).map(|d| d.tags[0].tag.value.as_str()).collect();
-            assert!(ranked.contains(&expected.as_str()), "at {rate} Hz: {expected} not in {ranked:?} (score {:?})", top_species(&output));
+            let ranked: Vec<&str> = output
+                .detections
+                .iter()
+                .take(within)
+                .map(|d| d.tags[0].tag.value.as_str())
+                .collect();
+            assert!(
+                ranked.contains(&expected.as_str()),
+                "at {rate} Hz: {expected} not in {ranked:?} (score {:?})",
+                top_species(&output)
+            );
         }
     }
 
     #[test]
     fn sensitivity_and_confidence_follow_birdnetlib() {
-        for (sensitivity, slope) in [(0.5, 1.5), (0.75, 1.25), (1.0, 1.0), (1.25, 0.75), (1.5, 0.5), (0.0, 1.5), (2.0, 0.5)] {
-            assert!((sigmoid_slope(sensitivity) - slope).abs() < 1e-12, "u = {sensitivity}");
+        for (sensitivity, slope) in [
+            (0.5, 1.5),
+            (0.75, 1.25),
+            (1.0, 1.0),
+            (1.25, 0.75),
+            (1.5, 0.5),
+            (0.0, 1.5),
+            (2.0, 0.5),
+        ] {
+            assert!(
+                (sigmoid_slope(sensitivity) - slope).abs() < 1e-12,
+                "u = {sensitivity}"
+            );
         }
         // (logit, slope, confidence)
         let table = [
@@ -506,14 +681,20 @@ mod tests {
         ];
         for (logit, slope, want) in table {
             let got = confidence(logit, slope);
-            assert!((got - want).abs() < 1e-12, "logit {logit} slope {slope}: {got} != {want}");
+            assert!(
+                (got - want).abs() < 1e-12,
+                "logit {logit} slope {slope}: {got} != {want}"
+            );
         }
     }
 
     #[test]
     fn chunks_start_every_three_seconds_minus_overlap_and_drop_short_tails() {
         let starts = |seconds: f64, overlap: f64| -> Vec<f64> {
-            chunk_starts((seconds * 48_000.0).round() as usize, overlap).into_iter().map(|s| s as f64 / 48_000.0).collect()
+            chunk_starts((seconds * 48_000.0).round() as usize, overlap)
+                .into_iter()
+                .map(|s| s as f64 / 48_000.0)
+                .collect()
         };
         assert_eq!(starts(1.0, 0.0), Vec::<f64>::new()); // shorter than 1.5 s: nothing
         assert_eq!(starts(1.5, 0.0), [0.0]); // exactly 1.5 s: padded
@@ -531,9 +712,21 @@ mod tests {
         let model = with_min_confidence(0.0);
         let dir = tempfile::tempdir().unwrap();
         // 4.6 s of quiet noise: two windows, the second 1.6 s long.
-        let samples: Vec<f32> = (0..(4.6f64 * 48_000.0).round() as usize).map(|i| 0.01 * ((i as f32 * 0.37).sin() + (i as f32 * 1.91).sin())).collect();
-        let output = model.run(&write_f32_wav(&dir.path().join("tail.wav"), 48_000, &samples)).unwrap();
-        let mut windows: Vec<[f64; 4]> = output.detections.iter().map(|d| d.location.as_ref().unwrap().coordinates()).collect();
+        let samples: Vec<f32> = (0..(4.6f64 * 48_000.0).round() as usize)
+            .map(|i| 0.01 * ((i as f32 * 0.37).sin() + (i as f32 * 1.91).sin()))
+            .collect();
+        let output = model
+            .run(&write_f32_wav(
+                &dir.path().join("tail.wav"),
+                48_000,
+                &samples,
+            ))
+            .unwrap();
+        let mut windows: Vec<[f64; 4]> = output
+            .detections
+            .iter()
+            .map(|d| d.location.as_ref().unwrap().coordinates())
+            .collect();
         windows.dedup();
         assert_eq!(windows.len(), 2);
         assert_eq!(windows[0], [0.0, 0.0, 3.0, 15_000.0]);
@@ -543,16 +736,40 @@ mod tests {
 
     #[test]
     fn include_and_exclude_select_species_and_reject_unknown_names() {
-        let labels: Vec<Label> = ["Turdus merula_Eurasian Blackbird", "Erithacus rubecula_European Robin", "Parus major_Great Tit"]
-            .into_iter()
-            .map(Label::parse)
-            .collect();
-        assert_eq!(labels[0], Label { scientific: "Turdus merula".into(), common: "Eurasian Blackbird".into() });
-        assert_eq!(allowed_classes(&labels, None, &[]).unwrap(), [true, true, true]);
-        assert_eq!(allowed_classes(&labels, None, &["Parus major".into()]).unwrap(), [true, true, false]);
+        let labels: Vec<Label> = [
+            "Turdus merula_Eurasian Blackbird",
+            "Erithacus rubecula_European Robin",
+            "Parus major_Great Tit",
+        ]
+        .into_iter()
+        .map(Label::parse)
+        .collect();
+        assert_eq!(
+            labels[0],
+            Label {
+                scientific: "Turdus merula".into(),
+                common: "Eurasian Blackbird".into()
+            }
+        );
+        assert_eq!(
+            allowed_classes(&labels, None, &[]).unwrap(),
+            [true, true, true]
+        );
+        assert_eq!(
+            allowed_classes(&labels, None, &["Parus major".into()]).unwrap(),
+            [true, true, false]
+        );
         let include = ["Turdus merula".to_string(), "Parus major".to_string()];
-        assert_eq!(allowed_classes(&labels, Some(&include), &["Parus major".into()]).unwrap(), [true, false, false]);
-        let err = allowed_classes(&labels, Some(&["Turdus merla".into()]), &["Blackbird".into()]).unwrap_err();
+        assert_eq!(
+            allowed_classes(&labels, Some(&include), &["Parus major".into()]).unwrap(),
+            [true, false, false]
+        );
+        let err = allowed_classes(
+            &labels,
+            Some(&["Turdus merla".into()]),
+            &["Blackbird".into()],
+        )
+        .unwrap_err();
         assert!(err.contains("\"Turdus merla\", \"Blackbird\""), "{err}");
     }
 
@@ -560,19 +777,33 @@ mod tests {
     fn config_defaults_and_build_errors_name_the_problem() {
         let c = config("{}");
         assert_eq!(c.name, "BirdNET_GLOBAL_6K_V2.4");
-        assert_eq!((c.overlap, c.sensitivity, c.min_confidence.0), (0.0, 1.0, 0.1));
+        assert_eq!(
+            (c.overlap, c.sensitivity, c.min_confidence.0),
+            (0.0, 1.0, 0.1)
+        );
         assert!(serde_json::from_str::<BirdnetModelConfig>(r#"{"min_confidence": 1.5}"#).is_err());
         assert!(serde_json::from_str::<BirdnetModelConfig>(r#"{"treshold": 0.5}"#).is_err());
         let dir = tempfile::tempdir().unwrap();
         let mut ctx = context();
         ctx.settings.base_dir = dir.path().to_path_buf();
-        let err = BirdnetModel::load(&config(r#"{"model": "missing.onnx"}"#), &ctx).err().unwrap();
-        assert!(err.contains(&dir.path().join("missing.onnx").display().to_string()), "{err}");
-        let err = BirdnetModel::load(&config(r#"{"labels": "labels.txt"}"#), &ctx).err().unwrap();
+        let err = BirdnetModel::load(&config(r#"{"model": "missing.onnx"}"#), &ctx)
+            .err()
+            .unwrap();
+        assert!(
+            err.contains(&dir.path().join("missing.onnx").display().to_string()),
+            "{err}"
+        );
+        let err = BirdnetModel::load(&config(r#"{"labels": "labels.txt"}"#), &ctx)
+            .err()
+            .unwrap();
         assert!(err.contains("labels.txt"), "{err}");
-        let err = BirdnetModel::load(&config(r#"{"overlap": 3.0}"#), &ctx).err().unwrap();
+        let err = BirdnetModel::load(&config(r#"{"overlap": 3.0}"#), &ctx)
+            .err()
+            .unwrap();
         assert!(err.contains("overlap"), "{err}");
-        let err = BirdnetModel::load(&config(r#"{"sensitivity": 2.0}"#), &ctx).err().unwrap();
+        let err = BirdnetModel::load(&config(r#"{"sensitivity": 2.0}"#), &ctx)
+            .err()
+            .unwrap();
         assert!(err.contains("sensitivity"), "{err}");
     }
 
@@ -591,18 +822,41 @@ mod tests {
             timezone: chrono_tz::Europe::Berlin,
         };
         let expected = range.allowed(&recording).unwrap();
-        let filtered = BirdnetModel { range: Some(Arc::new(range)), ..with_min_confidence(1e-4) }.run(&recording).unwrap();
-        let species = |output: &ModelOutput| -> Vec<String> { output.detections.iter().map(|d| d.tags[0].tag.value.clone()).collect() };
+        let filtered = BirdnetModel {
+            range: Some(Arc::new(range)),
+            ..with_min_confidence(1e-4)
+        }
+        .run(&recording)
+        .unwrap();
+        let species = |output: &ModelOutput| -> Vec<String> {
+            output
+                .detections
+                .iter()
+                .map(|d| d.tags[0].tag.value.clone())
+                .collect()
+        };
         let labels = &shared().network.labels;
         let kept_by_hand: Vec<String> = species(&everything)
             .into_iter()
-            .filter(|name| labels.iter().position(|l| &l.scientific == name).is_some_and(|class| expected[class]))
+            .filter(|name| {
+                labels
+                    .iter()
+                    .position(|l| &l.scientific == name)
+                    .is_some_and(|class| expected[class])
+            })
             .collect();
-        assert!(!kept_by_hand.is_empty() && kept_by_hand.len() < everything.detections.len(), "{} of {}", kept_by_hand.len(), everything.detections.len());
+        assert!(
+            !kept_by_hand.is_empty() && kept_by_hand.len() < everything.detections.len(),
+            "{} of {}",
+            kept_by_hand.len(),
+            everything.detections.len()
+        );
         assert_eq!(species(&filtered), kept_by_hand);
 
         // Without the station's position it cannot be built.
-        let err = BirdnetModel::load(&config(r#"{"range_filter": {}}"#), &context()).err().unwrap();
+        let err = BirdnetModel::load(&config(r#"{"range_filter": {}}"#), &context())
+            .err()
+            .unwrap();
         assert!(err.contains("latitude"), "{err}");
     }
 }

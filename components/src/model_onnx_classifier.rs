@@ -31,7 +31,9 @@ use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
 use acoupi_engine::config::values::{DurationUpTo, Score};
-use acoupi_engine::data::{BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag};
+use acoupi_engine::data::{
+    BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
+};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
@@ -94,7 +96,17 @@ fn default_tag_key() -> String {
 }
 
 /// How the model's outputs become scores.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// The outputs are already scores between 0 and 1.
@@ -110,7 +122,9 @@ impl Activation {
     fn apply(self, values: &mut [f64]) {
         match self {
             Activation::None => {}
-            Activation::Sigmoid => values.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            Activation::Sigmoid => values
+                .iter_mut()
+                .for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
             Activation::Softmax => {
                 let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let sum: f64 = values.iter().map(|v| (v - max).exp()).sum();
@@ -143,10 +157,15 @@ pub struct OnnxClassifier {
 
 impl OnnxClassifier {
     fn load(config: &OnnxClassifierConfig, ctx: &BuildContext) -> Result<OnnxClassifier, String> {
-        let window = (config.window.0.as_secs_f64() * f64::from(config.samplerate)).round() as usize;
-        let overlap = (config.overlap.0.as_secs_f64() * f64::from(config.samplerate)).round() as usize;
+        let window =
+            (config.window.0.as_secs_f64() * f64::from(config.samplerate)).round() as usize;
+        let overlap =
+            (config.overlap.0.as_secs_f64() * f64::from(config.samplerate)).round() as usize;
         if overlap >= window {
-            return Err(format!("overlap ({}) must be shorter than the window ({})", config.overlap, config.window));
+            return Err(format!(
+                "overlap ({}) must be shorter than the window ({})",
+                config.overlap, config.window
+            ));
         }
         if config.tag_key.trim().is_empty() {
             return Err("tag_key is empty".into());
@@ -154,20 +173,37 @@ impl OnnxClassifier {
         let model_path = ctx.resolve(&config.model);
         let labels_path = ctx.resolve(&config.labels);
         let labels: Vec<String> = std::fs::read_to_string(&labels_path)
-            .map_err(|e| format!("cannot read the labels file `{}`: {e}", labels_path.display()))?
+            .map_err(|e| {
+                format!(
+                    "cannot read the labels file `{}`: {e}",
+                    labels_path.display()
+                )
+            })?
             .lines()
             .map(str::trim)
             .filter(|line| !line.is_empty())
             .map(String::from)
             .collect();
-        std::fs::metadata(&model_path).map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
+        std::fs::metadata(&model_path)
+            .map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
         let plan = tract_onnx::onnx()
             .model_for_path(&model_path)
             .and_then(|model| model.with_input_fact(0, f32::fact([1, window]).into()))
             .and_then(|model| model.into_optimized())
             .and_then(|model| model.into_runnable())
-            .map_err(|e| format!("cannot load the model `{}` with input [1, {window}] ({} at {} Hz): {e:#}", model_path.display(), config.window, config.samplerate))?;
-        let classes = plan.model().output_fact(0).ok().and_then(|fact| fact.shape.as_concrete().map(|s| s.iter().product::<usize>()));
+            .map_err(|e| {
+                format!(
+                    "cannot load the model `{}` with input [1, {window}] ({} at {} Hz): {e:#}",
+                    model_path.display(),
+                    config.window,
+                    config.samplerate
+                )
+            })?;
+        let classes = plan.model().output_fact(0).ok().and_then(|fact| {
+            fact.shape
+                .as_concrete()
+                .map(|s| s.iter().product::<usize>())
+        });
         if classes != Some(labels.len()) {
             return Err(format!(
                 "the model `{}` gives {} scores but the labels file `{}` has {} labels",
@@ -178,7 +214,10 @@ impl OnnxClassifier {
             ));
         }
         let name = config.name.clone().unwrap_or_else(|| {
-            model_path.file_stem().map_or_else(|| "onnx_classifier".to_string(), |s| s.to_string_lossy().into_owned())
+            model_path.file_stem().map_or_else(
+                || "onnx_classifier".to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            )
         });
         Ok(OnnxClassifier {
             name,
@@ -197,8 +236,14 @@ impl OnnxClassifier {
     fn scores(&self, window: &[f32]) -> TractResult<Vec<f64>> {
         let input = Tensor::from_shape(&[1, self.window], window)?;
         let outputs = self.plan.run(tvec![input.into()])?;
-        let output = outputs.first().ok_or_else(|| TractError::msg("the model gave no output"))?;
-        let mut scores: Vec<f64> = output.to_plain_array_view::<f32>()?.iter().map(|v| f64::from(*v)).collect();
+        let output = outputs
+            .first()
+            .ok_or_else(|| TractError::msg("the model gave no output"))?;
+        let mut scores: Vec<f64> = output
+            .to_plain_array_view::<f32>()?
+            .iter()
+            .map(|v| f64::from(*v))
+            .collect();
         self.activation.apply(&mut scores);
         Ok(scores)
     }
@@ -216,24 +261,48 @@ impl Model for OnnxClassifier {
         let high_freq = rate / 2.0 * recording.time_expansion;
         let mut buffer = vec![0.0f32; self.window];
         let mut detections = Vec::new();
-        let windows = Windows { window: self.window, step: self.step, min_last: self.min_tail };
-        for_each_window(path, &info, info.samplerate, self.samplerate, windows, &mut |start, samples| {
-            fill_window(&mut buffer, samples);
-            let scores = self.scores(&buffer).map_err(|e| ComponentError::Other(format!("{} inference failed: {e:#}", self.name)))?;
-            let begin = start as f64 / rate;
-            let end = (begin + self.window as f64 / rate).min(duration);
-            let mut found: Vec<(usize, f64)> = scores.into_iter().enumerate().filter(|(_, s)| *s >= self.min_confidence).collect();
-            found.sort_by(|a, b| b.1.total_cmp(&a.1));
-            for (class, score) in found {
-                let mut detection = Detection::new(PredictionType::Event);
-                detection.location = Some(BoundingBox::new(begin, 0.0, end, high_freq)?);
-                detection.detection_score = score.clamp(0.0, 1.0);
-                detection.tags = vec![PredictedTag::new(Tag::new(self.tag_key.as_str(), self.labels[class].as_str()), score.clamp(0.0, 1.0))?];
-                detections.push(detection);
-            }
-            Ok(())
-        })?;
-        Ok(ModelOutput::new(self.name.as_str(), recording.clone(), detections))
+        let windows = Windows {
+            window: self.window,
+            step: self.step,
+            min_last: self.min_tail,
+        };
+        for_each_window(
+            path,
+            &info,
+            info.samplerate,
+            self.samplerate,
+            windows,
+            &mut |start, samples| {
+                fill_window(&mut buffer, samples);
+                let scores = self.scores(&buffer).map_err(|e| {
+                    ComponentError::Other(format!("{} inference failed: {e:#}", self.name))
+                })?;
+                let begin = start as f64 / rate;
+                let end = (begin + self.window as f64 / rate).min(duration);
+                let mut found: Vec<(usize, f64)> = scores
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, s)| *s >= self.min_confidence)
+                    .collect();
+                found.sort_by(|a, b| b.1.total_cmp(&a.1));
+                for (class, score) in found {
+                    let mut detection = Detection::new(PredictionType::Event);
+                    detection.location = Some(BoundingBox::new(begin, 0.0, end, high_freq)?);
+                    detection.detection_score = score.clamp(0.0, 1.0);
+                    detection.tags = vec![PredictedTag::new(
+                        Tag::new(self.tag_key.as_str(), self.labels[class].as_str()),
+                        score.clamp(0.0, 1.0),
+                    )?];
+                    detections.push(detection);
+                }
+                Ok(())
+            },
+        )?;
+        Ok(ModelOutput::new(
+            self.name.as_str(),
+            recording.clone(),
+            detections,
+        ))
     }
 }
 
@@ -244,19 +313,38 @@ mod tests {
 
     /// BirdNET's network is a raw-audio window classifier: brought as "your own model", it
     /// must give what `model.birdnet` gives.
-    const BIRDNET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/birdnet_v24_fp32.onnx");
-    const BIRDNET_LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt");
-    const REFERENCE_AUDIO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/reference/ref_audio_48k_1x144000.f32");
+    const BIRDNET: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/birdnet/birdnet_v24_fp32.onnx"
+    );
+    const BIRDNET_LABELS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt"
+    );
+    const REFERENCE_AUDIO: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/birdnet/reference/ref_audio_48k_1x144000.f32"
+    );
 
     fn config(extra: &str) -> OnnxClassifierConfig {
-        let json = format!(r#"{{"model": "{BIRDNET}", "labels": "{BIRDNET_LABELS}", "samplerate": 48000, "window": "3s", "activation": "sigmoid" {extra}}}"#);
+        let json = format!(
+            r#"{{"model": "{BIRDNET}", "labels": "{BIRDNET_LABELS}", "samplerate": 48000, "window": "3s", "activation": "sigmoid" {extra}}}"#
+        );
         serde_json::from_str(&json).unwrap()
     }
 
     fn reference_wav(dir: &Path, seconds: usize) -> Recording {
-        let audio: Vec<f32> =
-            std::fs::read(REFERENCE_AUDIO).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let looped: Vec<f32> = audio.iter().cycle().take(48_000 * seconds).copied().collect();
+        let audio: Vec<f32> = std::fs::read(REFERENCE_AUDIO)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let looped: Vec<f32> = audio
+            .iter()
+            .cycle()
+            .take(48_000 * seconds)
+            .copied()
+            .collect();
         crate::audio::testing::write_f32_wav(&dir.join("ref.wav"), 48_000, &looped)
     }
 
@@ -264,8 +352,15 @@ mod tests {
     fn birdnet_as_your_own_model_gives_model_birdnets_detections() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = crate::testing::context(dir.path(), None);
-        let classifier = OnnxClassifier::load(&config(r#", "min_confidence": 0.005"#), &ctx).unwrap();
-        let birdnet = match serde_json::from_str::<crate::model_birdnet::BirdnetModelConfig>(r#"{"min_confidence": 0.005}"#).unwrap().build(&ctx).unwrap() {
+        let classifier =
+            OnnxClassifier::load(&config(r#", "min_confidence": 0.005"#), &ctx).unwrap();
+        let birdnet = match serde_json::from_str::<crate::model_birdnet::BirdnetModelConfig>(
+            r#"{"min_confidence": 0.005}"#,
+        )
+        .unwrap()
+        .build(&ctx)
+        .unwrap()
+        {
             Built::Model(model) => model,
             _ => panic!("not a model"),
         };
@@ -276,17 +371,30 @@ mod tests {
         assert_eq!(ours.name_model, "birdnet_v24_fp32");
         assert!(!ours.detections.is_empty());
         let summary = |output: &ModelOutput| -> Vec<(String, [f64; 2], f64)> {
-            output.detections.iter().map(|d| {
-                let [start, _, end, _] = d.location.as_ref().unwrap().coordinates();
-                (d.tags[0].tag.value.clone(), [start, end], (d.detection_score * 1e4).round())
-            }).collect()
+            output
+                .detections
+                .iter()
+                .map(|d| {
+                    let [start, _, end, _] = d.location.as_ref().unwrap().coordinates();
+                    (
+                        d.tags[0].tag.value.clone(),
+                        [start, end],
+                        (d.detection_score * 1e4).round(),
+                    )
+                })
+                .collect()
         };
         let theirs: Vec<_> = summary(&theirs);
         let ours: Vec<_> = summary(&ours);
         // BirdNET's tags are `species` (scientific) and ours the whole label line.
         assert_eq!(ours.len(), theirs.len());
-        for ((label, window, score), (scientific, their_window, their_score)) in ours.iter().zip(&theirs) {
-            assert!(label.starts_with(scientific.as_str()), "{label} vs {scientific}");
+        for ((label, window, score), (scientific, their_window, their_score)) in
+            ours.iter().zip(&theirs)
+        {
+            assert!(
+                label.starts_with(scientific.as_str()),
+                "{label} vs {scientific}"
+            );
             assert_eq!((window, score), (their_window, their_score));
         }
     }
@@ -309,12 +417,20 @@ mod tests {
         let mut bad = config("");
         bad.labels = "three.txt".into();
         let err = OnnxClassifier::load(&bad, &ctx).err().unwrap();
-        assert!(err.contains("gives 6522 scores") && err.contains("has 3 labels"), "{err}");
-        let err = OnnxClassifier::load(&config(r#", "overlap": "3s""#), &ctx).err().unwrap();
+        assert!(
+            err.contains("gives 6522 scores") && err.contains("has 3 labels"),
+            "{err}"
+        );
+        let err = OnnxClassifier::load(&config(r#", "overlap": "3s""#), &ctx)
+            .err()
+            .unwrap();
         assert!(err.contains("overlap"), "{err}");
         let mut missing = config("");
         missing.model = "nowhere.onnx".into();
         let err = OnnxClassifier::load(&missing, &ctx).err().unwrap();
-        assert!(err.contains(&dir.path().join("nowhere.onnx").display().to_string()), "{err}");
+        assert!(
+            err.contains(&dir.path().join("nowhere.onnx").display().to_string()),
+            "{err}"
+        );
     }
 }

@@ -31,7 +31,9 @@ impl ComponentConfig for MinRmsFilterConfig {
         if !(self.min_dbfs <= 0.0) {
             return Err(format!("min_dbfs must be at most 0, not {}", self.min_dbfs));
         }
-        Ok(Built::ProcessingFilter(Arc::new(MinRmsFilter { min_dbfs: self.min_dbfs })))
+        Ok(Built::ProcessingFilter(Arc::new(MinRmsFilter {
+            min_dbfs: self.min_dbfs,
+        })))
     }
 }
 
@@ -51,7 +53,10 @@ fn dbfs(sum_squares: f64, count: u64) -> f64 {
 /// RMS level of samples in dBFS (-inf for silence).
 #[cfg(test)]
 fn rms_dbfs(samples: &[f32]) -> f64 {
-    dbfs(samples.iter().map(|s| f64::from(*s) * f64::from(*s)).sum(), samples.len() as u64)
+    dbfs(
+        samples.iter().map(|s| f64::from(*s) * f64::from(*s)).sum(),
+        samples.len() as u64,
+    )
 }
 
 impl ProcessingFilter for MinRmsFilter {
@@ -60,7 +65,10 @@ impl ProcessingFilter for MinRmsFilter {
         let (path, _) = recording_file(recording)?;
         let (mut sum, mut count) = (0.0f64, 0u64);
         read_mono_blocks(path, &mut |block| {
-            sum += block.iter().map(|s| f64::from(*s) * f64::from(*s)).sum::<f64>();
+            sum += block
+                .iter()
+                .map(|s| f64::from(*s) * f64::from(*s))
+                .sum::<f64>();
             count += block.len() as u64;
             Ok(())
         })?;
@@ -80,8 +88,12 @@ mod tests {
 
     fn recording_of(dir: &std::path::Path, amplitude: f64) -> Recording {
         let path = dir.join(format!("{amplitude}.wav"));
-        write_wav(&path, 8000, 1, 0.5, |t| amplitude * (2.0 * std::f64::consts::PI * 440.0 * t).sin());
-        Recording::new(Deployment::new("s"), 0.5, 8000).unwrap().with_path(path)
+        write_wav(&path, 8000, 1, 0.5, |t| {
+            amplitude * (2.0 * std::f64::consts::PI * 440.0 * t).sin()
+        });
+        Recording::new(Deployment::new("s"), 0.5, 8000)
+            .unwrap()
+            .with_path(path)
     }
 
     #[test]
@@ -89,9 +101,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let filter = MinRmsFilter { min_dbfs: -40.0 };
         // A sine of amplitude 0.1 has RMS 0.0707 = -23 dBFS; 0.001 gives -63 dBFS.
-        assert!(filter.should_process(&recording_of(dir.path(), 0.1)).unwrap());
-        assert!(!filter.should_process(&recording_of(dir.path(), 0.001)).unwrap());
-        assert!(!filter.should_process(&recording_of(dir.path(), 0.0)).unwrap());
+        assert!(
+            filter
+                .should_process(&recording_of(dir.path(), 0.1))
+                .unwrap()
+        );
+        assert!(
+            !filter
+                .should_process(&recording_of(dir.path(), 0.001))
+                .unwrap()
+        );
+        assert!(
+            !filter
+                .should_process(&recording_of(dir.path(), 0.0))
+                .unwrap()
+        );
     }
 
     #[test]

@@ -85,17 +85,25 @@ impl MicrophoneRecorderConfig {
         }
         let chunk_frames = (self.duration.0.as_secs_f64() * f64::from(self.samplerate)).round();
         if chunk_frames < 1.0 {
-            return Err(format!("duration {} is shorter than one frame at {} Hz", self.duration, self.samplerate));
+            return Err(format!(
+                "duration {} is shorter than one frame at {} Hz",
+                self.duration, self.samplerate
+            ));
         }
         let bytes_per_sample = match self.sample_format {
             WavFormat::Pcm16 => 2.0,
             WavFormat::Float32 => 4.0,
         };
         if chunk_frames * f64::from(self.channels) * bytes_per_sample > f64::from(u32::MAX - 1024) {
-            return Err(format!("duration {} is too long: a WAV file holds at most 4 GiB of audio", self.duration));
+            return Err(format!(
+                "duration {} is too long: a WAV file holds at most 4 GiB of audio",
+                self.duration
+            ));
         }
         let chunk_frames = chunk_frames as usize;
-        let max_pending = (PENDING_AUDIO.as_secs_f64() / self.duration.0.as_secs_f64()).ceil().max(2.0) as usize;
+        let max_pending = (PENDING_AUDIO.as_secs_f64() / self.duration.0.as_secs_f64())
+            .ceil()
+            .max(2.0) as usize;
         Ok(CaptureSpec {
             device: self.device.clone(),
             samplerate: self.samplerate,
@@ -117,7 +125,13 @@ impl ComponentConfig for MicrophoneRecorderConfig {
         let spec = self.spec()?;
         let opened = open_device(&spec).map_err(|e| e.to_string())?;
         tracing::info!(device = %opened.name, format = %opened.sample_format, samplerate = spec.samplerate, channels = spec.channels, continuous = self.continuous, "microphone found");
-        Ok(Built::Recorder(Arc::new(MicrophoneRecorder { spec, device: opened, continuous: self.continuous, capture: Mutex::new(None), retry: Mutex::new(Retry::default()) })))
+        Ok(Built::Recorder(Arc::new(MicrophoneRecorder {
+            spec,
+            device: opened,
+            continuous: self.continuous,
+            capture: Mutex::new(None),
+            retry: Mutex::new(Retry::default()),
+        })))
     }
 }
 
@@ -162,7 +176,11 @@ impl Retry {
 
     fn failed(&mut self, now: Instant) -> Duration {
         self.failures += 1;
-        self.wait = if self.wait.is_zero() { FIRST_RETRY } else { (self.wait * 2).min(LAST_RETRY) };
+        self.wait = if self.wait.is_zero() {
+            FIRST_RETRY
+        } else {
+            (self.wait * 2).min(LAST_RETRY)
+        };
         self.next = Some(now + self.wait);
         self.since.get_or_insert(now);
         self.wait
@@ -193,7 +211,11 @@ impl MicrophoneRecorder {
 
     /// The next recording's audio, unless the device is in its backoff after a failure.
     fn next_chunk(&self) -> ComponentResult<Chunk> {
-        let lock = || self.retry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let lock = || {
+            self.retry
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
         if let Some(error) = lock().too_early(Instant::now(), &self.device.name) {
             return Err(error);
         }
@@ -215,11 +237,17 @@ impl MicrophoneRecorder {
 
     fn take_chunk(&self) -> ComponentResult<Chunk> {
         if !self.continuous {
-            let capture = Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
-            let (chunk, _) = capture.next_chunk(self.timeout()).map_err(|e| self.audio_error(e))?;
+            let capture =
+                Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
+            let (chunk, _) = capture
+                .next_chunk(self.timeout())
+                .map_err(|e| self.audio_error(e))?;
             return Ok(chunk);
         }
-        let mut slot = self.capture.lock().map_err(|_| ComponentError::Other("microphone state poisoned".into()))?;
+        let mut slot = self
+            .capture
+            .lock()
+            .map_err(|_| ComponentError::Other("microphone state poisoned".into()))?;
         if slot.as_ref().is_some_and(Capture::failed) {
             // Drained what it had; a new stream starts a new timeline.
             if let Some(old) = slot.as_ref() {
@@ -232,12 +260,17 @@ impl MicrophoneRecorder {
             *slot = None;
         }
         if slot.is_none() {
-            let capture = Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
+            let capture =
+                Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
             tracing::info!(device = %capture.device_name, format = %capture.sample_format, "microphone stream open (continuous)");
             *slot = Some(capture);
         }
-        let capture = slot.as_ref().ok_or_else(|| ComponentError::Other("no microphone stream".into()))?;
-        let (chunk, dropped) = capture.next_chunk(self.timeout()).map_err(|e| self.audio_error(e))?;
+        let capture = slot
+            .as_ref()
+            .ok_or_else(|| ComponentError::Other("no microphone stream".into()))?;
+        let (chunk, dropped) = capture
+            .next_chunk(self.timeout())
+            .map_err(|e| self.audio_error(e))?;
         log_dropped(dropped);
         Ok(chunk)
     }
@@ -245,7 +278,10 @@ impl MicrophoneRecorder {
 
 fn log_dropped(dropped: u64) {
     if dropped > 0 {
-        tracing::warn!(dropped, "continuous microphone: recordings dropped because no trigger took them in time");
+        tracing::warn!(
+            dropped,
+            "continuous microphone: recordings dropped because no trigger took them in time"
+        );
     }
 }
 
@@ -253,7 +289,11 @@ impl Recorder for MicrophoneRecorder {
     fn record(&self, deployment: &Deployment, temp_dir: &Path) -> ComponentResult<Recording> {
         let chunk = self.next_chunk()?;
         let frames = chunk.samples.len() / usize::from(self.spec.channels);
-        let mut recording = Recording::new(deployment.clone(), frames as f64 / f64::from(self.spec.samplerate), self.spec.samplerate)?;
+        let mut recording = Recording::new(
+            deployment.clone(),
+            frames as f64 / f64::from(self.spec.samplerate),
+            self.spec.samplerate,
+        )?;
         recording.created_on = chunk.start;
         recording.audio_channels = u32::from(self.spec.channels);
         (recording.gaps, recording.lost_frames) = (chunk.gaps, chunk.lost_frames);
@@ -261,13 +301,26 @@ impl Recorder for MicrophoneRecorder {
             tracing::warn!(recording = %recording.id, gaps = chunk.gaps, lost_frames = chunk.lost_frames, index = chunk.index, "recording has gaps: audio was lost just before or inside it");
         }
         let id = recording.id.simple().to_string();
-        let name = format!("{}_{}.wav", recording.created_on.format("%Y%m%d_%H%M%S"), &id[..8]);
-        std::fs::create_dir_all(temp_dir).map_err(|e| ComponentError::io("cannot create temp folder", temp_dir, e))?;
+        let name = format!(
+            "{}_{}.wav",
+            recording.created_on.format("%Y%m%d_%H%M%S"),
+            &id[..8]
+        );
+        std::fs::create_dir_all(temp_dir)
+            .map_err(|e| ComponentError::io("cannot create temp folder", temp_dir, e))?;
         let path = temp_dir.join(name);
         chunk
             .samples
-            .write_wav(&path, self.spec.format.spec(self.spec.samplerate, self.spec.channels))
-            .map_err(|e| ComponentError::Audio { path: path.clone(), reason: format!("cannot write: {e}") })?;
+            .write_wav(
+                &path,
+                self.spec
+                    .format
+                    .spec(self.spec.samplerate, self.spec.channels),
+            )
+            .map_err(|e| ComponentError::Audio {
+                path: path.clone(),
+                reason: format!("cannot write: {e}"),
+            })?;
         recording.path = Some(path);
         recording.validate()?;
         Ok(recording)
@@ -282,7 +335,10 @@ impl Recorder for MicrophoneRecorder {
     /// the conditions said no, and a trigger after they say yes again must get audio from
     /// then, not from before (a new stream starts a new timeline).
     fn pause(&self) {
-        let mut slot = self.capture.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = self
+            .capture
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(capture) = slot.take() {
             let waiting = capture.pending();
             drop(capture);
@@ -302,7 +358,26 @@ mod tests {
     #[test]
     fn defaults_are_48_khz_mono_3_s_pcm16_per_trigger() {
         let c = config("{}").unwrap();
-        assert_eq!((c.device, c.samplerate, c.channels, c.duration.0, c.chunk_size, c.sample_format, c.continuous), (None, 48_000, 1, Duration::from_secs(3), None, WavFormat::Pcm16, false));
+        assert_eq!(
+            (
+                c.device,
+                c.samplerate,
+                c.channels,
+                c.duration.0,
+                c.chunk_size,
+                c.sample_format,
+                c.continuous
+            ),
+            (
+                None,
+                48_000,
+                1,
+                Duration::from_secs(3),
+                None,
+                WavFormat::Pcm16,
+                false
+            )
+        );
         let spec = config("{}").unwrap().spec().unwrap();
         assert_eq!((spec.chunk_frames, spec.max_pending), (144_000, 10));
     }
@@ -311,8 +386,27 @@ mod tests {
     fn parameters_and_unknown_keys() {
         let c = config(r#"{"device": "AudioMoth", "samplerate": 384000, "duration": "500ms", "sample_format": "float32", "continuous": true, "chunk_size": 4096}"#).unwrap();
         let spec = c.spec().unwrap();
-        assert_eq!((spec.device.as_deref(), spec.chunk_frames, spec.buffer_frames, spec.format, spec.max_pending), (Some("AudioMoth"), 192_000, Some(4096), WavFormat::Float32, 60));
-        assert!(config(r#"{"rate": 48000}"#).unwrap_err().contains("unknown field"));
+        assert_eq!(
+            (
+                spec.device.as_deref(),
+                spec.chunk_frames,
+                spec.buffer_frames,
+                spec.format,
+                spec.max_pending
+            ),
+            (
+                Some("AudioMoth"),
+                192_000,
+                Some(4096),
+                WavFormat::Float32,
+                60
+            )
+        );
+        assert!(
+            config(r#"{"rate": 48000}"#)
+                .unwrap_err()
+                .contains("unknown field")
+        );
         assert!(config(r#"{"sample_format": "pcm24"}"#).is_err());
         assert!(config(r#"{"duration": "0s"}"#).is_err());
     }
@@ -331,15 +425,40 @@ mod tests {
     fn failures_back_off_doubling_up_to_a_minute_and_success_resets() {
         let start = Instant::now();
         let mut retry = Retry::default();
-        assert!(retry.too_early(start, "mic").is_none(), "a healthy device is always tried");
-        let waits: Vec<u64> = (0..9).map(|i| retry.failed(start + Duration::from_secs(i)).as_secs()).collect();
+        assert!(
+            retry.too_early(start, "mic").is_none(),
+            "a healthy device is always tried"
+        );
+        let waits: Vec<u64> = (0..9)
+            .map(|i| retry.failed(start + Duration::from_secs(i)).as_secs())
+            .collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         let last = start + Duration::from_secs(8);
-        let error = retry.too_early(last + Duration::from_secs(59), "AudioMoth").unwrap().to_string();
-        assert!(error.contains("`AudioMoth` is unavailable (9 failed attempts); next attempt in 1.0 s"), "{error}");
-        assert!(retry.too_early(last + LAST_RETRY, "AudioMoth").is_none(), "due again");
-        assert_eq!(retry.succeeded(last + LAST_RETRY), Some((9, Duration::from_secs(68))));
-        assert_eq!(retry.succeeded(last + LAST_RETRY), None, "nothing to report twice");
-        assert_eq!(retry.failed(last + LAST_RETRY), FIRST_RETRY, "a new outage starts at 1 s");
+        let error = retry
+            .too_early(last + Duration::from_secs(59), "AudioMoth")
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("`AudioMoth` is unavailable (9 failed attempts); next attempt in 1.0 s"),
+            "{error}"
+        );
+        assert!(
+            retry.too_early(last + LAST_RETRY, "AudioMoth").is_none(),
+            "due again"
+        );
+        assert_eq!(
+            retry.succeeded(last + LAST_RETRY),
+            Some((9, Duration::from_secs(68)))
+        );
+        assert_eq!(
+            retry.succeeded(last + LAST_RETRY),
+            None,
+            "nothing to report twice"
+        );
+        assert_eq!(
+            retry.failed(last + LAST_RETRY),
+            FIRST_RETRY,
+            "a new outage starts at 1 s"
+        );
     }
 }

@@ -32,7 +32,9 @@ pub struct ReplayRecorderConfig {
 }
 
 /// The order files are replayed in.
-#[derive(Debug, Clone, Copy, Default, serde::Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, serde::Deserialize, schemars::JsonSchema, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplayOrder {
     /// By file name.
@@ -64,12 +66,15 @@ impl ComponentConfig for ReplayRecorderConfig {
 }
 
 fn list_wavs(folder: &Path, order: ReplayOrder) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(folder).map_err(|e| format!("cannot read folder `{}`: {e}", folder.display()))?;
+    let entries = std::fs::read_dir(folder)
+        .map_err(|e| format!("cannot read folder `{}`: {e}", folder.display()))?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot read folder `{}`: {e}", folder.display()))?;
         let path = entry.path();
-        let is_wav = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+        let is_wav = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
         if is_wav && path.is_file() {
             let modified = entry.metadata().and_then(|m| m.modified()).ok();
             files.push((modified, path));
@@ -91,7 +96,10 @@ pub struct ReplayRecorder {
 
 impl ReplayRecorder {
     fn next_file(&self) -> ComponentResult<&Path> {
-        let mut next = self.next.lock().map_err(|_| ComponentError::Other("replay state poisoned".into()))?;
+        let mut next = self
+            .next
+            .lock()
+            .map_err(|_| ComponentError::Other("replay state poisoned".into()))?;
         if *next >= self.files.len() {
             if !self.repeat {
                 return Err(ComponentError::Other(format!(
@@ -111,7 +119,8 @@ impl Recorder for ReplayRecorder {
     fn record(&self, deployment: &Deployment, temp_dir: &Path) -> ComponentResult<Recording> {
         let source = self.next_file()?;
         let info = wav_info(source)?;
-        let mut recording = Recording::new(deployment.clone(), info.duration_seconds(), info.samplerate)?;
+        let mut recording =
+            Recording::new(deployment.clone(), info.duration_seconds(), info.samplerate)?;
         recording.audio_channels = u32::from(info.channels);
         recording.time_expansion = match self.time_expansion {
             Some(te) => te,
@@ -123,15 +132,27 @@ impl Recorder for ReplayRecorder {
                 }
             },
         };
-        let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or("replay");
+        let stem = source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("replay");
         let id = recording.id.simple().to_string();
-        let name = format!("{}_{}_{stem}.wav", recording.created_on.format("%Y%m%d_%H%M%S"), &id[..8]);
-        std::fs::create_dir_all(temp_dir).map_err(|e| ComponentError::io("cannot create temp folder", temp_dir, e))?;
+        let name = format!(
+            "{}_{}_{stem}.wav",
+            recording.created_on.format("%Y%m%d_%H%M%S"),
+            &id[..8]
+        );
+        std::fs::create_dir_all(temp_dir)
+            .map_err(|e| ComponentError::io("cannot create temp folder", temp_dir, e))?;
         let target = temp_dir.join(name);
         if let Err(error) = std::fs::copy(source, &target) {
             // A copy cut short (a full disk) must not stay behind as a recording.
             let _ = std::fs::remove_file(&target);
-            return Err(ComponentError::io("cannot copy replayed file to", &target, error));
+            return Err(ComponentError::io(
+                "cannot copy replayed file to",
+                &target,
+                error,
+            ));
         }
         recording.path = Some(target);
         recording.validate()?;
@@ -145,7 +166,12 @@ mod tests {
     use crate::audio::testing::write_wav;
 
     fn recorder(folder: &Path, repeat: bool) -> ReplayRecorder {
-        ReplayRecorder { files: list_wavs(folder, ReplayOrder::Name).unwrap(), next: Mutex::new(0), repeat, time_expansion: None }
+        ReplayRecorder {
+            files: list_wavs(folder, ReplayOrder::Name).unwrap(),
+            next: Mutex::new(0),
+            repeat,
+            time_expansion: None,
+        }
     }
 
     #[test]
@@ -163,12 +189,18 @@ mod tests {
         assert!((first.duration - 1.0).abs() < 1e-9);
         let path = first.path.clone().unwrap();
         assert!(path.starts_with(temp.path()) && path.exists());
-        assert!(source.path().join("a.WAV").exists(), "the source is copied, not moved");
+        assert!(
+            source.path().join("a.WAV").exists(),
+            "the source is copied, not moved"
+        );
 
         let second = replay.record(&deployment, temp.path()).unwrap();
         assert_eq!(second.samplerate, 16_000);
         assert_ne!(first.id, second.id);
-        let err = replay.record(&deployment, temp.path()).unwrap_err().to_string();
+        let err = replay
+            .record(&deployment, temp.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("all 2 files"), "{err}");
     }
 
@@ -197,10 +229,31 @@ mod tests {
         write(&source.path().join("a.wav"), &guano).unwrap();
         let deployment = Deployment::new("site");
         let replay = recorder(source.path(), false);
-        assert_eq!(replay.record(&deployment, temp.path()).unwrap().time_expansion, 10.0, "from GUANO");
-        assert_eq!(replay.record(&deployment, temp.path()).unwrap().time_expansion, 1.0, "no GUANO");
+        assert_eq!(
+            replay
+                .record(&deployment, temp.path())
+                .unwrap()
+                .time_expansion,
+            10.0,
+            "from GUANO"
+        );
+        assert_eq!(
+            replay
+                .record(&deployment, temp.path())
+                .unwrap()
+                .time_expansion,
+            1.0,
+            "no GUANO"
+        );
         let mut configured = recorder(source.path(), false);
         configured.time_expansion = Some(5.0);
-        assert_eq!(configured.record(&deployment, temp.path()).unwrap().time_expansion, 5.0, "the config wins");
+        assert_eq!(
+            configured
+                .record(&deployment, temp.path())
+                .unwrap()
+                .time_expansion,
+            5.0,
+            "the config wins"
+        );
     }
 }

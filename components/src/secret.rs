@@ -21,15 +21,20 @@ use reqwest::Url;
 /// The value of environment variable `name`, for `what` (e.g. "password_env").
 pub fn from_env(name: &str, what: &str) -> Result<String, String> {
     std::env::var(name).map_err(|e| match e {
-        std::env::VarError::NotPresent => format!("{what}: environment variable `{name}` is not set"),
-        std::env::VarError::NotUnicode(_) => format!("{what}: environment variable `{name}` is not valid UTF-8"),
+        std::env::VarError::NotPresent => {
+            format!("{what}: environment variable `{name}` is not set")
+        }
+        std::env::VarError::NotUnicode(_) => {
+            format!("{what}: environment variable `{name}` is not valid UTF-8")
+        }
     })
 }
 
 /// The content of a secrets file (one trailing line break removed), for `what`. Refused
 /// when its group or other users may read or write it.
 pub fn from_file(path: &Path, what: &str) -> Result<String, String> {
-    let metadata = std::fs::metadata(path).map_err(|e| format!("{what}: cannot read `{}`: {e}", path.display()))?;
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| format!("{what}: cannot read `{}`: {e}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -43,7 +48,8 @@ pub fn from_file(path: &Path, what: &str) -> Result<String, String> {
         }
     }
     let _ = metadata;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{what}: cannot read `{}`: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{what}: cannot read `{}`: {e}", path.display()))?;
     let text = text.strip_suffix('\n').unwrap_or(&text);
     Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
 }
@@ -52,21 +58,38 @@ pub fn from_file(path: &Path, what: &str) -> Result<String, String> {
 /// (with or without brackets). Nothing sent to it crosses a network.
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Query parameter names taken for a secret (compared in lower case, `-` read as `_`).
-pub const SECRET_QUERY_NAMES: &[&str] =
-    &["token", "key", "api_key", "apikey", "secret", "password", "passwd", "auth", "access_token", "sig", "signature"];
+pub const SECRET_QUERY_NAMES: &[&str] = &[
+    "token",
+    "key",
+    "api_key",
+    "apikey",
+    "secret",
+    "password",
+    "passwd",
+    "auth",
+    "access_token",
+    "sig",
+    "signature",
+];
 
 /// The first query parameter of `url` that looks like a secret: a name in
 /// [`SECRET_QUERY_NAMES`], or one containing `token`, `secret` or `password` (e.g.
 /// `auth_token`, `client_secret`), any case.
 pub fn secret_query_parameter(url: &Url) -> Option<String> {
-    url.query_pairs().map(|(name, _)| name.into_owned()).find(|name| {
-        let normal = name.to_ascii_lowercase().replace('-', "_");
-        SECRET_QUERY_NAMES.contains(&normal.as_str()) || ["token", "secret", "password"].iter().any(|w| normal.contains(w))
-    })
+    url.query_pairs()
+        .map(|(name, _)| name.into_owned())
+        .find(|name| {
+            let normal = name.to_ascii_lowercase().replace('-', "_");
+            SECRET_QUERY_NAMES.contains(&normal.as_str())
+                || ["token", "secret", "password"]
+                    .iter()
+                    .any(|w| normal.contains(w))
+        })
 }
 
 /// `url` without user name, password, query and fragment: what a Response or a log may
@@ -86,10 +109,24 @@ mod tests {
 
     #[test]
     fn loopback_hosts_and_secret_query_parameters() {
-        for host in ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1", "[::1]"] {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.8.9.10",
+            "::1",
+            "[::1]",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["example.org", "10.0.0.1", "128.0.0.1", "::2", "localhost.example.org", "0.0.0.0"] {
+        for host in [
+            "example.org",
+            "10.0.0.1",
+            "128.0.0.1",
+            "::2",
+            "localhost.example.org",
+            "0.0.0.0",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
         let url = |text: &str| Url::parse(text).unwrap();
@@ -101,7 +138,11 @@ mod tests {
             ("https://h/p?site=north&page=2", None),
             ("https://h/p", None),
         ] {
-            assert_eq!(secret_query_parameter(&url(text)).as_deref(), found, "{text}");
+            assert_eq!(
+                secret_query_parameter(&url(text)).as_deref(),
+                found,
+                "{text}"
+            );
         }
         let redacted = redact_url(&url("http://user:pw@example.org:8080/api/m?token=abc#frag"));
         assert_eq!(redacted.as_str(), "http://example.org:8080/api/m");
@@ -119,7 +160,12 @@ mod tests {
         for mode in [0o644, 0o640, 0o604, 0o660] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let error = from_file(&path, "password_file").unwrap_err();
-            assert!(error.contains(&format!("mode {mode:03o}")) && error.contains("chmod 600") && !error.contains("s3cret"), "{error}");
+            assert!(
+                error.contains(&format!("mode {mode:03o}"))
+                    && error.contains("chmod 600")
+                    && !error.contains("s3cret"),
+                "{error}"
+            );
         }
         let missing = from_file(&dir.path().join("nope"), "password_file").unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
@@ -128,6 +174,9 @@ mod tests {
     #[test]
     fn an_unset_variable_is_named() {
         let error = from_env("ACOUPI_TEST_SECRET_UNSET", "password_env").unwrap_err();
-        assert_eq!(error, "password_env: environment variable `ACOUPI_TEST_SECRET_UNSET` is not set");
+        assert_eq!(
+            error,
+            "password_env: environment variable `ACOUPI_TEST_SECRET_UNSET` is not set"
+        );
     }
 }

@@ -39,9 +39,15 @@ impl ComponentConfig for StatisticsSummariserConfig {
     const KIND: &'static str = "summariser.statistics";
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        let store = ctx.store.clone().ok_or("a summariser needs the station's store")?;
+        let store = ctx
+            .store
+            .clone()
+            .ok_or("a summariser needs the station's store")?;
         let interval = chrono::Duration::from_std(self.interval.0).map_err(|e| e.to_string())?;
-        Ok(Built::Summariser(Arc::new(StatisticsSummariser { store, interval })))
+        Ok(Built::Summariser(Arc::new(StatisticsSummariser {
+            store,
+            interval,
+        })))
     }
 }
 
@@ -51,17 +57,32 @@ pub struct StatisticsSummariser {
 }
 
 /// The start of the interval ending at `now` and the model outputs created in it.
-fn interval_outputs(store: &dyn Store, interval: chrono::Duration, now: DateTime<Utc>) -> ComponentResult<(DateTime<Utc>, Vec<ModelOutput>)> {
+fn interval_outputs(
+    store: &dyn Store,
+    interval: chrono::Duration,
+    now: DateTime<Utc>,
+) -> ComponentResult<(DateTime<Utc>, Vec<ModelOutput>)> {
     let start = now - interval;
-    let outputs = store.get_model_outputs_between(start, now).map_err(|e| ComponentError::Store(e.to_string()))?;
+    let outputs = store
+        .get_model_outputs_between(start, now)
+        .map_err(|e| ComponentError::Store(e.to_string()))?;
     Ok((start, outputs))
 }
 
 /// Per tag value: count, sum, min, max of confidence scores.
 fn statistics(outputs: &[ModelOutput]) -> BTreeMap<String, (usize, f64, f64, f64)> {
     let mut stats: BTreeMap<String, (usize, f64, f64, f64)> = BTreeMap::new();
-    for tag in outputs.iter().flat_map(|o| &o.detections).flat_map(|d| &d.tags) {
-        let entry = stats.entry(tag.tag.value.clone()).or_insert((0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
+    for tag in outputs
+        .iter()
+        .flat_map(|o| &o.detections)
+        .flat_map(|d| &d.tags)
+    {
+        let entry = stats.entry(tag.tag.value.clone()).or_insert((
+            0,
+            0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ));
         entry.0 += 1;
         entry.1 += tag.confidence_score;
         entry.2 = entry.2.min(tag.confidence_score);
@@ -76,9 +97,15 @@ pub fn summary_json(outputs: &[ModelOutput], start: DateTime<Utc>, end: DateTime
     let mut summary = Map::new();
     for (value, (count, sum, min, max)) in statistics(outputs) {
         let mean = (sum / count as f64 * 1000.0).round() / 1000.0;
-        summary.insert(value, json!({ "mean": mean, "min": min, "max": max, "count": count }));
+        summary.insert(
+            value,
+            json!({ "mean": mean, "min": min, "max": max, "count": count }),
+        );
     }
-    summary.insert("timeinterval".into(), json!({ "starttime": format_timestamp(&start), "endtime": format_timestamp(&end) }));
+    summary.insert(
+        "timeinterval".into(),
+        json!({ "starttime": format_timestamp(&start), "endtime": format_timestamp(&end) }),
+    );
     Value::Object(summary)
 }
 
@@ -130,11 +157,20 @@ impl ComponentConfig for ThresholdsSummariserConfig {
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         let (low, mid, high) = (self.low.0, self.mid.0, self.high.0);
         if !(low < mid && mid < high) {
-            return Err(format!("the bands must rise: low ({low}) < mid ({mid}) < high ({high})"));
+            return Err(format!(
+                "the bands must rise: low ({low}) < mid ({mid}) < high ({high})"
+            ));
         }
-        let store = ctx.store.clone().ok_or("a summariser needs the station's store")?;
+        let store = ctx
+            .store
+            .clone()
+            .ok_or("a summariser needs the station's store")?;
         let interval = chrono::Duration::from_std(self.interval.0).map_err(|e| e.to_string())?;
-        Ok(Built::Summariser(Arc::new(ThresholdsSummariser { store, interval, bands: [low, mid, high] })))
+        Ok(Built::Summariser(Arc::new(ThresholdsSummariser {
+            store,
+            interval,
+            bands: [low, mid, high],
+        })))
     }
 }
 
@@ -146,10 +182,19 @@ pub struct ThresholdsSummariser {
 
 /// The band summary JSON: `{ "<tag value>": { "count_low_threshold", "mean_low_threshold",
 /// "count_mid_threshold", ..., "mean_high_threshold" }, ..., "timeinterval": {...} }`.
-pub fn thresholds_json(outputs: &[ModelOutput], [low, mid, high]: [f64; 3], start: DateTime<Utc>, end: DateTime<Utc>) -> Value {
+pub fn thresholds_json(
+    outputs: &[ModelOutput],
+    [low, mid, high]: [f64; 3],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Value {
     // Per tag value and band: count and sum of scores.
     let mut bands: BTreeMap<String, [(usize, f64); 3]> = BTreeMap::new();
-    for tag in outputs.iter().flat_map(|o| &o.detections).flat_map(|d| &d.tags) {
+    for tag in outputs
+        .iter()
+        .flat_map(|o| &o.detections)
+        .flat_map(|d| &d.tags)
+    {
         let score = tag.confidence_score;
         let band = if score >= high {
             2
@@ -168,13 +213,20 @@ pub fn thresholds_json(outputs: &[ModelOutput], [low, mid, high]: [f64; 3], star
     for (value, counts) in bands {
         let mut fields = Map::new();
         for (name, (count, sum)) in ["low", "mid", "high"].iter().zip(counts) {
-            let mean = if count == 0 { 0.0 } else { (sum / count as f64 * 1000.0).round() / 1000.0 };
+            let mean = if count == 0 {
+                0.0
+            } else {
+                (sum / count as f64 * 1000.0).round() / 1000.0
+            };
             fields.insert(format!("count_{name}_threshold"), json!(count));
             fields.insert(format!("mean_{name}_threshold"), json!(mean));
         }
         summary.insert(value, Value::Object(fields));
     }
-    summary.insert("timeinterval".into(), json!({ "starttime": format_timestamp(&start), "endtime": format_timestamp(&end) }));
+    summary.insert(
+        "timeinterval".into(),
+        json!({ "starttime": format_timestamp(&start), "endtime": format_timestamp(&end) }),
+    );
     Value::Object(summary)
 }
 
@@ -194,15 +246,32 @@ mod tests {
     #[test]
     fn per_tag_value_statistics_with_the_interval() {
         let outputs = vec![
-            output(vec![detection(0.9, &[("species", "Turdus merula", 0.9), ("species", "Erithacus rubecula", 0.4)])]),
-            output(vec![detection(0.7, &[("species", "Turdus merula", 0.6)]), detection(0.8, &[("species", "Turdus merula", 0.8)])]),
+            output(vec![detection(
+                0.9,
+                &[
+                    ("species", "Turdus merula", 0.9),
+                    ("species", "Erithacus rubecula", 0.4),
+                ],
+            )]),
+            output(vec![
+                detection(0.7, &[("species", "Turdus merula", 0.6)]),
+                detection(0.8, &[("species", "Turdus merula", 0.8)]),
+            ]),
         ];
-        let end = DateTime::parse_from_rfc3339("2026-05-01T07:00:00Z").unwrap().with_timezone(&Utc);
+        let end = DateTime::parse_from_rfc3339("2026-05-01T07:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let start = end - chrono::Duration::hours(1);
         let json = summary_json(&outputs, start, end);
-        assert_eq!(json["Turdus merula"], json!({ "mean": 0.767, "min": 0.6, "max": 0.9, "count": 3 }));
+        assert_eq!(
+            json["Turdus merula"],
+            json!({ "mean": 0.767, "min": 0.6, "max": 0.9, "count": 3 })
+        );
         assert_eq!(json["Erithacus rubecula"]["count"], 1);
-        assert_eq!(json["timeinterval"], json!({ "starttime": "2026-05-01T06:00:00+00:00", "endtime": "2026-05-01T07:00:00+00:00" }));
+        assert_eq!(
+            json["timeinterval"],
+            json!({ "starttime": "2026-05-01T06:00:00+00:00", "endtime": "2026-05-01T07:00:00+00:00" })
+        );
     }
 
     #[test]
@@ -215,11 +284,32 @@ mod tests {
     #[test]
     fn thresholds_count_and_average_each_band_per_tag_value() {
         let outputs = vec![output(vec![
-            detection(0.9, &[("species", "Turdus merula", 0.95), ("species", "Turdus merula", 0.9), ("species", "Turdus merula", 0.6)]),
-            detection(0.5, &[("species", "Turdus merula", 0.2), ("species", "Turdus merula", 0.05), ("species", "Erithacus rubecula", 0.5)]),
+            detection(
+                0.9,
+                &[
+                    ("species", "Turdus merula", 0.95),
+                    ("species", "Turdus merula", 0.9),
+                    ("species", "Turdus merula", 0.6),
+                ],
+            ),
+            detection(
+                0.5,
+                &[
+                    ("species", "Turdus merula", 0.2),
+                    ("species", "Turdus merula", 0.05),
+                    ("species", "Erithacus rubecula", 0.5),
+                ],
+            ),
         ])];
-        let end = DateTime::parse_from_rfc3339("2026-05-01T07:00:00Z").unwrap().with_timezone(&Utc);
-        let json = thresholds_json(&outputs, [0.1, 0.5, 0.9], end - chrono::Duration::hours(1), end);
+        let end = DateTime::parse_from_rfc3339("2026-05-01T07:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let json = thresholds_json(
+            &outputs,
+            [0.1, 0.5, 0.9],
+            end - chrono::Duration::hours(1),
+            end,
+        );
         assert_eq!(
             json["Turdus merula"],
             json!({
@@ -236,7 +326,12 @@ mod tests {
 
     #[test]
     fn bands_that_do_not_rise_are_refused() {
-        let config = ThresholdsSummariserConfig { interval: default_interval(), low: Score(0.5), mid: Score(0.5), high: Score(0.9) };
+        let config = ThresholdsSummariserConfig {
+            interval: default_interval(),
+            low: Score(0.5),
+            mid: Score(0.5),
+            high: Score(0.9),
+        };
         let ctx = crate::testing::context(std::path::Path::new("."), None);
         let error = config.build(&ctx).err().unwrap();
         assert!(error.contains("low (0.5) < mid (0.5)"), "{error}");

@@ -71,7 +71,12 @@ impl fmt::Display for SunEvent {
 
 /// When `event` happens at (`latitude`, `longitude`) on `date`, or `None` when it does not
 /// happen that day (polar day or night) or the position is out of range.
-pub fn event_time(event: SunEvent, latitude: f64, longitude: f64, date: NaiveDate) -> Option<DateTime<Utc>> {
+pub fn event_time(
+    event: SunEvent,
+    latitude: f64,
+    longitude: f64,
+    date: NaiveDate,
+) -> Option<DateTime<Utc>> {
     let coordinates = Coordinates::new(latitude, longitude)?;
     SolarDay::new(coordinates, date).event_time(event.solar_event())
 }
@@ -116,7 +121,11 @@ impl SunWindowConfig {
                 self.event
             ));
         }
-        Ok(SunWindow { event: self.event, before: self.before.0, after: self.after.0 })
+        Ok(SunWindow {
+            event: self.event,
+            before: self.before.0,
+            after: self.after.0,
+        })
     }
 }
 
@@ -134,36 +143,51 @@ impl SunWindow {
     /// day of `time` (in `timezone`) and of the days around it, so windows that cross
     /// midnight work. A day without the event (polar day or night) adds no window; when
     /// the local day itself has none, that is logged at debug level.
-    pub fn contains(&self, time: DateTime<Utc>, latitude: f64, longitude: f64, timezone: chrono_tz::Tz) -> bool {
+    pub fn contains(
+        &self,
+        time: DateTime<Utc>,
+        latitude: f64,
+        longitude: f64,
+        timezone: chrono_tz::Tz,
+    ) -> bool {
         if Coordinates::new(latitude, longitude).is_none() {
-            tracing::debug!(latitude, longitude, "position out of range; no sun window applies");
+            tracing::debug!(
+                latitude,
+                longitude,
+                "position out of range; no sun window applies"
+            );
             return false;
         }
         let local_date = time.with_timezone(&timezone).date_naive();
         let before = TimeDelta::from_std(self.before).unwrap_or(TimeDelta::MAX);
         let after = TimeDelta::from_std(self.after).unwrap_or(TimeDelta::MAX);
-        let first = local_date.checked_sub_days(Days::new(SEARCH_DAYS)).unwrap_or(local_date);
-        first.iter_days().take(2 * SEARCH_DAYS as usize + 1).any(|date| {
-            match event_time(self.event, latitude, longitude, date) {
-                Some(event) => {
-                    let offset = time - event;
-                    offset <= after && -offset <= before
-                }
-                None => {
-                    if date == local_date {
-                        tracing::debug!(
-                            event = %self.event,
-                            %date,
-                            latitude,
-                            longitude,
-                            "no {} on this day here (polar day or night); its window is empty",
-                            self.event
-                        );
+        let first = local_date
+            .checked_sub_days(Days::new(SEARCH_DAYS))
+            .unwrap_or(local_date);
+        first
+            .iter_days()
+            .take(2 * SEARCH_DAYS as usize + 1)
+            .any(
+                |date| match event_time(self.event, latitude, longitude, date) {
+                    Some(event) => {
+                        let offset = time - event;
+                        offset <= after && -offset <= before
                     }
-                    false
-                }
-            }
-        })
+                    None => {
+                        if date == local_date {
+                            tracing::debug!(
+                                event = %self.event,
+                                %date,
+                                latitude,
+                                longitude,
+                                "no {} on this day here (polar day or night); its window is empty",
+                                self.event
+                            );
+                        }
+                        false
+                    }
+                },
+            )
     }
 }
 
@@ -196,10 +220,22 @@ impl SunWindows {
             }
         };
         if Coordinates::new(latitude, longitude).is_none() {
-            return Err(format!("`[deployment]` position ({latitude}, {longitude}) is out of range"));
+            return Err(format!(
+                "`[deployment]` position ({latitude}, {longitude}) is out of range"
+            ));
         }
-        let windows = windows.0.iter().enumerate().map(|(i, w)| w.to_window(i)).collect::<Result<_, _>>()?;
-        Ok(SunWindows { windows, latitude, longitude, timezone: ctx.settings.deployment.timezone })
+        let windows = windows
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, w)| w.to_window(i))
+            .collect::<Result<_, _>>()?;
+        Ok(SunWindows {
+            windows,
+            latitude,
+            longitude,
+            timezone: ctx.settings.deployment.timezone,
+        })
     }
 
     /// Whether `time` is inside any window at the deployment's position.
@@ -209,12 +245,24 @@ impl SunWindows {
 
     /// Whether `time` is inside any window at another position (a recording's own).
     pub fn contains_at(&self, time: DateTime<Utc>, latitude: f64, longitude: f64) -> bool {
-        self.windows.iter().any(|w| w.contains(time, latitude, longitude, self.timezone))
+        self.windows
+            .iter()
+            .any(|w| w.contains(time, latitude, longitude, self.timezone))
     }
 
     #[cfg(test)]
-    pub fn new(windows: Vec<SunWindow>, latitude: f64, longitude: f64, timezone: chrono_tz::Tz) -> Self {
-        SunWindows { windows, latitude, longitude, timezone }
+    pub fn new(
+        windows: Vec<SunWindow>,
+        latitude: f64,
+        longitude: f64,
+        timezone: chrono_tz::Tz,
+    ) -> Self {
+        SunWindows {
+            windows,
+            latitude,
+            longitude,
+            timezone,
+        }
     }
 }
 
@@ -231,7 +279,10 @@ pub(crate) mod places {
     /// A local wall-clock time in `tz` ("2026-06-21 04:43"); must exist and be unambiguous.
     pub fn local(tz: chrono_tz::Tz, text: &str) -> DateTime<Utc> {
         let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap();
-        tz.from_local_datetime(&naive).single().unwrap().with_timezone(&Utc)
+        tz.from_local_datetime(&naive)
+            .single()
+            .unwrap()
+            .with_timezone(&Utc)
     }
 }
 
@@ -272,7 +323,12 @@ mod tests {
             let got = event_time(event, LONDON.0, LONDON.1, date(y, m, d)).unwrap();
             let expected = local(tz, expected);
             let error = (got - expected).num_seconds().abs();
-            assert!(error <= 120, "{event} on {y}-{m}-{d}: got {} (local {}), expected {expected}", got, got.with_timezone(&tz));
+            assert!(
+                error <= 120,
+                "{event} on {y}-{m}-{d}: got {} (local {}), expected {expected}",
+                got,
+                got.with_timezone(&tz)
+            );
         }
     }
 
@@ -282,16 +338,39 @@ mod tests {
     #[test]
     fn polar_day_and_night_have_no_events() {
         let (lat, lon) = LONGYEARBYEN;
-        let all = [SunEvent::Dawn, SunEvent::Sunrise, SunEvent::Sunset, SunEvent::Dusk];
-        for (day, exists) in [(date(2026, 6, 21), false), (date(2026, 12, 21), false), (date(2026, 3, 1), true)] {
+        let all = [
+            SunEvent::Dawn,
+            SunEvent::Sunrise,
+            SunEvent::Sunset,
+            SunEvent::Dusk,
+        ];
+        for (day, exists) in [
+            (date(2026, 6, 21), false),
+            (date(2026, 12, 21), false),
+            (date(2026, 3, 1), true),
+        ] {
             for event in all {
-                assert_eq!(event_time(event, lat, lon, day).is_some(), exists, "{event} on {day}");
+                assert_eq!(
+                    event_time(event, lat, lon, day).is_some(),
+                    exists,
+                    "{event} on {day}"
+                );
             }
         }
         // A window around an event that does not happen contains nothing, at any hour.
-        let window = SunWindow { event: SunEvent::Sunrise, before: MAX_REACH, after: MAX_REACH };
+        let window = SunWindow {
+            event: SunEvent::Sunrise,
+            before: MAX_REACH,
+            after: MAX_REACH,
+        };
         let tz = chrono_tz::Arctic::Longyearbyen;
-        for text in ["2026-06-21 00:00", "2026-06-21 06:00", "2026-06-21 12:00", "2026-12-21 09:00", "2026-12-21 12:00"] {
+        for text in [
+            "2026-06-21 00:00",
+            "2026-06-21 06:00",
+            "2026-06-21 12:00",
+            "2026-12-21 09:00",
+            "2026-12-21 12:00",
+        ] {
             assert!(!window.contains(local(tz, text), lat, lon, tz), "{text}");
         }
     }
@@ -301,15 +380,31 @@ mod tests {
         let tz = chrono_tz::Europe::London;
         let (lat, lon) = LONDON;
         // Sunrise 2026-06-21 is at about 04:43 BST; dusk at about 22:09 BST.
-        let sunrise = SunWindow { event: SunEvent::Sunrise, before: Duration::from_secs(1800), after: Duration::from_secs(7200) };
+        let sunrise = SunWindow {
+            event: SunEvent::Sunrise,
+            before: Duration::from_secs(1800),
+            after: Duration::from_secs(7200),
+        };
         // From 1 h before dusk until 3 h after it: crosses midnight.
-        let dusk = SunWindow { event: SunEvent::Dusk, before: Duration::from_secs(3600), after: Duration::from_secs(3 * 3600) };
+        let dusk = SunWindow {
+            event: SunEvent::Dusk,
+            before: Duration::from_secs(3600),
+            after: Duration::from_secs(3 * 3600),
+        };
         let exact = event_time(SunEvent::Sunrise, lat, lon, date(2026, 6, 21)).unwrap();
         let cases = [
             (sunrise, exact - TimeDelta::minutes(30), true),
-            (sunrise, exact - TimeDelta::minutes(30) - TimeDelta::seconds(1), false),
+            (
+                sunrise,
+                exact - TimeDelta::minutes(30) - TimeDelta::seconds(1),
+                false,
+            ),
             (sunrise, exact + TimeDelta::hours(2), true),
-            (sunrise, exact + TimeDelta::hours(2) + TimeDelta::seconds(1), false),
+            (
+                sunrise,
+                exact + TimeDelta::hours(2) + TimeDelta::seconds(1),
+                false,
+            ),
             (sunrise, local(tz, "2026-06-21 12:00"), false),
             (dusk, local(tz, "2026-06-21 21:00"), false),
             (dusk, local(tz, "2026-06-21 21:30"), true),
@@ -320,7 +415,11 @@ mod tests {
             (dusk, local(tz, "2026-06-22 01:15"), false),
         ];
         for (i, (window, time, expected)) in cases.into_iter().enumerate() {
-            assert_eq!(window.contains(time, lat, lon, tz), expected, "case {i}: {window:?} at {time}");
+            assert_eq!(
+                window.contains(time, lat, lon, tz),
+                expected,
+                "case {i}: {window:?} at {time}"
+            );
         }
     }
 
@@ -329,11 +428,18 @@ mod tests {
     fn far_timezones_find_the_event() {
         let tz = chrono_tz::Pacific::Kiritimati;
         let (lat, lon) = (1.87, -157.4);
-        let window = SunWindow { event: SunEvent::Sunrise, before: Duration::from_secs(600), after: Duration::from_secs(600) };
+        let window = SunWindow {
+            event: SunEvent::Sunrise,
+            before: Duration::from_secs(600),
+            after: Duration::from_secs(600),
+        };
         for day in 1..=28 {
             let sunrise = event_time(SunEvent::Sunrise, lat, lon, date(2026, 2, day)).unwrap();
             assert!(window.contains(sunrise, lat, lon, tz), "{sunrise}");
-            assert!(!window.contains(sunrise + TimeDelta::hours(1), lat, lon, tz), "{sunrise}");
+            assert!(
+                !window.contains(sunrise + TimeDelta::hours(1), lat, lon, tz),
+                "{sunrise}"
+            );
         }
     }
 
@@ -354,7 +460,10 @@ mod tests {
         for (i, (config, expected)) in cases.into_iter().enumerate() {
             match (config.to_window(3), expected) {
                 (Ok(_), Ok(())) => {}
-                (Err(message), Err(part)) => assert!(message.contains(part) && message.contains("windows[3] (dawn)"), "case {i}: {message}"),
+                (Err(message), Err(part)) => assert!(
+                    message.contains(part) && message.contains("windows[3] (dawn)"),
+                    "case {i}: {message}"
+                ),
                 (got, expected) => panic!("case {i}: got {got:?}, expected {expected:?}"),
             }
         }

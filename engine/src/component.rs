@@ -35,7 +35,11 @@ pub enum ComponentError {
 
 impl ComponentError {
     pub fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        ComponentError::Io { action, path: path.as_ref().to_path_buf(), source }
+        ComponentError::Io {
+            action,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -88,8 +92,11 @@ pub trait SavingFilter: Send + Sync {
 /// recordings root), or `None` to let the next manager try. The management task moves the
 /// file; managers only decide.
 pub trait SavingManager: Send + Sync {
-    fn save(&self, recording: &Recording, outputs: &[ModelOutput])
-    -> ComponentResult<Option<PathBuf>>;
+    fn save(
+        &self,
+        recording: &Recording,
+        outputs: &[ModelOutput],
+    ) -> ComponentResult<Option<PathBuf>>;
 }
 
 /// Builds zero, one or many messages from a model output.
@@ -188,7 +195,11 @@ impl Family {
     /// The noun with its indefinite article ("an output cleaner").
     pub fn with_article(self) -> String {
         let noun = self.noun();
-        let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
         format!("{article} {noun}")
     }
 

@@ -30,7 +30,10 @@ pub struct SystemDisk;
 impl DiskSpace for SystemDisk {
     fn space(&self, path: &Path) -> io::Result<Space> {
         let stats = fs4::statvfs(nearest_existing(path))?;
-        Ok(Space { available: stats.available_space(), total: stats.total_space() })
+        Ok(Space {
+            available: stats.available_space(),
+            total: stats.total_space(),
+        })
     }
 
     #[cfg(unix)]
@@ -63,7 +66,11 @@ pub fn nearest_existing(path: &Path) -> PathBuf {
 /// The bytes available for `path`, written for logs ("1.2 GiB free"), or why not known.
 pub fn describe_free(disk: &dyn DiskSpace, path: &Path) -> String {
     match disk.space(path) {
-        Ok(space) => format!("{} free of {}", bytesize::ByteSize(space.available), bytesize::ByteSize(space.total)),
+        Ok(space) => format!(
+            "{} free of {}",
+            bytesize::ByteSize(space.available),
+            bytesize::ByteSize(space.total)
+        ),
         Err(error) => format!("free space unknown ({error})"),
     }
 }

@@ -19,7 +19,10 @@ pub static ERRORS: ErrorTally = ErrorTally::new();
 
 impl ErrorTally {
     pub const fn new() -> ErrorTally {
-        ErrorTally { count: AtomicU64::new(0), last: Mutex::new(None) }
+        ErrorTally {
+            count: AtomicU64::new(0),
+            last: Mutex::new(None),
+        }
     }
 
     /// Notes one error, logged now with this text.
@@ -52,6 +55,9 @@ mod tests {
         tally.record("first");
         tally.record("second");
         assert_eq!(tally.count(), 2);
-        assert_eq!(tally.last().map(|(_, text)| text).as_deref(), Some("second"));
+        assert_eq!(
+            tally.last().map(|(_, text)| text).as_deref(),
+            Some("second")
+        );
     }
 }

@@ -84,12 +84,26 @@ pub fn check(path: &Path, roots: &[&Path]) -> Result<Found, DeleteError> {
         return Err(DeleteError::ParentDir(path.to_path_buf()));
     }
     for root in roots {
-        let Ok(canonical) = root.canonicalize() else { continue };
-        let Ok(rest) = path.strip_prefix(root).or_else(|_| path.strip_prefix(&canonical)) else { continue };
+        let Ok(canonical) = root.canonicalize() else {
+            continue;
+        };
+        let Ok(rest) = path
+            .strip_prefix(root)
+            .or_else(|_| path.strip_prefix(&canonical))
+        else {
+            continue;
+        };
         return check_below(path, &canonical, rest);
     }
-    let roots = roots.iter().map(|r| format!("`{}`", r.display())).collect::<Vec<_>>().join(", ");
-    Err(DeleteError::Outside { path: path.to_path_buf(), roots })
+    let roots = roots
+        .iter()
+        .map(|r| format!("`{}`", r.display()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(DeleteError::Outside {
+        path: path.to_path_buf(),
+        roots,
+    })
 }
 
 /// Walks `rest` down from `canonical` without following a link.
@@ -104,14 +118,29 @@ fn check_below(path: &Path, canonical: &Path, rest: &Path) -> Result<Found, Dele
         let meta = match std::fs::symlink_metadata(&at) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Gone),
-            Err(e) => return Err(DeleteError::Unreadable { path: at, error: e.to_string() }),
+            Err(e) => {
+                return Err(DeleteError::Unreadable {
+                    path: at,
+                    error: e.to_string(),
+                });
+            }
         };
         let last = i + 1 == names.len();
         if meta.file_type().is_symlink() {
-            return Err(if last { DeleteError::IsLink(path.to_path_buf()) } else { DeleteError::Link { path: path.to_path_buf(), link: at } });
+            return Err(if last {
+                DeleteError::IsLink(path.to_path_buf())
+            } else {
+                DeleteError::Link {
+                    path: path.to_path_buf(),
+                    link: at,
+                }
+            });
         }
         if !last && !meta.is_dir() {
-            return Err(DeleteError::NotAFolder { path: path.to_path_buf(), at });
+            return Err(DeleteError::NotAFolder {
+                path: path.to_path_buf(),
+                at,
+            });
         }
         if last {
             if !meta.is_file() {
@@ -120,11 +149,20 @@ fn check_below(path: &Path, canonical: &Path, rest: &Path) -> Result<Found, Dele
             // The same once more from the other end: the parent, resolved, is where the
             // walk went (a link swapped in meanwhile would resolve elsewhere).
             let parent = at.parent().unwrap_or(canonical);
-            let resolved = parent.canonicalize().map_err(|e| DeleteError::Unreadable { path: parent.to_path_buf(), error: e.to_string() })?;
+            let resolved = parent.canonicalize().map_err(|e| DeleteError::Unreadable {
+                path: parent.to_path_buf(),
+                error: e.to_string(),
+            })?;
             if resolved != parent || !resolved.starts_with(canonical) {
-                return Err(DeleteError::Link { path: path.to_path_buf(), link: parent.to_path_buf() });
+                return Err(DeleteError::Link {
+                    path: path.to_path_buf(),
+                    link: parent.to_path_buf(),
+                });
             }
-            return Ok(Found::File { path: at, len: meta.len() });
+            return Ok(Found::File {
+                path: at,
+                len: meta.len(),
+            });
         }
     }
     Ok(Found::Gone)
@@ -137,7 +175,10 @@ pub fn remove_file(path: &Path, roots: &[&Path]) -> Result<Removed, DeleteError>
         Found::File { path: real, len } => match std::fs::remove_file(&real) {
             Ok(()) => Ok(Removed::Deleted { len }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Removed::Gone),
-            Err(e) => Err(DeleteError::Failed { path: path.to_path_buf(), error: e.to_string() }),
+            Err(e) => Err(DeleteError::Failed {
+                path: path.to_path_buf(),
+                error: e.to_string(),
+            }),
         },
     }
 }
@@ -167,7 +208,10 @@ pub fn walk(root: &Path) -> Walked {
     if !root.exists() {
         return walked;
     }
-    for entry in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
         match entry {
             Ok(entry) if entry.file_type().is_symlink() => walked.links.push(entry.into_path()),
             Ok(entry) if entry.file_type().is_file() => match entry.metadata() {
@@ -210,8 +254,13 @@ pub fn partial_path(path: &Path, kind: Partial) -> PathBuf {
 /// Whether `path` has a name [`partial_path`] gives: a non-empty file name then one of
 /// the two suffixes, nothing else.
 pub fn is_partial(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
-    [Partial::Copy, Partial::Guano].iter().any(|kind| name.strip_suffix(kind.suffix()).is_some_and(|stem| !stem.is_empty()))
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    [Partial::Copy, Partial::Guano].iter().any(|kind| {
+        name.strip_suffix(kind.suffix())
+            .is_some_and(|stem| !stem.is_empty())
+    })
 }
 
 /// The `.wav` files (any case) directly in `dir`, sorted; a missing folder has none. A
@@ -226,7 +275,10 @@ pub fn wav_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
-        if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav")) {
+        if !path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+        {
             continue;
         }
         let kind = entry.file_type()?;
@@ -249,7 +301,10 @@ pub fn numbered(wanted: &Path, n: u32) -> PathBuf {
     if n == 1 {
         return wanted.to_path_buf();
     }
-    let stem = wanted.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = wanted
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = match wanted.extension() {
         Some(extension) => format!("{stem}_{n}.{}", extension.to_string_lossy()),
         None => format!("{stem}_{n}"),
@@ -316,11 +371,21 @@ mod tests {
 
         type Expected = fn(&DeleteError) -> bool;
         let cases: [(PathBuf, Expected); 6] = [
-            (root.join("../outside/victim.txt"), |e| matches!(e, DeleteError::ParentDir(_))),
-            (root.join("2026/07/victim.txt"), |e| matches!(e, DeleteError::Link { .. })),
-            (root.join("2026/06/link.wav"), |e| matches!(e, DeleteError::IsLink(_))),
-            (outside.join("victim.txt"), |e| matches!(e, DeleteError::Outside { .. })),
-            (PathBuf::from("recordings/2026/06/a.wav"), |e| matches!(e, DeleteError::Outside { .. })),
+            (root.join("../outside/victim.txt"), |e| {
+                matches!(e, DeleteError::ParentDir(_))
+            }),
+            (root.join("2026/07/victim.txt"), |e| {
+                matches!(e, DeleteError::Link { .. })
+            }),
+            (root.join("2026/06/link.wav"), |e| {
+                matches!(e, DeleteError::IsLink(_))
+            }),
+            (outside.join("victim.txt"), |e| {
+                matches!(e, DeleteError::Outside { .. })
+            }),
+            (PathBuf::from("recordings/2026/06/a.wav"), |e| {
+                matches!(e, DeleteError::Outside { .. })
+            }),
             (root.join("2026"), |e| matches!(e, DeleteError::NotAFile(_))),
         ];
         for (path, expected) in cases {
@@ -328,9 +393,18 @@ mod tests {
             assert!(expected(&error), "{path:?}: {error}");
         }
         assert_eq!(std::fs::read(outside.join("victim.txt")).unwrap(), b"mine");
-        assert!(root.join("2026/06/link.wav").symlink_metadata().is_ok(), "the link itself stays");
-        assert_eq!(remove_file(&root.join("2026/06/gone.wav"), &roots), Ok(Removed::Gone));
-        assert_eq!(remove_file(&root.join("2026/06/a.wav"), &roots), Ok(Removed::Deleted { len: 4 }));
+        assert!(
+            root.join("2026/06/link.wav").symlink_metadata().is_ok(),
+            "the link itself stays"
+        );
+        assert_eq!(
+            remove_file(&root.join("2026/06/gone.wav"), &roots),
+            Ok(Removed::Gone)
+        );
+        assert_eq!(
+            remove_file(&root.join("2026/06/a.wav"), &roots),
+            Ok(Removed::Deleted { len: 4 })
+        );
         assert!(!root.join("2026/06/a.wav").exists());
     }
 
@@ -341,9 +415,16 @@ mod tests {
         symlink(dir.path().join("drive"), dir.path().join("data")).unwrap();
         let root = dir.path().join("data/rec");
         std::fs::write(root.join("a.wav"), b"RIFF").unwrap();
-        assert!(matches!(check(&root.join("a.wav"), &[&root]), Ok(Found::File { .. })));
+        assert!(matches!(
+            check(&root.join("a.wav"), &[&root]),
+            Ok(Found::File { .. })
+        ));
         let real = dir.path().join("drive/rec/a.wav");
-        assert_eq!(remove_file(&real, &[&root]), Ok(Removed::Deleted { len: 4 }), "the resolved form of the root is the same root");
+        assert_eq!(
+            remove_file(&real, &[&root]),
+            Ok(Removed::Deleted { len: 4 }),
+            "the resolved form of the root is the same root"
+        );
     }
 
     #[test]
@@ -355,7 +436,10 @@ mod tests {
         symlink(".", dir.path().join("a/loopB")).unwrap();
         let walked = walk(dir.path());
         assert_eq!(walked.bytes(), 100);
-        assert_eq!(walked.links, [dir.path().join("a/loopB"), dir.path().join("loopA")]);
+        assert_eq!(
+            walked.links,
+            [dir.path().join("a/loopB"), dir.path().join("loopA")]
+        );
     }
 
     #[test]
@@ -363,7 +447,12 @@ mod tests {
         let copy = partial_path(Path::new("/r/2026/a.wav"), Partial::Copy);
         assert_eq!(copy, Path::new("/r/2026/a.wav.acoupi-partial"));
         assert!(is_partial(&copy) && is_partial(&partial_path(Path::new("b.WAV"), Partial::Guano)));
-        for foreign in ["x.partial", "y.guano-partial", ".acoupi-partial", "a.acoupi-partial.txt"] {
+        for foreign in [
+            "x.partial",
+            "y.guano-partial",
+            ".acoupi-partial",
+            "a.acoupi-partial.txt",
+        ] {
             assert!(!is_partial(Path::new(foreign)), "{foreign}");
         }
     }

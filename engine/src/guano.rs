@@ -19,9 +19,15 @@ use crate::data::{Deployment, Recording};
 #[derive(Debug, thiserror::Error)]
 pub enum GuanoError {
     #[error("cannot read or write `{}`: {source}", path.display())]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("`{}` is not a RIFF/WAVE file: {reason}", path.display())]
-    NotWav { path: std::path::PathBuf, reason: String },
+    NotWav {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// The GUANO fields of a file, in file order.
@@ -33,7 +39,10 @@ pub struct Guano {
 impl Guano {
     /// The value of `key` (`Namespace|Key` for a namespaced one).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets `key`, replacing its value where it is already set.
@@ -65,18 +74,32 @@ impl Guano {
 
     /// `TE`, the time expansion factor.
     pub fn time_expansion(&self) -> Option<f64> {
-        self.get("TE")?.trim().parse().ok().filter(|te: &f64| te.is_finite() && *te > 0.0)
+        self.get("TE")?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|te: &f64| te.is_finite() && *te > 0.0)
     }
 
     /// `acoupi|Gaps` and `acoupi|Lost Frames` (see [`Recording::gaps`]); 0 when absent.
     pub fn gaps(&self) -> (u32, u64) {
-        let number = |key: &str| self.get(key).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
-        (u32::try_from(number("acoupi|Gaps")).unwrap_or(u32::MAX), number("acoupi|Lost Frames"))
+        let number = |key: &str| {
+            self.get(key)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (
+            u32::try_from(number("acoupi|Gaps")).unwrap_or(u32::MAX),
+            number("acoupi|Lost Frames"),
+        )
     }
 
     /// `Loc Position` as (latitude, longitude).
     pub fn position(&self) -> Option<(f64, f64)> {
-        let mut parts = self.get("Loc Position")?.split_whitespace().map(str::parse::<f64>);
+        let mut parts = self
+            .get("Loc Position")?
+            .split_whitespace()
+            .map(str::parse::<f64>);
         match (parts.next(), parts.next()) {
             (Some(Ok(lat)), Some(Ok(lon))) => Some((lat, lon)),
             _ => None,
@@ -90,12 +113,23 @@ impl Guano {
     /// deployment has one, `acoupi|Deployment`, `acoupi|Deployment ID`,
     /// `acoupi|Recording ID`, and `acoupi|Gaps` and `acoupi|Lost Frames` when audio was
     /// lost inside or just before the recording.
-    pub fn for_recording(recording: &Recording, deployment: &Deployment, timezone: chrono_tz::Tz, device_id: &str) -> Guano {
+    pub fn for_recording(
+        recording: &Recording,
+        deployment: &Deployment,
+        timezone: chrono_tz::Tz,
+        device_id: &str,
+    ) -> Guano {
         let mut guano = Guano::default();
         let local = recording.created_on.with_timezone(&timezone).fixed_offset();
-        guano.set("Timestamp", local.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string());
+        guano.set(
+            "Timestamp",
+            local.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string(),
+        );
         guano.set("Make", "acoupi");
-        guano.set("Firmware Version", concat!("acoupi-rs ", env!("CARGO_PKG_VERSION")));
+        guano.set(
+            "Firmware Version",
+            concat!("acoupi-rs ", env!("CARGO_PKG_VERSION")),
+        );
         guano.set("Serial", device_id);
         guano.set("Samplerate", recording.samplerate.to_string());
         guano.set("Length", format!("{}", recording.duration));
@@ -147,7 +181,10 @@ struct Chunk {
 }
 
 fn chunks(bytes: &[u8], path: &Path) -> Result<Vec<Chunk>, GuanoError> {
-    let not_wav = |reason: &str| GuanoError::NotWav { path: path.to_path_buf(), reason: reason.to_string() };
+    let not_wav = |reason: &str| GuanoError::NotWav {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
     if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
         return Err(not_wav("no RIFF/WAVE header"));
     }
@@ -155,11 +192,15 @@ fn chunks(bytes: &[u8], path: &Path) -> Result<Vec<Chunk>, GuanoError> {
     let mut at = 12;
     while at + 8 <= bytes.len() {
         let id = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-        let size = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]) as usize;
+        let size = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
+            as usize;
         let start = at + 8;
         // A data chunk whose size overruns the file (a recorder that never finished its
         // header) ends the walk: nothing after it can be found.
-        let end = start.checked_add(size).filter(|end| *end <= bytes.len()).ok_or_else(|| not_wav("a chunk runs past the end of the file"))?;
+        let end = start
+            .checked_add(size)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| not_wav("a chunk runs past the end of the file"))?;
         found.push(Chunk { id, start, end });
         at = end + (size & 1);
     }
@@ -168,20 +209,31 @@ fn chunks(bytes: &[u8], path: &Path) -> Result<Vec<Chunk>, GuanoError> {
 
 /// The GUANO metadata of a WAV file; `None` when it has none.
 pub fn read(path: &Path) -> Result<Option<Guano>, GuanoError> {
-    let bytes = std::fs::read(path).map_err(|source| GuanoError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| GuanoError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let found = chunks(&bytes, path)?;
-    Ok(found.iter().find(|c| &c.id == b"guan").map(|c| Guano::parse(&String::from_utf8_lossy(&bytes[c.start..c.end]))))
+    Ok(found
+        .iter()
+        .find(|c| &c.id == b"guan")
+        .map(|c| Guano::parse(&String::from_utf8_lossy(&bytes[c.start..c.end]))))
 }
 
 /// Writes `guano` into the WAV file: replaces any `guan` chunk (keeping its fields that
 /// `guano` does not set), appended after the other chunks.
 pub fn write(path: &Path, guano: &Guano) -> Result<(), GuanoError> {
-    let io = |source| GuanoError::Io { path: path.to_path_buf(), source };
+    let io = |source| GuanoError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let bytes = std::fs::read(path).map_err(io)?;
     let found = chunks(&bytes, path)?;
     let mut merged = Guano::default();
     for chunk in found.iter().filter(|c| &c.id == b"guan") {
-        for (key, value) in Guano::parse(&String::from_utf8_lossy(&bytes[chunk.start..chunk.end])).fields {
+        for (key, value) in
+            Guano::parse(&String::from_utf8_lossy(&bytes[chunk.start..chunk.end])).fields
+        {
             merged.set(&key, value);
         }
     }
@@ -203,7 +255,10 @@ pub fn write(path: &Path, guano: &Guano) -> Result<(), GuanoError> {
     if text.len() % 2 == 1 {
         out.push(0);
     }
-    let riff_size = u32::try_from(out.len() - 8).map_err(|_| GuanoError::NotWav { path: path.to_path_buf(), reason: "larger than 4 GiB".into() })?;
+    let riff_size = u32::try_from(out.len() - 8).map_err(|_| GuanoError::NotWav {
+        path: path.to_path_buf(),
+        reason: "larger than 4 GiB".into(),
+    })?;
     out[4..8].copy_from_slice(&riff_size.to_le_bytes());
     let partial = crate::folders::partial_path(path, crate::folders::Partial::Guano);
     let written = std::fs::File::create(&partial).and_then(|mut file| {

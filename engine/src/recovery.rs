@@ -102,9 +102,17 @@ pub fn reconcile(
             return (report, Vec::new());
         }
     };
-    let mut waiting: Vec<(Recording, Vec<String>)> =
-        known.into_iter().map(|(recording, outputs)| (recording, outputs.into_iter().map(|o| o.name_model).collect())).collect();
-    let known: std::collections::HashSet<PathBuf> = waiting.iter().filter_map(|(r, _)| r.path.clone()).collect();
+    let mut waiting: Vec<(Recording, Vec<String>)> = known
+        .into_iter()
+        .map(|(recording, outputs)| {
+            (
+                recording,
+                outputs.into_iter().map(|o| o.name_model).collect(),
+            )
+        })
+        .collect();
+    let known: std::collections::HashSet<PathBuf> =
+        waiting.iter().filter_map(|(r, _)| r.path.clone()).collect();
     for file in files.iter().filter(|f| !known.contains(*f)) {
         match recording_of(file, deployment, timezone, store) {
             Ok(recording) => match store.store_recording(&recording) {
@@ -142,7 +150,12 @@ pub fn reconcile(
 }
 
 /// A Recording for a WAV found in the temp folder, or why it cannot be read.
-fn recording_of(path: &Path, deployment: &Deployment, timezone: chrono_tz::Tz, store: &dyn Store) -> Result<Recording, String> {
+fn recording_of(
+    path: &Path,
+    deployment: &Deployment,
+    timezone: chrono_tz::Tz,
+    store: &dyn Store,
+) -> Result<Recording, String> {
     let reader = hound::WavReader::open(path).map_err(|e| format!("not a readable WAV: {e}"))?;
     let spec = reader.spec();
     let frames = u64::from(reader.duration());
@@ -152,13 +165,23 @@ fn recording_of(path: &Path, deployment: &Deployment, timezone: chrono_tz::Tz, s
         return Err("no audio: zero frames, sample rate or channels".into());
     }
     if size < declared {
-        return Err(format!("cut short: the header declares {declared} bytes of audio, the file holds {size} bytes in all"));
+        return Err(format!(
+            "cut short: the header declares {declared} bytes of audio, the file holds {size} bytes in all"
+        ));
     }
     let guano = crate::guano::read(path).ok().flatten();
-    let created_on = guano.as_ref().and_then(|g| g.timestamp(timezone)).or_else(|| modified(path)).unwrap_or_else(Utc::now);
-    let mut recording = Recording::new(deployment.clone(), frames as f64 / f64::from(spec.sample_rate), spec.sample_rate)
-        .map_err(|e| e.to_string())?
-        .with_path(path);
+    let created_on = guano
+        .as_ref()
+        .and_then(|g| g.timestamp(timezone))
+        .or_else(|| modified(path))
+        .unwrap_or_else(Utc::now);
+    let mut recording = Recording::new(
+        deployment.clone(),
+        frames as f64 / f64::from(spec.sample_rate),
+        spec.sample_rate,
+    )
+    .map_err(|e| e.to_string())?
+    .with_path(path);
     recording.audio_channels = u32::from(spec.channels);
     recording.created_on = created_on;
     if let Some(guano) = &guano {
@@ -193,7 +216,11 @@ fn guano_id(path: &Path, guano: &crate::guano::Guano, store: &dyn Store) -> Opti
 }
 
 fn modified(path: &Path) -> Option<DateTime<Utc>> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok().filter(|t| *t > SystemTime::UNIX_EPOCH).map(DateTime::<Utc>::from)
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .filter(|t| *t > SystemTime::UNIX_EPOCH)
+        .map(DateTime::<Utc>::from)
 }
 
 /// Moves `file` to the quarantine folder with a reason file; returns where it went. A
@@ -202,22 +229,37 @@ fn modified(path: &Path) -> Option<DateTime<Utc>> {
 /// quarantine folder that is a symbolic link is refused.
 fn quarantine(file: &Path, reason: &str) -> std::io::Result<PathBuf> {
     let folder = file.parent().unwrap_or(Path::new(".")).join(QUARANTINE);
-    if folder.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
-        let message = format!("the quarantine folder `{}` is a symbolic link, which is not followed", folder.display());
+    if folder
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        let message = format!(
+            "the quarantine folder `{}` is a symbolic link, which is not followed",
+            folder.display()
+        );
         return Err(std::io::Error::other(message));
     }
     std::fs::create_dir_all(&folder)?;
-    let wanted = folder.join(file.file_name().unwrap_or_else(|| std::ffi::OsStr::new("unnamed.wav")));
+    let wanted = folder.join(
+        file.file_name()
+            .unwrap_or_else(|| std::ffi::OsStr::new("unnamed.wav")),
+    );
     let reason_of = |to: &Path| {
         let mut name = to.file_name().unwrap_or_default().to_os_string();
         name.push(".reason.txt");
         to.with_file_name(name)
     };
-    let taken = |to: &Path| to.symlink_metadata().is_ok() || reason_of(to).symlink_metadata().is_ok();
+    let taken =
+        |to: &Path| to.symlink_metadata().is_ok() || reason_of(to).symlink_metadata().is_ok();
     let to = (1..=crate::folders::MAX_NUMBERED)
         .map(|n| crate::folders::numbered(&wanted, n))
         .find(|to| !taken(to))
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("every numbered name of `{}` is taken", wanted.display())))?;
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("every numbered name of `{}` is taken", wanted.display()),
+            )
+        })?;
     std::fs::rename(file, &to)?;
     std::fs::write(reason_of(&to), format!("{reason}\n"))?;
     Ok(to)
@@ -293,7 +335,11 @@ fn remove_partials(roots: &[&Path], report: &mut RecoveryReport) {
         for link in &walked.links {
             tracing::warn!(link = %link.display(), "recovery: a symbolic link in the station's folders is not followed");
         }
-        for (path, _) in walked.files.iter().filter(|(path, _)| crate::folders::is_partial(path)) {
+        for (path, _) in walked
+            .files
+            .iter()
+            .filter(|(path, _)| crate::folders::is_partial(path))
+        {
             match crate::folders::remove_file(path, roots) {
                 Ok(_) => {
                     tracing::warn!(path = %path.display(), "recovery: removed a partial file left by a stop");

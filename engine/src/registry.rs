@@ -78,7 +78,10 @@ pub struct BuildContext {
 
 impl fmt::Debug for BuildContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BuildContext").field("instance", &self.instance).field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("BuildContext")
+            .field("instance", &self.instance)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,7 +102,9 @@ pub struct BuildError {
 }
 
 /// Implemented by each component's config struct.
-pub trait ComponentConfig: DeserializeOwned + JsonSchema + fmt::Debug + Send + Sync + 'static {
+pub trait ComponentConfig:
+    DeserializeOwned + JsonSchema + fmt::Debug + Send + Sync + 'static
+{
     /// `family.kind`, e.g. `recorder.replay`.
     const KIND: &'static str;
 
@@ -172,7 +177,10 @@ impl ComponentType {
     /// The one-line description: the first paragraph of the config struct's doc comment.
     pub fn description(&self) -> String {
         let schema = schemars::SchemaGenerator::default().into_root_schema_for_inline(self);
-        let text = schema.get("description").and_then(|d| d.as_str()).unwrap_or("");
+        let text = schema
+            .get("description")
+            .and_then(|d| d.as_str())
+            .unwrap_or("");
         let paragraph = text.split("\n\n").next().unwrap_or("");
         paragraph.split_whitespace().collect::<Vec<_>>().join(" ")
     }
@@ -181,9 +189,13 @@ impl ComponentType {
     /// The JSON Schema of the config's parameters; always with `properties` (empty for a
     /// component without parameters), so tools can list them uniformly.
     pub fn parameters_schema(&self) -> serde_json::Value {
-        let mut schema = schemars::SchemaGenerator::default().into_root_schema_for_inline(self).to_value();
+        let mut schema = schemars::SchemaGenerator::default()
+            .into_root_schema_for_inline(self)
+            .to_value();
         if let Some(object) = schema.as_object_mut() {
-            object.entry("properties").or_insert_with(|| serde_json::json!({}));
+            object
+                .entry("properties")
+                .or_insert_with(|| serde_json::json!({}));
         }
         schema
     }
@@ -214,8 +226,10 @@ impl InlineRoot for SchemaGenerator {
             .and_then(Result::ok)
             .unwrap_or(reference);
         if !defs.is_empty() {
-            let others: serde_json::Map<_, _> =
-                defs.into_iter().filter(|(name, _)| name != &ty.schema_name).collect();
+            let others: serde_json::Map<_, _> = defs
+                .into_iter()
+                .filter(|(name, _)| name != &ty.schema_name)
+                .collect();
             if !others.is_empty() {
                 schema.insert("$defs".into(), serde_json::Value::Object(others));
             }
@@ -258,7 +272,11 @@ impl Registry {
             schema: schema_of::<T>,
             parse: parse_as::<T>,
         };
-        assert!(self.types.insert(T::KIND, entry).is_none(), "`{}` registered twice", T::KIND);
+        assert!(
+            self.types.insert(T::KIND, entry).is_none(),
+            "`{}` registered twice",
+            T::KIND
+        );
         self
     }
 

@@ -66,7 +66,10 @@ pub enum RetentionError {
     #[error("recordings root `{}` does not exist (an unmounted drive?); retention deletes nothing", .0.display())]
     RootMissing(PathBuf),
     #[error("cannot measure free space at `{}`: {source}", path.display())]
-    Disk { path: PathBuf, source: std::io::Error },
+    Disk {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -89,7 +92,9 @@ impl std::fmt::Display for Reason {
         match self {
             Reason::Age { max_age } => write!(f, "older than max_age {}", whole_days(*max_age)),
             Reason::SpaceNoDetection => write!(f, "free space below min_free; no detection"),
-            Reason::SpaceLowScore { score } => write!(f, "free space below min_free; best score {score:.2}"),
+            Reason::SpaceLowScore { score } => {
+                write!(f, "free space below min_free; best score {score:.2}")
+            }
             Reason::Missing => write!(f, "file already gone; clearing its path"),
         }
     }
@@ -98,7 +103,9 @@ impl std::fmt::Display for Reason {
 /// "365d" for whole days, else humantime's form ("36h 30m").
 fn whole_days(duration: Duration) -> String {
     match duration.as_secs() {
-        secs if secs > 0 && secs % 86_400 == 0 && duration.subsec_nanos() == 0 => format!("{}d", secs / 86_400),
+        secs if secs > 0 && secs % 86_400 == 0 && duration.subsec_nanos() == 0 => {
+            format!("{}d", secs / 86_400)
+        }
         _ => humantime::format_duration(duration).to_string(),
     }
 }
@@ -144,10 +151,20 @@ impl RetentionPlan {
         use std::fmt::Write;
         let mut text = String::new();
         for (id, refused) in &self.refused {
-            let _ = writeln!(text, "refused: {refused} (recording {id}); the file and its row are left as they are");
+            let _ = writeln!(
+                text,
+                "refused: {refused} (recording {id}); the file and its row are left as they are"
+            );
         }
         for d in &self.deletions {
-            let _ = writeln!(text, "{}  {}  {}  ({})", d.path.display(), bytesize::ByteSize(d.size), d.created_on.format("%Y-%m-%d %H:%M"), d.reason);
+            let _ = writeln!(
+                text,
+                "{}  {}  {}  ({})",
+                d.path.display(),
+                bytesize::ByteSize(d.size),
+                d.created_on.format("%Y-%m-%d %H:%M"),
+                d.reason
+            );
         }
         let verb = if dry_run { "would delete" } else { "deleting" };
         let _ = write!(
@@ -159,13 +176,27 @@ impl RetentionPlan {
             self.protected
         );
         if let (Some(space), Some(floor)) = (self.space, self.floor) {
-            let _ = write!(text, "; free {} of {}, min_free {}", bytesize::ByteSize(space.available), bytesize::ByteSize(space.total), bytesize::ByteSize(floor));
+            let _ = write!(
+                text,
+                "; free {} of {}, min_free {}",
+                bytesize::ByteSize(space.available),
+                bytesize::ByteSize(space.total),
+                bytesize::ByteSize(floor)
+            );
         }
         if !self.refused.is_empty() {
-            let _ = write!(text, "; {} refused (outside the recordings root or through a link)", self.refused.len());
+            let _ = write!(
+                text,
+                "; {} refused (outside the recordings root or through a link)",
+                self.refused.len()
+            );
         }
         if self.shortfall > 0 {
-            let _ = write!(text, "; still {} short of min_free: everything else is protected", bytesize::ByteSize(self.shortfall));
+            let _ = write!(
+                text,
+                "; still {} short of min_free: everything else is protected",
+                bytesize::ByteSize(self.shortfall)
+            );
         }
         text.push('\n');
         text
@@ -191,15 +222,34 @@ pub struct Retention {
 }
 
 impl Retention {
-    pub fn new(policy: RetentionPolicy, recordings_dir: PathBuf, store: Arc<dyn Store>, disk: Arc<dyn DiskSpace>) -> Self {
-        Retention { policy, recordings_dir, store, disk, last_age_sweep: Mutex::new(None) }
+    pub fn new(
+        policy: RetentionPolicy,
+        recordings_dir: PathBuf,
+        store: Arc<dyn Store>,
+        disk: Arc<dyn DiskSpace>,
+    ) -> Self {
+        Retention {
+            policy,
+            recordings_dir,
+            store,
+            disk,
+            last_age_sweep: Mutex::new(None),
+        }
     }
 
     /// The floor in bytes for the filesystem holding `path`, with its space; `None` when
     /// there is no `min_free`.
     pub fn floor_at(&self, path: &Path) -> Result<Option<(u64, Space)>, RetentionError> {
-        let Some(min_free) = self.policy.min_free else { return Ok(None) };
-        let space = self.disk.space(path).map_err(|source| RetentionError::Disk { path: path.to_path_buf(), source })?;
+        let Some(min_free) = self.policy.min_free else {
+            return Ok(None);
+        };
+        let space = self
+            .disk
+            .space(path)
+            .map_err(|source| RetentionError::Disk {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Some((min_free.bytes_of(space.total), space)))
     }
 
@@ -239,7 +289,10 @@ impl Retention {
     /// that cannot be deleted, or that the deletion guard refuses, stays, with its path,
     /// and is counted as an error.
     pub fn apply(&self, plan: &RetentionPlan) -> RetentionReport {
-        let mut report = RetentionReport { shortfall: plan.shortfall, ..Default::default() };
+        let mut report = RetentionReport {
+            shortfall: plan.shortfall,
+            ..Default::default()
+        };
         if plan.deletions.is_empty() {
             return report;
         }
@@ -258,7 +311,8 @@ impl Retention {
                 tracing::error!(recording = %deletion.recording_id, "retention: recording not in the store any more");
                 continue;
             };
-            if let Err(error) = crate::folders::remove_file(&deletion.path, &[&self.recordings_dir]) {
+            if let Err(error) = crate::folders::remove_file(&deletion.path, &[&self.recordings_dir])
+            {
                 report.errors += 1;
                 tracing::error!(recording = %recording.id, path = %deletion.path.display(), %error, "retention: not deleted; the file and its row are left as they are");
                 continue;
@@ -284,13 +338,19 @@ impl Retention {
 
     /// Runs the policy when there is something to do: free space below the floor, or
     /// the hourly age sweep. Management calls this after each run.
-    pub fn run_if_due(&self, now: DateTime<Utc>) -> Result<Option<RetentionReport>, RetentionError> {
+    pub fn run_if_due(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RetentionReport>, RetentionError> {
         let below = match self.floor_at(&self.recordings_dir)? {
             Some((floor, space)) => space.available < floor,
             None => false,
         };
         let age_due = self.policy.max_age.is_some() && {
-            let mut last = self.last_age_sweep.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self
+                .last_age_sweep
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let due = last.is_none_or(|last| now - last >= AGE_SWEEP_EVERY);
             if due {
                 *last = Some(now);
@@ -321,7 +381,8 @@ impl Retention {
         if low_temp.is_none() && low_recordings.is_none() {
             return Ok(());
         }
-        let helps = low_recordings.is_some() || self.disk.same_filesystem(temp_dir, &self.recordings_dir);
+        let helps =
+            low_recordings.is_some() || self.disk.same_filesystem(temp_dir, &self.recordings_dir);
         if helps && self.recordings_dir.exists() {
             match self.plan(now) {
                 Ok(plan) => {
@@ -337,7 +398,11 @@ impl Retention {
                     path.display(),
                     bytesize::ByteSize(space.available),
                     bytesize::ByteSize(floor),
-                    if helps { "every kept recording left is protected" } else { "the temp folder is on another filesystem than the recordings tree" },
+                    if helps {
+                        "every kept recording left is protected"
+                    } else {
+                        "the temp folder is on another filesystem than the recordings tree"
+                    },
                 ));
             }
         }
@@ -347,9 +412,19 @@ impl Retention {
 
 /// The decision, on the store's kept files and their sizes (`None`: missing on disk),
 /// given the bytes missing to reach the floor.
-pub fn decide(policy: &RetentionPolicy, files: &[KeptFile], sizes: &[Option<u64>], now: DateTime<Utc>, shortfall: u64) -> RetentionPlan {
+pub fn decide(
+    policy: &RetentionPolicy,
+    files: &[KeptFile],
+    sizes: &[Option<u64>],
+    now: DateTime<Utc>,
+    shortfall: u64,
+) -> RetentionPlan {
     let protected = protected(policy, files);
-    let mut plan = RetentionPlan { considered: files.len(), protected: protected.len(), ..Default::default() };
+    let mut plan = RetentionPlan {
+        considered: files.len(),
+        protected: protected.len(),
+        ..Default::default()
+    };
     let mut taken = vec![false; files.len()];
     let deletion = |i: usize, reason: Reason| Deletion {
         recording_id: files[i].recording_id,
@@ -365,9 +440,14 @@ pub fn decide(policy: &RetentionPolicy, files: &[KeptFile], sizes: &[Option<u64>
         }
     }
     if let Some(max_age) = policy.max_age {
-        let oldest_allowed = chrono::TimeDelta::from_std(max_age).ok().and_then(|age| now.checked_sub_signed(age));
+        let oldest_allowed = chrono::TimeDelta::from_std(max_age)
+            .ok()
+            .and_then(|age| now.checked_sub_signed(age));
         for i in 0..files.len() {
-            if !taken[i] && !protected.contains(&i) && oldest_allowed.is_some_and(|limit| files[i].created_on < limit) {
+            if !taken[i]
+                && !protected.contains(&i)
+                && oldest_allowed.is_some_and(|limit| files[i].created_on < limit)
+            {
                 taken[i] = true;
                 plan.deletions.push(deletion(i, Reason::Age { max_age }));
             }
@@ -375,12 +455,16 @@ pub fn decide(policy: &RetentionPolicy, files: &[KeptFile], sizes: &[Option<u64>
     }
     let mut missing = shortfall.saturating_sub(plan.freed());
     if missing > 0 {
-        let mut order: Vec<usize> = (0..files.len()).filter(|i| !taken[*i] && !protected.contains(i)).collect();
+        let mut order: Vec<usize> = (0..files.len())
+            .filter(|i| !taken[*i] && !protected.contains(i))
+            .collect();
         // Stable sort on files already oldest first: no detection before detections, then
         // lowest score first.
         order.sort_by(|a, b| {
             let (a, b) = (score(&files[*a]), score(&files[*b]));
-            a.is_some().cmp(&b.is_some()).then(a.unwrap_or(0.0).total_cmp(&b.unwrap_or(0.0)))
+            a.is_some()
+                .cmp(&b.is_some())
+                .then(a.unwrap_or(0.0).total_cmp(&b.unwrap_or(0.0)))
         });
         for i in order {
             if missing == 0 {
@@ -409,17 +493,25 @@ fn score(file: &KeptFile) -> Option<f64> {
 fn protected(policy: &RetentionPolicy, files: &[KeptFile]) -> HashSet<usize> {
     let is_species = |key: &str| policy.species_key.as_deref().is_none_or(|k| k == key);
     // As written and resolved: protecting more is safe, protecting less is not.
-    let folders: Vec<(&PathBuf, PathBuf)> = policy.protect_folders.iter().map(|f| (f, crate::folders::resolved(f))).collect();
+    let folders: Vec<(&PathBuf, PathBuf)> = policy
+        .protect_folders
+        .iter()
+        .map(|f| (f, crate::folders::resolved(f)))
+        .collect();
     let in_folder = |path: &Path| {
         let resolved = (!folders.is_empty()).then(|| crate::folders::resolved(path));
-        folders.iter().any(|(written, real)| path.starts_with(written) || resolved.as_ref().is_some_and(|r| r.starts_with(real)))
+        folders.iter().any(|(written, real)| {
+            path.starts_with(written) || resolved.as_ref().is_some_and(|r| r.starts_with(real))
+        })
     };
     let mut protected: HashSet<usize> = files
         .iter()
         .enumerate()
         .filter(|(_, f)| {
             in_folder(&f.path)
-                || f.tags.iter().any(|t| is_species(&t.key) && policy.protect_species.contains(&t.value))
+                || f.tags
+                    .iter()
+                    .any(|t| is_species(&t.key) && policy.protect_species.contains(&t.value))
         })
         .map(|(i, _)| i)
         .collect();
@@ -427,7 +519,10 @@ fn protected(policy: &RetentionPolicy, files: &[KeptFile]) -> HashSet<usize> {
         let mut by_species: HashMap<&str, Vec<(f64, usize)>> = HashMap::new();
         for (i, file) in files.iter().enumerate() {
             for tag in file.tags.iter().filter(|t| is_species(&t.key)) {
-                by_species.entry(&tag.value).or_default().push((tag.score, i));
+                by_species
+                    .entry(&tag.value)
+                    .or_default()
+                    .push((tag.score, i));
             }
         }
         for mut ranked in by_species.into_values() {

@@ -12,7 +12,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Map, Value, json};
 
 use crate::component::Family;
-use crate::config::pipeline::{DeploymentSection, DeviceSection, PathsSection, RetentionSection, StageSpec, StoreSection};
+use crate::config::pipeline::{
+    DeploymentSection, DeviceSection, PathsSection, RetentionSection, StageSpec, StoreSection,
+};
 use crate::registry::Registry;
 
 /// The whole file, for the schema only (the loader reads the tables one by one).
@@ -65,7 +67,10 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
     for ty in registry.types() {
         let reference = ty.schema(&mut generator).to_value();
         tagged.push((ty.schema_name.clone(), "type", ty.kind, ty.description()));
-        by_family.entry(ty.family).or_default().push(reference.clone());
+        by_family
+            .entry(ty.family)
+            .or_default()
+            .push(reference.clone());
         components.push(reference);
     }
     let mut stages = Vec::new();
@@ -88,7 +93,9 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
     for family in Family::ALL {
         let schema = match by_family.remove(&family) {
             Some(refs) => json!({ "oneOf": refs }),
-            None => json!({ "description": format!("No {} component types exist yet.", family.noun()), "not": {} }),
+            None => {
+                json!({ "description": format!("No {} component types exist yet.", family.noun()), "not": {} })
+            }
         };
         definitions.insert(family.schema_name().into(), schema);
     }
@@ -99,7 +106,10 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
 /// Adds the discriminating `type`/`kind` property, first, and makes it required.
 fn add_tag(definition: &mut Map<String, Value>, tag: &str, value: &str, description: &str) {
     let mut properties = Map::new();
-    properties.insert(tag.into(), json!({ "const": value, "description": description }));
+    properties.insert(
+        tag.into(),
+        json!({ "const": value, "description": description }),
+    );
     if let Some(Value::Object(existing)) = definition.remove("properties") {
         properties.extend(existing);
     }
@@ -125,7 +135,10 @@ fn strip_null(value: &mut Value) {
             if let Some(Value::Array(alternatives)) = object.get_mut("anyOf") {
                 alternatives.retain(|a| a.get("type").and_then(Value::as_str) != Some("null"));
                 if alternatives.len() == 1 {
-                    if let Some(Value::Object(single)) = object.remove("anyOf").and_then(|mut a| a.as_array_mut().map(|a| a.remove(0))) {
+                    if let Some(Value::Object(single)) = object
+                        .remove("anyOf")
+                        .and_then(|mut a| a.as_array_mut().map(|a| a.remove(0)))
+                    {
                         for (k, v) in single {
                             object.entry(k).or_insert(v);
                         }

@@ -29,7 +29,11 @@ pub enum StoreError {
     Locked { path: PathBuf, reason: String },
     /// The file was written by a newer acoupi with a schema this version does not know.
     #[error("store `{}` has schema version {found}, newer than the {supported} this acoupi supports; upgrade acoupi", path.display())]
-    NewerSchema { path: PathBuf, found: i64, supported: i64 },
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("store: {0}")]
     Database(String),
     /// A stored value could not be read back as the data model (a corrupt row).
@@ -65,23 +69,44 @@ pub trait Store: Send + Sync {
     /// `message_store` does both in one transaction, so a stop never leaves an output
     /// without its messages (nor messages of an output that was not stored); this default
     /// stores the output, then each message.
-    fn store_model_output_with_messages(&self, output: &ModelOutput, messages: &[Message], message_store: &dyn MessageStore) -> StoreResult<()> {
+    fn store_model_output_with_messages(
+        &self,
+        output: &ModelOutput,
+        messages: &[Message],
+        message_store: &dyn MessageStore,
+    ) -> StoreResult<()> {
         self.store_model_output(output)?;
-        messages.iter().try_for_each(|message| message_store.store_message(message))
+        messages
+            .iter()
+            .try_for_each(|message| message_store.store_message(message))
     }
     /// The recordings with these ids; unknown ids are absent.
     fn get_recordings(&self, ids: &[Uuid]) -> StoreResult<Vec<Recording>>;
     /// For each path that matches a stored recording: the recording and its full model
     /// outputs. Unknown paths are absent.
-    fn get_recordings_by_path(&self, paths: &[PathBuf]) -> StoreResult<Vec<(Recording, Vec<ModelOutput>)>>;
+    fn get_recordings_by_path(
+        &self,
+        paths: &[PathBuf],
+    ) -> StoreResult<Vec<(Recording, Vec<ModelOutput>)>>;
     /// Like [`Store::get_recordings_by_path`], with only the outputs' light form.
-    fn get_recordings_info_by_path(&self, paths: &[PathBuf]) -> StoreResult<Vec<(Recording, Vec<ModelOutputInfo>)>>;
+    fn get_recordings_info_by_path(
+        &self,
+        paths: &[PathBuf],
+    ) -> StoreResult<Vec<(Recording, Vec<ModelOutputInfo>)>>;
     /// All model outputs of one recording, oldest first.
     fn get_recording_model_outputs(&self, recording_id: Uuid) -> StoreResult<Vec<ModelOutput>>;
     /// Sets (or, with `None`, clears) the recording's path; returns the updated Recording.
-    fn update_recording_path(&self, recording: &Recording, path: Option<&Path>) -> StoreResult<Recording>;
+    fn update_recording_path(
+        &self,
+        recording: &Recording,
+        path: Option<&Path>,
+    ) -> StoreResult<Recording>;
     /// Model outputs created in `(start, end]`, oldest first (for summarisers).
-    fn get_model_outputs_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> StoreResult<Vec<ModelOutput>>;
+    fn get_model_outputs_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> StoreResult<Vec<ModelOutput>>;
     /// Keeps heartbeat metrics for queries.
     fn store_metrics(&self, metrics: &[Metric]) -> StoreResult<()>;
     /// Keeps a record of one stage run.

@@ -17,7 +17,10 @@ pub fn list(registry: &Registry, json: bool) -> ExitCode {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
     } else {
         let width = registry.kinds().map(str::len).max().unwrap_or(0);
         for t in registry.types() {

@@ -14,7 +14,10 @@ pub fn list(json: bool) -> ExitCode {
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&devices).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&devices).unwrap_or_default()
+        );
     } else if devices.is_empty() {
         println!("no audio input devices");
     } else {

@@ -146,11 +146,25 @@ impl Cli {
             Command::Query(args) => store::query(&registry, args),
             Command::Export(args) => store::export(&registry, args),
             Command::Retention(args) => retention::retention(&registry, args),
-            Command::Reprocess(args) => reprocess::reprocess_command(&registry, args, self.log_format),
+            Command::Reprocess(args) => {
+                reprocess::reprocess_command(&registry, args, self.log_format)
+            }
             Command::Merge(args) => reprocess::merge_command(args),
-            Command::Bench { what: BenchWhat::Store { dir, scale } } => store::bench(dir, scale),
-            Command::Bench { what: BenchWhat::Models { models, repeats } } => bench_models(&models, repeats),
-            Command::Bench { what: BenchWhat::Reprocess { models, files, seconds, dir } } => reprocess::bench_command(&models, files, seconds, dir),
+            Command::Bench {
+                what: BenchWhat::Store { dir, scale },
+            } => store::bench(dir, scale),
+            Command::Bench {
+                what: BenchWhat::Models { models, repeats },
+            } => bench_models(&models, repeats),
+            Command::Bench {
+                what:
+                    BenchWhat::Reprocess {
+                        models,
+                        files,
+                        seconds,
+                        dir,
+                    },
+            } => reprocess::bench_command(&models, files, seconds, dir),
             Command::Service { command } => service::service(&registry, command),
             Command::Schema => {
                 print!("{}", acoupi_engine::schema::pipeline_schema_text(&registry));
@@ -175,7 +189,11 @@ pub fn load_or_report(registry: &Registry, path: &Path) -> Result<Pipeline, Exit
                 eprintln!("{:?}", miette::Report::new(report));
             }
             let n = errors.problems.len();
-            eprintln!("{}: {n} problem{} found", path.display(), if n == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: {n} problem{} found",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
             Err(ExitCode::from(INVALID))
         }
     }
@@ -190,7 +208,12 @@ fn bench_models(models: &[String], repeats: usize) -> ExitCode {
             return ExitCode::from(USAGE_OR_IO);
         }
     };
-    match acoupi_components::bench_models::bench_models(models, repeats, dir.path(), &mut std::io::stdout().lock()) {
+    match acoupi_components::bench_models::bench_models(
+        models,
+        repeats,
+        dir.path(),
+        &mut std::io::stdout().lock(),
+    ) {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

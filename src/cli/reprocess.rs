@@ -12,7 +12,9 @@ use std::time::Duration;
 use acoupi_components::audio_probe::WavProbe;
 use acoupi_components::store_duckdb::DuckDbStore;
 use acoupi_engine::registry::Registry;
-use acoupi_engine::reprocess::{ProgressMode, ReprocessError, ReprocessOptions, Shard, printable, reprocess};
+use acoupi_engine::reprocess::{
+    ProgressMode, ReprocessError, ReprocessOptions, Shard, printable, reprocess,
+};
 use clap::{Args, ValueEnum};
 
 use super::LogFormat;
@@ -80,12 +82,25 @@ pub struct MergeArgs {
 
 /// The store a shard writes without --store: `<stem>.shard-I-of-N.<ext>`.
 fn shard_store(store: &Path, shard: Shard) -> PathBuf {
-    let stem = store.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "acoupi".into());
-    let extension = store.extension().map_or_else(|| "duckdb".into(), |e| e.to_string_lossy().into_owned());
-    store.with_file_name(format!("{stem}.shard-{}-of-{}.{extension}", shard.index(), shard.count()))
+    let stem = store
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "acoupi".into());
+    let extension = store
+        .extension()
+        .map_or_else(|| "duckdb".into(), |e| e.to_string_lossy().into_owned());
+    store.with_file_name(format!(
+        "{stem}.shard-{}-of-{}.{extension}",
+        shard.index(),
+        shard.count()
+    ))
 }
 
-pub fn reprocess_command(registry: &Registry, args: ReprocessArgs, log_format: LogFormat) -> ExitCode {
+pub fn reprocess_command(
+    registry: &Registry,
+    args: ReprocessArgs,
+    log_format: LogFormat,
+) -> ExitCode {
     let pipeline = match super::load_or_report(registry, &args.pipeline) {
         Ok(pipeline) => pipeline,
         Err(code) => return code,
@@ -104,7 +119,10 @@ pub fn reprocess_command(registry: &Registry, args: ReprocessArgs, log_format: L
             return ExitCode::from(super::INVALID);
         }
     };
-    let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get), NonZeroUsize::get);
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        NonZeroUsize::get,
+    );
     let options = ReprocessOptions {
         archive: args.archive.clone(),
         jobs,
@@ -119,11 +137,14 @@ pub fn reprocess_command(registry: &Registry, args: ReprocessArgs, log_format: L
             ProgressArg::Off => ProgressMode::Off,
         },
     };
-    let shard = args.shard.map_or_else(String::new, |s| format!(" (shard {s})"));
+    let shard = args
+        .shard
+        .map_or_else(String::new, |s| format!(" (shard {s})"));
     match reprocess(&pipeline, store.clone(), Arc::new(WavProbe), &options) {
         Ok(report) => {
             let parquet = store_path.with_extension("parquet");
-            let exported = (args.format == OutputFormat::Parquet).then(|| acoupi_components::store_duckdb::export_parquet(&store, &parquet));
+            let exported = (args.format == OutputFormat::Parquet)
+                .then(|| acoupi_components::store_duckdb::export_parquet(&store, &parquet));
             drop(store);
             let shown = |path: &Path| printable(&path.to_string_lossy()).into_owned();
             println!("{} → {}{shard}", shown(&args.archive), shown(&store_path));
@@ -154,8 +175,23 @@ pub fn reprocess_command(registry: &Registry, args: ReprocessArgs, log_format: L
 pub fn merge_command(args: MergeArgs) -> ExitCode {
     match acoupi_components::store_duckdb::merge(&args.out, &args.inputs) {
         Ok(report) => {
-            let rows = report.rows.iter().filter(|(_, n)| *n > 0).map(|(table, n)| format!("{table} {n}")).collect::<Vec<_>>().join(", ");
-            println!("merged {} store files into {}: {}", report.inputs, args.out.display(), if rows.is_empty() { "nothing new".into() } else { rows });
+            let rows = report
+                .rows
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(table, n)| format!("{table} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!(
+                "merged {} store files into {}: {}",
+                report.inputs,
+                args.out.display(),
+                if rows.is_empty() {
+                    "nothing new".into()
+                } else {
+                    rows
+                }
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -165,9 +201,13 @@ pub fn merge_command(args: MergeArgs) -> ExitCode {
     }
 }
 
-
 /// `acoupi bench reprocess`: see [`acoupi_components::bench_reprocess`].
-pub fn bench_command(models: &[String], files: usize, seconds: f64, dir: Option<PathBuf>) -> ExitCode {
+pub fn bench_command(
+    models: &[String],
+    files: usize,
+    seconds: f64,
+    dir: Option<PathBuf>,
+) -> ExitCode {
     let temporary = match dir {
         Some(_) => None,
         None => match tempfile::tempdir() {
@@ -178,12 +218,23 @@ pub fn bench_command(models: &[String], files: usize, seconds: f64, dir: Option<
             }
         },
     };
-    let dir = dir.unwrap_or_else(|| temporary.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default());
+    let dir = dir.unwrap_or_else(|| {
+        temporary
+            .as_ref()
+            .map(|t| t.path().to_path_buf())
+            .unwrap_or_default()
+    });
     if let Err(error) = std::fs::create_dir_all(&dir) {
         eprintln!("error: cannot create `{}`: {error}", dir.display());
         return ExitCode::from(super::USAGE_OR_IO);
     }
-    match acoupi_components::bench_reprocess::bench_reprocess(models, files, seconds, &dir, &mut std::io::stdout().lock()) {
+    match acoupi_components::bench_reprocess::bench_reprocess(
+        models,
+        files,
+        seconds,
+        &dir,
+        &mut std::io::stdout().lock(),
+    ) {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

@@ -27,18 +27,31 @@ pub fn retention(registry: &Registry, args: RetentionArgs) -> ExitCode {
     };
     let settings = pipeline.settings;
     let Some(policy) = settings.retention else {
-        println!("{}: no [retention] table; nothing is ever deleted from {}", args.pipeline.display(), settings.recordings_dir.display());
+        println!(
+            "{}: no [retention] table; nothing is ever deleted from {}",
+            args.pipeline.display(),
+            settings.recordings_dir.display()
+        );
         return ExitCode::SUCCESS;
     };
     if !settings.store_path.exists() {
-        println!("no store yet at {} (the station has never run); nothing to delete", settings.store_path.display());
+        println!(
+            "no store yet at {} (the station has never run); nothing to delete",
+            settings.store_path.display()
+        );
         return ExitCode::SUCCESS;
     }
-    let opened = if args.dry_run { DuckDbStore::open_for_reading(&settings.store_path) } else { DuckDbStore::open(&settings.store_path) };
+    let opened = if args.dry_run {
+        DuckDbStore::open_for_reading(&settings.store_path)
+    } else {
+        DuckDbStore::open(&settings.store_path)
+    };
     let store = match opened {
         Ok(store) => Arc::new(store),
         Err(error @ StoreError::Locked { .. }) => {
-            eprintln!("error: {error}\nhelp: a running station applies retention itself after each management run; use --dry-run to see what it would delete");
+            eprintln!(
+                "error: {error}\nhelp: a running station applies retention itself after each management run; use --dry-run to see what it would delete"
+            );
             return ExitCode::from(super::USAGE_OR_IO);
         }
         Err(error) => {
@@ -46,7 +59,12 @@ pub fn retention(registry: &Registry, args: RetentionArgs) -> ExitCode {
             return ExitCode::from(super::USAGE_OR_IO);
         }
     };
-    let retention = Retention::new(policy, settings.recordings_dir.clone(), store, Arc::new(SystemDisk));
+    let retention = Retention::new(
+        policy,
+        settings.recordings_dir.clone(),
+        store,
+        Arc::new(SystemDisk),
+    );
     let plan = match retention.plan(chrono::Utc::now()) {
         Ok(plan) => plan,
         Err(error) => {
@@ -59,6 +77,15 @@ pub fn retention(registry: &Registry, args: RetentionArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let report = retention.apply(&plan);
-    println!("deleted {} ({}), {} errors", report.deleted, bytesize::ByteSize(report.freed), report.errors);
-    if report.errors > 0 { ExitCode::from(super::INVALID) } else { ExitCode::SUCCESS }
+    println!(
+        "deleted {} ({}), {} errors",
+        report.deleted,
+        bytesize::ByteSize(report.freed),
+        report.errors
+    );
+    if report.errors > 0 {
+        ExitCode::from(super::INVALID)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

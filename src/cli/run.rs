@@ -41,13 +41,25 @@ pub fn init_logging_with(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{Layer, fmt};
 
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let output = match format {
-        LogFormat::Human => fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter).boxed(),
-        LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).with_filter(filter).boxed(),
+        LogFormat::Human => fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
-    tracing_subscriber::registry().with(ErrorTallyLayer).with(output).init();
+    tracing_subscriber::registry()
+        .with(ErrorTallyLayer)
+        .with(output)
+        .init();
 }
 
 /// Feeds [`acoupi_engine::error_tally::ERRORS`] with every ERROR event.
@@ -61,7 +73,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorTallyLayer {
         struct Text(String);
         impl tracing::field::Visit for Text {
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                let part = if field.name() == "message" { format!("{value:?}") } else { format!("{}={value:?}", field.name()) };
+                let part = if field.name() == "message" {
+                    format!("{value:?}")
+                } else {
+                    format!("{}={value:?}", field.name())
+                };
                 if !self.0.is_empty() {
                     self.0.push(' ');
                 }
@@ -87,14 +103,20 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
             return ExitCode::from(super::INVALID);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");
             return ExitCode::from(super::USAGE_OR_IO);
         }
     };
-    let options = RunOptions { once: args.once, duration: args.for_ };
+    let options = RunOptions {
+        once: args.once,
+        duration: args.for_,
+    };
     // The pipeline that ran last without a build error, to fall back on.
     let mut last_good: Option<acoupi_engine::config::Pipeline> = None;
     loop {
@@ -104,7 +126,9 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
                 tracing::error!("{error}");
                 match last_good.take() {
                     Some(previous) => {
-                        tracing::error!("the reloaded pipeline cannot start; going back to the one that ran");
+                        tracing::error!(
+                            "the reloaded pipeline cannot start; going back to the one that ran"
+                        );
                         pipeline = previous;
                         continue;
                     }
@@ -115,7 +139,11 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
         tracing::info!(pipeline = %args.pipeline.display(), store = %pipeline.settings.store_path.display(), "{}", pipeline.summary());
         station.recover();
         let next = std::sync::Mutex::new(None);
-        let summary = runtime.block_on(station.run(options, Arc::new(SystemClock), stop_or_reload(registry, &args.pipeline, &pipeline, &next)));
+        let summary = runtime.block_on(station.run(
+            options,
+            Arc::new(SystemClock),
+            stop_or_reload(registry, &args.pipeline, &pipeline, &next),
+        ));
         match next.into_inner().unwrap_or_else(|e| e.into_inner()) {
             Some(reloaded) => {
                 println!("{} (before reload): {summary}", args.pipeline.display());

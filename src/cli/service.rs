@@ -67,7 +67,10 @@ pub fn service(registry: &Registry, command: ServiceCommand) -> ExitCode {
     let unit = match render_unit(&exe, &pipeline_path, &pipeline.settings, &args.user, &name) {
         Ok(unit) => unit,
         Err(problem) => {
-            eprintln!("error: cannot write a unit for `{}`: {problem}", pipeline_path.display());
+            eprintln!(
+                "error: cannot write a unit for `{}`: {problem}",
+                pipeline_path.display()
+            );
             return ExitCode::from(super::INVALID);
         }
     };
@@ -79,7 +82,10 @@ pub fn service(registry: &Registry, command: ServiceCommand) -> ExitCode {
         .output
         .unwrap_or_else(|| Path::new("/etc/systemd/system").join(format!("{name}.service")));
     if output.exists() && !args.force {
-        eprintln!("error: `{}` exists; pass --force to replace it", output.display());
+        eprintln!(
+            "error: `{}` exists; pass --force to replace it",
+            output.display()
+        );
         return ExitCode::from(super::USAGE_OR_IO);
     }
     let folders = writable_folders(&pipeline.settings);
@@ -111,7 +117,9 @@ pub fn service(registry: &Registry, command: ServiceCommand) -> ExitCode {
     );
     println!("  sudo systemctl daemon-reload && sudo systemctl enable --now {name}");
     println!("  journalctl -u {name} -f          # its logs");
-    println!("  sudo systemctl reload {name}     # re-read the pipeline file (applied only when valid)");
+    println!(
+        "  sudo systemctl reload {name}     # re-read the pipeline file (applied only when valid)"
+    );
     ExitCode::SUCCESS
 }
 
@@ -120,14 +128,19 @@ pub fn service(registry: &Registry, command: ServiceCommand) -> ExitCode {
 /// newlines, `%`, an all-digit name systemd would read as a UID) is refused.
 fn check_user(user: &str) -> Result<(), String> {
     let mut chars = user.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if first_ok && rest_ok && user.len() <= 32 {
         Ok(())
     } else {
-        Err("a user name is 1 to 32 characters: a lower-case letter or `_`, then lower-case \
+        Err(
+            "a user name is 1 to 32 characters: a lower-case letter or `_`, then lower-case \
              letters, digits, `_` or `-`"
-            .into())
+                .into(),
+        )
     }
 }
 
@@ -135,16 +148,34 @@ fn check_user(user: &str) -> Result<(), String> {
 fn unit_name(deployment: &str) -> String {
     let slug: String = deployment
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
-    let slug = slug.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-");
-    if slug.is_empty() { "acoupi".into() } else { format!("acoupi-{slug}") }
+    let slug = slug
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    if slug.is_empty() {
+        "acoupi".into()
+    } else {
+        format!("acoupi-{slug}")
+    }
 }
 
 /// The folders the station writes: the store's, the temp folder and the recordings tree.
 fn writable_folders(settings: &Settings) -> Vec<PathBuf> {
     let mut folders = vec![
-        settings.store_path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        settings
+            .store_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
         settings.temp_dir.clone(),
         settings.recordings_dir.clone(),
     ];
@@ -191,7 +222,10 @@ fn command_word(text: &str) -> String {
 /// A path for the shell commands printed after installing.
 fn shell_quoted(path: &Path) -> String {
     let text = path.display().to_string();
-    if text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
         text
     } else {
         format!("'{}'", text.replace('\'', "'\\''"))
@@ -218,15 +252,17 @@ fn render_unit(
 ) -> Result<String, String> {
     check_user(user)?;
     let folders = writable_folders(settings);
-    let private_tmp =
-        match folders.iter().find(|f| f.starts_with("/tmp") || f.starts_with("/var/tmp")) {
-            Some(folder) => format!(
-                "# No PrivateTmp: `{}` is under /tmp, and a private /tmp is emptied at each \
+    let private_tmp = match folders
+        .iter()
+        .find(|f| f.starts_with("/tmp") || f.starts_with("/var/tmp"))
+    {
+        Some(folder) => format!(
+            "# No PrivateTmp: `{}` is under /tmp, and a private /tmp is emptied at each \
                  restart.",
-                unit_path("folder", folder)?
-            ),
-            None => "PrivateTmp=yes".to_string(),
-        };
+            unit_path("folder", folder)?
+        ),
+        None => "PrivateTmp=yes".to_string(),
+    };
     let writable = folders
         .iter()
         .map(|p| unit_path("folder", p).map(|t| quoted(&t)))

@@ -19,7 +19,12 @@ fn rows(store: &Path, sql: &str) -> Result<Vec<Value>, String> {
 
 fn number(store: &Path, sql: &str) -> Result<i64, String> {
     let rows = rows(store, sql)?;
-    Ok(rows.first().and_then(|r| r.as_object()).and_then(|o| o.values().next()).and_then(Value::as_i64).unwrap_or(0))
+    Ok(rows
+        .first()
+        .and_then(|r| r.as_object())
+        .and_then(|o| o.values().next())
+        .and_then(Value::as_i64)
+        .unwrap_or(0))
 }
 
 /// Bytes in the plain files under `path` (0 when it does not exist), never following a
@@ -28,7 +33,10 @@ fn number(store: &Path, sql: &str) -> Result<i64, String> {
 fn disk_usage(path: &Path) -> u64 {
     let walked = acoupi_engine::folders::walk(path);
     for link in &walked.links {
-        eprintln!("warning: `{}` is a symbolic link; it is not followed nor counted", link.display());
+        eprintln!(
+            "warning: `{}` is a symbolic link; it is not followed nor counted",
+            link.display()
+        );
     }
     for error in &walked.errors {
         eprintln!("warning: {error}");
@@ -44,7 +52,11 @@ fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", units[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }
 
 pub fn status(registry: &Registry, pipeline_path: &Path) -> ExitCode {
@@ -55,17 +67,31 @@ pub fn status(registry: &Registry, pipeline_path: &Path) -> ExitCode {
     let settings = &pipeline.settings;
     let store = settings.store_path.as_path();
     if !store.exists() {
-        println!("station `{}`: no store yet at {} (it has never run)", settings.deployment.name, store.display());
+        println!(
+            "station `{}`: no store yet at {} (it has never run)",
+            settings.deployment.name,
+            store.display()
+        );
         return ExitCode::SUCCESS;
     }
     let report = || -> Result<(), String> {
-        println!("station `{}`  store {} ({})", settings.deployment.name, store.display(), human_bytes(disk_usage(store)));
+        println!(
+            "station `{}`  store {} ({})",
+            settings.deployment.name,
+            store.display(),
+            human_bytes(disk_usage(store))
+        );
         let runs = rows(
             store,
             "SELECT stage, count(*) AS runs, max(finished_on) AS last, arg_max(outcome, finished_on) AS outcome FROM stage_runs GROUP BY stage",
         )?;
         println!("stages:");
-        let width = pipeline.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        let width = pipeline
+            .stages
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(0);
         for stage in &pipeline.stages {
             let run = runs.iter().find(|r| r["stage"] == stage.name.as_str());
             match run {
@@ -77,7 +103,11 @@ pub fn status(registry: &Registry, pipeline_path: &Path) -> ExitCode {
                     run["runs"],
                     run["outcome"].as_str().unwrap_or("")
                 ),
-                None => println!("  {:width$}  {:10}  never run", stage.name, stage.spec.kind().as_str()),
+                None => println!(
+                    "  {:width$}  {:10}  never run",
+                    stage.name,
+                    stage.spec.kind().as_str()
+                ),
             }
         }
         let recordings = number(store, "SELECT count(*) FROM recordings")?;

@@ -12,7 +12,11 @@ pub fn validate(registry: &Registry, pipelines: &[PathBuf]) -> ExitCode {
         match super::load_or_report(registry, path) {
             Ok(pipeline) => println!("{}: valid: {}", path.display(), pipeline.summary()),
             Err(code) => {
-                let rank = if code == ExitCode::from(super::USAGE_OR_IO) { 2 } else { 1 };
+                let rank = if code == ExitCode::from(super::USAGE_OR_IO) {
+                    2
+                } else {
+                    1
+                };
                 if rank > worst {
                     worst = rank;
                     status = code;

@@ -5,7 +5,11 @@ use std::process::{Command, Output};
 use crate::{root, toml_files};
 
 fn acoupi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_acoupi")).args(args).current_dir(root()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_acoupi"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -13,22 +17,39 @@ fn validate_exits_0_on_the_examples_with_a_summary_line() {
     for path in toml_files("pipelines") {
         let output = acoupi(&["validate", path.to_str().unwrap()]);
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(output.status.code(), Some(0), "{}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
-        assert!(stdout.contains(": valid: ") && stdout.contains("stages"), "{stdout}");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(": valid: ") && stdout.contains("stages"),
+            "{stdout}"
+        );
     }
 }
 
 #[test]
 fn validate_exits_1_on_each_bad_pipeline_naming_file_line_and_column() {
     for path in toml_files("tests/pipelines/bad") {
-        let relative = path.strip_prefix(root()).unwrap().to_str().unwrap().to_string();
+        let relative = path
+            .strip_prefix(root())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         let output = acoupi(&["validate", &relative]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{relative}: {stderr}");
         let expected = std::fs::read_to_string(path.with_extension("expected")).unwrap();
         for line in expected.lines().filter(|l| !l.trim().is_empty()) {
             let (position, code) = line.split_once(' ').unwrap();
-            assert!(stderr.contains(&format!("{relative}:{position}")), "{relative}: no {position} in\n{stderr}");
+            assert!(
+                stderr.contains(&format!("{relative}:{position}")),
+                "{relative}: no {position} in\n{stderr}"
+            );
             assert!(stderr.contains(code), "{relative}: no {code} in\n{stderr}");
         }
     }
@@ -47,8 +68,14 @@ fn validate_refuses_a_pipeline_file_over_1_mib_unread() {
     let output = acoupi(&["validate", path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("file-too-large") && stderr.contains("larger than 1024 KiB"), "{stderr}");
-    assert!(!stderr.contains("no [stages]"), "the file is not parsed: {stderr}");
+    assert!(
+        stderr.contains("file-too-large") && stderr.contains("larger than 1024 KiB"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("no [stages]"),
+        "the file is not parsed: {stderr}"
+    );
 }
 
 #[test]
@@ -64,12 +91,22 @@ fn validate_exits_2_on_a_missing_file_and_on_bad_usage() {
 fn components_lists_every_type_and_json_has_their_parameters() {
     let registry = acoupi_components::registry();
     let text = String::from_utf8(acoupi(&["components"]).stdout).unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&acoupi(&["components", "--json"]).stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&acoupi(&["components", "--json"]).stdout).unwrap();
     let list = json.as_array().unwrap();
     assert_eq!(list.len(), registry.types().count());
     for ty in registry.types() {
-        assert!(text.lines().any(|l| l.starts_with(ty.kind) && l.len() > ty.kind.len() + 10), "{} missing or undescribed", ty.kind);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(ty.kind) && l.len() > ty.kind.len() + 10),
+            "{} missing or undescribed",
+            ty.kind
+        );
         let entry = list.iter().find(|e| e["type"] == ty.kind).unwrap();
-        assert!(entry["parameters"]["properties"].is_object(), "{} has no parameters schema", ty.kind);
+        assert!(
+            entry["parameters"]["properties"].is_object(),
+            "{} has no parameters schema",
+            ty.kind
+        );
     }
 }

@@ -32,7 +32,11 @@ fn actual(path: &Path) -> Vec<String> {
 #[test]
 fn every_bad_pipeline_reports_its_problems_at_the_right_place() {
     let files = toml_files("tests/pipelines/bad");
-    assert!(files.len() >= 20, "the corpus needs at least 20 distinct mistakes, found {}", files.len());
+    assert!(
+        files.len() >= 20,
+        "the corpus needs at least 20 distinct mistakes, found {}",
+        files.len()
+    );
     let bless = std::env::var_os("ACOUPI_BLESS").is_some();
     let mut failures = Vec::new();
     for path in &files {
@@ -49,9 +53,16 @@ fn every_bad_pipeline_reports_its_problems_at_the_right_place() {
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .map(String::from)
             .collect();
-        assert!(!expected.is_empty(), "{} expects no problem: a bad pipeline must have one", expected_path.display());
+        assert!(
+            !expected.is_empty(),
+            "{} expects no problem: a bad pipeline must have one",
+            expected_path.display()
+        );
         if got != expected {
-            failures.push(format!("{}:\n  expected {expected:?}\n  got      {got:?}", path.display()));
+            failures.push(format!(
+                "{}:\n  expected {expected:?}\n  got      {got:?}",
+                path.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -61,20 +72,46 @@ fn every_bad_pipeline_reports_its_problems_at_the_right_place() {
 fn the_codes_in_the_corpus_cover_the_required_mistakes() {
     let mut codes = std::collections::BTreeSet::new();
     for path in toml_files("tests/pipelines/bad") {
-        for line in std::fs::read_to_string(path.with_extension("expected")).unwrap_or_default().lines() {
+        for line in std::fs::read_to_string(path.with_extension("expected"))
+            .unwrap_or_default()
+            .lines()
+        {
             if let Some((_, code)) = line.split_once(' ') {
                 codes.insert(code.to_string());
             }
         }
     }
     for required in [
-        "toml-syntax", "duplicate-name", "unknown-key", "unknown-component-type", "missing-key",
-        "type-mismatch", "out-of-range", "undefined-reference", "wrong-family", "after-cycle",
-        "incompatible-after", "no-trigger", "two-triggers", "schedule-not-allowed", "offset-too-large", "invalid-cron",
-        "unknown-timezone", "undefined-stage", "duplicate-reference", "invalid-duration",
-        "invalid-time", "unknown-stage-kind", "empty-list", "invalid-schedule",
-        "credentials-in-clear", "secret-in-pipeline",
+        "toml-syntax",
+        "duplicate-name",
+        "unknown-key",
+        "unknown-component-type",
+        "missing-key",
+        "type-mismatch",
+        "out-of-range",
+        "undefined-reference",
+        "wrong-family",
+        "after-cycle",
+        "incompatible-after",
+        "no-trigger",
+        "two-triggers",
+        "schedule-not-allowed",
+        "offset-too-large",
+        "invalid-cron",
+        "unknown-timezone",
+        "undefined-stage",
+        "duplicate-reference",
+        "invalid-duration",
+        "invalid-time",
+        "unknown-stage-kind",
+        "empty-list",
+        "invalid-schedule",
+        "credentials-in-clear",
+        "secret-in-pipeline",
     ] {
-        assert!(codes.contains(required), "no corpus case reports `{required}`");
+        assert!(
+            codes.contains(required),
+            "no corpus case reports `{required}`"
+        );
     }
 }

@@ -35,18 +35,33 @@ impl Receiver {
         let (d, a, s) = (deliveries.clone(), answered_500.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else { continue };
+                let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else {
+                    continue;
+                };
                 if a.load(Ordering::Relaxed) < failures {
                     a.fetch_add(1, Ordering::Relaxed);
-                    let _ = request.respond(tiny_http::Response::from_string("restarting").with_status_code(500));
+                    let _ = request.respond(
+                        tiny_http::Response::from_string("restarting").with_status_code(500),
+                    );
                     continue;
                 }
-                let key = request.headers().iter().find(|h| h.field.equiv("Idempotency-Key")).map(|h| h.value.to_string()).unwrap_or_default();
+                let key = request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("Idempotency-Key"))
+                    .map(|h| h.value.to_string())
+                    .unwrap_or_default();
                 *d.lock().unwrap().entry(key).or_insert(0) += 1;
                 let _ = request.respond(tiny_http::Response::from_string("ok"));
             }
         });
-        Receiver { url: format!("http://127.0.0.1:{port}/messages"), deliveries, answered_500, stop, thread: Some(thread) }
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/messages"),
+            deliveries,
+            answered_500,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -63,7 +78,9 @@ impl Drop for Receiver {
 /// after each management run (so the drain at a clean stop sends the last ones too).
 fn station(dir: &Path, url: &str) -> PathBuf {
     let pipeline = demo_in(dir);
-    let text = std::fs::read_to_string(&pipeline).unwrap().replace("every = \"2s\"", "every = \"1s\"");
+    let text = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace("every = \"2s\"", "every = \"1s\"");
     let send = format!(
         "\n[stages.send]\nkind = \"messaging\"\nmessengers = [{{ type = \"messenger.http\", url = \"{url}\", timeout = \"2s\" }}]\nafter = \"manage\"\n"
     );
@@ -83,7 +100,8 @@ fn acoupi_run(pipeline: &Path, args: &[&str]) -> std::process::Child {
 }
 
 fn count(db: &duckdb::Connection, sql: &str) -> i64 {
-    db.query_row(sql, [], |row| row.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    db.query_row(sql, [], |row| row.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// The invariants after a clean run; returns (recordings, messages, transport repeats).
@@ -91,10 +109,19 @@ fn check_invariants(dir: &Path, receiver: &Receiver) -> (i64, i64, usize) {
     let db = duckdb::Connection::open(dir.join("station.duckdb")).unwrap();
     let recordings = count(&db, "SELECT count(*) FROM recordings");
     // Every row's file is where the row says, or the row has no path (deleted on purpose).
-    let mut statement = db.prepare("SELECT path FROM recordings WHERE path IS NOT NULL").unwrap();
-    let paths: Vec<String> = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+    let mut statement = db
+        .prepare("SELECT path FROM recordings WHERE path IS NOT NULL")
+        .unwrap();
+    let paths: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     for path in &paths {
-        assert!(Path::new(path).exists(), "the store points at a missing file: {path}");
+        assert!(
+            Path::new(path).exists(),
+            "the store points at a missing file: {path}"
+        );
     }
     // A row without a path was deleted on purpose: the saving filter (a detection of at
     // least 0.6) turned it down. A kept recording whose file went missing would show here.
@@ -103,7 +130,10 @@ fn check_invariants(dir: &Path, receiver: &Receiver) -> (i64, i64, usize) {
         "SELECT count(*) FROM recordings r WHERE r.path IS NULL AND EXISTS (SELECT 1 FROM model_outputs mo JOIN detections d ON d.model_output_id = mo.id \
          WHERE mo.recording_id = r.id AND d.detection_score >= 0.6)",
     );
-    assert_eq!(confident_without_file, 0, "a recording the filter keeps has lost its file");
+    assert_eq!(
+        confident_without_file, 0,
+        "a recording the filter keeps has lost its file"
+    );
     // And every kept one is one the filter keeps.
     let kept_unconfident = count(
         &db,
@@ -113,22 +143,63 @@ fn check_invariants(dir: &Path, receiver: &Receiver) -> (i64, i64, usize) {
             dir.join("recordings").display()
         ),
     );
-    assert_eq!(kept_unconfident, 0, "a recording the filter turns down was kept");
+    assert_eq!(
+        kept_unconfident, 0,
+        "a recording the filter turns down was kept"
+    );
     // No file the store does not know, in the recordings tree or the temp folder.
-    for file in wavs_under(&dir.join("recordings")).into_iter().chain(wavs_under(&dir.join("tmp"))) {
-        assert!(paths.iter().any(|p| Path::new(p) == file), "an orphan file: {}", file.display());
+    for file in wavs_under(&dir.join("recordings"))
+        .into_iter()
+        .chain(wavs_under(&dir.join("tmp")))
+    {
+        assert!(
+            paths.iter().any(|p| Path::new(p) == file),
+            "an orphan file: {}",
+            file.display()
+        );
     }
     // Every recording analysed, exactly once.
-    assert_eq!(count(&db, "SELECT count(*) FROM recordings r WHERE (SELECT count(*) FROM model_outputs o WHERE o.recording_id = r.id) <> 1"), 0, "each recording has exactly one model output");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM recordings r WHERE (SELECT count(*) FROM model_outputs o WHERE o.recording_id = r.id) <> 1"
+        ),
+        0,
+        "each recording has exactly one model output"
+    );
     // Every output with a detection at or above the factory's 0.5 has its message.
-    let outputs_with_messages = count(&db, "SELECT count(DISTINCT mo.id) FROM model_outputs mo JOIN detections d ON d.model_output_id = mo.id WHERE d.detection_score >= 0.5");
-    let messages = count(&db, "SELECT count(*) FROM messages WHERE message_type = 'detection'");
-    assert_eq!(messages, outputs_with_messages, "one detection message per output with a confident detection");
+    let outputs_with_messages = count(
+        &db,
+        "SELECT count(DISTINCT mo.id) FROM model_outputs mo JOIN detections d ON d.model_output_id = mo.id WHERE d.detection_score >= 0.5",
+    );
+    let messages = count(
+        &db,
+        "SELECT count(*) FROM messages WHERE message_type = 'detection'",
+    );
+    assert_eq!(
+        messages, outputs_with_messages,
+        "one detection message per output with a confident detection"
+    );
     // Every message delivered, one SUCCESS each; the receiver's application saw each once.
-    assert_eq!(count(&db, "SELECT count(*) FROM message_status WHERE NOT sent"), 0, "every message delivered");
-    assert_eq!(count(&db, "SELECT count(*) FROM (SELECT message_id FROM responses WHERE status = 0 GROUP BY 1 HAVING count(*) > 1)"), 0, "no message has two SUCCESS responses");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM message_status WHERE NOT sent"),
+        0,
+        "every message delivered"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM (SELECT message_id FROM responses WHERE status = 0 GROUP BY 1 HAVING count(*) > 1)"
+        ),
+        0,
+        "no message has two SUCCESS responses"
+    );
     let deliveries = receiver.deliveries.lock().unwrap();
-    assert_eq!(deliveries.len() as i64, messages, "the receiver got every message (by idempotency key)");
+    assert_eq!(
+        deliveries.len() as i64,
+        messages,
+        "the receiver got every message (by idempotency key)"
+    );
     let repeats = deliveries.values().map(|n| n - 1).sum();
     (recordings, messages, repeats)
 }
@@ -155,10 +226,15 @@ fn sigkill_at_twenty_points_loses_nothing_and_delivers_each_message_once() {
     let mut last = acoupi_run(&pipeline, &["--for", "5s"]);
     assert!(last.wait().unwrap().success());
     let (recordings, messages, repeats) = check_invariants(dir.path(), &receiver);
-    assert!(recordings > 0 && messages > 0, "{recordings} recordings, {messages} messages");
+    assert!(
+        recordings > 0 && messages > 0,
+        "{recordings} recordings, {messages} messages"
+    );
     // The receiver's application saw each message once: transport repeats (a kill after
     // the send, before its response was stored) carry the same key and are dropped there.
-    println!("20 kills: {recordings} recordings, {messages} messages, 0 lost, 0 duplicates delivered, {repeats} transport repeats dropped by idempotency key");
+    println!(
+        "20 kills: {recordings} recordings, {messages} messages, 0 lost, 0 duplicates delivered, {repeats} transport repeats dropped by idempotency key"
+    );
 }
 
 #[test]
@@ -171,7 +247,9 @@ fn a_receiver_answering_500_for_a_while_gets_every_message_once_it_recovers() {
     for _ in 0..6 {
         let mut run = acoupi_run(&pipeline, &["--for", "5s"]);
         assert!(run.wait().unwrap().success());
-        if receiver.answered_500.load(Ordering::Relaxed) == 6 && !receiver.deliveries.lock().unwrap().is_empty() {
+        if receiver.answered_500.load(Ordering::Relaxed) == 6
+            && !receiver.deliveries.lock().unwrap().is_empty()
+        {
             break;
         }
     }
@@ -180,7 +258,14 @@ fn a_receiver_answering_500_for_a_while_gets_every_message_once_it_recovers() {
     assert!(messages > 0);
     assert_eq!(repeats, 0);
     let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
-    assert_eq!(count(&db, "SELECT count(*) FROM responses WHERE status = 2 AND content = 'restarting'"), 6, "each 500 is an ERROR attempt, stored");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM responses WHERE status = 2 AND content = 'restarting'"
+        ),
+        6,
+        "each 500 is an ERROR attempt, stored"
+    );
 }
 
 #[test]
@@ -192,14 +277,27 @@ fn a_store_left_by_a_newer_acoupi_is_refused_and_left_as_it_is() {
     let db_path = dir.path().join("station.duckdb");
     {
         let db = duckdb::Connection::open(&db_path).unwrap();
-        db.execute_batch("INSERT INTO schema_version VALUES (99, now())").unwrap();
+        db.execute_batch("INSERT INTO schema_version VALUES (99, now())")
+            .unwrap();
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_acoupi")).arg("run").arg(&pipeline).arg("--once").output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_acoupi"))
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--once")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("schema version 99") && stderr.contains("upgrade acoupi"), "{stderr}");
+    assert!(
+        stderr.contains("schema version 99") && stderr.contains("upgrade acoupi"),
+        "{stderr}"
+    );
     let db = duckdb::Connection::open(&db_path).unwrap();
-    assert_eq!(count(&db, "SELECT max(version) FROM schema_version"), 99, "the file is not touched");
+    assert_eq!(
+        count(&db, "SELECT max(version) FROM schema_version"),
+        99,
+        "the file is not touched"
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM recordings"), 1);
 }
 
@@ -209,7 +307,11 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(at).ok()?;
-        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).status().ok()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .ok()?;
         status.success().then(|| Tmpfs(at.to_path_buf()))
     }
 }
@@ -229,15 +331,33 @@ fn a_full_temp_disk_fails_each_recording_cleanly_and_the_station_keeps_running()
         crate::retention::skip_without_root();
         return;
     };
-    let output = Command::new(env!("CARGO_BIN_EXE_acoupi")).arg("run").arg(&pipeline).args(["--for", "5s"]).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_acoupi"))
+        .arg("run")
+        .arg(&pipeline)
+        .args(["--for", "5s"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    let failures = stderr.lines().filter(|l| l.contains("recording failed") && l.contains("free of")).count();
-    assert!(failures >= 2, "each attempt fails, is logged with the free space, and the next one is tried: {stderr}");
+    let failures = stderr
+        .lines()
+        .filter(|l| l.contains("recording failed") && l.contains("free of"))
+        .count();
+    assert!(
+        failures >= 2,
+        "each attempt fails, is logged with the free space, and the next one is tried: {stderr}"
+    );
     assert!(stderr.contains("No space left on device"), "{stderr}");
-    assert!(wavs_under(&dir.path().join("tmp")).is_empty(), "no cut-short file is left in the temp folder");
+    assert!(
+        wavs_under(&dir.path().join("tmp")).is_empty(),
+        "no cut-short file is left in the temp folder"
+    );
     let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
-    assert_eq!(count(&db, "SELECT count(*) FROM recordings"), 0, "nothing half-written was stored");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM recordings"),
+        0,
+        "nothing half-written was stored"
+    );
 }
 
 /// Starts rumqttd on 127.0.0.1:`port` (it runs until the test process ends) and waits for
@@ -259,7 +379,10 @@ fn start_broker(port: u16) {
     });
     let start = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "the broker did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the broker did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -267,7 +390,10 @@ fn start_broker(port: u16) {
 /// Collects the payloads published on `topic` (QoS 1) into `received`.
 fn subscribe(port: u16, topic: &str) -> Arc<Mutex<Vec<Vec<u8>>>> {
     let received = Arc::new(Mutex::new(Vec::new()));
-    let (client, mut connection) = rumqttc::Client::new(rumqttc::MqttOptions::new("faults-subscriber", "127.0.0.1", port), 100);
+    let (client, mut connection) = rumqttc::Client::new(
+        rumqttc::MqttOptions::new("faults-subscriber", "127.0.0.1", port),
+        100,
+    );
     client.subscribe(topic, rumqttc::QoS::AtLeastOnce).unwrap();
     let sink = received.clone();
     let (ready_tx, ready) = std::sync::mpsc::channel();
@@ -278,20 +404,28 @@ fn subscribe(port: u16, topic: &str) -> Arc<Mutex<Vec<Vec<u8>>>> {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
                     let _ = ready_tx.send(());
                 }
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => sink.lock().unwrap().push(publish.payload.to_vec()),
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => {
+                    sink.lock().unwrap().push(publish.payload.to_vec())
+                }
                 Ok(_) => {}
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
     });
-    ready.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+    ready
+        .recv_timeout(Duration::from_secs(10))
+        .expect("subscribed");
     received
 }
 
 #[test]
 fn a_broker_down_for_a_whole_run_gets_every_message_once_it_is_up() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let pipeline = demo_in(dir.path());
     let text = std::fs::read_to_string(&pipeline).unwrap();
     let send = format!(
@@ -300,11 +434,17 @@ fn a_broker_down_for_a_whole_run_gets_every_message_once_it_is_up() {
     std::fs::write(&pipeline, text + &send).unwrap();
 
     let mut down = acoupi_run(&pipeline, &["--for", "5s"]);
-    assert!(down.wait().unwrap().success(), "the station runs without its broker");
+    assert!(
+        down.wait().unwrap().success(),
+        "the station runs without its broker"
+    );
     let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
     let waiting = count(&db, "SELECT count(*) FROM message_status WHERE NOT sent");
     assert!(waiting >= 1, "messages wait in the store: {waiting}");
-    assert!(count(&db, "SELECT count(*) FROM responses WHERE status = 2") >= 1, "each failed attempt is an ERROR response");
+    assert!(
+        count(&db, "SELECT count(*) FROM responses WHERE status = 2") >= 1,
+        "each failed attempt is an ERROR response"
+    );
     drop(db);
 
     start_broker(port);
@@ -312,11 +452,19 @@ fn a_broker_down_for_a_whole_run_gets_every_message_once_it_is_up() {
     let mut up = acoupi_run(&pipeline, &["--for", "4s"]);
     assert!(up.wait().unwrap().success());
     let db = duckdb::Connection::open(dir.path().join("station.duckdb")).unwrap();
-    assert_eq!(count(&db, "SELECT count(*) FROM message_status WHERE NOT sent"), 0, "everything went once the broker was up");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM message_status WHERE NOT sent"),
+        0,
+        "everything went once the broker was up"
+    );
     let messages = count(&db, "SELECT count(*) FROM messages");
     std::thread::sleep(Duration::from_millis(300));
     let payloads = received.lock().unwrap().clone();
-    assert_eq!(payloads.len() as i64, messages, "each message reached the subscriber once");
+    assert_eq!(
+        payloads.len() as i64,
+        messages,
+        "each message reached the subscriber once"
+    );
     let mut unique = payloads.clone();
     unique.sort();
     unique.dedup();

@@ -35,11 +35,18 @@ fn acoupi_within(args: &[&str], dir: &Path) -> Finished {
         if start.elapsed() > LIMIT {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("`acoupi {}` still running after {LIMIT:?}: it hangs", args.join(" "));
+            panic!(
+                "`acoupi {}` still running after {LIMIT:?}: it hangs",
+                args.join(" ")
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    Finished { success: status.success(), stdout: std::fs::read_to_string(out).unwrap(), stderr: std::fs::read_to_string(err).unwrap() }
+    Finished {
+        success: status.success(),
+        stdout: std::fs::read_to_string(out).unwrap(),
+        stderr: std::fs::read_to_string(err).unwrap(),
+    }
 }
 
 /// Bytes in the plain files under `dir`, never following a link.
@@ -68,7 +75,11 @@ fn human(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", units[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }
 
 fn link(target: impl AsRef<Path>, at: impl AsRef<Path>) {
@@ -87,21 +98,41 @@ fn two_link_loops_neither_hang_run_nor_status_and_the_size_is_true() {
 
     let run = acoupi_within(&["run", pipeline, "--once"], dir.path());
     assert!(run.success, "{}", run.stderr);
-    assert!(run.stderr.contains("loopA") && run.stderr.contains("is not followed"), "the links are named: {}", run.stderr);
+    assert!(
+        run.stderr.contains("loopA") && run.stderr.contains("is not followed"),
+        "the links are named: {}",
+        run.stderr
+    );
     let status = acoupi_within(&["status", pipeline], dir.path());
     assert!(status.success, "{}", status.stderr);
     let size = true_size(&recordings);
     assert!(size > 0, "the demo kept a recording");
-    let line = status.stdout.lines().find(|l| l.starts_with("disk:")).unwrap_or_default();
-    assert!(line.contains(&format!("recordings {} in", human(size))), "true size {size}: {}", status.stdout);
-    assert!(status.stderr.contains("loopB") && status.stderr.contains("not followed"), "{}", status.stderr);
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("disk:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(&format!("recordings {} in", human(size))),
+        "true size {size}: {}",
+        status.stdout
+    );
+    assert!(
+        status.stderr.contains("loopB") && status.stderr.contains("not followed"),
+        "{}",
+        status.stderr
+    );
 }
 
 #[test]
 fn recovery_removes_no_partial_file_through_a_linked_folder() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = demo_in(dir.path());
-    let (recordings, temp, outside) = (dir.path().join("recordings"), dir.path().join("tmp"), dir.path().join("outside"));
+    let (recordings, temp, outside) = (
+        dir.path().join("recordings"),
+        dir.path().join("tmp"),
+        dir.path().join("outside"),
+    );
     for folder in [&recordings, &temp, &outside] {
         std::fs::create_dir_all(folder).unwrap();
     }
@@ -117,9 +148,17 @@ fn recovery_removes_no_partial_file_through_a_linked_folder() {
 
     let run = acoupi_within(&["run", pipeline.to_str().unwrap(), "--once"], dir.path());
     assert!(run.success, "{}", run.stderr);
-    assert!(run.stderr.contains("1 partial files removed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("1 partial files removed"),
+        "{}",
+        run.stderr
+    );
     for name in foreign {
-        assert_eq!(std::fs::read_to_string(outside.join(name)).unwrap(), "not acoupi's", "{name} survives");
+        assert_eq!(
+            std::fs::read_to_string(outside.join(name)).unwrap(),
+            "not acoupi's",
+            "{name} survives"
+        );
     }
     assert!(!recordings.join("left.wav.acoupi-partial").exists());
     assert!(recordings.join("notes.partial").exists());
@@ -133,7 +172,9 @@ fn station_with_one_recording(dir: &Path, retention: &str) -> (String, PathBuf) 
     let pipeline = pipeline.to_str().unwrap().to_string();
     let run = acoupi_within(&["run", &pipeline, "--once"], dir);
     assert!(run.success, "{}", run.stderr);
-    let path: String = store(dir).query_row("SELECT path FROM recordings", [], |row| row.get(0)).unwrap();
+    let path: String = store(dir)
+        .query_row("SELECT path FROM recordings", [], |row| row.get(0))
+        .unwrap();
     (pipeline, PathBuf::from(path))
 }
 
@@ -143,14 +184,24 @@ fn store(dir: &Path) -> duckdb::Connection {
 
 /// Makes every recording 400 days old and, when given, sets its path.
 fn age(dir: &Path, path: Option<&Path>) {
-    let set_path = path.map(|p| format!(", path = '{}'", p.display())).unwrap_or_default();
-    store(dir).execute_batch(&format!("UPDATE recordings SET created_on = created_on - INTERVAL 400 DAY{set_path}")).unwrap();
+    let set_path = path
+        .map(|p| format!(", path = '{}'", p.display()))
+        .unwrap_or_default();
+    store(dir)
+        .execute_batch(&format!(
+            "UPDATE recordings SET created_on = created_on - INTERVAL 400 DAY{set_path}"
+        ))
+        .unwrap();
 }
 
 fn stored_paths(dir: &Path) -> Vec<Option<String>> {
     let db = store(dir);
     let mut statement = db.prepare("SELECT path FROM recordings").unwrap();
-    statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+    statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
@@ -165,16 +216,30 @@ fn retention_deletes_nothing_a_stored_path_points_to_outside_the_tree() {
     age(&station, Some(&hostile));
 
     let dry = acoupi_within(&["retention", &pipeline, "--dry-run"], dir.path());
-    assert!(dry.stdout.contains("refused: ") && dry.stdout.contains("has a `..` component"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("refused: ") && dry.stdout.contains("has a `..` component"),
+        "{}",
+        dry.stdout
+    );
     assert!(dry.stdout.contains("would delete 0"), "{}", dry.stdout);
     let real = acoupi_within(&["retention", &pipeline], dir.path());
     assert!(real.success, "{}{}", real.stdout, real.stderr);
     // The station applies retention itself too.
     let run = acoupi_within(&["run", &pipeline, "--once"], &station);
     assert!(run.success, "{}", run.stderr);
-    assert!(run.stderr.contains("refusing a kept recording's path"), "{}", run.stderr);
-    assert_eq!(std::fs::read_to_string(dir.path().join("victim.txt")).unwrap(), "mine");
-    assert!(stored_paths(&station).contains(&Some(hostile.display().to_string())), "the row keeps its path");
+    assert!(
+        run.stderr.contains("refusing a kept recording's path"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("victim.txt")).unwrap(),
+        "mine"
+    );
+    assert!(
+        stored_paths(&station).contains(&Some(hostile.display().to_string())),
+        "the row keeps its path"
+    );
 }
 
 #[test]
@@ -190,9 +255,20 @@ fn retention_deletes_nothing_through_a_day_folder_replaced_by_a_link() {
 
     let real = acoupi_within(&["retention", &pipeline], dir.path());
     assert!(real.success, "{}{}", real.stdout, real.stderr);
-    assert!(real.stdout.contains("goes through the symbolic link") && real.stdout.contains("deleted 0"), "{}", real.stdout);
-    assert!(elsewhere.join(kept.file_name().unwrap()).exists(), "the file behind the link survives");
-    assert_eq!(stored_paths(dir.path()), [Some(kept.display().to_string())], "the row keeps its path");
+    assert!(
+        real.stdout.contains("goes through the symbolic link") && real.stdout.contains("deleted 0"),
+        "{}",
+        real.stdout
+    );
+    assert!(
+        elsewhere.join(kept.file_name().unwrap()).exists(),
+        "the file behind the link survives"
+    );
+    assert_eq!(
+        stored_paths(dir.path()),
+        [Some(kept.display().to_string())],
+        "the row keeps its path"
+    );
 }
 
 #[test]
@@ -200,12 +276,23 @@ fn a_protected_folder_named_through_a_link_is_protected() {
     let dir = tempfile::tempdir().unwrap();
     link(dir.path(), dir.path().join("alias"));
     let protect = dir.path().join("alias/recordings");
-    let (pipeline, kept) = station_with_one_recording(dir.path(), &format!("max_age = \"365d\"\nprotect_folders = [\"{}\"]", protect.display()));
+    let (pipeline, kept) = station_with_one_recording(
+        dir.path(),
+        &format!(
+            "max_age = \"365d\"\nprotect_folders = [\"{}\"]",
+            protect.display()
+        ),
+    );
     age(dir.path(), None);
 
     let real = acoupi_within(&["retention", &pipeline], dir.path());
     assert!(real.success, "{}{}", real.stdout, real.stderr);
-    assert!(real.stdout.contains("deleting 0 of 1 kept recordings") && real.stdout.contains("1 protected"), "{}", real.stdout);
+    assert!(
+        real.stdout.contains("deleting 0 of 1 kept recordings")
+            && real.stdout.contains("1 protected"),
+        "{}",
+        real.stdout
+    );
     assert!(kept.exists());
     assert_eq!(stored_paths(dir.path()), [Some(kept.display().to_string())]);
 }

@@ -20,7 +20,10 @@ fn every_example_pipeline_is_valid_for_the_engine_and_the_schema() {
     let registry = acoupi_components::registry();
     let validator = schema_validator();
     let files = toml_files("pipelines");
-    assert!(files.len() >= 2, "expected example pipelines, found {files:?}");
+    assert!(
+        files.len() >= 2,
+        "expected example pipelines, found {files:?}"
+    );
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
@@ -31,8 +34,15 @@ fn every_example_pipeline_is_valid_for_the_engine_and_the_schema() {
         if let Err(errors) = acoupi_engine::config::load(&path, &registry) {
             panic!("{} is invalid:\n{errors}", path.display());
         }
-        let errors: Vec<String> = validator.iter_errors(&as_json(&path)).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-        assert!(errors.is_empty(), "{} fails the schema: {errors:#?}", path.display());
+        let errors: Vec<String> = validator
+            .iter_errors(&as_json(&path))
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{} fails the schema: {errors:#?}",
+            path.display()
+        );
     }
 }
 
@@ -43,17 +53,30 @@ fn the_schema_rejects_a_misspelt_key_an_unknown_type_and_a_wrong_family() {
 
     let mut misspelt = demo.clone();
     misspelt["components"]["chirps"]["low_frequency"] = 2500.into();
-    assert!(!validator.is_valid(&misspelt), "a misspelt parameter must fail");
+    assert!(
+        !validator.is_valid(&misspelt),
+        "a misspelt parameter must fail"
+    );
 
     let mut unknown = demo.clone();
     unknown["components"]["chirps"]["type"] = "model.band_energi".into();
-    assert!(!validator.is_valid(&unknown), "an unknown component type must fail");
+    assert!(
+        !validator.is_valid(&unknown),
+        "an unknown component type must fail"
+    );
 
     let mut family = demo.clone();
-    family["stages"]["detect"]["cleaners"][0] = serde_json::json!({ "type": "filter.threshold", "threshold": 0.5 });
-    assert!(!validator.is_valid(&family), "an inline saving filter in `cleaners` must fail");
+    family["stages"]["detect"]["cleaners"][0] =
+        serde_json::json!({ "type": "filter.threshold", "threshold": 0.5 });
+    assert!(
+        !validator.is_valid(&family),
+        "an inline saving filter in `cleaners` must fail"
+    );
 
     let mut stage = demo;
     stage["stages"]["record"]["kind"] = "recordin".into();
-    assert!(!validator.is_valid(&stage), "an unknown stage kind must fail");
+    assert!(
+        !validator.is_valid(&stage),
+        "an unknown stage kind must fail"
+    );
 }

@@ -16,7 +16,10 @@ fn checked_in_schema_is_up_to_date() {
 
 #[test]
 fn the_cli_prints_the_same_schema() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_acoupi")).arg("schema").output().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_acoupi"))
+        .arg("schema")
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let checked_in = std::fs::read_to_string(root().join("schemas/pipeline.schema.json")).unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap(), checked_in);
@@ -33,6 +36,11 @@ fn every_component_type_is_in_the_schema_with_its_type_constant() {
         assert_eq!(definition["required"][0], "type");
         let family = &definitions[ty.family.schema_name()];
         let refs = family["oneOf"].as_array().unwrap();
-        assert!(refs.iter().any(|r| r["$ref"].as_str().unwrap().ends_with(&ty.schema_name)), "{} missing from its family", ty.kind);
+        assert!(
+            refs.iter()
+                .any(|r| r["$ref"].as_str().unwrap().ends_with(&ty.schema_name)),
+            "{} missing from its family",
+            ty.kind
+        );
     }
 }

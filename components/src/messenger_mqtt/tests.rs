@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
+use acoupi_engine::config::load_str;
 use acoupi_engine::config::pipeline::MessageOrder;
 use acoupi_engine::data::MessageType;
-use acoupi_engine::config::load_str;
 use acoupi_engine::store::MessageStore;
 use acoupi_engine::tasks::{MessagingTask, Named};
 
@@ -21,7 +21,11 @@ use crate::store_duckdb::DuckDbStore;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits until something listens on `port`.
@@ -101,7 +105,10 @@ impl Subscriber {
                         let _ = subscribed_tx.send(());
                     }
                     Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                        if tx.send((publish.topic.clone(), publish.payload.to_vec())).is_err() {
+                        if tx
+                            .send((publish.topic.clone(), publish.payload.to_vec()))
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -110,7 +117,9 @@ impl Subscriber {
                 }
             }
         });
-        subscribed.recv_timeout(PATIENCE).expect("the subscription was acknowledged");
+        subscribed
+            .recv_timeout(PATIENCE)
+            .expect("the subscription was acknowledged");
         Subscriber { received }
     }
 
@@ -131,7 +140,12 @@ struct Relay {
 
 impl Relay {
     fn new(target: u16) -> Relay {
-        let relay = Relay { port: free_port(), target, running: Arc::new(AtomicBool::new(false)), connections: Arc::default() };
+        let relay = Relay {
+            port: free_port(),
+            target,
+            running: Arc::new(AtomicBool::new(false)),
+            connections: Arc::default(),
+        };
         relay.up();
         relay
     }
@@ -139,18 +153,24 @@ impl Relay {
     fn up(&self) {
         let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
         self.running.store(true, Ordering::SeqCst);
-        let (running, connections, target) = (self.running.clone(), self.connections.clone(), self.target);
+        let (running, connections, target) =
+            (self.running.clone(), self.connections.clone(), self.target);
         thread::spawn(move || {
             for client in listener.incoming() {
                 if !running.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
                 let mut open = connections.lock().unwrap();
                 open.push(client.try_clone().unwrap());
                 open.push(server.try_clone().unwrap());
-                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
                     thread::spawn(move || {
                         let _ = std::io::copy(&mut from, &mut to);
                         let _ = to.shutdown(Shutdown::Both);
@@ -177,7 +197,13 @@ impl Relay {
 }
 
 fn build(component: &str) -> Result<Arc<dyn Messenger>, String> {
-    let pipeline = crate::testing::messenger_pipeline("messenger.mqtt", "mqtt", "north/field", component, "/station/pipeline.toml");
+    let pipeline = crate::testing::messenger_pipeline(
+        "messenger.mqtt",
+        "mqtt",
+        "north/field",
+        component,
+        "/station/pipeline.toml",
+    );
     crate::testing::build_messenger(&pipeline.map_err(|e| e.to_string())?)
 }
 
@@ -190,14 +216,29 @@ fn publishes_to_the_templated_topic_and_reports_each_qos_acknowledged() {
     let broker = Broker::start(None, None);
     let subscriber = Subscriber::new(broker.port, "acoupi/#");
     for qos in [0, 1, 2] {
-        let messenger = build(&format!("host = \"127.0.0.1\"\nport = {}\nqos = {qos}\nclient_id = \"station-{qos}\"", broker.port)).unwrap();
+        let messenger = build(&format!(
+            "host = \"127.0.0.1\"\nport = {}\nqos = {qos}\nclient_id = \"station-{qos}\"",
+            broker.port
+        ))
+        .unwrap();
         let payload = format!("{{\"qos\": {qos}, \"text\": \"Turdus merula ♪\"}}");
         let response = send(messenger.as_ref(), &payload);
-        assert_eq!(response.status, ResponseStatus::Success, "QoS {qos}: {:?}", response.content);
-        let (topic, bytes) = subscriber.next(PATIENCE).expect("the subscriber got the message");
+        assert_eq!(
+            response.status,
+            ResponseStatus::Success,
+            "QoS {qos}: {:?}",
+            response.content
+        );
+        let (topic, bytes) = subscriber
+            .next(PATIENCE)
+            .expect("the subscriber got the message");
         // `/` in the deployment name does not open a sub-topic.
         assert_eq!(topic, "acoupi/north_field");
-        assert_eq!(bytes, payload.as_bytes(), "QoS {qos}: the payload arrives byte for byte");
+        assert_eq!(
+            bytes,
+            payload.as_bytes(),
+            "QoS {qos}: the payload arrives byte for byte"
+        );
     }
 }
 
@@ -207,12 +248,21 @@ fn with_use_message_type_each_type_goes_to_its_own_sub_topic() {
     let subscriber = Subscriber::new(broker.port, "sites/#");
     let messenger = build(&format!("host = \"127.0.0.1\"\nport = {}\ntopic = \"sites/{{deployment}}\"\nuse_message_type = true", broker.port)).unwrap();
     for (message, topic) in [
-        (Message::new("d").with_type(MessageType::Detection), "sites/north_field/detection"),
-        (Message::new("s").with_type(MessageType::Summary), "sites/north_field/summary"),
+        (
+            Message::new("d").with_type(MessageType::Detection),
+            "sites/north_field/detection",
+        ),
+        (
+            Message::new("s").with_type(MessageType::Summary),
+            "sites/north_field/summary",
+        ),
         (Message::new("m"), "sites/north_field/message"),
     ] {
         assert!(messenger.send(&message).unwrap().is_success());
-        assert_eq!(subscriber.next(PATIENCE).map(|(t, _)| t).as_deref(), Some(topic));
+        assert_eq!(
+            subscriber.next(PATIENCE).map(|(t, _)| t).as_deref(),
+            Some(topic)
+        );
     }
 }
 
@@ -223,7 +273,11 @@ fn an_outage_leaves_messages_unsent_and_they_go_out_once_in_order_when_it_ends()
     let subscriber = Subscriber::new(broker.port, "acoupi/#");
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(DuckDbStore::open(&dir.path().join("store.duckdb")).unwrap());
-    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {}\ntimeout = \"2s\"", relay.port)).unwrap();
+    let messenger = build(&format!(
+        "host = \"127.0.0.1\"\nport = {}\ntimeout = \"2s\"",
+        relay.port
+    ))
+    .unwrap();
     let task = MessagingTask {
         stage: "send".into(),
         message_store: store.clone(),
@@ -250,13 +304,30 @@ fn an_outage_leaves_messages_unsent_and_they_go_out_once_in_order_when_it_ends()
     }
     let report = task.run(chrono::Utc::now());
     assert_eq!((report.selected, report.successful), (3, 0), "{report:?}");
-    assert_eq!((report.failed, report.deferred), (1, 2), "the first attempt is a stored ERROR or TIMEOUT; the rest wait");
-    assert_eq!(store.get_unsent_messages(100, MessageOrder::OldestFirst).unwrap().len(), 3);
+    assert_eq!(
+        (report.failed, report.deferred),
+        (1, 2),
+        "the first attempt is a stored ERROR or TIMEOUT; the rest wait"
+    );
+    assert_eq!(
+        store
+            .get_unsent_messages(100, MessageOrder::OldestFirst)
+            .unwrap()
+            .len(),
+        3
+    );
 
     relay.up();
     let start = Instant::now();
-    while !store.get_unsent_messages(100, MessageOrder::OldestFirst).unwrap().is_empty() {
-        assert!(start.elapsed() < PATIENCE, "the messages were not delivered after the broker came back");
+    while !store
+        .get_unsent_messages(100, MessageOrder::OldestFirst)
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the messages were not delivered after the broker came back"
+        );
         task.run(chrono::Utc::now());
         thread::sleep(Duration::from_millis(200));
     }
@@ -264,7 +335,10 @@ fn an_outage_leaves_messages_unsent_and_they_go_out_once_in_order_when_it_ends()
     while let Some((_, payload)) = subscriber.next(Duration::from_millis(500)) {
         received.push(String::from_utf8(payload).unwrap());
     }
-    assert_eq!(received, created, "every message exactly once, oldest first");
+    assert_eq!(
+        received, created,
+        "every message exactly once, oldest first"
+    );
 }
 
 /// A server that reads the CONNECT and answers CONNACK with `code` (4: bad user name or
@@ -290,24 +364,64 @@ fn a_refused_login_is_failed_with_the_reason_and_the_right_password_succeeds() {
         std::env::set_var("ACOUPI_TEST_MQTT_GOOD", "s3cret");
         std::env::set_var("ACOUPI_TEST_MQTT_BAD", "guess");
     }
-    let component = |port: u16, variable: &str| format!("host = \"127.0.0.1\"\nport = {port}\nusername = \"station\"\npassword_env = \"{variable}\"");
+    let component = |port: u16, variable: &str| {
+        format!(
+            "host = \"127.0.0.1\"\nport = {port}\nusername = \"station\"\npassword_env = \"{variable}\""
+        )
+    };
 
     for (code, reason) in [(4, "bad user name or password"), (5, "not authorised")] {
         let port = refusing_server(code);
-        let refused = send(build(&component(port, "ACOUPI_TEST_MQTT_BAD")).unwrap().as_ref(), "hello");
-        assert_eq!(refused.status, ResponseStatus::Failed, "{:?}", refused.content);
+        let refused = send(
+            build(&component(port, "ACOUPI_TEST_MQTT_BAD"))
+                .unwrap()
+                .as_ref(),
+            "hello",
+        );
+        assert_eq!(
+            refused.status,
+            ResponseStatus::Failed,
+            "{:?}",
+            refused.content
+        );
         let content = refused.content.unwrap_or_default();
-        assert!(content.contains("refused") && content.contains(reason), "{content}");
-        assert!(!content.contains("guess"), "the password never appears: {content}");
+        assert!(
+            content.contains("refused") && content.contains(reason),
+            "{content}"
+        );
+        assert!(
+            !content.contains("guess"),
+            "the password never appears: {content}"
+        );
     }
 
     // rumqttd closes the connection without a CONNACK on a wrong password: nothing says
     // it was refused, so it is an ERROR (and the message stays unsent).
     let broker = Broker::start(Some(("station", "s3cret")), None);
-    let dropped = send(build(&component(broker.port, "ACOUPI_TEST_MQTT_BAD")).unwrap().as_ref(), "hello");
-    assert_eq!(dropped.status, ResponseStatus::Error, "{:?}", dropped.content);
-    let accepted = send(build(&component(broker.port, "ACOUPI_TEST_MQTT_GOOD")).unwrap().as_ref(), "hello");
-    assert_eq!(accepted.status, ResponseStatus::Success, "{:?}", accepted.content);
+    let dropped = send(
+        build(&component(broker.port, "ACOUPI_TEST_MQTT_BAD"))
+            .unwrap()
+            .as_ref(),
+        "hello",
+    );
+    assert_eq!(
+        dropped.status,
+        ResponseStatus::Error,
+        "{:?}",
+        dropped.content
+    );
+    let accepted = send(
+        build(&component(broker.port, "ACOUPI_TEST_MQTT_GOOD"))
+            .unwrap()
+            .as_ref(),
+        "hello",
+    );
+    assert_eq!(
+        accepted.status,
+        ResponseStatus::Success,
+        "{:?}",
+        accepted.content
+    );
 
     // The same password from a private file; a file others can read stops the start.
     #[cfg(unix)]
@@ -317,12 +431,24 @@ fn a_refused_login_is_failed_with_the_reason_and_the_right_password_succeeds() {
         let file = dir.path().join("mqtt-password");
         std::fs::write(&file, "s3cret\n").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let from_file = format!("host = \"127.0.0.1\"\nport = {}\nusername = \"station\"\npassword_file = \"{}\"", broker.port, file.display());
+        let from_file = format!(
+            "host = \"127.0.0.1\"\nport = {}\nusername = \"station\"\npassword_file = \"{}\"",
+            broker.port,
+            file.display()
+        );
         let accepted = send(build(&from_file).unwrap().as_ref(), "hello");
-        assert_eq!(accepted.status, ResponseStatus::Success, "{:?}", accepted.content);
+        assert_eq!(
+            accepted.status,
+            ResponseStatus::Success,
+            "{:?}",
+            accepted.content
+        );
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
         let error = build(&from_file).err().unwrap();
-        assert!(error.contains("password_file") && error.contains("chmod 600"), "{error}");
+        assert!(
+            error.contains("password_file") && error.contains("chmod 600"),
+            "{error}"
+        );
     }
 }
 
@@ -332,11 +458,16 @@ fn tls_with_the_given_ca_succeeds_and_an_untrusted_server_is_an_error() {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "acoupi test CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "acoupi test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let server_key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&server_key, &issuer).unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
     let write = |name: &str, text: String| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -347,14 +478,34 @@ fn tls_with_the_given_ca_succeeds_and_an_untrusted_server_is_an_error() {
     let key_path = write("server.key", server_key.serialize_pem());
     let broker = Broker::start(None, Some((&cert_path, &key_path)));
 
-    let trusted = build(&format!("host = \"localhost\"\nport = {}\ntls = {{ ca = \"{}\" }}", broker.port, ca_path.display())).unwrap();
+    let trusted = build(&format!(
+        "host = \"localhost\"\nport = {}\ntls = {{ ca = \"{}\" }}",
+        broker.port,
+        ca_path.display()
+    ))
+    .unwrap();
     let response = send(trusted.as_ref(), "over TLS");
-    assert_eq!(response.status, ResponseStatus::Success, "{:?}", response.content);
+    assert_eq!(
+        response.status,
+        ResponseStatus::Success,
+        "{:?}",
+        response.content
+    );
 
     // Its own certificate as the only trusted one: the server's chain does not verify.
-    let untrusted = build(&format!("host = \"localhost\"\nport = {}\ntls = {{ ca = \"{}\" }}", broker.port, cert_path.display())).unwrap();
+    let untrusted = build(&format!(
+        "host = \"localhost\"\nport = {}\ntls = {{ ca = \"{}\" }}",
+        broker.port,
+        cert_path.display()
+    ))
+    .unwrap();
     let response = send(untrusted.as_ref(), "over TLS");
-    assert_eq!(response.status, ResponseStatus::Error, "{:?}", response.content);
+    assert_eq!(
+        response.status,
+        ResponseStatus::Error,
+        "{:?}",
+        response.content
+    );
 }
 
 #[test]
@@ -373,19 +524,41 @@ fn a_broker_that_never_answers_is_a_timeout_and_a_closed_port_an_error() {
             });
         }
     });
-    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {port}\ntimeout = \"1s\"")).unwrap();
+    let messenger = build(&format!(
+        "host = \"127.0.0.1\"\nport = {port}\ntimeout = \"1s\""
+    ))
+    .unwrap();
     let response = send(messenger.as_ref(), "anyone?");
-    assert_eq!(response.status, ResponseStatus::Timeout, "{:?}", response.content);
+    assert_eq!(
+        response.status,
+        ResponseStatus::Timeout,
+        "{:?}",
+        response.content
+    );
 
     let closed = free_port();
-    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {closed}\ntimeout = \"2s\"")).unwrap();
+    let messenger = build(&format!(
+        "host = \"127.0.0.1\"\nport = {closed}\ntimeout = \"2s\""
+    ))
+    .unwrap();
     let response = send(messenger.as_ref(), "anyone?");
-    assert_eq!(response.status, ResponseStatus::Error, "{:?}", response.content);
+    assert_eq!(
+        response.status,
+        ResponseStatus::Error,
+        "{:?}",
+        response.content
+    );
     let reason = response.content.unwrap_or_default();
-    assert!(reason.contains(&format!("127.0.0.1:{closed}")), "the reason names the broker: {reason}");
+    assert!(
+        reason.contains(&format!("127.0.0.1:{closed}")),
+        "the reason names the broker: {reason}"
+    );
     // While it stays down, later sends answer at once instead of waiting for the timeout.
     let start = Instant::now();
-    assert_eq!(send(messenger.as_ref(), "again").status, ResponseStatus::Error);
+    assert_eq!(
+        send(messenger.as_ref(), "again").status,
+        ResponseStatus::Error
+    );
     assert!(start.elapsed() < Duration::from_secs(1));
 }
 
@@ -395,13 +568,31 @@ fn configuration_mistakes_are_reported_when_the_file_is_read_or_the_station_star
         ("host = \"mqtt://example.org\"", "host name or address only"),
         ("host = \"example.org:1883\"", "give the port in `port`"),
         ("host = \"example.org\"\ntopic = \"acoupi/#\"", "wildcard"),
-        ("host = \"example.org\"\ntopic = \"acoupi/{station}\"", "the only placeholder is `{deployment}`"),
+        (
+            "host = \"example.org\"\ntopic = \"acoupi/{station}\"",
+            "the only placeholder is `{deployment}`",
+        ),
         ("host = \"example.org\"\nqos = 3", "qos must be 0, 1 or 2"),
-        ("host = \"example.org\"\nkeep_alive = \"500ms\"", "keep_alive must be at least 1 s"),
-        ("host = \"example.org\"\ninsecure = true\npassword_env = \"X\"", "a password needs a username"),
-        ("host = \"example.org\"\ninsecure = true\nusername = \"u\"\npassword_env = \"ACOUPI_TEST_MQTT_UNSET\"", "`ACOUPI_TEST_MQTT_UNSET` is not set"),
-        ("host = \"example.org\"\nusername = \"u\"\npassword_env = \"X\"", "the password would be sent in clear"),
-        ("host = \"example.org\"\ntls = { ca = \"missing-ca.pem\" }", "cannot read the CA file `/station/missing-ca.pem`"),
+        (
+            "host = \"example.org\"\nkeep_alive = \"500ms\"",
+            "keep_alive must be at least 1 s",
+        ),
+        (
+            "host = \"example.org\"\ninsecure = true\npassword_env = \"X\"",
+            "a password needs a username",
+        ),
+        (
+            "host = \"example.org\"\ninsecure = true\nusername = \"u\"\npassword_env = \"ACOUPI_TEST_MQTT_UNSET\"",
+            "`ACOUPI_TEST_MQTT_UNSET` is not set",
+        ),
+        (
+            "host = \"example.org\"\nusername = \"u\"\npassword_env = \"X\"",
+            "the password would be sent in clear",
+        ),
+        (
+            "host = \"example.org\"\ntls = { ca = \"missing-ca.pem\" }",
+            "cannot read the CA file `/station/missing-ca.pem`",
+        ),
         ("host = \"example.org\"\npassword = \"plain\"", "password"),
     ];
     for (component, expected) in cases {
@@ -409,7 +600,10 @@ fn configuration_mistakes_are_reported_when_the_file_is_read_or_the_station_star
             Ok(_) => panic!("`{component}` was accepted"),
             Err(error) => error,
         };
-        assert!(error.contains(expected), "`{component}`: expected `{expected}` in: {error}");
+        assert!(
+            error.contains(expected),
+            "`{component}`: expected `{expected}` in: {error}"
+        );
     }
 }
 
@@ -434,11 +628,20 @@ fn a_heartbeat_reaches_the_broker_with_every_configured_metric_and_its_unit() {
          metrics = [{{ type = \"metric.system\" }}, {{ type = \"metric.station\" }}]\nschedule = {{ every = \"10min\" }}\n",
         broker.port
     );
-    let pipeline = load_str(Path::new("/station/pipeline.toml"), &source, &crate::registry()).unwrap();
+    let pipeline = load_str(
+        Path::new("/station/pipeline.toml"),
+        &source,
+        &crate::registry(),
+    )
+    .unwrap();
     let mut messengers = Vec::new();
     let mut metrics = Vec::new();
     for instance in &pipeline.components {
-        let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: Some(store.clone()) };
+        let ctx = BuildContext {
+            settings: pipeline.settings.clone(),
+            instance: instance.name.clone(),
+            store: Some(store.clone()),
+        };
         match instance.settings.build(&ctx).unwrap() {
             Built::Messenger(m) => messengers.push(Named::new(instance.name.clone(), m)),
             Built::Metric(m) => metrics.push(Named::new(instance.name.clone(), m)),
@@ -446,7 +649,13 @@ fn a_heartbeat_reaches_the_broker_with_every_configured_metric_and_its_unit() {
         }
     }
     assert_eq!((messengers.len(), metrics.len()), (1, 2));
-    let task = HeartbeatTask { stage: "beat".into(), messengers, metrics, device_id: "roof-pi".into(), store: store.clone() };
+    let task = HeartbeatTask {
+        stage: "beat".into(),
+        messengers,
+        metrics,
+        device_id: "roof-pi".into(),
+        store: store.clone(),
+    };
     let report = task.run(chrono::Utc::now());
     assert_eq!(report.delivered, 1);
 
@@ -458,13 +667,34 @@ fn a_heartbeat_reaches_the_broker_with_every_configured_metric_and_its_unit() {
     let sent = heartbeat["metrics"].as_array().unwrap();
     assert_eq!(sent.len(), report.metrics);
     let names: Vec<&str> = sent.iter().map(|m| m["name"].as_str().unwrap()).collect();
-    for expected in ["cpu_usage", "consumed_memory", "total_memory", "load_1min", "uptime", "remaining_storage", "remaining_storage_store", "recordings_since_last", "unsent_messages"] {
-        assert!(names.contains(&expected), "`{expected}` missing from {names:?}");
+    for expected in [
+        "cpu_usage",
+        "consumed_memory",
+        "total_memory",
+        "load_1min",
+        "uptime",
+        "remaining_storage",
+        "remaining_storage_store",
+        "recordings_since_last",
+        "unsent_messages",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "`{expected}` missing from {names:?}"
+        );
     }
     for metric in sent {
         assert!(metric["value"].is_number(), "{metric}");
-        assert!(!metric["unit"].as_str().unwrap_or_default().is_empty(), "every metric has a unit: {metric}");
-        assert!(metric["captured_on"].as_str().is_some_and(|t| t.ends_with("+00:00") || t.ends_with('Z')), "{metric}");
+        assert!(
+            !metric["unit"].as_str().unwrap_or_default().is_empty(),
+            "every metric has a unit: {metric}"
+        );
+        assert!(
+            metric["captured_on"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("+00:00") || t.ends_with('Z')),
+            "{metric}"
+        );
     }
 }
 
@@ -474,20 +704,44 @@ fn a_password_in_clear_to_another_machine_is_refused_at_its_line_unless_insecure
     use acoupi_engine::config::diagnostics::line_col;
 
     let load = |component: &str| {
-        crate::testing::messenger_pipeline("messenger.mqtt", "mqtt", "north", component, "/station/pipeline.toml")
+        crate::testing::messenger_pipeline(
+            "messenger.mqtt",
+            "mqtt",
+            "north",
+            component,
+            "/station/pipeline.toml",
+        )
     };
     // The component's keys start on line 6.
     for (component, key_line) in [
-        ("host = \"mqtt.example.org\"\nusername = \"station\"\npassword_env = \"MQTT_PASSWORD\"", 8),
-        ("host = \"192.168.1.20\"\nusername = \"station\"\npassword_file = \"secret\"", 8),
+        (
+            "host = \"mqtt.example.org\"\nusername = \"station\"\npassword_env = \"MQTT_PASSWORD\"",
+            8,
+        ),
+        (
+            "host = \"192.168.1.20\"\nusername = \"station\"\npassword_file = \"secret\"",
+            8,
+        ),
     ] {
         let errors = load(component).unwrap_err();
         assert_eq!(errors.problems.len(), 1, "{errors}");
         let problem = &errors.problems[0];
         assert_eq!(problem.code, Code::CredentialsInClear, "{errors}");
         let at = line_col(&errors.source, problem.span.clone().unwrap().start);
-        assert_eq!(at, (key_line, 1), "the problem points at the password's key: {errors}");
-        assert!(problem.message.contains("in clear") && problem.help.as_deref().unwrap_or("").contains("insecure = true"), "{errors}");
+        assert_eq!(
+            at,
+            (key_line, 1),
+            "the problem points at the password's key: {errors}"
+        );
+        assert!(
+            problem.message.contains("in clear")
+                && problem
+                    .help
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("insecure = true"),
+            "{errors}"
+        );
     }
     for passes in [
         "host = \"mqtt.example.org\"\nusername = \"station\"\npassword_env = \"X\"\ntls = {}",
@@ -497,7 +751,11 @@ fn a_password_in_clear_to_another_machine_is_refused_at_its_line_unless_insecure
         "host = \"::1\"\nusername = \"station\"\npassword_env = \"X\"",
         "host = \"mqtt.example.org\"\nusername = \"station\"",
     ] {
-        assert!(load(passes).is_ok(), "`{passes}` is refused: {}", load(passes).unwrap_err());
+        assert!(
+            load(passes).is_ok(),
+            "`{passes}` is refused: {}",
+            load(passes).unwrap_err()
+        );
     }
 }
 
@@ -518,7 +776,9 @@ impl ScriptedBroker {
         let (tx, publishes) = mpsc::channel();
         let shared = writer.clone();
         thread::spawn(move || {
-            let Ok((mut stream, _)) = listener.accept() else { return };
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
             *shared.lock().unwrap() = Some(stream.try_clone().unwrap());
             let write = |bytes: &[u8]| {
                 if let Some(out) = shared.lock().unwrap().as_mut() {
@@ -565,19 +825,29 @@ impl ScriptedBroker {
                 }
             }
         });
-        ScriptedBroker { port, publishes, writer }
+        ScriptedBroker {
+            port,
+            publishes,
+            writer,
+        }
     }
 
     /// Sends a PUBACK for `pkid` now.
     fn ack(&self, pkid: u16) {
         let [hi, lo] = pkid.to_be_bytes();
         let mut writer = self.writer.lock().unwrap();
-        std::io::Write::write_all(writer.as_mut().expect("a client is connected"), &[0x40, 0x02, hi, lo]).unwrap();
+        std::io::Write::write_all(
+            writer.as_mut().expect("a client is connected"),
+            &[0x40, 0x02, hi, lo],
+        )
+        .unwrap();
     }
 
     /// The packet id of the next publish the broker received.
     fn next_publish(&self) -> u16 {
-        self.publishes.recv_timeout(PATIENCE).expect("the broker received a publish")
+        self.publishes
+            .recv_timeout(PATIENCE)
+            .expect("the broker received a publish")
     }
 }
 
@@ -590,13 +860,22 @@ fn a_late_ack_of_a_timed_out_publish_does_not_mark_the_next_message_success() {
         3 => vec![2, 3],
         _ => vec![],
     });
-    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {}\ntimeout = \"1s\"", broker.port)).unwrap();
+    let messenger = build(&format!(
+        "host = \"127.0.0.1\"\nport = {}\ntimeout = \"1s\"",
+        broker.port
+    ))
+    .unwrap();
     let first = send(messenger.as_ref(), "one");
     assert_eq!(first.status, ResponseStatus::Timeout, "{:?}", first.content);
     assert_eq!(broker.next_publish(), 1);
     let second = send(messenger.as_ref(), "two");
     assert_eq!(broker.next_publish(), 2);
-    assert_eq!(second.status, ResponseStatus::Timeout, "the late ack of 1 is not 2's: {:?}", second.content);
+    assert_eq!(
+        second.status,
+        ResponseStatus::Timeout,
+        "the late ack of 1 is not 2's: {:?}",
+        second.content
+    );
     let third = send(messenger.as_ref(), "three");
     assert_eq!(broker.next_publish(), 3);
     assert_eq!(third.status, ResponseStatus::Success, "{:?}", third.content);
@@ -610,12 +889,30 @@ fn a_publish_sent_after_its_timeout_is_not_taken_for_the_next_message() {
     // 101 is held back and its send times out unsent. While message 102 waits, the late
     // PUBACK of 1 arrives, publish 101 goes out and is acknowledged: that must not be
     // taken for message 102, which is never acknowledged.
-    let broker = ScriptedBroker::start(|n, pkid| if n == 1 || n == 102 { vec![] } else { vec![pkid] });
-    let messenger = build(&format!("host = \"127.0.0.1\"\nport = {}\ntimeout = \"1s\"", broker.port)).unwrap();
-    assert_eq!(send(messenger.as_ref(), "message 1").status, ResponseStatus::Timeout);
+    let broker = ScriptedBroker::start(|n, pkid| {
+        if n == 1 || n == 102 {
+            vec![]
+        } else {
+            vec![pkid]
+        }
+    });
+    let messenger = build(&format!(
+        "host = \"127.0.0.1\"\nport = {}\ntimeout = \"1s\"",
+        broker.port
+    ))
+    .unwrap();
+    assert_eq!(
+        send(messenger.as_ref(), "message 1").status,
+        ResponseStatus::Timeout
+    );
     for i in 2..=100 {
         let response = send(messenger.as_ref(), &format!("message {i}"));
-        assert_eq!(response.status, ResponseStatus::Success, "message {i}: {:?}", response.content);
+        assert_eq!(
+            response.status,
+            ResponseStatus::Success,
+            "message {i}: {:?}",
+            response.content
+        );
     }
     let held = send(messenger.as_ref(), "message 101");
     assert_eq!(held.status, ResponseStatus::Timeout, "{:?}", held.content);
@@ -631,6 +928,15 @@ fn a_publish_sent_after_its_timeout_is_not_taken_for_the_next_message() {
     thread::sleep(Duration::from_millis(200));
     broker.ack(1);
     let last = sender.join().unwrap();
-    assert_eq!((broker.next_publish(), broker.next_publish()), (1, 2), "101 went out as packet 1, 102 as packet 2");
-    assert_ne!(last.status, ResponseStatus::Success, "101's ack is not 102's: {:?}", last.content);
+    assert_eq!(
+        (broker.next_publish(), broker.next_publish()),
+        (1, 2),
+        "101 went out as packet 1, 102 as packet 2"
+    );
+    assert_ne!(
+        last.status,
+        ResponseStatus::Success,
+        "101's ack is not 102's: {:?}",
+        last.content
+    );
 }

@@ -50,7 +50,12 @@ impl BenchSizes {
     pub fn scaled(factor: f64) -> Self {
         let d = BenchSizes::default();
         let scale = |n: usize| ((n as f64 * factor).round() as usize).max(1);
-        BenchSizes { recordings: scale(d.recordings), messages: scale(d.messages), lookups: scale(d.lookups), ..d }
+        BenchSizes {
+            recordings: scale(d.recordings),
+            messages: scale(d.messages),
+            lookups: scale(d.lookups),
+            ..d
+        }
     }
 }
 

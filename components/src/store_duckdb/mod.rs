@@ -371,14 +371,18 @@ fn open_read_only_connection(path: &Path, reading: Reading) -> Result<Connection
         reason,
     })?;
     schema::check_not_newer(found, path)?;
-    schema::read_older(&conn, found).map_err(|reason| StoreError::Open { path: path.to_owned(), reason })?;
+    schema::read_older(&conn, found).map_err(|reason| StoreError::Open {
+        path: path.to_owned(),
+        reason,
+    })?;
     if reading == Reading::Sandboxed {
         // Last, after the session settings above: from here on no `SET` or `RESET`
         // changes any setting of this database instance.
-        conn.execute_batch("SET lock_configuration = true").map_err(|e| StoreError::Open {
-            path: path.to_owned(),
-            reason: format!("cannot lock the query sandbox's configuration: {e}"),
-        })?;
+        conn.execute_batch("SET lock_configuration = true")
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                reason: format!("cannot lock the query sandbox's configuration: {e}"),
+            })?;
     }
     Ok(conn)
 }

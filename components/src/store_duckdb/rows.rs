@@ -129,7 +129,8 @@ pub(super) fn path_text(path: &Path) -> Result<&str, StoreError> {
 /// and cannot bind it as a parameter (`COPY … TO`, `ATTACH`, `EXPORT`/`IMPORT DATABASE`);
 /// `None` for a path that is not UTF-8.
 pub(super) fn sql_path(path: &Path) -> Option<String> {
-    path.to_str().map(|text| format!("'{}'", text.replace('\'', "''")))
+    path.to_str()
+        .map(|text| format!("'{}'", text.replace('\'', "''")))
 }
 
 /// Binds `&[&dyn ToSql]` from owned parameters.

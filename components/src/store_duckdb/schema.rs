@@ -257,7 +257,9 @@ pub(super) fn read_older(conn: &Connection, found: i64) -> Result<(), String> {
     if found == 0 || found >= 5 {
         return Ok(());
     }
-    let database: String = conn.query_row("SELECT current_database()", [], |row| row.get(0)).map_err(|e| e.to_string())?;
+    let database: String = conn
+        .query_row("SELECT current_database()", [], |row| row.get(0))
+        .map_err(|e| e.to_string())?;
     conn.execute_batch(&format!(
         "CREATE TEMP VIEW recordings AS SELECT *, 0::UINTEGER AS gaps, 0::UBIGINT AS lost_frames FROM \"{}\".main.recordings",
         database.replace('"', "\"\"")

@@ -17,7 +17,9 @@ use acoupi_engine::data::{
 };
 use std::collections::HashMap;
 
-use acoupi_engine::store::{Activity, KeptFile, MessageStore, Rejection, StageRunRecord, Store, StoreResult, TagScore};
+use acoupi_engine::store::{
+    Activity, KeptFile, MessageStore, Rejection, StageRunRecord, Store, StoreResult, TagScore,
+};
 use chrono::{DateTime, Utc};
 use duckdb::types::ToSql;
 use duckdb::{Appender, Connection, params};
@@ -154,7 +156,11 @@ pub(super) enum IfStored {
 
 /// Adds the recording, and its deployment if missing (a stored deployment is left
 /// alone).
-pub(super) fn put_recording(conn: &Connection, recording: &Recording, if_stored: IfStored) -> StoreResult<()> {
+pub(super) fn put_recording(
+    conn: &Connection,
+    recording: &Recording,
+    if_stored: IfStored,
+) -> StoreResult<()> {
     let params = recording_params(recording)?;
     let [deployment, found] = stored(
         conn,
@@ -326,15 +332,27 @@ impl Store for DuckDbStore {
     }
 
     /// One transaction when `message_store` is this store (the station's case).
-    fn store_model_output_with_messages(&self, output: &ModelOutput, messages: &[Message], message_store: &dyn MessageStore) -> StoreResult<()> {
-        if !std::ptr::addr_eq(message_store as *const dyn MessageStore, self as *const Self) {
+    fn store_model_output_with_messages(
+        &self,
+        output: &ModelOutput,
+        messages: &[Message],
+        message_store: &dyn MessageStore,
+    ) -> StoreResult<()> {
+        if !std::ptr::addr_eq(
+            message_store as *const dyn MessageStore,
+            self as *const Self,
+        ) {
             self.store_model_output(output)?;
-            return messages.iter().try_for_each(|message| message_store.store_message(message));
+            return messages
+                .iter()
+                .try_for_each(|message| message_store.store_message(message));
         }
         in_transaction(&mut self.connection(), |conn| {
             put_recording(conn, &output.recording, IfStored::Keep)?;
             insert_model_output(conn, output)?;
-            messages.iter().try_for_each(|message| add_message_if_missing(conn, message))
+            messages
+                .iter()
+                .try_for_each(|message| add_message_if_missing(conn, message))
         })
     }
 
@@ -433,10 +451,21 @@ impl Store for DuckDbStore {
 
     fn store_stage_run(&self, run: &StageRunRecord) -> StoreResult<()> {
         in_transaction(&mut self.connection(), |conn| {
-            append(conn, "stage_runs", &["stage", "kind", "started_on", "finished_on", "outcome"], |appender| {
-                appender.append_row(params![run.stage, run.kind, SqlTime(run.started_on), SqlTime(run.finished_on), run.outcome])?;
-                Ok(())
-            })
+            append(
+                conn,
+                "stage_runs",
+                &["stage", "kind", "started_on", "finished_on", "outcome"],
+                |appender| {
+                    appender.append_row(params![
+                        run.stage,
+                        run.kind,
+                        SqlTime(run.started_on),
+                        SqlTime(run.finished_on),
+                        run.outcome
+                    ])?;
+                    Ok(())
+                },
+            )
         })
     }
 
@@ -445,12 +474,17 @@ impl Store for DuckDbStore {
         let count = |sql: &str, with_since: bool| -> StoreResult<u64> {
             let since = SqlTime(since);
             let params: &[&dyn ToSql] = if with_since { &[&since] } else { &[] };
-            let n: i64 = conn.query_row(sql, params, |row| row.get(0)).map_err(|e| StoreError::Database(e.to_string()))?;
+            let n: i64 = conn
+                .query_row(sql, params, |row| row.get(0))
+                .map_err(|e| StoreError::Database(e.to_string()))?;
             Ok(u64::try_from(n).unwrap_or(0))
         };
         Ok(Activity {
             recordings: count("SELECT count(*) FROM recordings WHERE created_on > ?", true)?,
-            model_outputs: count("SELECT count(*) FROM model_outputs WHERE created_on > ?", true)?,
+            model_outputs: count(
+                "SELECT count(*) FROM model_outputs WHERE created_on > ?",
+                true,
+            )?,
             detections: count(
                 "SELECT count(*) FROM detections d JOIN model_outputs mo ON d.model_output_id = mo.id WHERE mo.created_on > ?",
                 true,
@@ -495,9 +529,17 @@ impl Store for DuckDbStore {
                 continue;
             }
             if kept.last().is_none_or(|k| k.recording_id != id) {
-                kept.push(KeptFile { recording_id: id, path, created_on, best_score: None, tags: Vec::new() });
+                kept.push(KeptFile {
+                    recording_id: id,
+                    path,
+                    created_on,
+                    best_score: None,
+                    tags: Vec::new(),
+                });
             }
-            let Some(file) = kept.last_mut() else { continue };
+            let Some(file) = kept.last_mut() else {
+                continue;
+            };
             let Some(detection) = detection else { continue };
             file.best_score = Some(file.best_score.map_or(detection, |b| b.max(detection)));
             if let (Some(key), Some(value), Some(confidence)) = (key, value, confidence) {
@@ -505,7 +547,11 @@ impl Store for DuckDbStore {
                     continue;
                 }
                 let score = detection.min(confidence);
-                match file.tags.iter_mut().find(|t| t.key == key && t.value == value) {
+                match file
+                    .tags
+                    .iter_mut()
+                    .find(|t| t.key == key && t.value == value)
+                {
                     Some(tag) => tag.score = tag.score.max(score),
                     None => file.tags.push(TagScore { key, value, score }),
                 }
@@ -581,7 +627,11 @@ impl MessageStore for DuckDbStore {
             return Ok(HashMap::new());
         }
         // Uuids print as hex and dashes only: safe to inline.
-        let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+        let list = ids
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "SELECT message_id::VARCHAR, count(*) FILTER (WHERE status = {failed}), max(received_on) \
              FROM responses WHERE message_id IN ({list}) \
@@ -591,13 +641,26 @@ impl MessageStore for DuckDbStore {
         let conn = self.connection();
         let mut statement = conn.prepare(&sql).map_err(database)?;
         let rows = statement
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, SqlTime>(2)?)))
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, SqlTime>(2)?,
+                ))
+            })
             .map_err(database)?;
         let mut rejections = HashMap::new();
         for row in rows {
             let (id, count, last) = row.map_err(database)?;
-            let id = Uuid::parse_str(&id).map_err(|e| StoreError::Invalid(format!("message id `{id}`: {e}")))?;
-            rejections.insert(id, Rejection { count: u32::try_from(count).unwrap_or(u32::MAX), last: last.0 });
+            let id = Uuid::parse_str(&id)
+                .map_err(|e| StoreError::Invalid(format!("message id `{id}`: {e}")))?;
+            rejections.insert(
+                id,
+                Rejection {
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                    last: last.0,
+                },
+            );
         }
         Ok(rejections)
     }

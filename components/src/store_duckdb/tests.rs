@@ -687,7 +687,10 @@ fn a_version_1_file_is_upgraded_and_keeps_its_data() {
 
     let store = DuckDbStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), CURRENT_VERSION);
-    assert_eq!(count(&store, "SELECT count(*) FROM schema_version"), CURRENT_VERSION);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM schema_version"),
+        CURRENT_VERSION
+    );
     let found = store
         .get_recordings_by_path(&[PathBuf::from("/old/rec.wav")])
         .unwrap();
@@ -725,11 +728,20 @@ fn a_version_1_file_is_upgraded_and_keeps_its_data() {
         outcome: "recorded 1".into(),
     };
     store.store_stage_run(&run).unwrap();
-    assert_eq!(count(&store, "SELECT count(*) FROM stage_runs WHERE stage = 'record' AND outcome = 'recorded 1' AND finished_on = TIMESTAMPTZ '2026-05-01 06:00:03+00'"), 1);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM stage_runs WHERE stage = 'record' AND outcome = 'recorded 1' AND finished_on = TIMESTAMPTZ '2026-05-01 06:00:03+00'"
+        ),
+        1
+    );
     drop(store);
     // Opening again runs nothing more.
     let store = DuckDbStore::open(&path).unwrap();
-    assert_eq!(count(&store, "SELECT count(*) FROM schema_version"), CURRENT_VERSION);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM schema_version"),
+        CURRENT_VERSION
+    );
 }
 
 #[test]
@@ -739,14 +751,19 @@ fn a_newer_file_is_refused() {
     drop(DuckDbStore::open(&path).unwrap());
     {
         let conn = duckdb::Connection::open(&path).unwrap();
-        conn.execute("INSERT INTO schema_version VALUES (?, now())", [CURRENT_VERSION + 1])
-            .unwrap();
+        conn.execute(
+            "INSERT INTO schema_version VALUES (?, now())",
+            [CURRENT_VERSION + 1],
+        )
+        .unwrap();
     }
     for result in [DuckDbStore::open(&path), DuckDbStore::open_read_only(&path)] {
         match result {
-            Err(StoreError::NewerSchema { found, supported, path: p })
-                if found == CURRENT_VERSION + 1 && supported == CURRENT_VERSION =>
-            {
+            Err(StoreError::NewerSchema {
+                found,
+                supported,
+                path: p,
+            }) if found == CURRENT_VERSION + 1 && supported == CURRENT_VERSION => {
                 assert_eq!(p, path)
             }
             other => panic!("expected NewerSchema, got {other:?}"),
@@ -1131,13 +1148,37 @@ fn query_refuses_what_is_not_one_read_statement_and_touches_nothing() {
             || message.contains("Permission");
         assert!(refused, "{sql}: {message}");
     }
-    let stmts = query(&path, "SELECT 1; SELECT 2", QueryFormat::Csv, &mut Vec::new());
+    let stmts = query(
+        &path,
+        "SELECT 1; SELECT 2",
+        QueryFormat::Csv,
+        &mut Vec::new(),
+    );
     assert!(stmts.unwrap_err().to_string().contains("2 statements"));
-    let delete = query(&path, "DELETE FROM recordings", QueryFormat::Csv, &mut Vec::new());
-    assert!(delete.unwrap_err().to_string().contains("`DELETE` is not one of them"));
-    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "nothing written");
+    let delete = query(
+        &path,
+        "DELETE FROM recordings",
+        QueryFormat::Csv,
+        &mut Vec::new(),
+    );
+    assert!(
+        delete
+            .unwrap_err()
+            .to_string()
+            .contains("`DELETE` is not one of them")
+    );
     assert_eq!(
-        run_query(&path, "SELECT count(*) AS n FROM recordings", QueryFormat::Csv).1,
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    assert_eq!(
+        run_query(
+            &path,
+            "SELECT count(*) AS n FROM recordings",
+            QueryFormat::Csv
+        )
+        .1,
         "n\n2\n"
     );
 }
@@ -1161,11 +1202,18 @@ fn the_query_sandbox_refuses_files_extensions_and_settings_by_itself() {
         "SET lock_configuration = false".to_owned(),
         "RESET enable_external_access".to_owned(),
     ] {
-        assert!(conn.execute_batch(&sql).is_err(), "{sql} ran in the sandbox");
+        assert!(
+            conn.execute_batch(&sql).is_err(),
+            "{sql} ran in the sandbox"
+        );
     }
     assert!(!file.exists());
     let locked: String = conn
-        .query_row("SELECT current_setting('lock_configuration')::VARCHAR", [], |r| r.get(0))
+        .query_row(
+            "SELECT current_setting('lock_configuration')::VARCHAR",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(locked, "true");
 }
@@ -1530,7 +1578,12 @@ fn full_benchmark() {
 #[test]
 fn rejections_count_failed_responses_of_messages_whose_latest_answer_is_failed() {
     let (_dir, store) = fresh();
-    let (rejected, recovered, erroring, fresh_message) = (Message::new("r"), Message::new("ok"), Message::new("e"), Message::new("n"));
+    let (rejected, recovered, erroring, fresh_message) = (
+        Message::new("r"),
+        Message::new("ok"),
+        Message::new("e"),
+        Message::new("n"),
+    );
     for message in [&rejected, &recovered, &erroring, &fresh_message] {
         store.store_message(message).unwrap();
     }
@@ -1548,7 +1601,13 @@ fn rejections_count_failed_responses_of_messages_whose_latest_answer_is_failed()
     let ids = [rejected.id, recovered.id, erroring.id, fresh_message.id];
     let rejections = store.get_rejections(&ids).unwrap();
     assert_eq!(rejections.len(), 1, "{rejections:?}");
-    assert_eq!(rejections[&rejected.id], Rejection { count: 2, last: at("2026-05-01T06:02:00Z") });
+    assert_eq!(
+        rejections[&rejected.id],
+        Rejection {
+            count: 2,
+            last: at("2026-05-01T06:02:00Z")
+        }
+    );
     assert!(store.get_rejections(&[]).unwrap().is_empty());
 }
 
@@ -1568,24 +1627,53 @@ fn kept_files_under_a_root_with_their_best_scores() {
     store.update_recording_path(&deleted, None).unwrap();
     // Two outputs: blackbird best 0.9 by tag but 0.8125 by its detection; a second
     // detection scores 0.7 with tag 0.95 (min 0.7); a privacy marker is left out.
-    store.store_model_output(&output(&kept, "2026-06-02T05:00:10Z")).unwrap();
+    store
+        .store_model_output(&output(&kept, "2026-06-02T05:00:10Z"))
+        .unwrap();
     let second = ModelOutput::new(
         "other",
         kept.clone(),
         vec![
-            Detection::new(PredictionType::Event).with_score(0.7).unwrap().with_tag(tag("species", "Turdus merula – Amsel", 0.95)),
-            Detection::new(PredictionType::Event).with_score(0.99).unwrap().with_tag(tag(PRIVACY_TAG_KEY, "human", 0.99)),
+            Detection::new(PredictionType::Event)
+                .with_score(0.7)
+                .unwrap()
+                .with_tag(tag("species", "Turdus merula – Amsel", 0.95)),
+            Detection::new(PredictionType::Event)
+                .with_score(0.99)
+                .unwrap()
+                .with_tag(tag(PRIVACY_TAG_KEY, "human", 0.99)),
         ],
     );
     store.store_model_output(&second).unwrap();
     let files = store.get_kept_files(Path::new("/rec")).unwrap();
-    let silent_file = KeptFile { recording_id: silent.id, path: PathBuf::from("/rec/b.wav"), created_on: silent.created_on, best_score: None, tags: vec![] };
+    let silent_file = KeptFile {
+        recording_id: silent.id,
+        path: PathBuf::from("/rec/b.wav"),
+        created_on: silent.created_on,
+        best_score: None,
+        tags: vec![],
+    };
     assert_eq!(files.len(), 2, "not /records, not a deleted one: {files:?}");
     assert_eq!(files[0], silent_file, "oldest first");
     let a = &files[1];
-    assert_eq!((a.recording_id, a.best_score), (kept.id, Some(1.0)), "the untagged-score sequence detection is certain");
-    let blackbird = a.tags.iter().find(|t| t.value == "Turdus merula – Amsel").unwrap();
-    assert_eq!(blackbird, &TagScore { key: "species".into(), value: "Turdus merula – Amsel".into(), score: 0.8125 });
+    assert_eq!(
+        (a.recording_id, a.best_score),
+        (kept.id, Some(1.0)),
+        "the untagged-score sequence detection is certain"
+    );
+    let blackbird = a
+        .tags
+        .iter()
+        .find(|t| t.value == "Turdus merula – Amsel")
+        .unwrap();
+    assert_eq!(
+        blackbird,
+        &TagScore {
+            key: "species".into(),
+            value: "Turdus merula – Amsel".into(),
+            score: 0.8125
+        }
+    );
     assert!(a.tags.iter().all(|t| t.key != PRIVACY_TAG_KEY));
 }
 
@@ -1595,20 +1683,41 @@ fn an_output_and_its_messages_are_stored_together_or_not_at_all() {
     let d = deployment("site", "2026-06-01T00:00:00Z");
     let r = recording(&d, "/tmp/a.wav", "2026-06-01T05:00:00Z");
     let first = output(&r, "2026-06-01T05:00:01Z");
-    let (m1, m2) = (message("one", "2026-06-01T05:00:02Z"), message("two", "2026-06-01T05:00:02Z"));
-    store.store_model_output_with_messages(&first, &[m1.clone(), m2.clone()], &store).unwrap();
+    let (m1, m2) = (
+        message("one", "2026-06-01T05:00:02Z"),
+        message("two", "2026-06-01T05:00:02Z"),
+    );
+    store
+        .store_model_output_with_messages(&first, &[m1.clone(), m2.clone()], &store)
+        .unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM model_outputs"), 1);
     assert_eq!(count(&store, "SELECT count(*) FROM messages"), 2);
     // The same output again fails on its id: the new message must not be stored either.
     let m3 = message("three", "2026-06-01T05:00:03Z");
-    assert!(store.store_model_output_with_messages(&first, std::slice::from_ref(&m3), &store).is_err());
-    assert_eq!(count(&store, "SELECT count(*) FROM messages"), 2, "nothing of the failed transaction stays");
+    assert!(
+        store
+            .store_model_output_with_messages(&first, std::slice::from_ref(&m3), &store)
+            .is_err()
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM messages"),
+        2,
+        "nothing of the failed transaction stays"
+    );
     // Another message store gets the messages; this one the output.
     let (_other_dir, other) = fresh();
     let second = output(&r, "2026-06-01T05:00:04Z");
-    store.store_model_output_with_messages(&second, std::slice::from_ref(&m3), &other).unwrap();
+    store
+        .store_model_output_with_messages(&second, std::slice::from_ref(&m3), &other)
+        .unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM model_outputs"), 2);
-    assert_eq!((count(&store, "SELECT count(*) FROM messages"), count(&other, "SELECT count(*) FROM messages")), (2, 1));
+    assert_eq!(
+        (
+            count(&store, "SELECT count(*) FROM messages"),
+            count(&other, "SELECT count(*) FROM messages")
+        ),
+        (2, 1)
+    );
 }
 
 #[test]
@@ -1619,12 +1728,23 @@ fn a_recordings_gaps_are_stored_updated_and_read_back() {
     (r.gaps, r.lost_frames) = (2, 4_800);
     store.store_recording(&r).unwrap();
     assert_eq!(store.get_recordings(&[r.id]).unwrap(), vec![r.clone()]);
-    assert_eq!(count(&store, "SELECT count(*) FROM recordings WHERE gaps = 2 AND lost_frames = 4800"), 1);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM recordings WHERE gaps = 2 AND lost_frames = 4800"
+        ),
+        1
+    );
     // An update (e.g. after a restart found more) replaces them; a clean recording reads 0.
     r.gaps = 3;
     store.store_recording(&r).unwrap();
     let clean = recording(&d, "/tmp/clean.wav", "2026-05-01T21:00:03Z");
     store.store_recording(&clean).unwrap();
     let back = store.get_recordings(&[r.id, clean.id]).unwrap();
-    assert_eq!(back.iter().map(|x| (x.gaps, x.lost_frames)).collect::<Vec<_>>(), [(3, 4_800), (0, 0)]);
+    assert_eq!(
+        back.iter()
+            .map(|x| (x.gaps, x.lost_frames))
+            .collect::<Vec<_>>(),
+        [(3, 4_800), (0, 0)]
+    );
 }

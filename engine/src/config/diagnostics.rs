@@ -106,8 +106,17 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(code: Code, span: impl Into<Option<Range<usize>>>, message: impl Into<String>) -> Self {
-        Problem { code, message: message.into(), span: span.into(), help: None }
+    pub fn new(
+        code: Code,
+        span: impl Into<Option<Range<usize>>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Problem {
+            code,
+            message: message.into(),
+            span: span.into(),
+            help: None,
+        }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -154,7 +163,12 @@ pub struct KeyProblem {
 
 impl KeyProblem {
     pub fn new(key: &[&str], code: Code, message: impl Into<String>) -> Self {
-        KeyProblem { key: key.iter().map(|k| k.to_string()).collect(), code, message: message.into(), help: None }
+        KeyProblem {
+            key: key.iter().map(|k| k.to_string()).collect(),
+            code,
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -164,17 +178,28 @@ impl KeyProblem {
 }
 
 /// Suggests the closest candidate to a misspelt name, if one is close enough.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }
 
 /// A "did you mean" hint, or a list of what is allowed when nothing is close.
-pub fn suggestion<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str> + Clone) -> Option<String> {
+pub fn suggestion<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str> + Clone,
+) -> Option<String> {
     match did_you_mean(name, candidates.clone()) {
         Some(close) => Some(format!("did you mean `{close}`?")),
         None => {
@@ -230,7 +255,13 @@ impl PipelineErrors {
 impl fmt::Display for PipelineErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for problem in &self.problems {
-            writeln!(f, "{}: error[{}]: {}", self.location(problem), problem.code, problem.message)?;
+            writeln!(
+                f,
+                "{}: error[{}]: {}",
+                self.location(problem),
+                problem.code,
+                problem.message
+            )?;
             if let Some(help) = &problem.help {
                 writeln!(f, "  help: {help}")?;
             }
@@ -262,15 +293,23 @@ impl miette::Diagnostic for ProblemReport {
         Some(Box::new(self.problem.code))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.problem.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.problem
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.problem.span.as_ref().map(|_| &self.source as &dyn SourceCode)
+        self.problem
+            .span
+            .as_ref()
+            .map(|_| &self.source as &dyn SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let span = self.problem.span.clone()?;
         let len = span.end.saturating_sub(span.start).max(1);
-        Some(Box::new(std::iter::once(LabeledSpan::new_primary_with_span(None, (span.start, len)))))
+        Some(Box::new(std::iter::once(
+            LabeledSpan::new_primary_with_span(None, (span.start, len)),
+        )))
     }
 }
 
@@ -285,7 +324,10 @@ pub struct ReadError {
 
 impl ReadError {
     pub fn new(path: &Path, source: std::io::Error) -> Self {
-        ReadError { path: path.to_path_buf(), source }
+        ReadError {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -304,15 +346,24 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("model.birdnett", ["model.birdnet", "recorder.replay"]), Some("model.birdnet"));
+        assert_eq!(
+            did_you_mean("model.birdnett", ["model.birdnet", "recorder.replay"]),
+            Some("model.birdnet")
+        );
         assert_eq!(did_you_mean("zzz", ["model.birdnet"]), None);
-        assert_eq!(suggestion("q", ["a", "b"]).as_deref(), Some("expected one of `a`, `b`"));
+        assert_eq!(
+            suggestion("q", ["a", "b"]).as_deref(),
+            Some("expected one of `a`, `b`")
+        );
     }
 
     #[test]
     fn tagged_messages_round_trip() {
         let tagged = Code::OutOfRange.tag("too big");
-        assert_eq!(Code::split(&tagged), (Code::OutOfRange, "too big".to_string()));
+        assert_eq!(
+            Code::split(&tagged),
+            (Code::OutOfRange, "too big".to_string())
+        );
         assert_eq!(Code::split("missing field `x`").0, Code::MissingKey);
     }
 }

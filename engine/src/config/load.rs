@@ -15,8 +15,9 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::diagnostics::{Code, PipelineErrors, Problem, ReadError, suggestion};
 use super::pipeline::{
-    DetectionStage, DeviceSection, HeartbeatStage, ManagementStage, MessagingStage, PathsSection, RetentionSection,
-    RecordingStage, RefTarget, Schedule, StageKind, StageSpec, StoreSection, SummaryStage,
+    DetectionStage, DeviceSection, HeartbeatStage, ManagementStage, MessagingStage, PathsSection,
+    RecordingStage, RefTarget, RetentionSection, Schedule, StageKind, StageSpec, StoreSection,
+    SummaryStage,
 };
 use super::values::{CronExpr, Located};
 use super::{DeploymentSection, Settings};
@@ -84,7 +85,11 @@ impl Pipeline {
                 format!("{} ({}, {trigger})", stage.name, stage.spec.kind())
             })
             .collect();
-        let named = self.components.iter().filter(|c| !c.name.contains('.')).count();
+        let named = self
+            .components
+            .iter()
+            .filter(|c| !c.name.contains('.'))
+            .count();
         format!(
             "{} stage{}: {}; {} component{} ({} inline)",
             self.stages.len(),
@@ -116,12 +121,18 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Pipeline, LoadError> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| ReadError::new(path, e))?;
     let mut bytes = Vec::new();
-    file.take(MAX_PIPELINE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| ReadError::new(path, e))?;
+    file.take(MAX_PIPELINE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::new(path, e))?;
     if bytes.len() > MAX_PIPELINE_BYTES {
         return Err(LoadError::Invalid(too_large(path)));
     }
-    let source = String::from_utf8(bytes)
-        .map_err(|e| ReadError::new(path, std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    let source = String::from_utf8(bytes).map_err(|e| {
+        ReadError::new(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })?;
     load_str(path, &source, registry).map_err(LoadError::Invalid)
 }
 
@@ -136,16 +147,28 @@ fn too_large(path: &Path) -> PipelineErrors {
         ),
     )
     .with_help("check that the path names the pipeline file");
-    PipelineErrors { path: path.to_path_buf(), source: Arc::from(""), problems: vec![problem] }
+    PipelineErrors {
+        path: path.to_path_buf(),
+        source: Arc::from(""),
+        problems: vec![problem],
+    }
 }
 
 /// Validates pipeline text; `path` names the file in messages and anchors relative paths.
 /// Text longer than [`MAX_PIPELINE_BYTES`] is refused unparsed (`file-too-large`).
-pub fn load_str(path: &Path, source: &str, registry: &Registry) -> Result<Pipeline, PipelineErrors> {
+pub fn load_str(
+    path: &Path,
+    source: &str,
+    registry: &Registry,
+) -> Result<Pipeline, PipelineErrors> {
     if source.len() > MAX_PIPELINE_BYTES {
         return Err(too_large(path));
     }
-    let mut loader = Loader { registry, problems: Vec::new(), components: Vec::new() };
+    let mut loader = Loader {
+        registry,
+        problems: Vec::new(),
+        components: Vec::new(),
+    };
     let pipeline = loader.load(path, source);
     match pipeline {
         Some(pipeline) if loader.problems.is_empty() => Ok(pipeline),
@@ -153,12 +176,24 @@ pub fn load_str(path: &Path, source: &str, registry: &Registry) -> Result<Pipeli
             let mut problems = loader.problems;
             problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
             problems.dedup();
-            Err(PipelineErrors { path: path.to_path_buf(), source: Arc::from(source), problems })
+            Err(PipelineErrors {
+                path: path.to_path_buf(),
+                source: Arc::from(source),
+                problems,
+            })
         }
     }
 }
 
-const TOP_LEVEL: [&str; 7] = ["deployment", "store", "paths", "device", "retention", "components", "stages"];
+const TOP_LEVEL: [&str; 7] = [
+    "deployment",
+    "store",
+    "paths",
+    "device",
+    "retention",
+    "components",
+    "stages",
+];
 
 struct Loader<'r> {
     registry: &'r Registry,
@@ -196,8 +231,12 @@ impl Loader<'_> {
             Some(value) => self.section(value),
             None => {
                 self.problem(
-                    Problem::new(Code::MissingKey, 0..0, "the pipeline has no [deployment] table")
-                        .with_help("add [deployment] with at least `name = \"...\"`"),
+                    Problem::new(
+                        Code::MissingKey,
+                        0..0,
+                        "the pipeline has no [deployment] table",
+                    )
+                    .with_help("add [deployment] with at least `name = \"...\"`"),
                 );
                 None
             }
@@ -208,25 +247,40 @@ impl Loader<'_> {
                 d.longitude.as_ref().map(Located::span),
             ) {
                 self.problem(
-                    Problem::new(Code::InvalidValue, lat, "latitude and longitude must be given together")
-                        .with_help("give both, or neither"),
+                    Problem::new(
+                        Code::InvalidValue,
+                        lat,
+                        "latitude and longitude must be given together",
+                    )
+                    .with_help("give both, or neither"),
                 );
             }
         }
-        let store: Option<StoreSection> = root.get("store").map_or(Some(StoreSection::default()), |v| self.section(v));
-        let paths: Option<PathsSection> = root.get("paths").map_or(Some(PathsSection::default()), |v| self.section(v));
+        let store: Option<StoreSection> = root
+            .get("store")
+            .map_or(Some(StoreSection::default()), |v| self.section(v));
+        let paths: Option<PathsSection> = root
+            .get("paths")
+            .map_or(Some(PathsSection::default()), |v| self.section(v));
         // Where a problem with the folders points: `temp`, else the `[paths]` table.
         let paths_span = root.get("paths").map(|v| match v.get_ref() {
             DeValue::Table(table) => table.get("temp").map_or(v.span(), |temp| temp.span()),
             _ => v.span(),
         });
-        let device: Option<DeviceSection> = root.get("device").map_or(Some(DeviceSection::default()), |v| self.section(v));
-        let retention: Option<Option<RetentionSection>> = root.get("retention").map_or(Some(None), |v| self.section(v).map(Some));
+        let device: Option<DeviceSection> = root
+            .get("device")
+            .map_or(Some(DeviceSection::default()), |v| self.section(v));
+        let retention: Option<Option<RetentionSection>> = root
+            .get("retention")
+            .map_or(Some(None), |v| self.section(v).map(Some));
 
         // Components that failed to parse are `None`: their problems are already reported,
         // so references to them are not reported again.
         let mut names: HashMap<String, Option<usize>> = HashMap::new();
-        if let Some(table) = root.get("components").and_then(|v| self.table(v, "[components]")) {
+        if let Some(table) = root
+            .get("components")
+            .and_then(|v| self.table(v, "[components]"))
+        {
             for (key, value) in table.iter() {
                 let name = key.get_ref().to_string();
                 let id = self.component(&name, key.span(), value).map(|instance| {
@@ -253,8 +307,9 @@ impl Loader<'_> {
         pending.sort_by_key(|s| s.name_span.start);
         if pending.is_empty() && root.get("stages").is_none() {
             self.problem(
-                Problem::new(Code::MissingKey, 0..0, "the pipeline has no [stages]")
-                    .with_help("add at least one stage, e.g. [stages.record] with kind = \"recording\""),
+                Problem::new(Code::MissingKey, 0..0, "the pipeline has no [stages]").with_help(
+                    "add at least one stage, e.g. [stages.record] with kind = \"recording\"",
+                ),
             );
         }
 
@@ -264,17 +319,12 @@ impl Loader<'_> {
         let triggers = self.triggers(&pending, &broken);
 
         let deployment = deployment?;
-        let settings = Settings::new(
-            path,
-            deployment,
-            store?,
-            paths?,
-            device?,
-            retention?,
-        );
+        let settings = Settings::new(path, deployment, store?, paths?, device?, retention?);
         // Retention and recovery treat everything under the recordings folder as kept:
         // recordings still waiting for their models there would be taken for kept ones.
-        if settings.temp_dir.starts_with(&settings.recordings_dir) || settings.recordings_dir.starts_with(&settings.temp_dir) {
+        if settings.temp_dir.starts_with(&settings.recordings_dir)
+            || settings.recordings_dir.starts_with(&settings.temp_dir)
+        {
             self.problem(
                 Problem::new(
                     Code::InvalidValue,
@@ -291,7 +341,13 @@ impl Loader<'_> {
         let stages = pending
             .into_iter()
             .zip(triggers)
-            .map(|(p, trigger)| trigger.map(|trigger| Stage { name: p.name, spec: p.spec, trigger }))
+            .map(|(p, trigger)| {
+                trigger.map(|trigger| Stage {
+                    name: p.name,
+                    spec: p.spec,
+                    trigger,
+                })
+            })
             .collect::<Option<Vec<_>>>()?;
         Some(Pipeline {
             path: path.to_path_buf(),
@@ -316,13 +372,21 @@ impl Loader<'_> {
                 continue;
             }
             let name = source.get(span.clone()).unwrap_or("").trim_matches('"');
-            let line_start = source[..span.start.min(source.len())].rfind('\n').map_or(0, |i| i + 1);
+            let line_start = source[..span.start.min(source.len())]
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
             if source[line_start..].starts_with('[') {
-                duplicate_section_end = source[span.end..].find("\n[").map_or(source.len(), |i| span.end + i);
+                duplicate_section_end = source[span.end..]
+                    .find("\n[")
+                    .map_or(source.len(), |i| span.end + i);
             }
             self.problem(
-                Problem::new(Code::DuplicateName, span, format!("`{name}` is defined twice"))
-                    .with_help("each table and key may appear once; rename or merge them"),
+                Problem::new(
+                    Code::DuplicateName,
+                    span,
+                    format!("`{name}` is defined twice"),
+                )
+                .with_help("each table and key may appear once; rename or merge them"),
             );
         }
     }
@@ -335,12 +399,20 @@ impl Loader<'_> {
     ) {
         let name = key.get_ref();
         self.problem(
-            Problem::new(Code::UnknownKey, key.span(), format!("unknown key `{name}` {place}"))
-                .with_help_opt(suggestion(name, allowed)),
+            Problem::new(
+                Code::UnknownKey,
+                key.span(),
+                format!("unknown key `{name}` {place}"),
+            )
+            .with_help_opt(suggestion(name, allowed)),
         );
     }
 
-    fn table<'a, 'i>(&mut self, value: &'a Spanned<DeValue<'i>>, what: &str) -> Option<&'a DeTable<'i>> {
+    fn table<'a, 'i>(
+        &mut self,
+        value: &'a Spanned<DeValue<'i>>,
+        what: &str,
+    ) -> Option<&'a DeTable<'i>> {
         match value.get_ref() {
             DeValue::Table(table) => Some(table),
             other => {
@@ -355,8 +427,13 @@ impl Loader<'_> {
     }
 
     /// Deserialises a top-level section, reporting its problems.
-    fn section<T: serde::de::DeserializeOwned + JsonSchema>(&mut self, value: &Spanned<DeValue<'_>>) -> Option<T> {
-        self.deserialize_with(value.clone(), &property_names::<T>(), "", |v| T::deserialize(v))
+    fn section<T: serde::de::DeserializeOwned + JsonSchema>(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<T> {
+        self.deserialize_with(value.clone(), &property_names::<T>(), "", |v| {
+            T::deserialize(v)
+        })
     }
 
     /// Removes the discriminating key (`type` or `kind`) and returns its string value.
@@ -369,47 +446,78 @@ impl Loader<'_> {
     ) -> Option<(String, Range<usize>, Spanned<DeValue<'i>>)> {
         let table = self.table(value, owner)?;
         let Some(tag_value) = table.get(tag) else {
-            self.problem(Problem::new(Code::MissingKey, owner_span, format!("{owner} has no `{tag}`")));
+            self.problem(Problem::new(
+                Code::MissingKey,
+                owner_span,
+                format!("{owner} has no `{tag}`"),
+            ));
             return None;
         };
         let Some(text) = tag_value.get_ref().as_str() else {
             self.problem(Problem::new(
                 Code::TypeMismatch,
                 tag_value.span(),
-                format!("`{tag}` must be a string, found {}", tag_value.get_ref().type_str()),
+                format!(
+                    "`{tag}` must be a string, found {}",
+                    tag_value.get_ref().type_str()
+                ),
             ));
             return None;
         };
         let mut rest = table.clone();
         rest.remove(tag);
-        Some((text.to_string(), tag_value.span(), Spanned::new(value.span(), DeValue::Table(rest))))
+        Some((
+            text.to_string(),
+            tag_value.span(),
+            Spanned::new(value.span(), DeValue::Table(rest)),
+        ))
     }
 
     /// Parses a component table (named or inline).
-    fn component(&mut self, name: &str, name_span: Range<usize>, value: &Spanned<DeValue<'_>>) -> Option<ComponentInstance> {
+    fn component(
+        &mut self,
+        name: &str,
+        name_span: Range<usize>,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<ComponentInstance> {
         let owner = format!("component `{name}`");
         let (kind, kind_span, rest) = self.take_tag(value, "type", &owner, name_span)?;
         let Some(ty) = self.registry.get(&kind) else {
             self.problem(
-                Problem::new(Code::UnknownComponentType, kind_span, format!("unknown component type `{kind}`"))
-                    .with_help(match super::diagnostics::did_you_mean(&kind, self.registry.kinds()) {
+                Problem::new(
+                    Code::UnknownComponentType,
+                    kind_span,
+                    format!("unknown component type `{kind}`"),
+                )
+                .with_help(
+                    match super::diagnostics::did_you_mean(&kind, self.registry.kinds()) {
                         Some(close) => format!("did you mean `{close}`?"),
                         None => "run `acoupi components` to list the component types".to_string(),
-                    }),
+                    },
+                ),
             );
             return None;
         };
         let place = format!("in {owner} ({kind})");
-        let settings = self.deserialize_with(rest, &ty.parameter_names(), &place, |v| ty.parse(v))?;
+        let settings =
+            self.deserialize_with(rest, &ty.parameter_names(), &place, |v| ty.parse(v))?;
         let problems = settings.check();
         if !problems.is_empty() {
             for problem in problems {
                 let span = key_span(value, &problem.key).unwrap_or_else(|| value.span());
-                self.problem(Problem::new(problem.code, span, format!("{} {place}", problem.message)).with_help_opt(problem.help));
+                self.problem(
+                    Problem::new(problem.code, span, format!("{} {place}", problem.message))
+                        .with_help_opt(problem.help),
+                );
             }
             return None;
         }
-        Some(ComponentInstance { name: name.to_string(), kind: ty.kind, family: ty.family, settings })
+        Some(ComponentInstance {
+            name: name.to_string(),
+            kind: ty.kind,
+            family: ty.family,
+            settings,
+        })
     }
 
     /// Reports every key of `value` not in `allowed` (each with a did-you-mean), then
@@ -433,7 +541,9 @@ impl Loader<'_> {
                 }
             };
         }
-        let DeValue::Table(mut table) = value.into_inner() else { return None };
+        let DeValue::Table(mut table) = value.into_inner() else {
+            return None;
+        };
         let unknown: Vec<_> = table
             .iter()
             .filter(|(key, _)| !allowed.iter().any(|a| a == key.get_ref().as_ref()))
@@ -445,14 +555,24 @@ impl Loader<'_> {
         }
         let mut removed: Vec<String> = Vec::new();
         loop {
-            match parse(ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(table.clone())))) {
+            match parse(ValueDeserializer::from(Spanned::new(
+                span.clone(),
+                DeValue::Table(table.clone()),
+            ))) {
                 Ok(parsed) => return (unknown.is_empty() && removed.is_empty()).then_some(parsed),
                 Err(error) => {
                     let mut problem = Problem::from_toml(&error, span.clone());
-                    if !place.is_empty() && matches!(problem.code, Code::MissingKey | Code::TypeMismatch | Code::InvalidValue) {
+                    if !place.is_empty()
+                        && matches!(
+                            problem.code,
+                            Code::MissingKey | Code::TypeMismatch | Code::InvalidValue
+                        )
+                    {
                         problem.message = format!("{} {place}", problem.message);
                     }
-                    let consequence = removed.iter().any(|k| problem.message.contains(&format!("`{k}`")));
+                    let consequence = removed
+                        .iter()
+                        .any(|k| problem.message.contains(&format!("`{k}`")));
                     if !consequence {
                         self.problem(problem.clone());
                     }
@@ -473,19 +593,34 @@ impl Loader<'_> {
         }
     }
 
-    fn stage<'a, 'i>(&mut self, key: &Spanned<std::borrow::Cow<'i, str>>, value: &'a Spanned<DeValue<'i>>) -> Option<Pending<'a, 'i>> {
+    fn stage<'a, 'i>(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'i, str>>,
+        value: &'a Spanned<DeValue<'i>>,
+    ) -> Option<Pending<'a, 'i>> {
         let name = key.get_ref().to_string();
         let owner = format!("stage `{name}`");
         let (kind_text, kind_span, rest) = self.take_tag(value, "kind", &owner, key.span())?;
         let Some(kind) = StageKind::ALL.into_iter().find(|k| k.as_str() == kind_text) else {
             self.problem(
-                Problem::new(Code::UnknownStageKind, kind_span, format!("unknown stage kind `{kind_text}`"))
-                    .with_help_opt(suggestion(&kind_text, StageKind::ALL.map(StageKind::as_str))),
+                Problem::new(
+                    Code::UnknownStageKind,
+                    kind_span,
+                    format!("unknown stage kind `{kind_text}`"),
+                )
+                .with_help_opt(suggestion(
+                    &kind_text,
+                    StageKind::ALL.map(StageKind::as_str),
+                )),
             );
             return None;
         };
         for field in kind.required_lists() {
-            if let Some(list) = value.get_ref().get(*field).filter(|l| l.get_ref().as_array().is_some_and(|a| a.is_empty())) {
+            if let Some(list) = value
+                .get_ref()
+                .get(*field)
+                .filter(|l| l.get_ref().as_array().is_some_and(|a| a.is_empty()))
+            {
                 self.problem(Problem::new(
                     Code::EmptyList,
                     list.span(),
@@ -494,11 +629,22 @@ impl Loader<'_> {
             }
         }
         let allowed = stage_property_names(kind);
-        let spec = self.deserialize_with(rest, &allowed, &format!("in {owner} ({kind})"), |v| StageSpec::parse(kind, v))?;
-        Some(Pending { name, name_span: key.span(), raw: value, spec })
+        let spec = self.deserialize_with(rest, &allowed, &format!("in {owner} ({kind})"), |v| {
+            StageSpec::parse(kind, v)
+        })?;
+        Some(Pending {
+            name,
+            name_span: key.span(),
+            raw: value,
+            spec,
+        })
     }
 
-    fn resolve_refs(&mut self, stage: &mut Pending<'_, '_>, names: &HashMap<String, Option<usize>>) {
+    fn resolve_refs(
+        &mut self,
+        stage: &mut Pending<'_, '_>,
+        names: &HashMap<String, Option<usize>>,
+    ) {
         let raw = stage.raw;
         let mut seen: HashSet<(&'static str, String)> = HashSet::new();
         let mut inline_components = Vec::new();
@@ -509,26 +655,40 @@ impl Loader<'_> {
                         self.problem(Problem::new(
                             Code::DuplicateReference,
                             slot.core.span.clone(),
-                            format!("`{name}` is listed twice in `{}` of stage `{}`", slot.field, stage.name),
+                            format!(
+                                "`{name}` is listed twice in `{}` of stage `{}`",
+                                slot.field, stage.name
+                            ),
                         ));
                     }
                     match names.get(name) {
                         None => {
                             let same_family: Vec<&str> = names
                                 .iter()
-                                .filter(|(_, i)| i.is_some_and(|i| self.components[i].family == slot.family))
+                                .filter(|(_, i)| {
+                                    i.is_some_and(|i| self.components[i].family == slot.family)
+                                })
                                 .map(|(n, _)| n.as_str())
                                 .collect();
                             self.problem(
                                 Problem::new(
                                     Code::UndefinedReference,
                                     slot.core.span.clone(),
-                                    format!("no component named `{name}` (`{}` of stage `{}` takes {})", slot.field, stage.name, slot.family.with_article()),
+                                    format!(
+                                        "no component named `{name}` (`{}` of stage `{}` takes {})",
+                                        slot.field,
+                                        stage.name,
+                                        slot.family.with_article()
+                                    ),
                                 )
-                                .with_help(match suggestion(name, same_family.iter().copied()) {
-                                    Some(hint) => hint,
-                                    None => format!("define it in [components.{name}] or write it inline"),
-                                }),
+                                .with_help(
+                                    match suggestion(name, same_family.iter().copied()) {
+                                        Some(hint) => hint,
+                                        None => format!(
+                                            "define it in [components.{name}] or write it inline"
+                                        ),
+                                    },
+                                ),
                             );
                         }
                         Some(None) => {}
@@ -550,16 +710,25 @@ impl Loader<'_> {
                     }
                 }
                 RefTarget::Inline => {
-                    let Some(value) = find_by_span(raw, &slot.core.span) else { continue };
+                    let Some(value) = find_by_span(raw, &slot.core.span) else {
+                        continue;
+                    };
                     let name = format!("{}.{}", stage.name, slot.field);
-                    let Some(instance) = self.component(&name, slot.core.span.clone(), value) else { continue };
+                    let Some(instance) = self.component(&name, slot.core.span.clone(), value)
+                    else {
+                        continue;
+                    };
                     if instance.family != slot.family {
                         self.problem(Problem::new(
                             Code::WrongFamily,
                             slot.core.span.clone(),
                             format!(
                                 "inline component is {} ({}), but `{}` of stage `{}` takes {}",
-                                instance.family.with_article(), instance.kind, slot.field, stage.name, slot.family.with_article()
+                                instance.family.with_article(),
+                                instance.kind,
+                                slot.field,
+                                stage.name,
+                                slot.family.with_article()
                             ),
                         ));
                         continue;
@@ -574,16 +743,28 @@ impl Loader<'_> {
 
     /// Checks every stage's trigger; returns one per stage (None where it is invalid).
     /// `broken` names stages that exist but did not parse: following one is not reported.
-    fn triggers(&mut self, stages: &[Pending<'_, '_>], broken: &HashSet<String>) -> Vec<Option<Trigger>> {
-        let index: BTreeMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    fn triggers(
+        &mut self,
+        stages: &[Pending<'_, '_>],
+        broken: &HashSet<String>,
+    ) -> Vec<Option<Trigger>> {
+        let index: BTreeMap<&str, usize> = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
         let mut triggers = Vec::with_capacity(stages.len());
         for stage in stages {
             let kind = stage.spec.kind();
             let trigger = match (stage.spec.schedule(), stage.spec.after()) {
                 (Some(_), Some(after)) => {
                     self.problem(
-                        Problem::new(Code::TwoTriggers, after.span(), format!("stage `{}` has both `schedule` and `after`", stage.name))
-                            .with_help("a stage runs on exactly one trigger; remove one"),
+                        Problem::new(
+                            Code::TwoTriggers,
+                            after.span(),
+                            format!("stage `{}` has both `schedule` and `after`", stage.name),
+                        )
+                        .with_help("a stage runs on exactly one trigger; remove one"),
                     );
                     None
                 }
@@ -622,23 +803,35 @@ impl Loader<'_> {
         match (&s.every, &s.cron) {
             (Some(_), Some(cron)) => {
                 self.problem(
-                    Problem::new(Code::InvalidSchedule, cron.span(), "a schedule has either `every` or `cron`, not both")
-                        .with_help("remove one"),
+                    Problem::new(
+                        Code::InvalidSchedule,
+                        cron.span(),
+                        "a schedule has either `every` or `cron`, not both",
+                    )
+                    .with_help("remove one"),
                 );
                 None
             }
             (None, None) => {
                 self.problem(
-                    Problem::new(Code::InvalidSchedule, schedule.span(), "a schedule needs `every` or `cron`")
-                        .with_help("e.g. `schedule = { every = \"10s\" }`"),
+                    Problem::new(
+                        Code::InvalidSchedule,
+                        schedule.span(),
+                        "a schedule needs `every` or `cron`",
+                    )
+                    .with_help("e.g. `schedule = { every = \"10s\" }`"),
                 );
                 None
             }
             (None, Some(cron)) => {
                 if let Some(offset) = &s.offset {
                     self.problem(
-                        Problem::new(Code::InvalidSchedule, offset.span(), "`offset` applies to `every`, not to `cron`")
-                            .with_help("shift the cron expression instead"),
+                        Problem::new(
+                            Code::InvalidSchedule,
+                            offset.span(),
+                            "`offset` applies to `every`, not to `cron`",
+                        )
+                        .with_help("shift the cron expression instead"),
                     );
                     return None;
                 }
@@ -659,11 +852,16 @@ impl Loader<'_> {
                                 humantime::format_duration(every_value)
                             ),
                         )
-                        .with_help("the offset shifts runs within each interval: 0 <= offset < every"),
+                        .with_help(
+                            "the offset shifts runs within each interval: 0 <= offset < every",
+                        ),
                     );
                     return None;
                 }
-                Some(Trigger::Every { every: every_value, offset })
+                Some(Trigger::Every {
+                    every: every_value,
+                    offset,
+                })
             }
         }
     }
@@ -680,8 +878,14 @@ impl Loader<'_> {
         let upstream_name = after.get();
         if kind.may_follow().is_empty() {
             self.problem(
-                Problem::new(Code::IncompatibleAfter, after.span(), format!("a {kind} stage cannot run `after` another stage"))
-                    .with_help("use `schedule = { every = \"...\" }` or `schedule = { cron = \"...\" }`"),
+                Problem::new(
+                    Code::IncompatibleAfter,
+                    after.span(),
+                    format!("a {kind} stage cannot run `after` another stage"),
+                )
+                .with_help(
+                    "use `schedule = { every = \"...\" }` or `schedule = { cron = \"...\" }`",
+                ),
             );
             return None;
         }
@@ -691,8 +895,12 @@ impl Loader<'_> {
         }
         let Some(&upstream) = index.get(upstream_name.as_str()) else {
             self.problem(
-                Problem::new(Code::UndefinedStage, after.span(), format!("no stage named `{upstream_name}`"))
-                    .with_help_opt(suggestion(upstream_name, index.keys().copied())),
+                Problem::new(
+                    Code::UndefinedStage,
+                    after.span(),
+                    format!("no stage named `{upstream_name}`"),
+                )
+                .with_help_opt(suggestion(upstream_name, index.keys().copied())),
             );
             return None;
         };
@@ -703,9 +911,14 @@ impl Loader<'_> {
                 Problem::new(
                     Code::IncompatibleAfter,
                     after.span(),
-                    format!("a {kind} stage cannot run after `{upstream_name}`, a {upstream_kind} stage"),
+                    format!(
+                        "a {kind} stage cannot run after `{upstream_name}`, a {upstream_kind} stage"
+                    ),
                 )
-                .with_help(format!("a {kind} stage may run after a {} stage", allowed.join(" or "))),
+                .with_help(format!(
+                    "a {kind} stage may run after a {} stage",
+                    allowed.join(" or ")
+                )),
             );
             return None;
         }
@@ -718,7 +931,12 @@ impl Loader<'_> {
 
     /// Reports each `after` cycle once, at the first stage of the cycle in file order.
     fn cycles(&mut self, stages: &[Pending<'_, '_>], index: &BTreeMap<&str, usize>) {
-        let next = |i: usize| stages[i].spec.after().and_then(|a| index.get(a.get().as_str()).copied());
+        let next = |i: usize| {
+            stages[i]
+                .spec
+                .after()
+                .and_then(|a| index.get(a.get().as_str()).copied())
+        };
         let mut reported = HashSet::new();
         for start in 0..stages.len() {
             let mut path = vec![start];
@@ -729,12 +947,26 @@ impl Loader<'_> {
                     let first = *cycle.iter().min().unwrap_or(&n);
                     if reported.insert(first) {
                         let rotate = cycle.iter().position(|&c| c == first).unwrap_or(0);
-                        let mut names: Vec<&str> = cycle[rotate..].iter().chain(&cycle[..rotate]).map(|&i| stages[i].name.as_str()).collect();
+                        let mut names: Vec<&str> = cycle[rotate..]
+                            .iter()
+                            .chain(&cycle[..rotate])
+                            .map(|&i| stages[i].name.as_str())
+                            .collect();
                         names.push(stages[first].name.as_str());
-                        let span = stages[first].spec.after().map_or(stages[first].name_span.clone(), Located::span);
+                        let span = stages[first]
+                            .spec
+                            .after()
+                            .map_or(stages[first].name_span.clone(), Located::span);
                         self.problem(
-                            Problem::new(Code::AfterCycle, span, format!("stages run after each other in a cycle: {}", names.join(" → ")))
-                                .with_help("one stage of the cycle must run on a schedule"),
+                            Problem::new(
+                                Code::AfterCycle,
+                                span,
+                                format!(
+                                    "stages run after each other in a cycle: {}",
+                                    names.join(" → ")
+                                ),
+                            )
+                            .with_help("one stage of the cycle must run on a schedule"),
                         );
                     }
                     break;
@@ -749,13 +981,24 @@ impl Loader<'_> {
 /// The span of the key at `path` (keys of nested tables) inside the table `value`.
 fn key_span(value: &Spanned<DeValue<'_>>, path: &[String]) -> Option<Range<usize>> {
     let (first, rest) = path.split_first()?;
-    let DeValue::Table(table) = value.get_ref() else { return None };
-    let (key, inner) = table.iter().find(|(k, _)| k.get_ref().as_ref() == first.as_str())?;
-    if rest.is_empty() { Some(key.span()) } else { key_span(inner, rest) }
+    let DeValue::Table(table) = value.get_ref() else {
+        return None;
+    };
+    let (key, inner) = table
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == first.as_str())?;
+    if rest.is_empty() {
+        Some(key.span())
+    } else {
+        key_span(inner, rest)
+    }
 }
 
 /// Finds the value with exactly `span` inside `value` (an inline component table).
-fn find_by_span<'a, 'i>(value: &'a Spanned<DeValue<'i>>, span: &Range<usize>) -> Option<&'a Spanned<DeValue<'i>>> {
+fn find_by_span<'a, 'i>(
+    value: &'a Spanned<DeValue<'i>>,
+    span: &Range<usize>,
+) -> Option<&'a Spanned<DeValue<'i>>> {
     if value.span() == *span && value.get_ref().is_table() {
         return Some(value);
     }

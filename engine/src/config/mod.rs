@@ -49,7 +49,10 @@ impl Settings {
         device: pipeline::DeviceSection,
         retention: Option<pipeline::RetentionSection>,
     ) -> Self {
-        let base_dir = pipeline_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = pipeline_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let resolve = |p: &Path| normalise(&base_dir.join(p));
         let recordings_dir = resolve(&paths.recordings);
         let retention = retention.map(|r| crate::retention::RetentionPolicy {
@@ -58,7 +61,11 @@ impl Settings {
             keep_best: r.keep_best.map(|n| n.get()),
             species_key: r.species_key,
             protect_species: r.protect_species.into_iter().collect(),
-            protect_folders: r.protect_folders.iter().map(|f| normalise(&recordings_dir.join(f))).collect(),
+            protect_folders: r
+                .protect_folders
+                .iter()
+                .map(|f| normalise(&recordings_dir.join(f)))
+                .collect(),
         });
         Settings {
             deployment: DeploymentSettings {
@@ -91,13 +98,19 @@ fn normalise(path: &Path) -> PathBuf {
     for component in path.components() {
         match component {
             Component::CurDir => {}
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             other => out.push(other),
         }
     }
-    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
 }
 
 #[cfg(test)]
@@ -107,7 +120,10 @@ mod tests {
 
     #[test]
     fn paths_are_folded_lexically() {
-        assert_eq!(normalise(Path::new("pipelines/../demo-output/tmp")), Path::new("demo-output/tmp"));
+        assert_eq!(
+            normalise(Path::new("pipelines/../demo-output/tmp")),
+            Path::new("demo-output/tmp")
+        );
         assert_eq!(normalise(Path::new("./a/./b")), Path::new("a/b"));
         assert_eq!(normalise(Path::new("../x")), Path::new("../x"));
         assert_eq!(normalise(Path::new("/data/../srv")), Path::new("/srv"));

@@ -12,7 +12,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::values::{
-    CronExpr, HumanDuration, Latitude, Located, Longitude, PositiveDuration, ScheduleEvery, SpaceAmount, Timezone,
+    CronExpr, HumanDuration, Latitude, Located, Longitude, PositiveDuration, ScheduleEvery,
+    SpaceAmount, Timezone,
 };
 use crate::component::Family;
 
@@ -52,7 +53,9 @@ pub struct StoreSection {
 }
 
 /// The store components.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, JsonSchema,
+)]
 pub enum StoreKind {
     #[default]
     #[serde(rename = "store.duckdb")]
@@ -61,7 +64,10 @@ pub enum StoreKind {
 
 impl Default for StoreSection {
     fn default() -> Self {
-        StoreSection { kind: StoreKind::default(), path: default_store_path() }
+        StoreSection {
+            kind: StoreKind::default(),
+            path: default_store_path(),
+        }
     }
 }
 
@@ -84,7 +90,10 @@ pub struct PathsSection {
 
 impl Default for PathsSection {
     fn default() -> Self {
-        PathsSection { temp: default_temp(), recordings: default_recordings() }
+        PathsSection {
+            temp: default_temp(),
+            recordings: default_recordings(),
+        }
     }
 }
 
@@ -169,8 +178,17 @@ pub mod of {
     }
 
     markers!(
-        Recorder, Condition, ProcessingFilter, Model, Cleaner, SavingFilter, Manager,
-        MessageFactory, Messenger, Summariser, Metric
+        Recorder,
+        Condition,
+        ProcessingFilter,
+        Model,
+        Cleaner,
+        SavingFilter,
+        Manager,
+        MessageFactory,
+        Messenger,
+        Summariser,
+        Metric
     );
 }
 
@@ -237,7 +255,11 @@ impl<'de, F> Deserialize<'de> for ComponentRef<F> {
         let spanned = toml::Spanned::<RawRef>::deserialize(deserializer)?;
         let span = spanned.span();
         Ok(ComponentRef {
-            core: RefCore { span, target: spanned.into_inner().0, id: None },
+            core: RefCore {
+                span,
+                target: spanned.into_inner().0,
+                id: None,
+            },
             family: PhantomData,
         })
     }
@@ -251,7 +273,11 @@ impl<F: of::FamilyMarker> JsonSchema for ComponentRef<F> {
         format!("{}Ref", F::FAMILY.schema_name()).into()
     }
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let reference = format!("#{}/{}", generator.settings().definitions_path, F::FAMILY.schema_name());
+        let reference = format!(
+            "#{}/{}",
+            generator.settings().definitions_path,
+            F::FAMILY.schema_name()
+        );
         let noun = F::FAMILY.noun();
         json_schema!({
             "anyOf": [
@@ -313,7 +339,11 @@ impl StageKind {
             StageKind::Recording | StageKind::Heartbeat | StageKind::Summary => &[],
             StageKind::Detection => &[StageKind::Recording],
             StageKind::Management => &[StageKind::Recording, StageKind::Detection],
-            StageKind::Messaging => &[StageKind::Detection, StageKind::Management, StageKind::Summary],
+            StageKind::Messaging => &[
+                StageKind::Detection,
+                StageKind::Management,
+                StageKind::Summary,
+            ],
         }
     }
 }
@@ -340,12 +370,25 @@ pub trait StageFields {
     fn refs_mut(&mut self) -> Vec<RefSlot<'_>>;
 }
 
-fn slots<'a, F: of::FamilyMarker>(field: &'static str, refs: &'a mut [ComponentRef<F>]) -> Vec<RefSlot<'a>> {
-    refs.iter_mut().map(|r| RefSlot { field, family: F::FAMILY, core: &mut r.core }).collect()
+fn slots<'a, F: of::FamilyMarker>(
+    field: &'static str,
+    refs: &'a mut [ComponentRef<F>],
+) -> Vec<RefSlot<'a>> {
+    refs.iter_mut()
+        .map(|r| RefSlot {
+            field,
+            family: F::FAMILY,
+            core: &mut r.core,
+        })
+        .collect()
 }
 
 fn slot<'a, F: of::FamilyMarker>(field: &'static str, r: &'a mut ComponentRef<F>) -> RefSlot<'a> {
-    RefSlot { field, family: F::FAMILY, core: &mut r.core }
+    RefSlot {
+        field,
+        family: F::FAMILY,
+        core: &mut r.core,
+    }
 }
 
 macro_rules! trigger_accessors {
@@ -469,7 +512,9 @@ impl StageFields for ManagementStage {
 }
 
 /// Order in which unsent messages are sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, JsonSchema, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, JsonSchema, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageOrder {
     #[default]
@@ -573,7 +618,10 @@ macro_rules! with_stage {
 
 impl StageSpec {
     /// Deserialises the stage table (without its `kind` key) as a stage of `kind`.
-    pub fn parse(kind: StageKind, value: toml::de::ValueDeserializer<'_>) -> Result<Self, toml::de::Error> {
+    pub fn parse(
+        kind: StageKind,
+        value: toml::de::ValueDeserializer<'_>,
+    ) -> Result<Self, toml::de::Error> {
         Ok(match kind {
             StageKind::Recording => StageSpec::Recording(Deserialize::deserialize(value)?),
             StageKind::Detection => StageSpec::Detection(Deserialize::deserialize(value)?),
@@ -606,12 +654,36 @@ impl StageSpec {
     /// Adds each stage kind's schema to `generator`; returns (kind, `$ref`) pairs.
     pub fn schemas(generator: &mut SchemaGenerator) -> Vec<(StageKind, String, Schema)> {
         vec![
-            (StageKind::Recording, RecordingStage::schema_name().into(), generator.subschema_for::<RecordingStage>()),
-            (StageKind::Detection, DetectionStage::schema_name().into(), generator.subschema_for::<DetectionStage>()),
-            (StageKind::Management, ManagementStage::schema_name().into(), generator.subschema_for::<ManagementStage>()),
-            (StageKind::Messaging, MessagingStage::schema_name().into(), generator.subschema_for::<MessagingStage>()),
-            (StageKind::Heartbeat, HeartbeatStage::schema_name().into(), generator.subschema_for::<HeartbeatStage>()),
-            (StageKind::Summary, SummaryStage::schema_name().into(), generator.subschema_for::<SummaryStage>()),
+            (
+                StageKind::Recording,
+                RecordingStage::schema_name().into(),
+                generator.subschema_for::<RecordingStage>(),
+            ),
+            (
+                StageKind::Detection,
+                DetectionStage::schema_name().into(),
+                generator.subschema_for::<DetectionStage>(),
+            ),
+            (
+                StageKind::Management,
+                ManagementStage::schema_name().into(),
+                generator.subschema_for::<ManagementStage>(),
+            ),
+            (
+                StageKind::Messaging,
+                MessagingStage::schema_name().into(),
+                generator.subschema_for::<MessagingStage>(),
+            ),
+            (
+                StageKind::Heartbeat,
+                HeartbeatStage::schema_name().into(),
+                generator.subschema_for::<HeartbeatStage>(),
+            ),
+            (
+                StageKind::Summary,
+                SummaryStage::schema_name().into(),
+                generator.subschema_for::<SummaryStage>(),
+            ),
         ]
     }
 }

@@ -59,8 +59,9 @@ impl<T: JsonSchema> JsonSchema for Located<T> {
 
 /// Parses a human duration such as "3s", "10min", "1h 30min", "250ms".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration `{text}` ({e}); write e.g. \"3s\", \"10min\", \"1h\""))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration `{text}` ({e}); write e.g. \"3s\", \"10min\", \"1h\"")
+    })
 }
 
 fn duration_schema(description: &str) -> Schema {
@@ -79,7 +80,9 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        parse_duration(&text).map(HumanDuration).map_err(|e| invalid(Code::InvalidDuration, e))
+        parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| invalid(Code::InvalidDuration, e))
     }
 }
 
@@ -100,7 +103,10 @@ impl<'de> Deserialize<'de> for PositiveDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let HumanDuration(d) = HumanDuration::deserialize(deserializer)?;
         if d.is_zero() {
-            return Err(invalid(Code::OutOfRange, "duration must be greater than zero"));
+            return Err(invalid(
+                Code::OutOfRange,
+                "duration must be greater than zero",
+            ));
         }
         Ok(PositiveDuration(d))
     }
@@ -236,7 +242,10 @@ impl<'de> Deserialize<'de> for Timezone {
                 let hint = super::diagnostics::did_you_mean(&text, names)
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
-                Err(invalid(Code::UnknownTimezone, format!("unknown timezone `{text}`{hint}")))
+                Err(invalid(
+                    Code::UnknownTimezone,
+                    format!("unknown timezone `{text}`{hint}"),
+                ))
             }
         }
     }
@@ -268,14 +277,27 @@ impl FromStr for CronExpr {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let fields = text.split_whitespace().count();
-        let full = if fields == 5 { format!("0 {text}") } else { text.to_string() };
+        let full = if fields == 5 {
+            format!("0 {text}")
+        } else {
+            text.to_string()
+        };
         cron::Schedule::from_str(&full)
-            .map(|schedule| CronExpr { text: text.to_string(), schedule })
+            .map(|schedule| CronExpr {
+                text: text.to_string(),
+                schedule,
+            })
             .map_err(|e| {
                 // The cron crate's message repeats the expression with a caret; keep its
                 // last line, the reason.
                 let message = e.to_string();
-                let reason = message.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+                let reason = message
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
                 format!("invalid cron expression `{text}`: {reason}")
             })
     }
@@ -358,7 +380,10 @@ impl<'de> Deserialize<'de> for Hertz {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = f64::deserialize(deserializer)?;
         if value.is_nan() || value <= 0.0 {
-            return Err(invalid(Code::OutOfRange, format!("frequency {value} Hz must be greater than 0")));
+            return Err(invalid(
+                Code::OutOfRange,
+                format!("frequency {value} Hz must be greater than 0"),
+            ));
         }
         Ok(Hertz(value))
     }
@@ -381,7 +406,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let items = Vec::<T>::deserialize(deserializer)?;
         if items.is_empty() {
-            return Err(invalid(Code::EmptyList, "the list must have at least one item"));
+            return Err(invalid(
+                Code::EmptyList,
+                "the list must have at least one item",
+            ));
         }
         Ok(NonEmpty(items))
     }
@@ -441,7 +469,11 @@ impl FromStr for SpaceAmount {
         }
         text.parse::<bytesize::ByteSize>()
             .map(|size| SpaceAmount::Bytes(size.as_u64()))
-            .map_err(|_| format!("invalid amount of space `{text}`; write e.g. \"2 GB\", \"500 MiB\" or \"10%\""))
+            .map_err(|_| {
+                format!(
+                    "invalid amount of space `{text}`; write e.g. \"2 GB\", \"500 MiB\" or \"10%\""
+                )
+            })
     }
 }
 
@@ -475,18 +507,34 @@ mod tests {
         struct W<T> {
             v: T,
         }
-        toml::from_str::<W<T>>(&format!("v = {toml_value}")).map(|w| w.v).map_err(|e| e.message().to_string())
+        toml::from_str::<W<T>>(&format!("v = {toml_value}"))
+            .map(|w| w.v)
+            .map_err(|e| e.message().to_string())
     }
 
     #[test]
     fn durations() {
-        assert_eq!(de::<HumanDuration>("\"10min\"").map(|d| d.0), Ok(Duration::from_secs(600)));
-        assert_eq!(de::<HumanDuration>("\"0s\"").map(|d| d.0), Ok(Duration::ZERO));
+        assert_eq!(
+            de::<HumanDuration>("\"10min\"").map(|d| d.0),
+            Ok(Duration::from_secs(600))
+        );
+        assert_eq!(
+            de::<HumanDuration>("\"0s\"").map(|d| d.0),
+            Ok(Duration::ZERO)
+        );
         assert!(de::<PositiveDuration>("\"0s\"").is_err_and(|e| e.contains("greater than zero")));
-        assert!(de::<HumanDuration>("\"ten seconds\"").is_err_and(|e| e.contains("invalid duration")));
-        assert_eq!(de::<ScheduleEvery>("\"1day\"").map(|d| d.0), Ok(Duration::from_secs(86_400)));
+        assert!(
+            de::<HumanDuration>("\"ten seconds\"").is_err_and(|e| e.contains("invalid duration"))
+        );
+        assert_eq!(
+            de::<ScheduleEvery>("\"1day\"").map(|d| d.0),
+            Ok(Duration::from_secs(86_400))
+        );
         let long = de::<ScheduleEvery>("\"25h\"").unwrap_err();
-        assert!(long.contains("too long") && long.contains("at most 1day"), "{long}");
+        assert!(
+            long.contains("too long") && long.contains("at most 1day"),
+            "{long}"
+        );
         assert!(de::<RecordingDuration>("\"0s\"").is_err_and(|e| e.contains("greater than zero")));
         assert!(de::<RecordingDuration>("\"61min\"").is_err_and(|e| e.contains("at most 1h")));
         assert_eq!(RecordingDuration::schema_name(), "DurationUpTo1h");
@@ -494,9 +542,15 @@ mod tests {
 
     #[test]
     fn times_zones_and_cron() {
-        assert_eq!(de::<TimeOfDay>("\"22:30\"").map(|t| t.0), Ok(NaiveTime::from_hms_opt(22, 30, 0).unwrap()));
+        assert_eq!(
+            de::<TimeOfDay>("\"22:30\"").map(|t| t.0),
+            Ok(NaiveTime::from_hms_opt(22, 30, 0).unwrap())
+        );
         assert!(de::<TimeOfDay>("\"25:00\"").is_err());
-        assert_eq!(de::<Timezone>("\"Europe/London\"").map(|t| t.0), Ok(chrono_tz::Europe::London));
+        assert_eq!(
+            de::<Timezone>("\"Europe/London\"").map(|t| t.0),
+            Ok(chrono_tz::Europe::London)
+        );
         let err = de::<Timezone>("\"Europe/Londn\"").unwrap_err();
         assert!(err.contains("did you mean `Europe/London`"), "{err}");
         assert!(de::<CronExpr>("\"0 6 * * *\"").is_ok());
@@ -517,8 +571,14 @@ mod tests {
 
     #[test]
     fn space_amounts() {
-        assert_eq!(de::<SpaceAmount>("\"2 GB\""), Ok(SpaceAmount::Bytes(2_000_000_000)));
-        assert_eq!(de::<SpaceAmount>("\"500MiB\""), Ok(SpaceAmount::Bytes(500 << 20)));
+        assert_eq!(
+            de::<SpaceAmount>("\"2 GB\""),
+            Ok(SpaceAmount::Bytes(2_000_000_000))
+        );
+        assert_eq!(
+            de::<SpaceAmount>("\"500MiB\""),
+            Ok(SpaceAmount::Bytes(500 << 20))
+        );
         assert_eq!(de::<SpaceAmount>("\"1024\""), Ok(SpaceAmount::Bytes(1024)));
         assert_eq!(de::<SpaceAmount>("\"10%\""), Ok(SpaceAmount::Percent(10.0)));
         assert!(de::<SpaceAmount>("\"120%\"").is_err_and(|e| e.contains("out of range")));

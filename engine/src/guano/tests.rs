@@ -33,9 +33,12 @@ fn wav(samples: &[i16], extra: Option<(&[u8; 4], &[u8])>) -> Vec<u8> {
 }
 
 fn recording() -> (Recording, Deployment) {
-    let deployment = Deployment::new("Wytham Woods\nplot 3").with_location(51.752, -1.2577).unwrap();
+    let deployment = Deployment::new("Wytham Woods\nplot 3")
+        .with_location(51.752, -1.2577)
+        .unwrap();
     let mut recording = Recording::new(deployment.clone(), 3.0, 256_000).unwrap();
-    recording.created_on = Utc.with_ymd_and_hms(2026, 6, 21, 4, 30, 0).unwrap() + chrono::TimeDelta::microseconds(250);
+    recording.created_on =
+        Utc.with_ymd_and_hms(2026, 6, 21, 4, 30, 0).unwrap() + chrono::TimeDelta::microseconds(250);
     recording.time_expansion = 10.0;
     (recording, deployment)
 }
@@ -47,13 +50,26 @@ fn written_fields_follow_the_spec_byte_for_byte_and_read_back() {
     let original = wav(&[1, -2, 3], None);
     std::fs::write(&path, &original).unwrap();
     let (recording, deployment) = recording();
-    let guano = Guano::for_recording(&recording, &deployment, chrono_tz::Europe::London, "pi-0042");
+    let guano = Guano::for_recording(
+        &recording,
+        &deployment,
+        chrono_tz::Europe::London,
+        "pi-0042",
+    );
     write(&path, &guano).unwrap();
 
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(&bytes[..4], b"RIFF");
-    assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize, bytes.len() - 8, "RIFF size");
-    assert_eq!(&bytes[8..original.len()], &original[8..], "the audio chunks are untouched");
+    assert_eq!(
+        u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize,
+        bytes.len() - 8,
+        "RIFF size"
+    );
+    assert_eq!(
+        &bytes[8..original.len()],
+        &original[8..],
+        "the audio chunks are untouched"
+    );
     let chunk = &bytes[original.len()..];
     assert_eq!(&chunk[..4], b"guan");
     let size = u32::from_le_bytes(chunk[4..8].try_into().unwrap()) as usize;
@@ -87,7 +103,11 @@ fn an_existing_chunk_is_replaced_keeping_the_fields_we_do_not_set() {
     write(&path, &ours).unwrap();
     write(&path, &ours).unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(bytes.windows(4).filter(|w| w == b"guan").count(), 1, "one chunk after two writes");
+    assert_eq!(
+        bytes.windows(4).filter(|w| w == b"guan").count(),
+        1,
+        "one chunk after two writes"
+    );
     let back = read(&path).unwrap().unwrap();
     assert_eq!(back.get("Make"), Some("acoupi"));
     assert_eq!(back.get("Model"), Some("AudioMoth"));
@@ -106,7 +126,11 @@ fn timestamps_with_offset_utc_or_local_time() {
     for (text, local, (h, m)) in cases {
         guano.set("Timestamp", text);
         let t = guano.timestamp(local).unwrap_or_else(|| panic!("{text}"));
-        assert_eq!(t.format("%H:%M").to_string(), format!("{h:02}:{m:02}"), "{text}");
+        assert_eq!(
+            t.format("%H:%M").to_string(),
+            format!("{h:02}:{m:02}"),
+            "{text}"
+        );
     }
     guano.set("Timestamp", "yesterday");
     assert_eq!(guano.timestamp(chrono_tz::UTC), None);
@@ -126,7 +150,11 @@ fn files_without_guano_or_not_wav_or_truncated() {
     std::fs::write(&plain, &cut).unwrap();
     let error = write(&plain, &Guano::default()).unwrap_err();
     assert!(error.to_string().contains("runs past the end"), "{error}");
-    assert_eq!(std::fs::read(&plain).unwrap(), cut, "a file that cannot be read is left as it was");
+    assert_eq!(
+        std::fs::read(&plain).unwrap(),
+        cut,
+        "a file that cannot be read is left as it was"
+    );
 }
 
 #[test]
@@ -137,7 +165,10 @@ fn gaps_are_written_only_when_audio_was_lost_and_read_back() {
     assert_eq!(clean.gaps(), (0, 0));
     (recording.gaps, recording.lost_frames) = (2, 4_800);
     let gappy = Guano::for_recording(&recording, &deployment, chrono_tz::UTC, "pi");
-    assert_eq!((gappy.get("acoupi|Gaps"), gappy.get("acoupi|Lost Frames")), (Some("2"), Some("4800")));
+    assert_eq!(
+        (gappy.get("acoupi|Gaps"), gappy.get("acoupi|Lost Frames")),
+        (Some("2"), Some("4800"))
+    );
     assert_eq!(Guano::parse(&gappy.to_text()).gaps(), (2, 4_800));
     let mut odd = Guano::default();
     odd.set("acoupi|Gaps", "many");

@@ -104,7 +104,11 @@ impl BatchReport {
     /// Seconds of audio per second of wall time.
     pub fn real_time_factor(&self) -> f64 {
         let wall = self.wall.as_secs_f64();
-        if wall > 0.0 { self.audio_seconds / wall } else { 0.0 }
+        if wall > 0.0 {
+            self.audio_seconds / wall
+        } else {
+            0.0
+        }
     }
 
     /// The final report, a few lines of text.
@@ -131,7 +135,11 @@ impl BatchReport {
             text.push_str("bad files:\n");
             for (path, reason) in &self.bad {
                 // A file name may hold a newline or an ESC: printed escaped.
-                text.push_str(&format!("  {}: {}\n", printable(&path.to_string_lossy()), printable(reason)));
+                text.push_str(&format!(
+                    "  {}: {}\n",
+                    printable(&path.to_string_lossy()),
+                    printable(reason)
+                ));
             }
         }
         text
@@ -139,22 +147,49 @@ impl BatchReport {
 }
 
 /// Runs a batch (see the module docs).
-pub fn reprocess(pipeline: &Pipeline, store: Arc<dyn ArchiveStore>, probe: Arc<dyn AudioProbe>, options: &ReprocessOptions) -> Result<BatchReport, ReprocessError> {
+pub fn reprocess(
+    pipeline: &Pipeline,
+    store: Arc<dyn ArchiveStore>,
+    probe: Arc<dyn AudioProbe>,
+    options: &ReprocessOptions,
+) -> Result<BatchReport, ReprocessError> {
     let started = Instant::now();
     let stages = select_stages(pipeline, &options.stages)?;
     let names: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
     let fingerprint = fingerprint(pipeline, &stages);
-    let tasks = build_detection_tasks(pipeline, &names, store.clone() as Arc<dyn Store>, store.clone() as Arc<dyn MessageStore>)?;
+    let tasks = build_detection_tasks(
+        pipeline,
+        &names,
+        store.clone() as Arc<dyn Store>,
+        store.clone() as Arc<dyn MessageStore>,
+    )?;
     let deployment = reprocess_deployment(store.as_ref(), &pipeline.settings)?;
     let discovery = discover(&options.archive)?;
-    let mut report = BatchReport { fingerprint: fingerprint.clone(), found: discovery.files.len(), bad: discovery.unreadable, ..BatchReport::default() };
-    let in_shard: Vec<ArchiveFile> = discovery.files.into_iter().filter(|f| options.shard.is_none_or(|s| s.contains(&f.relative))).collect();
+    let mut report = BatchReport {
+        fingerprint: fingerprint.clone(),
+        found: discovery.files.len(),
+        bad: discovery.unreadable,
+        ..BatchReport::default()
+    };
+    let in_shard: Vec<ArchiveFile> = discovery
+        .files
+        .into_iter()
+        .filter(|f| options.shard.is_none_or(|s| s.contains(&f.relative)))
+        .collect();
     report.in_shard = in_shard.len();
-    let done: HashMap<PathBuf, ProcessedEntry> = store.reprocessed_files(&fingerprint)?.into_iter().map(|e| (e.path.clone(), e)).collect();
+    let done: HashMap<PathBuf, ProcessedEntry> = store
+        .reprocessed_files(&fingerprint)?
+        .into_iter()
+        .map(|e| (e.path.clone(), e))
+        .collect();
     let pending: Vec<ArchiveFile> = in_shard
         .into_iter()
         .filter(|f| match done.get(&f.path) {
-            Some(entry) => !(entry.size == f.size && entry.mtime_ns == f.mtime_ns && (entry.status != FileStatus::Error || !options.retry_errors)),
+            Some(entry) => {
+                !(entry.size == f.size
+                    && entry.mtime_ns == f.mtime_ns
+                    && (entry.status != FileStatus::Error || !options.retry_errors))
+            }
             None => true,
         })
         .collect();
@@ -163,9 +198,28 @@ pub fn reprocess(pipeline: &Pipeline, store: Arc<dyn ArchiveStore>, probe: Arc<d
         archive = %options.archive.display(), found = report.found, in_shard = report.in_shard, skipped = report.skipped, pending = pending.len(),
         jobs = options.jobs, fingerprint = %fingerprint, "reprocess: starting"
     );
-    let worker = Worker { tasks, store: store.clone(), probe, deployment, fingerprint, time_format: options.time_format.clone(), timezone: pipeline.settings.deployment.timezone };
-    let mut progress = Progress::new(options.progress, pending.len() as u64, pending.iter().map(|f| f.size).sum());
-    let outcome = run_pipeline(&worker, pending, options.jobs.max(1), store.as_ref(), &mut report, &mut progress);
+    let worker = Worker {
+        tasks,
+        store: store.clone(),
+        probe,
+        deployment,
+        fingerprint,
+        time_format: options.time_format.clone(),
+        timezone: pipeline.settings.deployment.timezone,
+    };
+    let mut progress = Progress::new(
+        options.progress,
+        pending.len() as u64,
+        pending.iter().map(|f| f.size).sum(),
+    );
+    let outcome = run_pipeline(
+        &worker,
+        pending,
+        options.jobs.max(1),
+        store.as_ref(),
+        &mut report,
+        &mut progress,
+    );
     progress.finish();
     report.bad.sort();
     report.wall = started.elapsed();
@@ -173,13 +227,33 @@ pub fn reprocess(pipeline: &Pipeline, store: Arc<dyn ArchiveStore>, probe: Arc<d
 }
 
 /// The pipeline's detection stages, or the named ones (in file order).
-fn select_stages<'p>(pipeline: &'p Pipeline, names: &[String]) -> Result<Vec<&'p crate::config::Stage>, ReprocessError> {
-    let detection: Vec<&crate::config::Stage> = pipeline.stages.iter().filter(|s| matches!(s.spec, StageSpec::Detection(_))).collect();
-    if let Some(name) = names.iter().find(|n| !detection.iter().any(|s| &&s.name == n)) {
-        let known = detection.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ");
-        return Err(ReprocessError::UnknownStage { name: name.clone(), known });
+fn select_stages<'p>(
+    pipeline: &'p Pipeline,
+    names: &[String],
+) -> Result<Vec<&'p crate::config::Stage>, ReprocessError> {
+    let detection: Vec<&crate::config::Stage> = pipeline
+        .stages
+        .iter()
+        .filter(|s| matches!(s.spec, StageSpec::Detection(_)))
+        .collect();
+    if let Some(name) = names
+        .iter()
+        .find(|n| !detection.iter().any(|s| &&s.name == n))
+    {
+        let known = detection
+            .iter()
+            .map(|s| format!("`{}`", s.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(ReprocessError::UnknownStage {
+            name: name.clone(),
+            known,
+        });
     }
-    let selected: Vec<_> = detection.into_iter().filter(|s| names.is_empty() || names.contains(&s.name)).collect();
+    let selected: Vec<_> = detection
+        .into_iter()
+        .filter(|s| names.is_empty() || names.contains(&s.name))
+        .collect();
     if selected.is_empty() {
         return Err(ReprocessError::NoDetectionStage);
     }
@@ -189,17 +263,26 @@ fn select_stages<'p>(pipeline: &'p Pipeline, names: &[String]) -> Result<Vec<&'p
 /// The store's current deployment when it is the pipeline's (a station's own store);
 /// otherwise one with an id derived from the deployment's name and position, so every
 /// shard writes the same deployment.
-fn reprocess_deployment(store: &dyn ArchiveStore, settings: &Settings) -> Result<Deployment, ReprocessError> {
+fn reprocess_deployment(
+    store: &dyn ArchiveStore,
+    settings: &Settings,
+) -> Result<Deployment, ReprocessError> {
     let wanted = &settings.deployment;
     if let Some(current) = store.get_current_deployment()? {
-        if current.ended_on.is_none() && current.name == wanted.name && current.latitude == wanted.latitude && current.longitude == wanted.longitude {
+        if current.ended_on.is_none()
+            && current.name == wanted.name
+            && current.latitude == wanted.latitude
+            && current.longitude == wanted.longitude
+        {
             return Ok(current);
         }
     }
     let mut deployment = Deployment::new(wanted.name.clone());
     deployment.id = deployment_id(&wanted.name, wanted.latitude, wanted.longitude);
     if let (Some(latitude), Some(longitude)) = (wanted.latitude, wanted.longitude) {
-        deployment = deployment.with_location(latitude, longitude).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        deployment = deployment
+            .with_location(latitude, longitude)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
     }
     store.store_deployment(&deployment)?;
     Ok(deployment)
@@ -217,7 +300,14 @@ struct Worker {
 }
 
 /// Feeder, workers and the writer (this thread).
-fn run_pipeline(worker: &Worker, pending: Vec<ArchiveFile>, jobs: usize, store: &dyn ArchiveStore, report: &mut BatchReport, progress: &mut Progress) -> Result<(), ReprocessError> {
+fn run_pipeline(
+    worker: &Worker,
+    pending: Vec<ArchiveFile>,
+    jobs: usize,
+    store: &dyn ArchiveStore,
+    report: &mut BatchReport,
+    progress: &mut Progress,
+) -> Result<(), ReprocessError> {
     let (work_tx, work_rx) = sync_channel::<ArchiveFile>(jobs);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (result_tx, result_rx) = sync_channel::<(ReprocessedFile, u64)>(2 * jobs);
@@ -233,7 +323,11 @@ fn run_pipeline(worker: &Worker, pending: Vec<ArchiveFile>, jobs: usize, store: 
             let work_rx = work_rx.clone();
             let result_tx = result_tx.clone();
             let capture = CaptureStore::new(worker.store.clone());
-            let tasks: Vec<DetectionTask> = worker.tasks.iter().map(|t| capturing(t, &capture)).collect();
+            let tasks: Vec<DetectionTask> = worker
+                .tasks
+                .iter()
+                .map(|t| capturing(t, &capture))
+                .collect();
             scope.spawn(move || {
                 loop {
                     let next = work_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
@@ -255,7 +349,12 @@ fn run_pipeline(worker: &Worker, pending: Vec<ArchiveFile>, jobs: usize, store: 
 
 /// The writer: commits batches, counts, shows progress. On a store error it stops
 /// (dropping the channel stops the workers) and returns the error.
-fn write(results: Receiver<(ReprocessedFile, u64)>, store: &dyn ArchiveStore, report: &mut BatchReport, progress: &mut Progress) -> Result<(), ReprocessError> {
+fn write(
+    results: Receiver<(ReprocessedFile, u64)>,
+    store: &dyn ArchiveStore,
+    report: &mut BatchReport,
+    progress: &mut Progress,
+) -> Result<(), ReprocessError> {
     let mut batch: Vec<ReprocessedFile> = Vec::with_capacity(BATCH_FILES);
     let mut totals = Totals::default();
     let mut last_commit = Instant::now();
@@ -277,7 +376,9 @@ fn write(results: Receiver<(ReprocessedFile, u64)>, store: &dyn ArchiveStore, re
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        if !batch.is_empty() && (closed || batch.len() >= BATCH_FILES || last_commit.elapsed() >= BATCH_INTERVAL) {
+        if !batch.is_empty()
+            && (closed || batch.len() >= BATCH_FILES || last_commit.elapsed() >= BATCH_INTERVAL)
+        {
             store.store_reprocessed(&batch)?;
             for file in batch.drain(..) {
                 count(report, file);
@@ -302,12 +403,21 @@ fn count(report: &mut BatchReport, file: ReprocessedFile) {
     if file.status != FileStatus::Error {
         report.audio_seconds += file.recording.as_ref().map_or(0.0, |r| r.duration);
     }
-    report.detections += file.outputs.iter().map(|o| o.detections.len()).sum::<usize>();
+    report.detections += file
+        .outputs
+        .iter()
+        .map(|o| o.detections.len())
+        .sum::<usize>();
     report.messages += file.messages.len();
 }
 
 /// One file: probe, date, run every stage (see the module docs).
-fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, file: &ArchiveFile) -> ReprocessedFile {
+fn analyse(
+    worker: &Worker,
+    tasks: &[DetectionTask],
+    capture: &CaptureStore,
+    file: &ArchiveFile,
+) -> ReprocessedFile {
     let mut result = ReprocessedFile {
         path: file.path.clone(),
         size: file.size,
@@ -333,9 +443,18 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
     if probed.frames == 0 {
         return fail(result, "no audio: the data chunk is empty".into());
     }
-    let file_name = file.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = file
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let guano = probed.guano.as_deref().map(crate::guano::Guano::parse);
-    let hints = TimeHints { file_name: &file_name, comment: probed.comment.as_deref(), guano: guano.as_ref(), mtime: DateTime::from_timestamp_nanos(file.mtime_ns) };
+    let hints = TimeHints {
+        file_name: &file_name,
+        comment: probed.comment.as_deref(),
+        guano: guano.as_ref(),
+        mtime: DateTime::from_timestamp_nanos(file.mtime_ns),
+    };
     let (created_on, source) = recorded_at(hints, worker.time_format.as_deref(), worker.timezone);
     tracing::debug!(file = %printable(&file.path.to_string_lossy()), %created_on, source = source.as_str(), "reprocess: recording time");
     let (gaps, lost_frames) = guano.as_ref().map_or((0, 0), crate::guano::Guano::gaps);
@@ -348,7 +467,10 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
         path: Some(file.path.clone()),
         audio_channels: u32::from(probed.channels),
         // GUANO's `TE` for time-expanded bat recordings; 1 otherwise.
-        time_expansion: guano.as_ref().and_then(crate::guano::Guano::time_expansion).unwrap_or(1.0),
+        time_expansion: guano
+            .as_ref()
+            .and_then(crate::guano::Guano::time_expansion)
+            .unwrap_or(1.0),
         gaps,
         lost_frames,
     };
@@ -360,10 +482,11 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
     let mut filtered = 0;
     capture.take();
     for task in tasks {
-        let report = std::panic::catch_unwind(AssertUnwindSafe(|| task.run(&recording))).unwrap_or_else(|panic| DetectionReport {
-            failure: Some(format!("panicked: {}", panic_text(panic.as_ref()))),
-            ..DetectionReport::default()
-        });
+        let report = std::panic::catch_unwind(AssertUnwindSafe(|| task.run(&recording)))
+            .unwrap_or_else(|panic| DetectionReport {
+                failure: Some(format!("panicked: {}", panic_text(panic.as_ref()))),
+                ..DetectionReport::default()
+            });
         if let Some(failure) = report.failure {
             failures.push(format!("stage `{}`: {failure}", task.stage));
         } else if report.filtered_by.is_some() {
@@ -374,7 +497,11 @@ fn analyse(worker: &Worker, tasks: &[DetectionTask], capture: &CaptureStore, fil
     if !failures.is_empty() {
         return fail(result, failures.join("; "));
     }
-    result.status = if filtered == tasks.len() { FileStatus::Filtered } else { FileStatus::Done };
+    result.status = if filtered == tasks.len() {
+        FileStatus::Filtered
+    } else {
+        FileStatus::Done
+    };
     result.outputs = captured.outputs;
     result.messages = captured.messages;
     result.recording = Some(recording);
@@ -396,10 +523,10 @@ mod tests {
     use super::*;
     use crate::component::{ComponentResult, Model};
     use crate::data::ModelOutput;
+    use crate::reprocess::ProbedAudio;
     use crate::store::StoreResult;
     use crate::tasks::Named;
     use crate::tasks::testing::{Calls, FakeStore};
-    use crate::reprocess::ProbedAudio;
 
     /// Commits nothing when a batch holds a `disk-full` file (as a full disk would).
     impl ArchiveStore for FakeStore {
@@ -407,7 +534,10 @@ mod tests {
             Ok(Vec::new())
         }
         fn store_reprocessed(&self, files: &[ReprocessedFile]) -> StoreResult<()> {
-            match files.iter().any(|f| f.path.to_string_lossy().contains("disk-full")) {
+            match files
+                .iter()
+                .any(|f| f.path.to_string_lossy().contains("disk-full"))
+            {
                 true => Err(StoreError::Database("disk full".into())),
                 false => Ok(()),
             }
@@ -420,7 +550,12 @@ mod tests {
         fn probe(&self, path: &Path) -> Result<ProbedAudio, String> {
             match path.to_string_lossy().contains("bad") {
                 true => Err("not a WAV file (no RIFF/WAVE header)".into()),
-                false => Ok(ProbedAudio { samplerate: 1000, channels: 1, frames: 1000, ..ProbedAudio::default() }),
+                false => Ok(ProbedAudio {
+                    samplerate: 1000,
+                    channels: 1,
+                    frames: 1000,
+                    ..ProbedAudio::default()
+                }),
             }
         }
     }
@@ -449,11 +584,35 @@ mod tests {
             store: store.clone(),
             message_store: store.clone(),
         };
-        let worker = Worker { tasks: vec![task], store: store.clone(), probe: Arc::new(Probe), deployment: Deployment::new("d"), fingerprint: "fp".into(), time_format: None, timezone: chrono_tz::UTC };
-        let files = names.iter().map(|n| ArchiveFile { path: PathBuf::from(format!("/archive/{n}")), relative: n.to_string(), size: 2000, mtime_ns: 0 }).collect();
+        let worker = Worker {
+            tasks: vec![task],
+            store: store.clone(),
+            probe: Arc::new(Probe),
+            deployment: Deployment::new("d"),
+            fingerprint: "fp".into(),
+            time_format: None,
+            timezone: chrono_tz::UTC,
+        };
+        let files = names
+            .iter()
+            .map(|n| ArchiveFile {
+                path: PathBuf::from(format!("/archive/{n}")),
+                relative: n.to_string(),
+                size: 2000,
+                mtime_ns: 0,
+            })
+            .collect();
         let mut report = BatchReport::default();
         let mut progress = Progress::new(ProgressMode::Off, 0, 0);
-        run_pipeline(&worker, files, jobs, store.as_ref(), &mut report, &mut progress).map(|()| report)
+        run_pipeline(
+            &worker,
+            files,
+            jobs,
+            store.as_ref(),
+            &mut report,
+            &mut progress,
+        )
+        .map(|()| report)
     }
 
     #[test]
@@ -463,8 +622,20 @@ mod tests {
         let mut bad = report.bad.clone();
         bad.sort();
         assert_eq!(bad.len(), 2);
-        assert_eq!(bad[0], (PathBuf::from("/archive/bad-3.wav"), "not a WAV file (no RIFF/WAVE header)".to_string()));
-        assert!(bad[1].1.starts_with("stage `detect`: panicked: the model broke"), "{:?}", bad[1]);
+        assert_eq!(
+            bad[0],
+            (
+                PathBuf::from("/archive/bad-3.wav"),
+                "not a WAV file (no RIFF/WAVE header)".to_string()
+            )
+        );
+        assert!(
+            bad[1]
+                .1
+                .starts_with("stage `detect`: panicked: the model broke"),
+            "{:?}",
+            bad[1]
+        );
     }
 
     #[test]
@@ -475,7 +646,9 @@ mod tests {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let _ = tx.send(run(&names, 2).map(|_| ()).map_err(|e| e.to_string()));
         });
-        let outcome = rx.recv_timeout(Duration::from_secs(30)).expect("the batch hung after a store error");
+        let outcome = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the batch hung after a store error");
         assert_eq!(outcome, Err("store: disk full".to_string()));
     }
 }

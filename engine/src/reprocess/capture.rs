@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use crate::config::pipeline::MessageOrder;
 use crate::data::{Deployment, Message, Metric, ModelOutput, ModelOutputInfo, Recording, Response};
-use crate::store::{Activity, KeptFile, MessageStore, Rejection, StageRunRecord, Store, StoreResult};
+use crate::store::{
+    Activity, KeptFile, MessageStore, Rejection, StageRunRecord, Store, StoreResult,
+};
 use crate::tasks::DetectionTask;
 
 use super::ArchiveStore;
@@ -31,7 +33,10 @@ pub struct CaptureStore {
 
 impl CaptureStore {
     pub fn new(inner: Arc<dyn ArchiveStore>) -> Arc<CaptureStore> {
-        Arc::new(CaptureStore { inner, captured: Mutex::new(Captured::default()) })
+        Arc::new(CaptureStore {
+            inner,
+            captured: Mutex::new(Captured::default()),
+        })
     }
 
     /// What was written since the last call.
@@ -40,7 +45,9 @@ impl CaptureStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Captured> {
-        self.captured.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.captured
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -63,7 +70,12 @@ impl Store for CaptureStore {
         Ok(())
     }
 
-    fn store_model_output_with_messages(&self, output: &ModelOutput, messages: &[Message], _: &dyn MessageStore) -> StoreResult<()> {
+    fn store_model_output_with_messages(
+        &self,
+        output: &ModelOutput,
+        messages: &[Message],
+        _: &dyn MessageStore,
+    ) -> StoreResult<()> {
         let mut captured = self.lock();
         captured.outputs.push(output.clone());
         captured.messages.extend(messages.iter().cloned());
@@ -85,19 +97,33 @@ impl Store for CaptureStore {
     fn get_recordings(&self, ids: &[Uuid]) -> StoreResult<Vec<Recording>> {
         self.inner.get_recordings(ids)
     }
-    fn get_recordings_by_path(&self, paths: &[PathBuf]) -> StoreResult<Vec<(Recording, Vec<ModelOutput>)>> {
+    fn get_recordings_by_path(
+        &self,
+        paths: &[PathBuf],
+    ) -> StoreResult<Vec<(Recording, Vec<ModelOutput>)>> {
         self.inner.get_recordings_by_path(paths)
     }
-    fn get_recordings_info_by_path(&self, paths: &[PathBuf]) -> StoreResult<Vec<(Recording, Vec<ModelOutputInfo>)>> {
+    fn get_recordings_info_by_path(
+        &self,
+        paths: &[PathBuf],
+    ) -> StoreResult<Vec<(Recording, Vec<ModelOutputInfo>)>> {
         self.inner.get_recordings_info_by_path(paths)
     }
     fn get_recording_model_outputs(&self, recording_id: Uuid) -> StoreResult<Vec<ModelOutput>> {
         self.inner.get_recording_model_outputs(recording_id)
     }
-    fn update_recording_path(&self, recording: &Recording, path: Option<&Path>) -> StoreResult<Recording> {
+    fn update_recording_path(
+        &self,
+        recording: &Recording,
+        path: Option<&Path>,
+    ) -> StoreResult<Recording> {
         self.inner.update_recording_path(recording, path)
     }
-    fn get_model_outputs_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> StoreResult<Vec<ModelOutput>> {
+    fn get_model_outputs_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> StoreResult<Vec<ModelOutput>> {
         self.inner.get_model_outputs_between(start, end)
     }
     fn store_metrics(&self, metrics: &[Metric]) -> StoreResult<()> {

@@ -40,14 +40,20 @@ pub struct DiscoveryError {
 
 /// Walks `root` (see the module docs).
 pub fn discover(root: &Path) -> Result<Discovery, DiscoveryError> {
-    let fail = |reason: String| DiscoveryError { root: root.to_path_buf(), reason };
+    let fail = |reason: String| DiscoveryError {
+        root: root.to_path_buf(),
+        reason,
+    };
     let root = std::path::absolute(root).map_err(|e| fail(e.to_string()))?;
     let metadata = std::fs::metadata(&root).map_err(|e| fail(e.to_string()))?;
     if !metadata.is_dir() {
         return Err(fail("not a folder".into()));
     }
     let mut found = Discovery::default();
-    for entry in walkdir::WalkDir::new(&root).follow_links(true).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(&root)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
         let entry = match entry {
             Ok(entry) => entry,
             Err(error) => {
@@ -61,7 +67,10 @@ pub fn discover(root: &Path) -> Result<Discovery, DiscoveryError> {
         }
         let path = entry.path().to_path_buf();
         if path.to_str().is_none() {
-            found.unreadable.push((path, "the path is not valid UTF-8 (the store keeps paths as text)".into()));
+            found.unreadable.push((
+                path,
+                "the path is not valid UTF-8 (the store keeps paths as text)".into(),
+            ));
             continue;
         }
         match entry.metadata() {
@@ -78,13 +87,19 @@ pub fn discover(root: &Path) -> Result<Discovery, DiscoveryError> {
 }
 
 fn is_audio(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav") || e.eq_ignore_ascii_case("flac"))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("wav") || e.eq_ignore_ascii_case("flac"))
 }
 
 /// `path` relative to `root`, components joined with `/`.
 pub fn relative_text(root: &Path, path: &Path) -> String {
     let relative = path.strip_prefix(root).unwrap_or(path);
-    relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Nanoseconds since the Unix epoch (saturating).
@@ -105,12 +120,29 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("b/deeper")).unwrap();
         std::fs::create_dir_all(root.join("a")).unwrap();
-        for name in ["b/deeper/z.wav", "b/y.WAV", "a/x.wav", "top.wav", "notes.txt", "a/x.flac", "a/x.mp3"] {
+        for name in [
+            "b/deeper/z.wav",
+            "b/y.WAV",
+            "a/x.wav",
+            "top.wav",
+            "notes.txt",
+            "a/x.flac",
+            "a/x.mp3",
+        ] {
             std::fs::write(root.join(name), b"1234").unwrap();
         }
         let found = discover(root).unwrap();
         let relative: Vec<&str> = found.files.iter().map(|f| f.relative.as_str()).collect();
-        assert_eq!(relative, ["a/x.flac", "a/x.wav", "b/deeper/z.wav", "b/y.WAV", "top.wav"]);
+        assert_eq!(
+            relative,
+            [
+                "a/x.flac",
+                "a/x.wav",
+                "b/deeper/z.wav",
+                "b/y.WAV",
+                "top.wav"
+            ]
+        );
         assert!(found.unreadable.is_empty());
         let first = &found.files[1];
         assert!(first.path.is_absolute() && first.path.ends_with("a/x.wav"));
@@ -129,7 +161,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("one.wav");
         std::fs::write(&file, b"").unwrap();
-        assert!(discover(&file).unwrap_err().to_string().contains("not a folder"));
+        assert!(
+            discover(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("not a folder")
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ use crate::config::{Pipeline, Stage, StageSpec};
 pub fn fingerprint(pipeline: &Pipeline, stages: &[&Stage]) -> String {
     let mut text = String::new();
     for stage in stages {
-        let StageSpec::Detection(spec) = &stage.spec else { continue };
+        let StageSpec::Detection(spec) = &stage.spec else {
+            continue;
+        };
         text.push_str(&format!("stage {}\n", stage.name));
         let ids = std::iter::once(spec.model.id())
             .chain(spec.filters.iter().map(|r| r.id()))
@@ -27,7 +29,10 @@ pub fn fingerprint(pipeline: &Pipeline, stages: &[&Stage]) -> String {
             .chain(spec.messages.iter().map(|r| r.id()));
         for id in ids {
             match id.and_then(|id| pipeline.components.get(id)) {
-                Some(component) => text.push_str(&format!("{} {} {:?}\n", component.name, component.kind, component.settings)),
+                Some(component) => text.push_str(&format!(
+                    "{} {} {:?}\n",
+                    component.name, component.kind, component.settings
+                )),
                 None => text.push_str("unresolved\n"),
             }
         }
@@ -39,5 +44,8 @@ pub fn fingerprint(pipeline: &Pipeline, stages: &[&Stage]) -> String {
 /// the same in every shard.
 pub fn deployment_id(name: &str, latitude: Option<f64>, longitude: Option<f64>) -> Uuid {
     let text = format!("acoupi reprocess deployment\n{name}\n{latitude:?}\n{longitude:?}");
-    uuid::Builder::from_u128(XxHash3_128::oneshot(text.as_bytes())).with_version(uuid::Version::Random).with_variant(uuid::Variant::RFC4122).into_uuid()
+    uuid::Builder::from_u128(XxHash3_128::oneshot(text.as_bytes()))
+        .with_version(uuid::Version::Random)
+        .with_variant(uuid::Variant::RFC4122)
+        .into_uuid()
 }

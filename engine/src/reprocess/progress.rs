@@ -20,7 +20,11 @@ pub enum ProgressMode {
 impl ProgressMode {
     /// A bar when stderr is a terminal, else a log line every 10 s.
     pub fn detect() -> ProgressMode {
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) { ProgressMode::Bar } else { ProgressMode::Log(Duration::from_secs(10)) }
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            ProgressMode::Bar
+        } else {
+            ProgressMode::Log(Duration::from_secs(10))
+        }
     }
 }
 
@@ -48,14 +52,23 @@ impl Progress {
     pub fn new(mode: ProgressMode, files: u64, bytes: u64) -> Progress {
         let bar = (mode == ProgressMode::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.enable_steady_tick(Duration::from_millis(250));
             bar
         });
         let now = Instant::now();
-        Progress { mode, bar, started: now, last_log: now, files, bytes }
+        Progress {
+            mode,
+            bar,
+            started: now,
+            last_log: now,
+            files,
+            bytes,
+        }
     }
 
     /// Shows the totals so far.
@@ -68,8 +81,15 @@ impl Progress {
             }
             (None, ProgressMode::Log(every)) if self.last_log.elapsed() >= every => {
                 self.last_log = Instant::now();
-                let percent = if self.bytes == 0 { 100.0 } else { done.bytes as f64 * 100.0 / self.bytes as f64 };
-                let eta = eta(self.started.elapsed(), done.bytes, self.bytes).map_or_else(|| "?".to_string(), |d| humantime::format_duration(d).to_string());
+                let percent = if self.bytes == 0 {
+                    100.0
+                } else {
+                    done.bytes as f64 * 100.0 / self.bytes as f64
+                };
+                let eta = eta(self.started.elapsed(), done.bytes, self.bytes).map_or_else(
+                    || "?".to_string(),
+                    |d| humantime::format_duration(d).to_string(),
+                );
                 tracing::info!("reprocess: {percent:.0}%, {line}, ETA {eta}");
             }
             _ => {}
@@ -84,8 +104,18 @@ impl Progress {
 
     fn line(&self, done: &Totals) -> String {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let speed = if elapsed > 0.0 { done.audio_seconds / elapsed } else { 0.0 };
-        format!("{}/{} files, {:.2} h audio, {speed:.1}× real time, {} errors", done.files, self.files, done.audio_seconds / 3600.0, done.errors)
+        let speed = if elapsed > 0.0 {
+            done.audio_seconds / elapsed
+        } else {
+            0.0
+        };
+        format!(
+            "{}/{} files, {:.2} h audio, {speed:.1}× real time, {} errors",
+            done.files,
+            self.files,
+            done.audio_seconds / 3600.0,
+            done.errors
+        )
     }
 }
 
@@ -106,7 +136,9 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() && u32::from(c) < 0x80 => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c if c.is_control() && u32::from(c) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)))
+            }
             c if c.is_control() || bidi(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
             c => out.push(c),
         }
@@ -129,8 +161,14 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {
-        assert_eq!(printable("site-1/20260601_050000.WAV"), "site-1/20260601_050000.WAV");
-        assert_eq!(printable("été/chant d’oiseau.wav"), "été/chant d’oiseau.wav");
+        assert_eq!(
+            printable("site-1/20260601_050000.WAV"),
+            "site-1/20260601_050000.WAV"
+        );
+        assert_eq!(
+            printable("été/chant d’oiseau.wav"),
+            "été/chant d’oiseau.wav"
+        );
         assert_eq!(printable("a\nb\rc\td"), "a\\nb\\rc\\td");
         assert_eq!(printable("\x1b[2Jx\x7f\u{9b}y"), "\\x1b[2Jx\\x7f\\u{9b}y");
         assert_eq!(printable("gpj.\u{202e}wav"), "gpj.\\u{202e}wav");
@@ -139,7 +177,10 @@ mod tests {
     #[test]
     fn eta_from_bytes_so_far() {
         assert_eq!(eta(Duration::from_secs(10), 0, 100), None);
-        assert_eq!(eta(Duration::from_secs(10), 25, 100), Some(Duration::from_secs(30)));
+        assert_eq!(
+            eta(Duration::from_secs(10), 25, 100),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(eta(Duration::from_secs(10), 100, 100), Some(Duration::ZERO));
     }
 }

@@ -23,7 +23,9 @@ impl Shard {
             return Err("the shard count must be at least 1".into());
         }
         if index == 0 || index > count {
-            return Err(format!("shard {index} is not in 1..={count} (shards are numbered from 1)"));
+            return Err(format!(
+                "shard {index} is not in 1..={count} (shards are numbered from 1)"
+            ));
         }
         Ok(Shard { index, count })
     }
@@ -53,8 +55,14 @@ impl FromStr for Shard {
 
     /// `I/N`, e.g. `3/64`.
     fn from_str(text: &str) -> Result<Shard, String> {
-        let (index, count) = text.split_once('/').ok_or_else(|| format!("`{text}` is not I/N (e.g. 3/64)"))?;
-        let number = |part: &str| part.trim().parse::<u32>().map_err(|_| format!("`{text}` is not I/N (e.g. 3/64): `{part}` is not a whole number"));
+        let (index, count) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}` is not I/N (e.g. 3/64)"))?;
+        let number = |part: &str| {
+            part.trim().parse::<u32>().map_err(|_| {
+                format!("`{text}` is not I/N (e.g. 3/64): `{part}` is not a whole number")
+            })
+        };
         Shard::new(number(index)?, number(count)?)
     }
 }
@@ -70,7 +78,16 @@ mod tests {
     use super::*;
 
     fn paths() -> Vec<String> {
-        (0..500).map(|i| format!("site-{}/2026/06/{:02}/20260621_{:06}.wav", i % 7, i % 30 + 1, i * 37)).collect()
+        (0..500)
+            .map(|i| {
+                format!(
+                    "site-{}/2026/06/{:02}/20260621_{:06}.wav",
+                    i % 7,
+                    i % 30 + 1,
+                    i * 37
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -91,9 +108,20 @@ mod tests {
     #[test]
     fn the_split_is_deterministic_and_roughly_even() {
         // Pinned values: a change of hash would silently reshuffle running cluster jobs.
-        assert_eq!(XxHash3_64::oneshot(b"site-1/20260621_053000.wav"), 14_337_446_381_208_926_708);
-        assert_eq!((shard_of("site-1/20260621_053000.wav", 64), shard_of("a/b.wav", 3)), (53, 2));
-        let sizes: Vec<usize> = (1..=4).map(|i| paths().iter().filter(|p| shard_of(p, 4) == i).count()).collect();
+        assert_eq!(
+            XxHash3_64::oneshot(b"site-1/20260621_053000.wav"),
+            14_337_446_381_208_926_708
+        );
+        assert_eq!(
+            (
+                shard_of("site-1/20260621_053000.wav", 64),
+                shard_of("a/b.wav", 3)
+            ),
+            (53, 2)
+        );
+        let sizes: Vec<usize> = (1..=4)
+            .map(|i| paths().iter().filter(|p| shard_of(p, 4) == i).count())
+            .collect();
         assert!(sizes.iter().all(|&n| (90..=160).contains(&n)), "{sizes:?}");
         assert_eq!(shard_of("x.wav", 1), 1);
     }
@@ -105,6 +133,11 @@ mod tests {
         for bad in ["0/4", "5/4", "1/0", "3", "a/4", "3/"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
-        assert!("0/4".parse::<Shard>().unwrap_err().contains("numbered from 1"));
+        assert!(
+            "0/4"
+                .parse::<Shard>()
+                .unwrap_err()
+                .contains("numbered from 1")
+        );
     }
 }

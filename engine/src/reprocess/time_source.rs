@@ -51,8 +51,14 @@ pub struct TimeHints<'a> {
 }
 
 /// The recording time of a file and its source (see the module docs).
-pub fn recorded_at(hints: TimeHints<'_>, time_format: Option<&str>, timezone: Tz) -> (DateTime<Utc>, TimeSource) {
-    if let Some(time) = time_format.and_then(|format| from_pattern(hints.file_name, format, timezone)) {
+pub fn recorded_at(
+    hints: TimeHints<'_>,
+    time_format: Option<&str>,
+    timezone: Tz,
+) -> (DateTime<Utc>, TimeSource) {
+    if let Some(time) =
+        time_format.and_then(|format| from_pattern(hints.file_name, format, timezone))
+    {
         return (time, TimeSource::TimeFormat);
     }
     if let Some(time) = hints.guano.and_then(|g| g.timestamp(timezone)) {
@@ -69,17 +75,24 @@ pub fn recorded_at(hints: TimeHints<'_>, time_format: Option<&str>, timezone: Tz
 
 /// A local time in `timezone`; in a DST fold the earlier instant, in a gap none.
 fn local(naive: NaiveDateTime, timezone: Tz) -> Option<DateTime<Utc>> {
-    timezone.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
+    timezone
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// A user pattern matched at the first position of `name` where it parses.
 pub fn from_pattern(name: &str, format: &str, timezone: Tz) -> Option<DateTime<Utc>> {
-    name.char_indices().map(|(i, _)| &name[i..]).find_map(|rest| {
-        if let Ok((time, _)) = DateTime::<FixedOffset>::parse_and_remainder(rest, format) {
-            return Some(time.with_timezone(&Utc));
-        }
-        NaiveDateTime::parse_and_remainder(rest, format).ok().and_then(|(naive, _)| local(naive, timezone))
-    })
+    name.char_indices()
+        .map(|(i, _)| &name[i..])
+        .find_map(|rest| {
+            if let Ok((time, _)) = DateTime::<FixedOffset>::parse_and_remainder(rest, format) {
+                return Some(time.with_timezone(&Utc));
+            }
+            NaiveDateTime::parse_and_remainder(rest, format)
+                .ok()
+                .and_then(|(naive, _)| local(naive, timezone))
+        })
 }
 
 /// `YYYYMMDD_HHMMSS` or `YYYYMMDDTHHMMSS`, not part of a longer run of digits.
@@ -89,13 +102,22 @@ pub fn from_file_name(name: &str, timezone: Tz) -> Option<DateTime<Utc>> {
     (0..bytes.len().saturating_sub(14)).find_map(|i| {
         let end = i + 15;
         let shape = digits(i..i + 8) && matches!(bytes[i + 8], b'_' | b'T') && digits(i + 9..end);
-        let bounded = (i == 0 || !bytes[i - 1].is_ascii_digit()) && bytes.get(end).is_none_or(|b| !b.is_ascii_digit());
+        let bounded = (i == 0 || !bytes[i - 1].is_ascii_digit())
+            && bytes.get(end).is_none_or(|b| !b.is_ascii_digit());
         if !(shape && bounded) {
             return None;
         }
         let number = |range: std::ops::Range<usize>| name[range].parse::<u32>().ok();
-        let date = NaiveDate::from_ymd_opt(name[i..i + 4].parse().ok()?, number(i + 4..i + 6)?, number(i + 6..i + 8)?)?;
-        let time = NaiveTime::from_hms_opt(number(i + 9..i + 11)?, number(i + 11..i + 13)?, number(i + 13..end)?)?;
+        let date = NaiveDate::from_ymd_opt(
+            name[i..i + 4].parse().ok()?,
+            number(i + 4..i + 6)?,
+            number(i + 6..i + 8)?,
+        )?;
+        let time = NaiveTime::from_hms_opt(
+            number(i + 9..i + 11)?,
+            number(i + 11..i + 13)?,
+            number(i + 13..end)?,
+        )?;
         local(date.and_time(time), timezone)
     })
 }
@@ -124,7 +146,10 @@ pub fn from_audiomoth_comment(comment: &str) -> Option<DateTime<Utc>> {
         }
     };
     let offset = FixedOffset::east_opt(offset_seconds)?;
-    offset.from_local_datetime(&date.and_time(time)).single().map(|t| t.with_timezone(&Utc))
+    offset
+        .from_local_datetime(&date.and_time(time))
+        .single()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -136,7 +161,12 @@ mod tests {
     }
 
     fn hints<'a>(file_name: &'a str, comment: Option<&'a str>) -> TimeHints<'a> {
-        TimeHints { file_name, comment, guano: None, mtime: utc("2030-01-01T00:00:00Z") }
+        TimeHints {
+            file_name,
+            comment,
+            guano: None,
+            mtime: utc("2030-01-01T00:00:00Z"),
+        }
     }
 
     const LONDON: Tz = chrono_tz::Europe::London;
@@ -144,22 +174,61 @@ mod tests {
     #[test]
     fn audiomoth_comments_with_each_kind_of_offset() {
         let at = |c: &str| from_audiomoth_comment(c);
-        assert_eq!(at("Recorded at 05:30:00 21/06/2026 (UTC+1) by AudioMoth 24F3190361DA5A34 at medium gain while battery was 4.2V."), Some(utc("2026-06-21T04:30:00Z")));
-        assert_eq!(at("Recorded at 21:00:00 24/02/2019 (UTC) by AudioMoth 24526B065AB6F31C"), Some(utc("2019-02-24T21:00:00Z")));
-        assert_eq!(at("Recorded at 01:00:00 01/01/2026 (UTC-5) by AudioMoth"), Some(utc("2026-01-01T06:00:00Z")));
-        assert_eq!(at("Recorded at 12:00:00 01/01/2026 (UTC+5:30) by AudioMoth"), Some(utc("2026-01-01T06:30:00Z")));
-        assert_eq!(at("Recorded at 12:00:00.250 01/01/2026 (UTC) by AudioMoth"), Some(utc("2026-01-01T12:00:00.250Z")));
-        for bad in ["", "Recorded at 25:00:00 01/01/2026 (UTC)", "Recorded at 12:00:00 31/02/2026 (UTC)", "Recorded at 12:00:00 01/01/2026 UTC", "hello"] {
+        assert_eq!(
+            at(
+                "Recorded at 05:30:00 21/06/2026 (UTC+1) by AudioMoth 24F3190361DA5A34 at medium gain while battery was 4.2V."
+            ),
+            Some(utc("2026-06-21T04:30:00Z"))
+        );
+        assert_eq!(
+            at("Recorded at 21:00:00 24/02/2019 (UTC) by AudioMoth 24526B065AB6F31C"),
+            Some(utc("2019-02-24T21:00:00Z"))
+        );
+        assert_eq!(
+            at("Recorded at 01:00:00 01/01/2026 (UTC-5) by AudioMoth"),
+            Some(utc("2026-01-01T06:00:00Z"))
+        );
+        assert_eq!(
+            at("Recorded at 12:00:00 01/01/2026 (UTC+5:30) by AudioMoth"),
+            Some(utc("2026-01-01T06:30:00Z"))
+        );
+        assert_eq!(
+            at("Recorded at 12:00:00.250 01/01/2026 (UTC) by AudioMoth"),
+            Some(utc("2026-01-01T12:00:00.250Z"))
+        );
+        for bad in [
+            "",
+            "Recorded at 25:00:00 01/01/2026 (UTC)",
+            "Recorded at 12:00:00 31/02/2026 (UTC)",
+            "Recorded at 12:00:00 01/01/2026 UTC",
+            "hello",
+        ] {
             assert_eq!(at(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn file_names_in_the_deployment_timezone() {
-        assert_eq!(from_file_name("20260621_053000.WAV", LONDON), Some(utc("2026-06-21T04:30:00Z")));
-        assert_eq!(from_file_name("20260121_053000.wav", LONDON), Some(utc("2026-01-21T05:30:00Z")));
-        assert_eq!(from_file_name("SITE-3_20260621T053000_extra.wav", chrono_tz::UTC), Some(utc("2026-06-21T05:30:00Z")));
-        for bad in ["920260621_053000.wav", "20260621_0530001.wav", "20261321_053000.wav", "20260621-053000.wav", "x.wav", "2026"] {
+        assert_eq!(
+            from_file_name("20260621_053000.WAV", LONDON),
+            Some(utc("2026-06-21T04:30:00Z"))
+        );
+        assert_eq!(
+            from_file_name("20260121_053000.wav", LONDON),
+            Some(utc("2026-01-21T05:30:00Z"))
+        );
+        assert_eq!(
+            from_file_name("SITE-3_20260621T053000_extra.wav", chrono_tz::UTC),
+            Some(utc("2026-06-21T05:30:00Z"))
+        );
+        for bad in [
+            "920260621_053000.wav",
+            "20260621_0530001.wav",
+            "20261321_053000.wav",
+            "20260621-053000.wav",
+            "x.wav",
+            "2026",
+        ] {
             assert_eq!(from_file_name(bad, chrono_tz::UTC), None, "{bad}");
         }
         // 01:30 on 29 March 2026 does not exist in London.
@@ -168,24 +237,70 @@ mod tests {
 
     #[test]
     fn user_patterns_anywhere_in_the_name_with_or_without_offset() {
-        assert_eq!(from_pattern("North_2026-06-21_05-30-00.wav", "%Y-%m-%d_%H-%M-%S", chrono_tz::UTC), Some(utc("2026-06-21T05:30:00Z")));
-        assert_eq!(from_pattern("N_2026-06-21_05-30-00.wav", "N_%Y-%m-%d_%H-%M-%S", LONDON), Some(utc("2026-06-21T04:30:00Z")));
-        assert_eq!(from_pattern("rec 21.06.2026 05h30 +0200.wav", "%d.%m.%Y %Hh%M %z", LONDON), Some(utc("2026-06-21T03:30:00Z")));
-        assert_eq!(from_pattern("nothing here.wav", "%Y-%m-%d_%H-%M-%S", LONDON), None);
+        assert_eq!(
+            from_pattern(
+                "North_2026-06-21_05-30-00.wav",
+                "%Y-%m-%d_%H-%M-%S",
+                chrono_tz::UTC
+            ),
+            Some(utc("2026-06-21T05:30:00Z"))
+        );
+        assert_eq!(
+            from_pattern("N_2026-06-21_05-30-00.wav", "N_%Y-%m-%d_%H-%M-%S", LONDON),
+            Some(utc("2026-06-21T04:30:00Z"))
+        );
+        assert_eq!(
+            from_pattern(
+                "rec 21.06.2026 05h30 +0200.wav",
+                "%d.%m.%Y %Hh%M %z",
+                LONDON
+            ),
+            Some(utc("2026-06-21T03:30:00Z"))
+        );
+        assert_eq!(
+            from_pattern("nothing here.wav", "%Y-%m-%d_%H-%M-%S", LONDON),
+            None
+        );
     }
 
     #[test]
     fn sources_in_order_and_mtime_last() {
         let comment = Some("Recorded at 05:30:00 21/06/2026 (UTC) by AudioMoth");
         let named = "20250101_000000.wav";
-        assert_eq!(recorded_at(hints(named, comment), Some("%Y%m%d_%H%M%S"), chrono_tz::UTC), (utc("2025-01-01T00:00:00Z"), TimeSource::TimeFormat));
-        assert_eq!(recorded_at(hints(named, comment), None, chrono_tz::UTC), (utc("2026-06-21T05:30:00Z"), TimeSource::AudioMothComment));
+        assert_eq!(
+            recorded_at(hints(named, comment), Some("%Y%m%d_%H%M%S"), chrono_tz::UTC),
+            (utc("2025-01-01T00:00:00Z"), TimeSource::TimeFormat)
+        );
+        assert_eq!(
+            recorded_at(hints(named, comment), None, chrono_tz::UTC),
+            (utc("2026-06-21T05:30:00Z"), TimeSource::AudioMothComment)
+        );
         let mut guano = crate::guano::Guano::default();
         guano.set("Timestamp", "2024-05-01T22:00:00-04:00");
-        let with_guano = TimeHints { guano: Some(&guano), ..hints(named, comment) };
-        assert_eq!(recorded_at(with_guano, None, chrono_tz::UTC), (utc("2024-05-02T02:00:00Z"), TimeSource::Guano));
-        assert_eq!(recorded_at(with_guano, Some("%Y%m%d_%H%M%S"), chrono_tz::UTC).1, TimeSource::TimeFormat);
-        assert_eq!(recorded_at(hints(named, Some("a comment")), Some("%d%m"), chrono_tz::UTC).1, TimeSource::FileName);
-        assert_eq!(recorded_at(hints("take 3.wav", None), None, chrono_tz::UTC), (utc("2030-01-01T00:00:00Z"), TimeSource::Mtime));
+        let with_guano = TimeHints {
+            guano: Some(&guano),
+            ..hints(named, comment)
+        };
+        assert_eq!(
+            recorded_at(with_guano, None, chrono_tz::UTC),
+            (utc("2024-05-02T02:00:00Z"), TimeSource::Guano)
+        );
+        assert_eq!(
+            recorded_at(with_guano, Some("%Y%m%d_%H%M%S"), chrono_tz::UTC).1,
+            TimeSource::TimeFormat
+        );
+        assert_eq!(
+            recorded_at(
+                hints(named, Some("a comment")),
+                Some("%d%m"),
+                chrono_tz::UTC
+            )
+            .1,
+            TimeSource::FileName
+        );
+        assert_eq!(
+            recorded_at(hints("take 3.wav", None), None, chrono_tz::UTC),
+            (utc("2030-01-01T00:00:00Z"), TimeSource::Mtime)
+        );
     }
 }

@@ -15,24 +15,54 @@ fn file(name: &str, day: u32, best: Option<f64>, tags: &[(&str, f64)]) -> KeptFi
         path: PathBuf::from("/rec").join(name),
         created_on: at(day),
         best_score: best,
-        tags: tags.iter().map(|(v, s)| crate::store::TagScore { key: "species".into(), value: v.to_string(), score: *s }).collect(),
+        tags: tags
+            .iter()
+            .map(|(v, s)| crate::store::TagScore {
+                key: "species".into(),
+                value: v.to_string(),
+                score: *s,
+            })
+            .collect(),
     }
 }
 
 fn names(plan: &RetentionPlan) -> Vec<String> {
-    plan.deletions.iter().map(|d| d.path.file_name().unwrap().to_string_lossy().into_owned()).collect()
+    plan.deletions
+        .iter()
+        .map(|d| d.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// A season's folder: silent clips and clips of three species.
 fn season() -> Vec<KeptFile> {
     vec![
         file("1-silent.wav", 1, None, &[]),
-        file("2-robin-low.wav", 2, Some(0.55), &[("Erithacus rubecula", 0.55)]),
+        file(
+            "2-robin-low.wav",
+            2,
+            Some(0.55),
+            &[("Erithacus rubecula", 0.55)],
+        ),
         file("3-owl.wav", 3, Some(0.6), &[("Bubo bubo", 0.6)]),
-        file("4-robin-best.wav", 4, Some(0.95), &[("Erithacus rubecula", 0.95)]),
+        file(
+            "4-robin-best.wav",
+            4,
+            Some(0.95),
+            &[("Erithacus rubecula", 0.95)],
+        ),
         file("5-silent.wav", 5, None, &[]),
-        file("6-wren.wav", 6, Some(0.7), &[("Troglodytes troglodytes", 0.7)]),
-        file("7-robin-mid.wav", 7, Some(0.8), &[("Erithacus rubecula", 0.8)]),
+        file(
+            "6-wren.wav",
+            6,
+            Some(0.7),
+            &[("Troglodytes troglodytes", 0.7)],
+        ),
+        file(
+            "7-robin-mid.wav",
+            7,
+            Some(0.8),
+            &[("Erithacus rubecula", 0.8)],
+        ),
     ]
 }
 
@@ -48,8 +78,25 @@ fn decisions_table() {
     };
     let cases: Vec<(&str, RetentionPolicy, u64, Vec<&str>, u64)> = vec![
         ("no rule deletes nothing", policy(&|_| {}), 0, vec![], 0),
-        ("space: silent oldest first, then lowest score", policy(&|_| {}), 350, vec!["1-silent.wav", "5-silent.wav", "2-robin-low.wav", "3-owl.wav"], 0),
-        ("space: exactly enough stops", policy(&|_| {}), 200, vec!["1-silent.wav", "5-silent.wav"], 0),
+        (
+            "space: silent oldest first, then lowest score",
+            policy(&|_| {}),
+            350,
+            vec![
+                "1-silent.wav",
+                "5-silent.wav",
+                "2-robin-low.wav",
+                "3-owl.wav",
+            ],
+            0,
+        ),
+        (
+            "space: exactly enough stops",
+            policy(&|_| {}),
+            200,
+            vec!["1-silent.wav", "5-silent.wav"],
+            0,
+        ),
         (
             "space: protected species and folder are skipped",
             policy(&|p| {
@@ -64,7 +111,12 @@ fn decisions_table() {
             "space: keep_best 1 protects each species' best",
             policy(&|p| p.keep_best = Some(1)),
             700,
-            vec!["1-silent.wav", "5-silent.wav", "2-robin-low.wav", "7-robin-mid.wav"],
+            vec![
+                "1-silent.wav",
+                "5-silent.wav",
+                "2-robin-low.wav",
+                "7-robin-mid.wav",
+            ],
             300,
         ),
         (
@@ -104,12 +156,22 @@ fn decisions_table() {
 
 #[test]
 fn keep_best_prefers_the_older_clip_among_equal_scores_and_missing_files_are_cleared() {
-    let files = vec![file("a.wav", 1, Some(0.9), &[("x", 0.9)]), file("b.wav", 2, Some(0.9), &[("x", 0.9)]), file("gone.wav", 3, None, &[])];
-    let policy = RetentionPolicy { keep_best: Some(1), ..Default::default() };
+    let files = vec![
+        file("a.wav", 1, Some(0.9), &[("x", 0.9)]),
+        file("b.wav", 2, Some(0.9), &[("x", 0.9)]),
+        file("gone.wav", 3, None, &[]),
+    ];
+    let policy = RetentionPolicy {
+        keep_best: Some(1),
+        ..Default::default()
+    };
     let plan = decide(&policy, &files, &[Some(10), Some(10), None], at(20), 10);
     assert_eq!(names(&plan), ["gone.wav", "b.wav"]);
     assert_eq!(plan.deletions[0].reason, Reason::Missing);
-    assert_eq!(plan.deletions[1].reason, Reason::SpaceLowScore { score: 0.9 });
+    assert_eq!(
+        plan.deletions[1].reason,
+        Reason::SpaceLowScore { score: 0.9 }
+    );
     assert_eq!(plan.protected, 1);
 }
 
@@ -134,7 +196,10 @@ impl DiskSpace for FolderDisk {
                 }
             }
         }
-        Ok(Space { available: self.capacity.saturating_sub(used), total: self.capacity })
+        Ok(Space {
+            available: self.capacity.saturating_sub(used),
+            total: self.capacity,
+        })
     }
     fn same_filesystem(&self, _: &Path, _: &Path) -> bool {
         true
@@ -142,7 +207,10 @@ impl DiskSpace for FolderDisk {
 }
 
 /// Five 2,000-byte recordings on a 12,000-byte disk (2,000 free), oldest silent.
-fn station(min_free: SpaceAmount, protect_all: bool) -> (tempfile::TempDir, Arc<FakeStore>, Retention) {
+fn station(
+    min_free: SpaceAmount,
+    protect_all: bool,
+) -> (tempfile::TempDir, Arc<FakeStore>, Retention) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("recordings");
     std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
@@ -152,14 +220,24 @@ fn station(min_free: SpaceAmount, protect_all: bool) -> (tempfile::TempDir, Arc<
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, vec![0u8; 2000]).unwrap();
         let score = 0.5 + day as f64 / 20.0;
-        let detections: &[(f64, &[(&str, &str, f64)])] = if day == 1 { &[] } else { &[(score, &[("species", "Turdus merula", 1.0)])] };
+        let detections: &[(f64, &[(&str, &str, f64)])] = if day == 1 {
+            &[]
+        } else {
+            &[(score, &[("species", "Turdus merula", 1.0)])]
+        };
         store.add_kept(&path, at(day), detections);
     }
-    let mut policy = RetentionPolicy { min_free: Some(min_free), ..Default::default() };
+    let mut policy = RetentionPolicy {
+        min_free: Some(min_free),
+        ..Default::default()
+    };
     if protect_all {
         policy.protect_folders.push(root.clone());
     }
-    let disk = Arc::new(FolderDisk { root: root.clone(), capacity: 12_000 });
+    let disk = Arc::new(FolderDisk {
+        root: root.clone(),
+        capacity: 12_000,
+    });
     let retention = Retention::new(policy, root, store.clone(), disk);
     (dir, store, retention)
 }
@@ -167,25 +245,45 @@ fn station(min_free: SpaceAmount, protect_all: bool) -> (tempfile::TempDir, Arc<
 #[test]
 fn ensure_room_deletes_silent_then_lowest_until_the_floor_holds() {
     let (dir, store, retention) = station(SpaceAmount::Bytes(5_000), false);
-    retention.ensure_room(&dir.path().join("tmp"), at(20)).unwrap();
+    retention
+        .ensure_room(&dir.path().join("tmp"), at(20))
+        .unwrap();
     let root = dir.path().join("recordings/2026/06");
-    let left: Vec<bool> = (1..=5).map(|d| root.join(format!("{d:02}.wav")).exists()).collect();
-    assert_eq!(left, [false, false, true, true, true], "the silent one, then the lowest score");
+    let left: Vec<bool> = (1..=5)
+        .map(|d| root.join(format!("{d:02}.wav")).exists())
+        .collect();
+    assert_eq!(
+        left,
+        [false, false, true, true, true],
+        "the silent one, then the lowest score"
+    );
     assert_eq!(store.path_of(0), None, "rows stay, with no path");
     assert_eq!(store.path_of(1), None);
     assert_eq!(store.path_of(2), Some(root.join("03.wav")));
     assert_eq!(retention.disk.space(&root).unwrap().available, 6_000);
     // Room enough now: nothing else goes.
-    retention.ensure_room(&dir.path().join("tmp"), at(20)).unwrap();
+    retention
+        .ensure_room(&dir.path().join("tmp"), at(20))
+        .unwrap();
     assert!(root.join("03.wav").exists());
 }
 
 #[test]
 fn ensure_room_refuses_when_everything_left_is_protected() {
     let (dir, _, retention) = station(SpaceAmount::Percent(50.0), true);
-    let error = retention.ensure_room(&dir.path().join("tmp"), at(20)).unwrap_err();
-    assert!(error.contains("is 2.0 KiB, below min_free 5.9 KiB") && error.contains("protected"), "{error}");
-    assert_eq!(std::fs::read_dir(dir.path().join("recordings/2026/06")).unwrap().count(), 5);
+    let error = retention
+        .ensure_room(&dir.path().join("tmp"), at(20))
+        .unwrap_err();
+    assert!(
+        error.contains("is 2.0 KiB, below min_free 5.9 KiB") && error.contains("protected"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("recordings/2026/06"))
+            .unwrap()
+            .count(),
+        5
+    );
 }
 
 #[test]
@@ -193,9 +291,22 @@ fn the_age_sweep_runs_hourly_and_space_checks_every_time() {
     let (dir, _, mut retention) = station(SpaceAmount::Bytes(0), false);
     retention.policy.max_age = Some(Duration::from_secs(17 * 86_400));
     let report = retention.run_if_due(at(20)).unwrap().expect("first sweep");
-    assert_eq!((report.deleted, report.freed), (2, 4_000), "days 1 and 2 are older than 17 days");
-    assert_eq!(retention.run_if_due(at(20) + chrono::TimeDelta::minutes(30)).unwrap(), None, "not due again within the hour");
-    let report = retention.run_if_due(at(21) + chrono::TimeDelta::minutes(1)).unwrap().expect("an hour later");
+    assert_eq!(
+        (report.deleted, report.freed),
+        (2, 4_000),
+        "days 1 and 2 are older than 17 days"
+    );
+    assert_eq!(
+        retention
+            .run_if_due(at(20) + chrono::TimeDelta::minutes(30))
+            .unwrap(),
+        None,
+        "not due again within the hour"
+    );
+    let report = retention
+        .run_if_due(at(21) + chrono::TimeDelta::minutes(1))
+        .unwrap()
+        .expect("an hour later");
     assert_eq!(report.deleted, 2, "days 3 and 4 are now older than 17 days");
     assert!(!dir.path().join("recordings/2026/06/04.wav").exists());
     assert!(dir.path().join("recordings/2026/06/05.wav").exists());
@@ -205,8 +316,16 @@ fn the_age_sweep_runs_hourly_and_space_checks_every_time() {
 fn a_missing_root_deletes_nothing() {
     let (dir, _, retention) = station(SpaceAmount::Bytes(100_000), false);
     std::fs::rename(dir.path().join("recordings"), dir.path().join("unmounted")).unwrap();
-    assert!(matches!(retention.plan(at(20)), Err(RetentionError::RootMissing(_))));
-    assert_eq!(std::fs::read_dir(dir.path().join("unmounted/2026/06")).unwrap().count(), 5);
+    assert!(matches!(
+        retention.plan(at(20)),
+        Err(RetentionError::RootMissing(_))
+    ));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("unmounted/2026/06"))
+            .unwrap()
+            .count(),
+        5
+    );
 }
 
 #[test]
@@ -227,20 +346,48 @@ fn stored_paths_outside_the_root_or_through_a_link_are_refused_and_keep_their_ro
     let plan = retention.plan(at(20)).unwrap();
     let refused: Vec<Uuid> = plan.refused.iter().map(|(id, _)| *id).collect();
     assert_eq!(refused, [victim, behind]);
-    assert!(matches!(plan.refused[0].1, DeleteError::ParentDir(_)) && matches!(plan.refused[1].1, DeleteError::Link { .. }));
+    assert!(
+        matches!(plan.refused[0].1, DeleteError::ParentDir(_))
+            && matches!(plan.refused[1].1, DeleteError::Link { .. })
+    );
     let text = plan.describe(true);
-    assert!(text.contains("has a `..` component") && text.contains("goes through the symbolic link") && text.contains("2 refused"), "{text}");
-    assert_eq!(names(&plan), ["01.wav", "02.wav", "03.wav", "04.wav", "05.wav"], "the station's own old files go");
+    assert!(
+        text.contains("has a `..` component")
+            && text.contains("goes through the symbolic link")
+            && text.contains("2 refused"),
+        "{text}"
+    );
+    assert_eq!(
+        names(&plan),
+        ["01.wav", "02.wav", "03.wav", "04.wav", "05.wav"],
+        "the station's own old files go"
+    );
     let report = retention.apply(&plan);
     assert_eq!((report.deleted, report.errors), (5, 0));
-    assert_eq!(std::fs::read(dir.path().join("victim.txt")).unwrap(), b"mine");
-    assert_eq!(std::fs::read(dir.path().join("outside/behind.wav")).unwrap(), b"mine too");
-    assert_eq!(store.path_of(5), Some(root.join("../victim.txt")), "the row keeps its path");
+    assert_eq!(
+        std::fs::read(dir.path().join("victim.txt")).unwrap(),
+        b"mine"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("outside/behind.wav")).unwrap(),
+        b"mine too"
+    );
+    assert_eq!(
+        store.path_of(5),
+        Some(root.join("../victim.txt")),
+        "the row keeps its path"
+    );
     assert_eq!(store.path_of(6), Some(root.join("2026/07/behind.wav")));
 
     // A plan made before the link appeared is checked again when applied.
     let plan = RetentionPlan {
-        deletions: vec![Deletion { recording_id: behind, path: root.join("2026/07/behind.wav"), created_on: at(1), size: 8, reason: Reason::Missing }],
+        deletions: vec![Deletion {
+            recording_id: behind,
+            path: root.join("2026/07/behind.wav"),
+            created_on: at(1),
+            size: 8,
+            reason: Reason::Missing,
+        }],
         ..Default::default()
     };
     assert_eq!(retention.apply(&plan).errors, 1);
@@ -254,5 +401,10 @@ fn a_protected_folder_named_through_a_link_protects_the_same_recordings() {
     std::os::unix::fs::symlink(dir.path(), dir.path().join("alias")).unwrap();
     retention.policy.protect_folders = vec![dir.path().join("alias/recordings/2026")];
     let plan = retention.plan(at(20)).unwrap();
-    assert_eq!((plan.deletions.len(), plan.protected), (0, 5), "{}", plan.describe(true));
+    assert_eq!(
+        (plan.deletions.len(), plan.protected),
+        (0, 5),
+        "{}",
+        plan.describe(true)
+    );
 }

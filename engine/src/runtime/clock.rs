@@ -26,7 +26,10 @@ pub struct TokioClock {
 
 impl TokioClock {
     pub fn new(start: DateTime<Utc>) -> Self {
-        TokioClock { start, origin: tokio::time::Instant::now() }
+        TokioClock {
+            start,
+            origin: tokio::time::Instant::now(),
+        }
     }
 }
 

@@ -63,12 +63,23 @@ impl std::fmt::Display for RunSummary {
         write!(
             f,
             "{} recordings, {} analysed, {} detections, {} messages queued, {} kept, {} deleted, {} messages sent, {} send failures",
-            self.recordings, self.analysed, self.detections, self.messages_queued, self.kept, self.deleted, self.messages_sent, self.messages_failed
+            self.recordings,
+            self.analysed,
+            self.detections,
+            self.messages_queued,
+            self.kept,
+            self.deleted,
+            self.messages_sent,
+            self.messages_failed
         )?;
         if self.heartbeats > 0 {
             write!(f, ", {} heartbeats", self.heartbeats)?;
         }
-        for (n, what) in [(self.skipped_runs, "runs skipped (stage busy)"), (self.not_queued, "recordings not queued"), (self.crashed_runs, "runs crashed")] {
+        for (n, what) in [
+            (self.skipped_runs, "runs skipped (stage busy)"),
+            (self.not_queued, "recordings not queued"),
+            (self.crashed_runs, "runs crashed"),
+        ] {
             if n > 0 {
                 write!(f, ", {n} {what}")?;
             }
@@ -125,12 +136,20 @@ enum Input {
 
 /// Runs one task (on a blocking thread); returns the Recording a recording stage made
 /// and a few words on what the run did.
-fn run_job(job: &Job, input: Input, now: DateTime<Utc>, stats: &Stats) -> (Option<Recording>, String) {
+fn run_job(
+    job: &Job,
+    input: Input,
+    now: DateTime<Utc>,
+    stats: &Stats,
+) -> (Option<Recording>, String) {
     match (job, input) {
         (Job::Recording(task), _) => {
             let recording = task.run(now);
             add(&stats.recordings, usize::from(recording.is_some()));
-            let outcome = recording.as_ref().map_or_else(|| "no recording".to_string(), |r| format!("recorded {}", r.id));
+            let outcome = recording.as_ref().map_or_else(
+                || "no recording".to_string(),
+                |r| format!("recorded {}", r.id),
+            );
             (recording, outcome)
         }
         (Job::Detection(task), Input::Recording(recording)) => {
@@ -139,7 +158,10 @@ fn run_job(job: &Job, input: Input, now: DateTime<Utc>, stats: &Stats) -> (Optio
             add(&stats.detections, report.detections);
             add(&stats.messages_queued, report.messages);
             let outcome = if report.stored {
-                format!("{}: {} detections, {} cleaned away, {} messages", recording.id, report.detections, report.cleaned, report.messages)
+                format!(
+                    "{}: {} detections, {} cleaned away, {} messages",
+                    recording.id, report.detections, report.cleaned, report.messages
+                )
             } else {
                 format!("{}: no output stored", recording.id)
             };
@@ -153,12 +175,18 @@ fn run_job(job: &Job, input: Input, now: DateTime<Utc>, stats: &Stats) -> (Optio
             let report = task.run(now);
             add(&stats.kept, report.kept);
             add(&stats.deleted, report.deleted + report.retention_deleted);
-            let mut outcome = format!("{} kept, {} deleted, {} waiting, {} errors", report.kept, report.deleted, report.waiting, report.errors);
+            let mut outcome = format!(
+                "{} kept, {} deleted, {} waiting, {} errors",
+                report.kept, report.deleted, report.waiting, report.errors
+            );
             if report.recovered > 0 {
                 outcome.push_str(&format!(", {} recovered", report.recovered));
             }
             if report.retention_deleted > 0 {
-                outcome.push_str(&format!(", {} deleted by retention", report.retention_deleted));
+                outcome.push_str(&format!(
+                    ", {} deleted by retention",
+                    report.retention_deleted
+                ));
             }
             (None, outcome)
         }
@@ -166,12 +194,26 @@ fn run_job(job: &Job, input: Input, now: DateTime<Utc>, stats: &Stats) -> (Optio
             let report = task.run(now);
             add(&stats.messages_sent, report.successful);
             add(&stats.messages_failed, report.failed + report.send_errors);
-            (None, format!("{} selected, {} sent, {} failed", report.selected, report.successful, report.failed + report.send_errors))
+            (
+                None,
+                format!(
+                    "{} selected, {} sent, {} failed",
+                    report.selected,
+                    report.successful,
+                    report.failed + report.send_errors
+                ),
+            )
         }
         (Job::Heartbeat(task), _) => {
             let report = task.run(now);
             add(&stats.heartbeats, 1);
-            (None, format!("{} metrics, delivered {} times", report.metrics, report.delivered))
+            (
+                None,
+                format!(
+                    "{} metrics, delivered {} times",
+                    report.metrics, report.delivered
+                ),
+            )
         }
         (Job::Summary(task), _) => {
             let queued = task.run(now);
@@ -210,13 +252,32 @@ struct Worker {
 }
 
 async fn worker(w: Worker, mut queue: mpsc::Receiver<Input>) {
-    let Worker { name, job, downstream, stats, clock, store } = w;
+    let Worker {
+        name,
+        job,
+        downstream,
+        stats,
+        clock,
+        store,
+    } = w;
     while let Some(input) = queue.recv().await {
-        let (job, run_stats, store, stage, run_clock) = (job.clone(), stats.clone(), store.clone(), name.clone(), clock.clone());
+        let (job, run_stats, store, stage, run_clock) = (
+            job.clone(),
+            stats.clone(),
+            store.clone(),
+            name.clone(),
+            clock.clone(),
+        );
         let now = clock.now();
         let run = move || {
             let (recording, outcome) = run_job(&job, input, now, &run_stats);
-            let record = StageRunRecord { stage, kind: kind_of(&job).into(), started_on: now, finished_on: run_clock.now(), outcome };
+            let record = StageRunRecord {
+                stage,
+                kind: kind_of(&job).into(),
+                started_on: now,
+                finished_on: run_clock.now(),
+                outcome,
+            };
             if let Err(error) = store.store_stage_run(&record) {
                 tracing::warn!(stage = %record.stage, %error, "cannot record the stage run");
             }
@@ -268,7 +329,14 @@ fn enqueue_tick(name: &str, sender: &mpsc::Sender<Input>, stats: &Stats) -> bool
     }
 }
 
-async fn timer(name: String, trigger: Trigger, sender: mpsc::Sender<Input>, stats: Arc<Stats>, clock: Arc<dyn Clock>, timezone: chrono_tz::Tz) {
+async fn timer(
+    name: String,
+    trigger: Trigger,
+    sender: mpsc::Sender<Input>,
+    stats: Arc<Stats>,
+    clock: Arc<dyn Clock>,
+    timezone: chrono_tz::Tz,
+) {
     match trigger {
         Trigger::Every { every, offset } => {
             let mut schedule = Aligned::starting_at(clock.now(), every, offset);
@@ -301,9 +369,18 @@ async fn timer(name: String, trigger: Trigger, sender: mpsc::Sender<Input>, stat
 impl Station {
     /// Runs the station until `shutdown` completes, `options.duration` passes, or (with
     /// `options.once`) each scheduled stage has run once with everything downstream.
-    pub async fn run(mut self, options: RunOptions, clock: Arc<dyn Clock>, shutdown: impl Future<Output = ()>) -> RunSummary {
+    pub async fn run(
+        mut self,
+        options: RunOptions,
+        clock: Arc<dyn Clock>,
+        shutdown: impl Future<Output = ()>,
+    ) -> RunSummary {
         let stats = Arc::new(Stats::default());
-        let (mut senders, receivers): (Vec<_>, Vec<_>) = self.stages.iter().map(|s| mpsc::channel::<Input>(s.queue.max(1))).unzip();
+        let (mut senders, receivers): (Vec<_>, Vec<_>) = self
+            .stages
+            .iter()
+            .map(|s| mpsc::channel::<Input>(s.queue.max(1)))
+            .unzip();
         let mut workers = Vec::new();
         for (i, receiver) in receivers.into_iter().enumerate() {
             let downstream = self
@@ -311,10 +388,21 @@ impl Station {
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| matches!(s.trigger, Trigger::After(up) if up == i))
-                .map(|(j, s)| Downstream { name: s.name.clone(), sender: senders[j].clone(), wants_recording: matches!(*s.job, Job::Detection(_)) })
+                .map(|(j, s)| Downstream {
+                    name: s.name.clone(),
+                    sender: senders[j].clone(),
+                    wants_recording: matches!(*s.job, Job::Detection(_)),
+                })
                 .collect();
             let stage = &self.stages[i];
-            let w = Worker { name: stage.name.clone(), job: stage.job.clone(), downstream, stats: stats.clone(), clock: clock.clone(), store: self.store.clone() };
+            let w = Worker {
+                name: stage.name.clone(),
+                job: stage.job.clone(),
+                downstream,
+                stats: stats.clone(),
+                clock: clock.clone(),
+                store: self.store.clone(),
+            };
             workers.push(tokio::spawn(worker(w, receiver)));
         }
         // The recovery backlog goes to its detection stages first, waiting for room in
@@ -346,7 +434,14 @@ impl Station {
                 .into_iter()
                 .map(|(i, sender)| {
                     let stage = &self.stages[i];
-                    tokio::spawn(timer(stage.name.clone(), stage.trigger.clone(), sender, stats.clone(), clock.clone(), self.settings.deployment.timezone))
+                    tokio::spawn(timer(
+                        stage.name.clone(),
+                        stage.trigger.clone(),
+                        sender,
+                        stats.clone(),
+                        clock.clone(),
+                        self.settings.deployment.timezone,
+                    ))
                 })
                 .collect();
             match options.duration {
@@ -387,7 +482,13 @@ mod tests {
         let store = Arc::new(FakeStore::new(calls));
         let recording = RecordingTask {
             stage: "record".into(),
-            recorder: Named::new("rec", Arc::new(FakeRecorder { calls: calls.clone(), fail: false })),
+            recorder: Named::new(
+                "rec",
+                Arc::new(FakeRecorder {
+                    calls: calls.clone(),
+                    fail: false,
+                }),
+            ),
             conditions: Vec::new(),
             any_conditions: Vec::new(),
             store: store.clone(),
@@ -398,7 +499,13 @@ mod tests {
         };
         let detection = DetectionTask {
             stage: "detect".into(),
-            model: Named::new("m", Arc::new(FakeModel { calls: calls.clone(), detections: 2 })),
+            model: Named::new(
+                "m",
+                Arc::new(FakeModel {
+                    calls: calls.clone(),
+                    detections: 2,
+                }),
+            ),
             filters: Vec::new(),
             cleaners: Vec::new(),
             factories: Vec::new(),
@@ -417,25 +524,49 @@ mod tests {
             backlog: Vec::new(),
             settings,
             stages: vec![
-                StageRun { name: "record".into(), job: Arc::new(Job::Recording(recording)), trigger: Trigger::Every { every: Duration::from_secs(every), offset: Duration::ZERO }, queue: 1 },
-                StageRun { name: "detect".into(), job: Arc::new(Job::Detection(detection)), trigger: Trigger::After(0), queue },
+                StageRun {
+                    name: "record".into(),
+                    job: Arc::new(Job::Recording(recording)),
+                    trigger: Trigger::Every {
+                        every: Duration::from_secs(every),
+                        offset: Duration::ZERO,
+                    },
+                    queue: 1,
+                },
+                StageRun {
+                    name: "detect".into(),
+                    job: Arc::new(Job::Detection(detection)),
+                    trigger: Trigger::After(0),
+                    queue,
+                },
             ],
             store,
         }
     }
 
     fn start() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-05-01T06:00:01Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-05-01T06:00:01Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[tokio::test(start_paused = true)]
     async fn scheduled_recordings_flow_into_detection_on_the_aligned_grid() {
         let calls = Calls::default();
         let clock = Arc::new(TokioClock::new(start()));
-        let options = RunOptions { once: false, duration: Some(Duration::from_secs(35)) };
-        let summary = station(&calls, 10, 4).run(options, clock, std::future::pending()).await;
+        let options = RunOptions {
+            once: false,
+            duration: Some(Duration::from_secs(35)),
+        };
+        let summary = station(&calls, 10, 4)
+            .run(options, clock, std::future::pending())
+            .await;
         // 06:00:01 + 35 s: runs at :10, :20, :30.
-        assert_eq!((summary.recordings, summary.analysed, summary.detections), (3, 3, 6), "{summary:?}");
+        assert_eq!(
+            (summary.recordings, summary.analysed, summary.detections),
+            (3, 3, 6),
+            "{summary:?}"
+        );
         let calls = calls.take();
         assert_eq!(calls.iter().filter(|c| *c == "recorder.record").count(), 3);
         assert_eq!(calls.iter().filter(|c| *c == "model.run").count(), 3);
@@ -445,9 +576,27 @@ mod tests {
     async fn once_runs_each_scheduled_stage_once_and_waits_for_downstream() {
         let calls = Calls::default();
         let clock = Arc::new(TokioClock::new(start()));
-        let summary = station(&calls, 3600, 4).run(RunOptions { once: true, duration: None }, clock, std::future::pending()).await;
+        let summary = station(&calls, 3600, 4)
+            .run(
+                RunOptions {
+                    once: true,
+                    duration: None,
+                },
+                clock,
+                std::future::pending(),
+            )
+            .await;
         assert_eq!((summary.recordings, summary.analysed), (1, 1));
-        assert_eq!(calls.take(), ["store.get_current_deployment", "recorder.record", "store.store_recording", "model.run", "store.store_model_output"]);
+        assert_eq!(
+            calls.take(),
+            [
+                "store.get_current_deployment",
+                "recorder.record",
+                "store.store_recording",
+                "model.run",
+                "store.store_model_output"
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -455,7 +604,13 @@ mod tests {
         let calls = Calls::default();
         let clock = Arc::new(TokioClock::new(start()));
         let shutdown = tokio::time::sleep(Duration::from_secs(25));
-        let summary = station(&calls, 10, 4).run(RunOptions::default(), clock, shutdown).await;
-        assert_eq!((summary.recordings, summary.analysed), (2, 2), "each recording made before the stop was analysed");
+        let summary = station(&calls, 10, 4)
+            .run(RunOptions::default(), clock, shutdown)
+            .await;
+        assert_eq!(
+            (summary.recordings, summary.analysed),
+            (2, 2),
+            "each recording made before the stop was analysed"
+        );
     }
 }

@@ -17,8 +17,8 @@ use crate::config::pipeline::{ComponentRef, DetectionStage, StageSpec};
 use crate::config::{DeploymentSettings, Pipeline, Settings, Trigger};
 use crate::data::{DataError, Deployment, DeviceInfo};
 use crate::disk::SystemDisk;
-use crate::retention::Retention;
 use crate::registry::{BuildContext, BuildError, Built};
+use crate::retention::Retention;
 use crate::store::{MessageStore, Store, StoreError};
 use crate::tasks::{
     DetectionTask, HeartbeatTask, ManagementTask, MessagingTask, Named, RecordingTask, SummaryTask,
@@ -53,11 +53,20 @@ pub enum StartError {
     #[error("invalid deployment: {0}")]
     Deployment(#[from] DataError),
     #[error("cannot create folder `{}`: {source}", path.display())]
-    Folder { path: std::path::PathBuf, source: std::io::Error },
+    Folder {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// A management stage waits for a model no detection stage runs: its recordings
     /// would wait in the temp folder for ever.
-    #[error("stage `{stage}` has required_models = [\"{model}\"], but no detection stage runs a model of that name (they run: {known}); recordings would wait in the temp folder for ever")]
-    UnknownRequiredModel { stage: String, model: String, known: String },
+    #[error(
+        "stage `{stage}` has required_models = [\"{model}\"], but no detection stage runs a model of that name (they run: {known}); recordings would wait in the temp folder for ever"
+    )]
+    UnknownRequiredModel {
+        stage: String,
+        model: String,
+        known: String,
+    },
 }
 
 /// A built station: every stage with its running components.
@@ -73,15 +82,30 @@ pub struct Station {
 impl Station {
     /// Builds every component (reporting every failure, not just the first), stores the
     /// deployment and creates the temp folder.
-    pub fn build(pipeline: &Pipeline, store: Arc<dyn Store>, message_store: Arc<dyn MessageStore>) -> Result<Station, StartError> {
+    pub fn build(
+        pipeline: &Pipeline,
+        store: Arc<dyn Store>,
+        message_store: Arc<dyn MessageStore>,
+    ) -> Result<Station, StartError> {
         let settings = pipeline.settings.clone();
         let built = build_components(pipeline, &store, |_| true)?;
-        let parts = Parts { pipeline, built: &built };
-        std::fs::create_dir_all(&settings.temp_dir).map_err(|source| StartError::Folder { path: settings.temp_dir.clone(), source })?;
+        let parts = Parts {
+            pipeline,
+            built: &built,
+        };
+        std::fs::create_dir_all(&settings.temp_dir).map_err(|source| StartError::Folder {
+            path: settings.temp_dir.clone(),
+            source,
+        })?;
         ensure_deployment(store.as_ref(), &settings.deployment)?;
         let device_id = device_id(&settings);
         let retention = settings.retention.clone().map(|policy| {
-            Arc::new(Retention::new(policy, settings.recordings_dir.clone(), store.clone(), Arc::new(SystemDisk)))
+            Arc::new(Retention::new(
+                policy,
+                settings.recordings_dir.clone(),
+                store.clone(),
+                Arc::new(SystemDisk),
+            ))
         });
         let stages: Vec<StageRun> = pipeline
             .stages
@@ -92,9 +116,18 @@ impl Station {
                     StageSpec::Recording(s) => (
                         Job::Recording(RecordingTask {
                             stage: name.clone(),
-                            recorder: parts.one(&s.recorder, |b| match b { Built::Recorder(c) => Some(c.clone()), _ => None }),
-                            conditions: parts.all(&s.conditions, |b| match b { Built::Condition(c) => Some(c.clone()), _ => None }),
-                            any_conditions: parts.all(&s.any_conditions, |b| match b { Built::Condition(c) => Some(c.clone()), _ => None }),
+                            recorder: parts.one(&s.recorder, |b| match b {
+                                Built::Recorder(c) => Some(c.clone()),
+                                _ => None,
+                            }),
+                            conditions: parts.all(&s.conditions, |b| match b {
+                                Built::Condition(c) => Some(c.clone()),
+                                _ => None,
+                            }),
+                            any_conditions: parts.all(&s.any_conditions, |b| match b {
+                                Built::Condition(c) => Some(c.clone()),
+                                _ => None,
+                            }),
                             store: store.clone(),
                             temp_dir: settings.temp_dir.clone(),
                             retention: retention.clone(),
@@ -112,10 +145,19 @@ impl Station {
                             stage: name.clone(),
                             temp_dir: settings.temp_dir.clone(),
                             store: store.clone(),
-                            filters: parts.all(&s.filters, |b| match b { Built::SavingFilter(c) => Some(c.clone()), _ => None }),
-                            managers: parts.all(&s.managers, |b| match b { Built::Manager(c) => Some(c.clone()), _ => None }),
+                            filters: parts.all(&s.filters, |b| match b {
+                                Built::SavingFilter(c) => Some(c.clone()),
+                                _ => None,
+                            }),
+                            managers: parts.all(&s.managers, |b| match b {
+                                Built::Manager(c) => Some(c.clone()),
+                                _ => None,
+                            }),
                             required_models: s.required_models.clone(),
-                            conditions: parts.all(&s.conditions, |b| match b { Built::Condition(c) => Some(c.clone()), _ => None }),
+                            conditions: parts.all(&s.conditions, |b| match b {
+                                Built::Condition(c) => Some(c.clone()),
+                                _ => None,
+                            }),
                             retention: retention.clone(),
                         }),
                         1,
@@ -124,7 +166,10 @@ impl Station {
                         Job::Messaging(MessagingTask {
                             stage: name.clone(),
                             message_store: message_store.clone(),
-                            messengers: parts.all(&s.messengers, |b| match b { Built::Messenger(c) => Some(c.clone()), _ => None }),
+                            messengers: parts.all(&s.messengers, |b| match b {
+                                Built::Messenger(c) => Some(c.clone()),
+                                _ => None,
+                            }),
                             limit: s.max_messages.get() as usize,
                             order: s.order,
                         }),
@@ -133,8 +178,14 @@ impl Station {
                     StageSpec::Heartbeat(s) => (
                         Job::Heartbeat(HeartbeatTask {
                             stage: name.clone(),
-                            messengers: parts.all(&s.messengers, |b| match b { Built::Messenger(c) => Some(c.clone()), _ => None }),
-                            metrics: parts.all(&s.metrics, |b| match b { Built::Metric(c) => Some(c.clone()), _ => None }),
+                            messengers: parts.all(&s.messengers, |b| match b {
+                                Built::Messenger(c) => Some(c.clone()),
+                                _ => None,
+                            }),
+                            metrics: parts.all(&s.metrics, |b| match b {
+                                Built::Metric(c) => Some(c.clone()),
+                                _ => None,
+                            }),
                             device_id: device_id.clone(),
                             store: store.clone(),
                         }),
@@ -143,17 +194,30 @@ impl Station {
                     StageSpec::Summary(s) => (
                         Job::Summary(SummaryTask {
                             stage: name.clone(),
-                            summarisers: parts.all(&s.summarisers, |b| match b { Built::Summariser(c) => Some(c.clone()), _ => None }),
+                            summarisers: parts.all(&s.summarisers, |b| match b {
+                                Built::Summariser(c) => Some(c.clone()),
+                                _ => None,
+                            }),
                             message_store: message_store.clone(),
                         }),
                         1,
                     ),
                 };
-                StageRun { name, job: Arc::new(job), trigger: stage.trigger.clone(), queue }
+                StageRun {
+                    name,
+                    job: Arc::new(job),
+                    trigger: stage.trigger.clone(),
+                    queue,
+                }
             })
             .collect();
         check_required_models(&stages)?;
-        Ok(Station { settings, stages, store, backlog: Vec::new() })
+        Ok(Station {
+            settings,
+            stages,
+            store,
+            backlog: Vec::new(),
+        })
     }
 
     /// Start-up recovery ([`crate::recovery`]): reconciles the folders with the store and
@@ -173,9 +237,15 @@ impl Station {
         );
         self.backlog.clear();
         for (i, stage) in self.stages.iter().enumerate() {
-            let Job::Detection(task) = stage.job.as_ref() else { continue };
+            let Job::Detection(task) = stage.job.as_ref() else {
+                continue;
+            };
             let model = task.model.component.name();
-            let todo: Vec<_> = waiting.iter().filter(|(_, done)| !done.iter().any(|m| m == model)).map(|(r, _)| r.clone()).collect();
+            let todo: Vec<_> = waiting
+                .iter()
+                .filter(|(_, done)| !done.iter().any(|m| m == model))
+                .map(|(r, _)| r.clone())
+                .collect();
             if !todo.is_empty() {
                 report.backlog += todo.len();
                 tracing::info!(stage = %stage.name, recordings = todo.len(), "recovery: recordings waiting for this stage are queued first");
@@ -200,7 +270,9 @@ pub fn build_detection_tasks(
         .stages
         .iter()
         .filter_map(|stage| match &stage.spec {
-            StageSpec::Detection(s) if names.is_empty() || names.contains(&stage.name) => Some((stage.name.as_str(), s)),
+            StageSpec::Detection(s) if names.is_empty() || names.contains(&stage.name) => {
+                Some((stage.name.as_str(), s))
+            }
             _ => None,
         })
         .collect();
@@ -215,13 +287,23 @@ pub fn build_detection_tasks(
         .flatten()
         .collect();
     let built = build_components(pipeline, &store, |id| wanted.contains(&id))?;
-    let parts = Parts { pipeline, built: &built };
-    Ok(stages.into_iter().map(|(name, s)| parts.detection_task(name, s, &store, &message_store)).collect())
+    let parts = Parts {
+        pipeline,
+        built: &built,
+    };
+    Ok(stages
+        .into_iter()
+        .map(|(name, s)| parts.detection_task(name, s, &store, &message_store))
+        .collect())
 }
 
 /// Builds the components `wanted` picks (by index; the others are `None`), reporting
 /// every failure, not just the first.
-fn build_components(pipeline: &Pipeline, store: &Arc<dyn Store>, wanted: impl Fn(usize) -> bool) -> Result<Vec<Option<Built>>, StartError> {
+fn build_components(
+    pipeline: &Pipeline,
+    store: &Arc<dyn Store>,
+    wanted: impl Fn(usize) -> bool,
+) -> Result<Vec<Option<Built>>, StartError> {
     let mut built = Vec::with_capacity(pipeline.components.len());
     let mut errors = Vec::new();
     for (id, instance) in pipeline.components.iter().enumerate() {
@@ -229,7 +311,11 @@ fn build_components(pipeline: &Pipeline, store: &Arc<dyn Store>, wanted: impl Fn
             built.push(None);
             continue;
         }
-        let ctx = BuildContext { settings: pipeline.settings.clone(), instance: instance.name.clone(), store: Some(store.clone()) };
+        let ctx = BuildContext {
+            settings: pipeline.settings.clone(),
+            instance: instance.name.clone(),
+            store: Some(store.clone()),
+        };
         match instance.settings.build(&ctx) {
             Ok(component) => built.push(Some(component)),
             Err(error) => {
@@ -238,7 +324,11 @@ fn build_components(pipeline: &Pipeline, store: &Arc<dyn Store>, wanted: impl Fn
             }
         }
     }
-    if errors.is_empty() { Ok(built) } else { Err(StartError::Build(errors)) }
+    if errors.is_empty() {
+        Ok(built)
+    } else {
+        Err(StartError::Build(errors))
+    }
 }
 
 /// The pipeline and its built components, for wiring tasks.
@@ -250,26 +340,58 @@ struct Parts<'a> {
 impl Parts<'_> {
     /// The component a reference resolved to. Validation guarantees the index and the
     /// family, so a mismatch is a bug in the loader, reported loudly.
-    fn one<F, T: ?Sized>(&self, reference: &ComponentRef<F>, pick: impl Fn(&Built) -> Option<Arc<T>>) -> Named<T> {
-        let id = reference.id().unwrap_or_else(|| panic!("unresolved component reference in a validated pipeline"));
+    fn one<F, T: ?Sized>(
+        &self,
+        reference: &ComponentRef<F>,
+        pick: impl Fn(&Built) -> Option<Arc<T>>,
+    ) -> Named<T> {
+        let id = reference
+            .id()
+            .unwrap_or_else(|| panic!("unresolved component reference in a validated pipeline"));
         let instance = &self.pipeline.components[id];
         let component = self.built[id].as_ref().and_then(&pick).unwrap_or_else(|| {
-            panic!("component `{}` is not {} after validation", instance.name, family_of(instance.family))
+            panic!(
+                "component `{}` is not {} after validation",
+                instance.name,
+                family_of(instance.family)
+            )
         });
         Named::new(instance.name.clone(), component)
     }
 
-    fn all<F, T: ?Sized>(&self, references: &[ComponentRef<F>], pick: impl Fn(&Built) -> Option<Arc<T>>) -> Vec<Named<T>> {
+    fn all<F, T: ?Sized>(
+        &self,
+        references: &[ComponentRef<F>],
+        pick: impl Fn(&Built) -> Option<Arc<T>>,
+    ) -> Vec<Named<T>> {
         references.iter().map(|r| self.one(r, &pick)).collect()
     }
 
-    fn detection_task(&self, name: &str, s: &DetectionStage, store: &Arc<dyn Store>, message_store: &Arc<dyn MessageStore>) -> DetectionTask {
+    fn detection_task(
+        &self,
+        name: &str,
+        s: &DetectionStage,
+        store: &Arc<dyn Store>,
+        message_store: &Arc<dyn MessageStore>,
+    ) -> DetectionTask {
         DetectionTask {
             stage: name.to_string(),
-            model: self.one(&s.model, |b| match b { Built::Model(c) => Some(c.clone()), _ => None }),
-            filters: self.all(&s.filters, |b| match b { Built::ProcessingFilter(c) => Some(c.clone()), _ => None }),
-            cleaners: self.all(&s.cleaners, |b| match b { Built::Cleaner(c) => Some(c.clone()), _ => None }),
-            factories: self.all(&s.messages, |b| match b { Built::MessageFactory(c) => Some(c.clone()), _ => None }),
+            model: self.one(&s.model, |b| match b {
+                Built::Model(c) => Some(c.clone()),
+                _ => None,
+            }),
+            filters: self.all(&s.filters, |b| match b {
+                Built::ProcessingFilter(c) => Some(c.clone()),
+                _ => None,
+            }),
+            cleaners: self.all(&s.cleaners, |b| match b {
+                Built::Cleaner(c) => Some(c.clone()),
+                _ => None,
+            }),
+            factories: self.all(&s.messages, |b| match b {
+                Built::MessageFactory(c) => Some(c.clone()),
+                _ => None,
+            }),
             store: store.clone(),
             message_store: message_store.clone(),
         }
@@ -287,10 +409,28 @@ fn check_required_models(stages: &[StageRun]) -> Result<(), StartError> {
         })
         .collect();
     for stage in stages {
-        let Job::Management(task) = stage.job.as_ref() else { continue };
-        if let Some(model) = task.required_models.iter().find(|m| !models.contains(&m.as_str())) {
-            let known = if models.is_empty() { "none".to_string() } else { models.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ") };
-            return Err(StartError::UnknownRequiredModel { stage: stage.name.clone(), model: model.clone(), known });
+        let Job::Management(task) = stage.job.as_ref() else {
+            continue;
+        };
+        if let Some(model) = task
+            .required_models
+            .iter()
+            .find(|m| !models.contains(&m.as_str()))
+        {
+            let known = if models.is_empty() {
+                "none".to_string()
+            } else {
+                models
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(StartError::UnknownRequiredModel {
+                stage: stage.name.clone(),
+                model: model.clone(),
+                known,
+            });
         }
     }
     Ok(())
@@ -302,9 +442,16 @@ fn family_of(family: Family) -> String {
 
 /// Makes the pipeline's `[deployment]` the store's current deployment: kept when the name
 /// and location are unchanged, otherwise the current one is ended and a new one started.
-pub fn ensure_deployment(store: &dyn Store, wanted: &DeploymentSettings) -> Result<Deployment, StartError> {
+pub fn ensure_deployment(
+    store: &dyn Store,
+    wanted: &DeploymentSettings,
+) -> Result<Deployment, StartError> {
     if let Some(current) = store.get_current_deployment()? {
-        if current.ended_on.is_none() && current.name == wanted.name && current.latitude == wanted.latitude && current.longitude == wanted.longitude {
+        if current.ended_on.is_none()
+            && current.name == wanted.name
+            && current.latitude == wanted.latitude
+            && current.longitude == wanted.longitude
+        {
             return Ok(current);
         }
         if current.ended_on.is_none() {

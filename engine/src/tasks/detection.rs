@@ -58,7 +58,10 @@ impl DetectionTask {
                 }
                 Err(error) => {
                     tracing::error!(stage = %self.stage, recording = %recording.id, filter = %filter.name, %error, "processing filter failed; model not run");
-                    report.failure = Some(format!("processing filter `{}` failed: {error}", filter.name));
+                    report.failure = Some(format!(
+                        "processing filter `{}` failed: {error}",
+                        filter.name
+                    ));
                     return report;
                 }
             }
@@ -91,12 +94,21 @@ impl DetectionTask {
         for factory in &self.factories {
             match factory.build(&output) {
                 Ok(built) => messages.extend(built),
-                Err(error) => tracing::error!(stage = %self.stage, recording = %recording.id, factory = %factory.name, %error, "message factory failed"),
+                Err(error) => {
+                    tracing::error!(stage = %self.stage, recording = %recording.id, factory = %factory.name, %error, "message factory failed")
+                }
             }
         }
-        if let Err(error) = self.store.store_model_output_with_messages(&output, &messages, self.message_store.as_ref()) {
+        if let Err(error) = self.store.store_model_output_with_messages(
+            &output,
+            &messages,
+            self.message_store.as_ref(),
+        ) {
             tracing::error!(stage = %self.stage, recording = %recording.id, model = %self.model.name, %error, "cannot store the model output and its messages");
-            report.failure = Some(format!("cannot store the output of model `{}`: {error}", self.model.name));
+            report.failure = Some(format!(
+                "cannot store the output of model `{}`: {error}",
+                self.model.name
+            ));
             return report;
         }
         report.stored = true;
@@ -110,22 +122,59 @@ impl DetectionTask {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::testing::{Calls, FakeCleaner, FakeFactory, FakeFilter, FakeModel, FakeStore, recording};
+    use crate::tasks::testing::{
+        Calls, FakeCleaner, FakeFactory, FakeFilter, FakeModel, FakeStore, recording,
+    };
 
     fn task(calls: &Calls, filter: Option<bool>, factories: &[usize]) -> DetectionTask {
         let store = Arc::new(FakeStore::new(calls));
         DetectionTask {
             stage: "detect".into(),
-            model: Named::new("m", Arc::new(FakeModel { calls: calls.clone(), detections: 3 })),
-            filters: vec![Named::new("f", Arc::new(FakeFilter { calls: calls.clone(), answer: filter }))],
+            model: Named::new(
+                "m",
+                Arc::new(FakeModel {
+                    calls: calls.clone(),
+                    detections: 3,
+                }),
+            ),
+            filters: vec![Named::new(
+                "f",
+                Arc::new(FakeFilter {
+                    calls: calls.clone(),
+                    answer: filter,
+                }),
+            )],
             cleaners: vec![
-                Named::new("c1", Arc::new(FakeCleaner { name: "c1".into(), calls: calls.clone(), keep: 2 })),
-                Named::new("c2", Arc::new(FakeCleaner { name: "c2".into(), calls: calls.clone(), keep: 1 })),
+                Named::new(
+                    "c1",
+                    Arc::new(FakeCleaner {
+                        name: "c1".into(),
+                        calls: calls.clone(),
+                        keep: 2,
+                    }),
+                ),
+                Named::new(
+                    "c2",
+                    Arc::new(FakeCleaner {
+                        name: "c2".into(),
+                        calls: calls.clone(),
+                        keep: 1,
+                    }),
+                ),
             ],
             factories: factories
                 .iter()
                 .enumerate()
-                .map(|(i, n)| Named::new(format!("mf{i}"), Arc::new(FakeFactory { name: format!("mf{i}"), calls: calls.clone(), messages: *n }) as Arc<dyn MessageFactory>))
+                .map(|(i, n)| {
+                    Named::new(
+                        format!("mf{i}"),
+                        Arc::new(FakeFactory {
+                            name: format!("mf{i}"),
+                            calls: calls.clone(),
+                            messages: *n,
+                        }) as Arc<dyn MessageFactory>,
+                    )
+                })
                 .collect(),
             store: store.clone(),
             message_store: store,
@@ -136,12 +185,28 @@ mod tests {
     fn calls_filter_model_cleaners_store_factories_message_store_in_order() {
         let calls = Calls::default();
         let report = task(&calls, Some(true), &[0, 2]).run(&recording());
-        assert_eq!(report, DetectionReport { stored: true, detections: 1, messages: 2, cleaned: 2, ..Default::default() });
+        assert_eq!(
+            report,
+            DetectionReport {
+                stored: true,
+                detections: 1,
+                messages: 2,
+                cleaned: 2,
+                ..Default::default()
+            }
+        );
         assert_eq!(
             calls.take(),
             [
-                "filter.should_process", "model.run", "cleaner c1", "cleaner c2", "factory mf0", "factory mf1",
-                "store.store_model_output", "message_store.store_message", "message_store.store_message",
+                "filter.should_process",
+                "model.run",
+                "cleaner c1",
+                "cleaner c2",
+                "factory mf0",
+                "factory mf1",
+                "store.store_model_output",
+                "message_store.store_message",
+                "message_store.store_message",
             ]
         );
     }
@@ -149,7 +214,13 @@ mod tests {
     #[test]
     fn a_filter_saying_no_stops_before_the_model() {
         let calls = Calls::default();
-        assert_eq!(task(&calls, Some(false), &[1]).run(&recording()), DetectionReport { filtered_by: Some("f".into()), ..Default::default() });
+        assert_eq!(
+            task(&calls, Some(false), &[1]).run(&recording()),
+            DetectionReport {
+                filtered_by: Some("f".into()),
+                ..Default::default()
+            }
+        );
         assert_eq!(calls.take(), ["filter.should_process"]);
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::Named;
-use crate::component::{MetricSource, Messenger};
+use crate::component::{Messenger, MetricSource};
 use crate::data::{Message, MessageType, Metric, timestamp::format_timestamp};
 use crate::store::Store;
 
@@ -30,7 +30,8 @@ pub struct HeartbeatReport {
 /// acoupi's heartbeat JSON: `{"sent_on", "device_id", "status": "OK", "metrics":
 /// [{"name", "value", "captured_on", "unit"}]}`, `metrics` omitted when empty.
 pub fn heartbeat_payload(sent_on: DateTime<Utc>, device_id: &str, metrics: &[Metric]) -> Value {
-    let mut payload = json!({ "sent_on": format_timestamp(&sent_on), "device_id": device_id, "status": "OK" });
+    let mut payload =
+        json!({ "sent_on": format_timestamp(&sent_on), "device_id": device_id, "status": "OK" });
     if !metrics.is_empty() {
         payload["metrics"] = metrics
             .iter()
@@ -49,18 +50,26 @@ impl HeartbeatTask {
         for source in &self.metrics {
             match source.measure() {
                 Ok(measured) => metrics.extend(measured),
-                Err(error) => tracing::error!(stage = %self.stage, metric = %source.name, %error, "metric failed"),
+                Err(error) => {
+                    tracing::error!(stage = %self.stage, metric = %source.name, %error, "metric failed")
+                }
             }
         }
-        let message = Message::new(heartbeat_payload(now, &self.device_id, &metrics).to_string()).with_type(MessageType::Heartbeat);
-        let mut report = HeartbeatReport { metrics: metrics.len(), delivered: 0 };
+        let message = Message::new(heartbeat_payload(now, &self.device_id, &metrics).to_string())
+            .with_type(MessageType::Heartbeat);
+        let mut report = HeartbeatReport {
+            metrics: metrics.len(),
+            delivered: 0,
+        };
         for messenger in &self.messengers {
             match messenger.send(&message) {
                 Ok(response) => {
                     report.delivered += usize::from(response.is_success());
                     tracing::info!(stage = %self.stage, messenger = %messenger.name, status = response.status.name(), "heartbeat sent");
                 }
-                Err(error) => tracing::error!(stage = %self.stage, messenger = %messenger.name, %error, "heartbeat not sent"),
+                Err(error) => {
+                    tracing::error!(stage = %self.stage, messenger = %messenger.name, %error, "heartbeat not sent")
+                }
             }
         }
         if !metrics.is_empty() {
@@ -80,13 +89,21 @@ mod tests {
 
     #[test]
     fn payload_has_the_acoupi_shape() {
-        let now = DateTime::parse_from_rfc3339("2026-05-01T06:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-05-01T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let bare = heartbeat_payload(now, "pi-1", &[]);
-        assert_eq!(bare, json!({ "sent_on": "2026-05-01T06:00:00+00:00", "device_id": "pi-1", "status": "OK" }));
+        assert_eq!(
+            bare,
+            json!({ "sent_on": "2026-05-01T06:00:00+00:00", "device_id": "pi-1", "status": "OK" })
+        );
         let mut metric = Metric::new("cpu_usage", 12.5, "percent");
         metric.captured_on = now;
         let full = heartbeat_payload(now, "pi-1", &[metric]);
-        assert_eq!(full["metrics"], json!([{ "name": "cpu_usage", "value": 12.5, "captured_on": "2026-05-01T06:00:00+00:00", "unit": "percent" }]));
+        assert_eq!(
+            full["metrics"],
+            json!([{ "name": "cpu_usage", "value": 12.5, "captured_on": "2026-05-01T06:00:00+00:00", "unit": "percent" }])
+        );
     }
 
     #[test]
@@ -95,14 +112,37 @@ mod tests {
         let task = HeartbeatTask {
             stage: "beat".into(),
             messengers: vec![
-                Named::new("a", Arc::new(FakeMessenger { calls: calls.clone(), status: Some(ResponseStatus::Success) }) as Arc<dyn Messenger>),
-                Named::new("b", Arc::new(FakeMessenger { calls: calls.clone(), status: None }) as Arc<dyn Messenger>),
+                Named::new(
+                    "a",
+                    Arc::new(FakeMessenger {
+                        calls: calls.clone(),
+                        status: Some(ResponseStatus::Success),
+                    }) as Arc<dyn Messenger>,
+                ),
+                Named::new(
+                    "b",
+                    Arc::new(FakeMessenger {
+                        calls: calls.clone(),
+                        status: None,
+                    }) as Arc<dyn Messenger>,
+                ),
             ],
-            metrics: vec![Named::new("m", Arc::new(FakeMetric { calls: calls.clone() }) as Arc<dyn MetricSource>)],
+            metrics: vec![Named::new(
+                "m",
+                Arc::new(FakeMetric {
+                    calls: calls.clone(),
+                }) as Arc<dyn MetricSource>,
+            )],
             device_id: "pi-1".into(),
             store: Arc::new(FakeStore::new(&calls)),
         };
-        assert_eq!(task.run(Utc::now()), HeartbeatReport { metrics: 1, delivered: 1 });
+        assert_eq!(
+            task.run(Utc::now()),
+            HeartbeatReport {
+                metrics: 1,
+                delivered: 1
+            }
+        );
         let calls = calls.take();
         assert_eq!(calls[0], "metric.measure");
         assert!(calls[1].starts_with("messenger.send {"), "{calls:?}");

@@ -101,7 +101,11 @@ impl ManagementTask {
         if files.is_empty() {
             return report;
         }
-        if let Some(condition) = self.conditions.iter().find(|condition| !self.holds(condition, now, &mut report)) {
+        if let Some(condition) = self
+            .conditions
+            .iter()
+            .find(|condition| !self.holds(condition, now, &mut report))
+        {
             tracing::info!(stage = %self.stage, condition = %condition.name, waiting = files.len(), "a management condition is not met; recordings stay in the temp folder");
             report.waiting = files.len();
             return report;
@@ -193,7 +197,10 @@ impl ManagementTask {
             });
             match destination {
                 Some(destination) => match move_file(&path, &destination) {
-                    Ok(()) => match self.store.update_recording_path(&recording, Some(&destination)) {
+                    Ok(()) => match self
+                        .store
+                        .update_recording_path(&recording, Some(&destination))
+                    {
                         Ok(_) => {
                             report.kept += 1;
                             tracing::info!(stage = %self.stage, recording = %recording.id, path = %destination.display(), "kept");
@@ -237,7 +244,12 @@ impl ManagementTask {
 impl ManagementTask {
     /// Whether a management condition holds now; one that fails says no and counts as an
     /// error.
-    fn holds(&self, condition: &Named<dyn RecordingCondition>, now: DateTime<Utc>, report: &mut ManagementReport) -> bool {
+    fn holds(
+        &self,
+        condition: &Named<dyn RecordingCondition>,
+        now: DateTime<Utc>,
+        report: &mut ManagementReport,
+    ) -> bool {
         condition.should_record(now).unwrap_or_else(|error| {
             report.errors += 1;
             tracing::error!(stage = %self.stage, condition = %condition.name, %error, "management condition failed");
@@ -260,7 +272,11 @@ impl ManagementTask {
                 return;
             }
         };
-        let gone: Vec<uuid::Uuid> = stored.iter().filter(|f| !f.path.exists()).map(|f| f.recording_id).collect();
+        let gone: Vec<uuid::Uuid> = stored
+            .iter()
+            .filter(|f| !f.path.exists())
+            .map(|f| f.recording_id)
+            .collect();
         if gone.is_empty() || !self.temp_dir.exists() {
             return;
         }
@@ -273,20 +289,41 @@ impl ManagementTask {
             }
         };
         for recording in recordings {
-            let outputs = self.store.get_recording_model_outputs(recording.id).unwrap_or_default();
+            let outputs = self
+                .store
+                .get_recording_model_outputs(recording.id)
+                .unwrap_or_default();
             // The destination (or a numbered one, see `free_destination`) must exist and
             // belong to no other recording (a template that is not unique per recording
             // must not hand one file to two).
-            let unowned = |d: &PathBuf| self.store.get_recordings_info_by_path(std::slice::from_ref(d)).is_ok_and(|owners| owners.is_empty());
-            let destination = self.managers.iter().find_map(|m| m.save(&recording, &outputs).ok().flatten()).and_then(|wanted| {
-                (1..=MAX_NUMBERED).map(|n| numbered(&wanted, n)).take_while(|d| d.exists()).find(unowned)
-            });
-            match self.store.update_recording_path(&recording, destination.as_deref()) {
+            let unowned = |d: &PathBuf| {
+                self.store
+                    .get_recordings_info_by_path(std::slice::from_ref(d))
+                    .is_ok_and(|owners| owners.is_empty())
+            };
+            let destination = self
+                .managers
+                .iter()
+                .find_map(|m| m.save(&recording, &outputs).ok().flatten())
+                .and_then(|wanted| {
+                    (1..=MAX_NUMBERED)
+                        .map(|n| numbered(&wanted, n))
+                        .take_while(|d| d.exists())
+                        .find(unowned)
+                });
+            match self
+                .store
+                .update_recording_path(&recording, destination.as_deref())
+            {
                 Ok(_) => {
                     report.recovered += usize::from(destination.is_some());
                     match &destination {
-                        Some(path) => tracing::warn!(stage = %self.stage, recording = %recording.id, path = %path.display(), "recovered: the recording had been moved before a stop"),
-                        None => tracing::warn!(stage = %self.stage, recording = %recording.id, "recovered: the recording's file had been deleted before a stop; path cleared"),
+                        Some(path) => {
+                            tracing::warn!(stage = %self.stage, recording = %recording.id, path = %path.display(), "recovered: the recording had been moved before a stop")
+                        }
+                        None => {
+                            tracing::warn!(stage = %self.stage, recording = %recording.id, "recovered: the recording's file had been deleted before a stop; path cleared")
+                        }
                     }
                 }
                 Err(error) => {
@@ -321,7 +358,11 @@ pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// [`move_file`] with the rename given, so tests can play a rename across filesystems.
-pub fn move_file_with(from: &Path, to: &Path, rename: impl Fn(&Path, &Path) -> io::Result<()>) -> io::Result<()> {
+pub fn move_file_with(
+    from: &Path,
+    to: &Path,
+    rename: impl Fn(&Path, &Path) -> io::Result<()>,
+) -> io::Result<()> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -330,13 +371,17 @@ pub fn move_file_with(from: &Path, to: &Path, rename: impl Fn(&Path, &Path) -> i
             tracing::warn!(from = %from.display(), to = %to.display(), "finishing a move interrupted by a stop");
             return std::fs::remove_file(from);
         }
-        return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("`{}` already exists", to.display())));
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("`{}` already exists", to.display()),
+        ));
     }
     match rename(from, to) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
             let partial = crate::folders::partial_path(to, crate::folders::Partial::Copy);
-            let copied = std::fs::copy(from, &partial).and_then(|_| std::fs::File::open(&partial)?.sync_all());
+            let copied = std::fs::copy(from, &partial)
+                .and_then(|_| std::fs::File::open(&partial)?.sync_all());
             if let Err(error) = copied {
                 let _ = std::fs::remove_file(&partial);
                 return Err(error);
@@ -391,7 +436,11 @@ mod tests {
     use super::*;
     use crate::tasks::testing::{Calls, FakeCondition, FakeManager, FakeSavingFilter, FakeStore};
 
-    fn setup(calls: &Calls, files: &[&str], outputs: &[Vec<&str>]) -> (tempfile::TempDir, Arc<FakeStore>) {
+    fn setup(
+        calls: &Calls,
+        files: &[&str],
+        outputs: &[Vec<&str>],
+    ) -> (tempfile::TempDir, Arc<FakeStore>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FakeStore::new(calls));
         for (name, models) in files.iter().zip(outputs) {
@@ -403,15 +452,41 @@ mod tests {
         (dir, store)
     }
 
-    fn task(dir: &Path, store: Arc<FakeStore>, calls: &Calls, filters: &[Option<bool>], managers: &[Option<&str>], required: &[&str]) -> ManagementTask {
+    fn task(
+        dir: &Path,
+        store: Arc<FakeStore>,
+        calls: &Calls,
+        filters: &[Option<bool>],
+        managers: &[Option<&str>],
+        required: &[&str],
+    ) -> ManagementTask {
         ManagementTask {
             stage: "manage".into(),
             temp_dir: dir.join("tmp"),
             store,
-            filters: filters.iter().map(|a| Named::new("sf", Arc::new(FakeSavingFilter { calls: calls.clone(), answer: *a }) as Arc<dyn SavingFilter>)).collect(),
+            filters: filters
+                .iter()
+                .map(|a| {
+                    Named::new(
+                        "sf",
+                        Arc::new(FakeSavingFilter {
+                            calls: calls.clone(),
+                            answer: *a,
+                        }) as Arc<dyn SavingFilter>,
+                    )
+                })
+                .collect(),
             managers: managers
                 .iter()
-                .map(|m| Named::new("mgr", Arc::new(FakeManager { calls: calls.clone(), target: m.map(|m| dir.join(m)) }) as Arc<dyn SavingManager>))
+                .map(|m| {
+                    Named::new(
+                        "mgr",
+                        Arc::new(FakeManager {
+                            calls: calls.clone(),
+                            target: m.map(|m| dir.join(m)),
+                        }) as Arc<dyn SavingManager>,
+                    )
+                })
                 .collect(),
             required_models: required.iter().map(|s| s.to_string()).collect(),
             conditions: Vec::new(),
@@ -423,11 +498,34 @@ mod tests {
     fn keeps_with_the_first_manager_that_gives_a_path() {
         let calls = Calls::default();
         let (dir, store) = setup(&calls, &["a.wav"], &[vec!["m"]]);
-        let report = task(dir.path(), store.clone(), &calls, &[Some(false), Some(true)], &[None, Some("kept/a.wav"), Some("other/a.wav")], &["m"]).run(Utc::now());
-        assert_eq!(report, ManagementReport { kept: 1, ..Default::default() });
+        let report = task(
+            dir.path(),
+            store.clone(),
+            &calls,
+            &[Some(false), Some(true)],
+            &[None, Some("kept/a.wav"), Some("other/a.wav")],
+            &["m"],
+        )
+        .run(Utc::now());
+        assert_eq!(
+            report,
+            ManagementReport {
+                kept: 1,
+                ..Default::default()
+            }
+        );
         assert_eq!(
             calls.take(),
-            ["store.get_kept_files", "store.get_recordings_info_by_path", "store.get_recordings_by_path", "saving_filter", "saving_filter", "manager", "manager", "store.update_recording_path"]
+            [
+                "store.get_kept_files",
+                "store.get_recordings_info_by_path",
+                "store.get_recordings_by_path",
+                "saving_filter",
+                "saving_filter",
+                "manager",
+                "manager",
+                "store.update_recording_path"
+            ]
         );
         assert!(dir.path().join("kept/a.wav").exists() && !dir.path().join("tmp/a.wav").exists());
         assert_eq!(store.path_of(0), Some(dir.path().join("kept/a.wav")));
@@ -438,11 +536,52 @@ mod tests {
         // (answers of the conditions, report, calls after the kept-files check, file still in tmp)
         let yes_no_broken = [Some(true), Some(false), None];
         let cases: [(&[Option<bool>], ManagementReport, &[&str], bool); 5] = [
-            (&[], ManagementReport { deleted: 2, ..Default::default() }, &["store.get_recordings_info_by_path"], false),
-            (&yes_no_broken[..1], ManagementReport { deleted: 2, ..Default::default() }, &["condition c0", "store.get_recordings_info_by_path"], false),
-            (&yes_no_broken[..2], ManagementReport { waiting: 2, ..Default::default() }, &["condition c0", "condition c1"], true),
-            (&[Some(false), Some(true)], ManagementReport { waiting: 2, ..Default::default() }, &["condition c0"], true),
-            (&yes_no_broken[2..], ManagementReport { waiting: 2, errors: 1, ..Default::default() }, &["condition c0"], true),
+            (
+                &[],
+                ManagementReport {
+                    deleted: 2,
+                    ..Default::default()
+                },
+                &["store.get_recordings_info_by_path"],
+                false,
+            ),
+            (
+                &yes_no_broken[..1],
+                ManagementReport {
+                    deleted: 2,
+                    ..Default::default()
+                },
+                &["condition c0", "store.get_recordings_info_by_path"],
+                false,
+            ),
+            (
+                &yes_no_broken[..2],
+                ManagementReport {
+                    waiting: 2,
+                    ..Default::default()
+                },
+                &["condition c0", "condition c1"],
+                true,
+            ),
+            (
+                &[Some(false), Some(true)],
+                ManagementReport {
+                    waiting: 2,
+                    ..Default::default()
+                },
+                &["condition c0"],
+                true,
+            ),
+            (
+                &yes_no_broken[2..],
+                ManagementReport {
+                    waiting: 2,
+                    errors: 1,
+                    ..Default::default()
+                },
+                &["condition c0"],
+                true,
+            ),
         ];
         for (answers, want, want_calls, stays) in cases {
             let calls = Calls::default();
@@ -452,15 +591,26 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, &answer)| {
-                    let condition = FakeCondition { name: format!("c{i}"), answer, calls: calls.clone() };
-                    Named::new(format!("c{i}"), Arc::new(condition) as Arc<dyn RecordingCondition>)
+                    let condition = FakeCondition {
+                        name: format!("c{i}"),
+                        answer,
+                        calls: calls.clone(),
+                    };
+                    Named::new(
+                        format!("c{i}"),
+                        Arc::new(condition) as Arc<dyn RecordingCondition>,
+                    )
                 })
                 .collect();
             calls.take();
             let report = task.run(Utc::now());
             assert_eq!(report, want, "{answers:?}");
             let made = calls.take();
-            assert_eq!(&made[1..=want_calls.len()], want_calls, "{answers:?}: {made:?}");
+            assert_eq!(
+                &made[1..=want_calls.len()],
+                want_calls,
+                "{answers:?}: {made:?}"
+            );
             assert_eq!(dir.path().join("tmp/a.wav").exists(), stays, "{answers:?}");
             assert_eq!(dir.path().join("tmp/b.wav").exists(), stays, "{answers:?}");
         }
@@ -470,8 +620,22 @@ mod tests {
     fn deletes_when_no_filter_says_yes_and_keeps_the_row() {
         let calls = Calls::default();
         let (dir, store) = setup(&calls, &["a.wav"], &[vec![]]);
-        let report = task(dir.path(), store.clone(), &calls, &[Some(false), None], &[Some("kept/a.wav")], &[]).run(Utc::now());
-        assert_eq!(report, ManagementReport { deleted: 1, ..Default::default() });
+        let report = task(
+            dir.path(),
+            store.clone(),
+            &calls,
+            &[Some(false), None],
+            &[Some("kept/a.wav")],
+            &[],
+        )
+        .run(Utc::now());
+        assert_eq!(
+            report,
+            ManagementReport {
+                deleted: 1,
+                ..Default::default()
+            }
+        );
         assert!(!dir.path().join("tmp/a.wav").exists());
         assert_eq!(store.path_of(0), None);
         assert!(!calls.take().contains(&"manager".to_string()));
@@ -483,10 +647,24 @@ mod tests {
         let (dir, store) = setup(&calls, &["a.wav", "b.wav"], &[vec!["m1"], vec!["m1", "m2"]]);
         std::fs::write(dir.path().join("tmp/orphan.wav"), b"RIFF").unwrap();
         let report = task(dir.path(), store, &calls, &[], &[], &["m1", "m2"]).run(Utc::now());
-        assert_eq!(report, ManagementReport { deleted: 1, waiting: 1, unknown: 1, ..Default::default() });
+        assert_eq!(
+            report,
+            ManagementReport {
+                deleted: 1,
+                waiting: 1,
+                unknown: 1,
+                ..Default::default()
+            }
+        );
         assert!(dir.path().join("tmp/a.wav").exists(), "a waits for m2");
-        assert!(!dir.path().join("tmp/b.wav").exists(), "b: no manager, deleted");
-        assert!(dir.path().join("tmp/orphan.wav").exists(), "unknown files are left alone");
+        assert!(
+            !dir.path().join("tmp/b.wav").exists(),
+            "b: no manager, deleted"
+        );
+        assert!(
+            dir.path().join("tmp/orphan.wav").exists(),
+            "unknown files are left alone"
+        );
     }
 
     #[test]
@@ -497,24 +675,66 @@ mod tests {
         let mut marker = Detection::new(PredictionType::Event);
         marker.tags = vec![PredictedTag::new(Tag::new(PRIVACY_TAG_KEY, "human"), 0.9).unwrap()];
         store.add_detection(0, marker);
-        let report = task(dir.path(), store.clone(), &calls, &[Some(true)], &[Some("kept/a.wav")], &[]).run(Utc::now());
-        assert_eq!(report, ManagementReport { deleted: 1, ..Default::default() });
+        let report = task(
+            dir.path(),
+            store.clone(),
+            &calls,
+            &[Some(true)],
+            &[Some("kept/a.wav")],
+            &[],
+        )
+        .run(Utc::now());
+        assert_eq!(
+            report,
+            ManagementReport {
+                deleted: 1,
+                ..Default::default()
+            }
+        );
         assert!(!dir.path().join("tmp/a.wav").exists() && !dir.path().join("kept/a.wav").exists());
-        assert!(!calls.take().iter().any(|c| c == "saving_filter" || c == "manager"), "neither filters nor managers are asked");
+        assert!(
+            !calls
+                .take()
+                .iter()
+                .any(|c| c == "saving_filter" || c == "manager"),
+            "neither filters nor managers are asked"
+        );
     }
 
     #[test]
     fn a_taken_name_gets_a_number_and_recovery_finds_numbered_files() {
         let calls = Calls::default();
-        let (dir, store) = setup(&calls, &["a.wav", "b.wav", "c.wav"], &[vec![], vec![], vec![]]);
+        let (dir, store) = setup(
+            &calls,
+            &["a.wav", "b.wav", "c.wav"],
+            &[vec![], vec![], vec![]],
+        );
         for (name, bytes) in [("a.wav", "a"), ("b.wav", "b"), ("c.wav", "c")] {
             std::fs::write(dir.path().join("tmp").join(name), bytes).unwrap();
         }
         // One name for every recording, e.g. `{top_tag}.wav`.
-        let report = task(dir.path(), store.clone(), &calls, &[], &[Some("kept/robin.wav")], &[]).run(Utc::now());
-        assert_eq!(report, ManagementReport { kept: 3, ..Default::default() });
-        let kept = |name: &str| std::fs::read_to_string(dir.path().join("kept").join(name)).unwrap();
-        assert_eq!([kept("robin.wav"), kept("robin_2.wav"), kept("robin_3.wav")], ["a", "b", "c"]);
+        let report = task(
+            dir.path(),
+            store.clone(),
+            &calls,
+            &[],
+            &[Some("kept/robin.wav")],
+            &[],
+        )
+        .run(Utc::now());
+        assert_eq!(
+            report,
+            ManagementReport {
+                kept: 3,
+                ..Default::default()
+            }
+        );
+        let kept =
+            |name: &str| std::fs::read_to_string(dir.path().join("kept").join(name)).unwrap();
+        assert_eq!(
+            [kept("robin.wav"), kept("robin_2.wav"), kept("robin_3.wav")],
+            ["a", "b", "c"]
+        );
         assert_eq!(store.path_of(1), Some(dir.path().join("kept/robin_2.wav")));
         assert_eq!(numbered(Path::new("/r/x"), 2), Path::new("/r/x_2"));
 
@@ -524,13 +744,33 @@ mod tests {
         for (name, bytes) in [("a.wav", "a"), ("b.wav", "b")] {
             std::fs::write(dir.path().join("tmp").join(name), bytes).unwrap();
         }
-        task(dir.path(), store.clone(), &calls, &[], &[Some("kept/robin.wav")], &[]).run(Utc::now());
+        task(
+            dir.path(),
+            store.clone(),
+            &calls,
+            &[],
+            &[Some("kept/robin.wav")],
+            &[],
+        )
+        .run(Utc::now());
         store.add_recording(&dir.path().join("tmp/c.wav"), &[]);
         std::fs::write(dir.path().join("kept/robin_3.wav"), "c").unwrap();
-        let report = task(dir.path(), store.clone(), &calls, &[], &[Some("kept/robin.wav")], &[]).run(Utc::now());
+        let report = task(
+            dir.path(),
+            store.clone(),
+            &calls,
+            &[],
+            &[Some("kept/robin.wav")],
+            &[],
+        )
+        .run(Utc::now());
         assert_eq!(report.recovered, 1, "{report:?}");
         assert_eq!(store.path_of(2), Some(dir.path().join("kept/robin_3.wav")));
-        assert_eq!(store.path_of(0), Some(dir.path().join("kept/robin.wav")), "the others keep theirs");
+        assert_eq!(
+            store.path_of(0),
+            Some(dir.path().join("kept/robin.wav")),
+            "the others keep theirs"
+        );
     }
 
     #[test]
@@ -546,7 +786,10 @@ mod tests {
         assert!(same_contents(&a, &write("same", &bytes)).unwrap());
         let mut late = bytes.clone();
         *late.last_mut().unwrap() ^= 1;
-        assert!(!same_contents(&a, &write("late", &late)).unwrap(), "a difference in the last block");
+        assert!(
+            !same_contents(&a, &write("late", &late)).unwrap(),
+            "a difference in the last block"
+        );
         assert!(!same_contents(&a, &write("short", &bytes[..199_999])).unwrap());
         assert!(same_contents(&write("e1", b""), &write("e2", b"")).unwrap());
     }
@@ -568,12 +811,34 @@ mod tests {
         let calls = Calls::default();
         let (dir, store) = setup(&calls, &["a.wav", "b.wav"], &[vec!["m"], vec!["m"]]);
         // The crash: a.wav reached kept/a.wav, b.wav was deleted, the store heard of neither.
-        move_file(&dir.path().join("tmp/a.wav"), &dir.path().join("kept/a.wav")).unwrap();
+        move_file(
+            &dir.path().join("tmp/a.wav"),
+            &dir.path().join("kept/a.wav"),
+        )
+        .unwrap();
         std::fs::remove_file(dir.path().join("tmp/b.wav")).unwrap();
-        let report = task(dir.path(), store.clone(), &calls, &[], &[Some("kept/a.wav")], &[]).run(Utc::now());
-        assert_eq!(report, ManagementReport { recovered: 1, ..Default::default() });
+        let report = task(
+            dir.path(),
+            store.clone(),
+            &calls,
+            &[],
+            &[Some("kept/a.wav")],
+            &[],
+        )
+        .run(Utc::now());
+        assert_eq!(
+            report,
+            ManagementReport {
+                recovered: 1,
+                ..Default::default()
+            }
+        );
         assert_eq!(store.path_of(0), Some(dir.path().join("kept/a.wav")));
-        assert_eq!(store.path_of(1), None, "b was deleted: its path is cleared, its row stays");
+        assert_eq!(
+            store.path_of(1),
+            None,
+            "b was deleted: its path is cleared, its row stays"
+        );
     }
 
     #[test]
@@ -589,7 +854,10 @@ mod tests {
         // A stop after the copy's rename but before the source's removal: both exist.
         std::fs::write(&a, b"RIFF....").unwrap();
         move_file(&a, &b).unwrap();
-        assert!(!a.exists(), "the same bytes at the destination finish the move");
+        assert!(
+            !a.exists(),
+            "the same bytes at the destination finish the move"
+        );
         // A real second filesystem when the machine has one (/dev/shm is a tmpfs).
         let shm = Path::new("/dev/shm");
         use crate::disk::DiskSpace;
@@ -597,10 +865,15 @@ mod tests {
             let target = tempfile::tempdir_in(shm).unwrap();
             std::fs::write(&a, b"RIFF-real").unwrap();
             move_file(&a, &target.path().join("x/a.wav")).unwrap();
-            assert_eq!(std::fs::read(target.path().join("x/a.wav")).unwrap(), b"RIFF-real");
+            assert_eq!(
+                std::fs::read(target.path().join("x/a.wav")).unwrap(),
+                b"RIFF-real"
+            );
             assert!(!a.exists());
         } else {
-            println!("skipped the real cross-filesystem move: /dev/shm is missing or on the same filesystem");
+            println!(
+                "skipped the real cross-filesystem move: /dev/shm is missing or on the same filesystem"
+            );
         }
     }
 
@@ -609,7 +882,11 @@ mod tests {
     impl TinyDisk {
         fn mount(at: &Path) -> Option<TinyDisk> {
             std::fs::create_dir_all(at).ok()?;
-            let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(at).status().ok()?;
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+                .arg(at)
+                .status()
+                .ok()?;
             status.success().then(|| TinyDisk(at.to_path_buf()))
         }
     }
@@ -626,17 +903,51 @@ mod tests {
         std::fs::write(dir.path().join("tmp/big.wav"), vec![7u8; 2 << 20]).unwrap();
         let Some(_disk) = TinyDisk::mount(&dir.path().join("full")) else {
             // CI sets ACOUPI_REQUIRE_ROOT=1: a runner without root must not pass by skipping.
-            assert!(std::env::var("ACOUPI_REQUIRE_ROOT").as_deref() != Ok("1"), "cannot mount a tmpfs, and root is required (ACOUPI_REQUIRE_ROOT=1)");
+            assert!(
+                std::env::var("ACOUPI_REQUIRE_ROOT").as_deref() != Ok("1"),
+                "cannot mount a tmpfs, and root is required (ACOUPI_REQUIRE_ROOT=1)"
+            );
             println!("skipped: cannot mount a tmpfs (needs root)");
             return;
         };
-        let report = task(dir.path(), store.clone(), &calls, &[], &[Some("full/kept/big.wav")], &[]).run(Utc::now());
-        assert_eq!(report, ManagementReport { errors: 1, ..Default::default() });
-        assert_eq!(std::fs::metadata(dir.path().join("tmp/big.wav")).unwrap().len(), 2 << 20, "the recording stays, whole");
+        let report = task(
+            dir.path(),
+            store.clone(),
+            &calls,
+            &[],
+            &[Some("full/kept/big.wav")],
+            &[],
+        )
+        .run(Utc::now());
+        assert_eq!(
+            report,
+            ManagementReport {
+                errors: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join("tmp/big.wav"))
+                .unwrap()
+                .len(),
+            2 << 20,
+            "the recording stays, whole"
+        );
         assert_eq!(store.path_of(0), Some(dir.path().join("tmp/big.wav")));
-        assert!(!dir.path().join("full/kept/big.wav.acoupi-partial").exists(), "the partial copy is removed");
+        assert!(
+            !dir.path().join("full/kept/big.wav.acoupi-partial").exists(),
+            "the partial copy is removed"
+        );
         // Next run, still full: tried again, still there.
-        let report = task(dir.path(), store.clone(), &calls, &[], &[Some("full/kept/big.wav")], &[]).run(Utc::now());
+        let report = task(
+            dir.path(),
+            store.clone(),
+            &calls,
+            &[],
+            &[Some("full/kept/big.wav")],
+            &[],
+        )
+        .run(Utc::now());
         assert_eq!(report.errors, 1);
         assert!(dir.path().join("tmp/big.wav").exists());
     }
@@ -645,8 +956,14 @@ mod tests {
     fn a_link_in_the_temp_folder_is_left_alone_and_a_failing_manager_deletes_nothing() {
         struct Refusing;
         impl SavingManager for Refusing {
-            fn save(&self, _: &crate::data::Recording, _: &[crate::data::ModelOutput]) -> crate::component::ComponentResult<Option<PathBuf>> {
-                Err(crate::component::ComponentError::Other("refusing destination: a symbolic link".into()))
+            fn save(
+                &self,
+                _: &crate::data::Recording,
+                _: &[crate::data::ModelOutput],
+            ) -> crate::component::ComponentResult<Option<PathBuf>> {
+                Err(crate::component::ComponentError::Other(
+                    "refusing destination: a symbolic link".into(),
+                ))
             }
         }
         let calls = Calls::default();
@@ -656,12 +973,27 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("precious.wav"), &link).unwrap();
         store.add_recording(&link, &[]);
         let mut task = task(dir.path(), store.clone(), &calls, &[], &[], &[]);
-        task.managers = vec![Named::new("refusing", Arc::new(Refusing) as Arc<dyn SavingManager>)];
+        task.managers = vec![Named::new(
+            "refusing",
+            Arc::new(Refusing) as Arc<dyn SavingManager>,
+        )];
         let report = task.run(Utc::now());
-        assert_eq!(report, ManagementReport { errors: 1, ..Default::default() });
-        assert!(dir.path().join("tmp/a.wav").exists(), "a recording to keep stays when its manager fails");
+        assert_eq!(
+            report,
+            ManagementReport {
+                errors: 1,
+                ..Default::default()
+            }
+        );
+        assert!(
+            dir.path().join("tmp/a.wav").exists(),
+            "a recording to keep stays when its manager fails"
+        );
         assert_eq!(store.path_of(0), Some(dir.path().join("tmp/a.wav")));
-        assert!(link.symlink_metadata().is_ok() && dir.path().join("precious.wav").exists(), "the link and its target stay");
+        assert!(
+            link.symlink_metadata().is_ok() && dir.path().join("precious.wav").exists(),
+            "the link and its target stay"
+        );
         assert_eq!(store.path_of(1), Some(link));
     }
 
@@ -674,11 +1006,33 @@ mod tests {
         std::fs::create_dir_all(old.parent().unwrap()).unwrap();
         std::fs::write(&old, b"RIFF").unwrap();
         store.add_kept(&old, Utc::now() - chrono::TimeDelta::days(400), &[]);
-        let policy = RetentionPolicy { max_age: Some(std::time::Duration::from_secs(365 * 86_400)), ..Default::default() };
-        let mut task = task(dir.path(), store.clone(), &calls, &[], &[Some("kept/a.wav")], &[]);
-        task.retention = Some(Arc::new(Retention::new(policy, dir.path().join("kept"), store.clone(), Arc::new(crate::disk::SystemDisk))));
+        let policy = RetentionPolicy {
+            max_age: Some(std::time::Duration::from_secs(365 * 86_400)),
+            ..Default::default()
+        };
+        let mut task = task(
+            dir.path(),
+            store.clone(),
+            &calls,
+            &[],
+            &[Some("kept/a.wav")],
+            &[],
+        );
+        task.retention = Some(Arc::new(Retention::new(
+            policy,
+            dir.path().join("kept"),
+            store.clone(),
+            Arc::new(crate::disk::SystemDisk),
+        )));
         let report = task.run(Utc::now());
-        assert_eq!(report, ManagementReport { kept: 1, retention_deleted: 1, ..Default::default() });
+        assert_eq!(
+            report,
+            ManagementReport {
+                kept: 1,
+                retention_deleted: 1,
+                ..Default::default()
+            }
+        );
         assert!(!old.exists() && dir.path().join("kept/a.wav").exists());
     }
 }

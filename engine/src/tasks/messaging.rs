@@ -60,7 +60,9 @@ pub struct MessagingReport {
 /// When a message rejected `count` times may be tried again.
 pub fn next_attempt(rejection: &Rejection) -> DateTime<Utc> {
     let doublings = rejection.count.saturating_sub(1).min(20);
-    let wait = FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF);
+    let wait = FIRST_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF);
     rejection.last + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -72,7 +74,10 @@ impl MessagingTask {
     ///    error ends that messenger's batch.
     pub fn run(&self, now: DateTime<Utc>) -> MessagingReport {
         let mut report = MessagingReport::default();
-        let messages = match self.message_store.get_unsent_messages(self.limit, self.order) {
+        let messages = match self
+            .message_store
+            .get_unsent_messages(self.limit, self.order)
+        {
             Ok(messages) => messages,
             Err(error) => {
                 tracing::error!(stage = %self.stage, %error, "cannot read unsent messages");
@@ -141,13 +146,25 @@ mod tests {
     use crate::data::{Message, Response};
     use crate::tasks::testing::{Calls, FakeMessenger, FakeStore};
 
-    fn task(store: Arc<FakeStore>, messengers: Vec<(&str, Option<ResponseStatus>)>, calls: &Calls) -> MessagingTask {
+    fn task(
+        store: Arc<FakeStore>,
+        messengers: Vec<(&str, Option<ResponseStatus>)>,
+        calls: &Calls,
+    ) -> MessagingTask {
         MessagingTask {
             stage: "send".into(),
             message_store: store,
             messengers: messengers
                 .into_iter()
-                .map(|(name, status)| Named::new(name, Arc::new(FakeMessenger { calls: calls.clone(), status }) as Arc<dyn Messenger>))
+                .map(|(name, status)| {
+                    Named::new(
+                        name,
+                        Arc::new(FakeMessenger {
+                            calls: calls.clone(),
+                            status,
+                        }) as Arc<dyn Messenger>,
+                    )
+                })
                 .collect(),
             limit: 10,
             order: MessageOrder::OldestFirst,
@@ -171,27 +188,84 @@ mod tests {
         let store = Arc::new(FakeStore::new(&calls));
         queue(&store, &["a", "b"]);
         calls.take();
-        let task = task(store, vec![("ok", Some(ResponseStatus::Success)), ("refusing", Some(ResponseStatus::Failed))], &calls);
+        let task = task(
+            store,
+            vec![
+                ("ok", Some(ResponseStatus::Success)),
+                ("refusing", Some(ResponseStatus::Failed)),
+            ],
+            &calls,
+        );
         let report = task.run(Utc::now());
-        assert_eq!(report, MessagingReport { selected: 2, attempted: 4, successful: 2, failed: 2, send_errors: 0, deferred: 0 });
+        assert_eq!(
+            report,
+            MessagingReport {
+                selected: 2,
+                attempted: 4,
+                successful: 2,
+                failed: 2,
+                send_errors: 0,
+                deferred: 0
+            }
+        );
         let calls = calls.take();
-        assert_eq!(calls[..2], ["message_store.get_unsent_messages", "message_store.get_rejections"]);
-        assert_eq!(calls[2..4], ["messenger.send a", "message_store.store_response"]);
-        assert_eq!(calls.iter().filter(|c| *c == "message_store.store_response").count(), 4);
+        assert_eq!(
+            calls[..2],
+            [
+                "message_store.get_unsent_messages",
+                "message_store.get_rejections"
+            ]
+        );
+        assert_eq!(
+            calls[2..4],
+            ["messenger.send a", "message_store.store_response"]
+        );
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| *c == "message_store.store_response")
+                .count(),
+            4
+        );
     }
 
     #[test]
     fn a_link_failure_ends_that_messengers_batch_and_keeps_the_order() {
-        for status in [None, Some(ResponseStatus::Error), Some(ResponseStatus::Timeout)] {
+        for status in [
+            None,
+            Some(ResponseStatus::Error),
+            Some(ResponseStatus::Timeout),
+        ] {
             let calls = Calls::default();
             let store = Arc::new(FakeStore::new(&calls));
             queue(&store, &["a", "b", "c"]);
             calls.take();
-            let task = task(store.clone(), vec![("down", status), ("ok", Some(ResponseStatus::Success))], &calls);
+            let task = task(
+                store.clone(),
+                vec![("down", status), ("ok", Some(ResponseStatus::Success))],
+                &calls,
+            );
             let report = task.run(Utc::now());
-            assert_eq!((report.attempted, report.deferred, report.successful), (4, 2, 3), "{status:?}: {report:?}");
-            let sends: Vec<String> = calls.take().into_iter().filter(|c| c.starts_with("messenger.send")).collect();
-            assert_eq!(sends, ["messenger.send a", "messenger.send a", "messenger.send b", "messenger.send c"], "{status:?}");
+            assert_eq!(
+                (report.attempted, report.deferred, report.successful),
+                (4, 2, 3),
+                "{status:?}: {report:?}"
+            );
+            let sends: Vec<String> = calls
+                .take()
+                .into_iter()
+                .filter(|c| c.starts_with("messenger.send"))
+                .collect();
+            assert_eq!(
+                sends,
+                [
+                    "messenger.send a",
+                    "messenger.send a",
+                    "messenger.send b",
+                    "messenger.send c"
+                ],
+                "{status:?}"
+            );
         }
     }
 
@@ -207,13 +281,25 @@ mod tests {
             response.received_on = start;
             store.store_response(&response).unwrap();
         }
-        let task = task(store.clone(), vec![("ok", Some(ResponseStatus::Success))], &calls);
+        let task = task(
+            store.clone(),
+            vec![("ok", Some(ResponseStatus::Success))],
+            &calls,
+        );
         calls.take();
         let report = task.run(start + chrono::Duration::seconds(119));
-        assert_eq!((report.attempted, report.deferred, report.successful), (1, 1, 1), "the other message is not held up");
+        assert_eq!(
+            (report.attempted, report.deferred, report.successful),
+            (1, 1, 1),
+            "the other message is not held up"
+        );
         assert!(calls.take().contains(&"messenger.send fine".to_string()));
         let report = task.run(start + chrono::Duration::seconds(120));
-        assert_eq!((report.attempted, report.successful), (1, 1), "due again after 2 min");
+        assert_eq!(
+            (report.attempted, report.successful),
+            (1, 1),
+            "due again after 2 min"
+        );
     }
 
     #[test]

@@ -28,13 +28,19 @@ pub struct Named<T: ?Sized> {
 
 impl<T: ?Sized> Named<T> {
     pub fn new(name: impl Into<String>, component: Arc<T>) -> Self {
-        Named { name: name.into(), component }
+        Named {
+            name: name.into(),
+            component,
+        }
     }
 }
 
 impl<T: ?Sized> Clone for Named<T> {
     fn clone(&self) -> Self {
-        Named { name: self.name.clone(), component: self.component.clone() }
+        Named {
+            name: self.name.clone(),
+            component: self.component.clone(),
+        }
     }
 }
 

@@ -76,7 +76,11 @@ impl RecordingTask {
                 }
             });
             if !holds {
-                let names: Vec<&str> = self.any_conditions.iter().map(|c| c.name.as_str()).collect();
+                let names: Vec<&str> = self
+                    .any_conditions
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
                 tracing::info!(stage = %self.stage, any_of = ?names, "none of the any_conditions is met; not recording");
                 return false;
             }
@@ -111,7 +115,12 @@ impl RecordingTask {
             }
         };
         if let Some(path) = &recording.path {
-            let mut guano = crate::guano::Guano::for_recording(&recording, &deployment, self.timezone, &self.device_id);
+            let mut guano = crate::guano::Guano::for_recording(
+                &recording,
+                &deployment,
+                self.timezone,
+                &self.device_id,
+            );
             if let Some(model) = self.recorder.device() {
                 guano.set("Model", model);
             }
@@ -133,17 +142,35 @@ mod tests {
     use super::*;
     use crate::tasks::testing::{Calls, FakeCondition, FakeRecorder, FakeStore};
 
-    fn conditions(calls: &Calls, answers: &[(&str, Option<bool>)]) -> Vec<Named<dyn RecordingCondition>> {
+    fn conditions(
+        calls: &Calls,
+        answers: &[(&str, Option<bool>)],
+    ) -> Vec<Named<dyn RecordingCondition>> {
         answers
             .iter()
-            .map(|(n, answer)| Named::new(*n, Arc::new(FakeCondition { name: n.to_string(), answer: *answer, calls: calls.clone() }) as Arc<dyn RecordingCondition>))
+            .map(|(n, answer)| {
+                Named::new(
+                    *n,
+                    Arc::new(FakeCondition {
+                        name: n.to_string(),
+                        answer: *answer,
+                        calls: calls.clone(),
+                    }) as Arc<dyn RecordingCondition>,
+                )
+            })
             .collect()
     }
 
     fn task(calls: &Calls, all: &[(&str, Option<bool>)], recorder_fails: bool) -> RecordingTask {
         RecordingTask {
             stage: "record".into(),
-            recorder: Named::new("rec", Arc::new(FakeRecorder { calls: calls.clone(), fail: recorder_fails })),
+            recorder: Named::new(
+                "rec",
+                Arc::new(FakeRecorder {
+                    calls: calls.clone(),
+                    fail: recorder_fails,
+                }),
+            ),
             conditions: conditions(calls, all),
             any_conditions: Vec::new(),
             store: Arc::new(FakeStore::new(calls)),
@@ -157,17 +184,35 @@ mod tests {
     #[test]
     fn calls_conditions_then_deployment_then_recorder_then_store() {
         let calls = Calls::default();
-        let recording = task(&calls, &[("a", Some(true)), ("b", Some(true))], false).run(Utc::now());
+        let recording =
+            task(&calls, &[("a", Some(true)), ("b", Some(true))], false).run(Utc::now());
         assert!(recording.is_some());
-        assert_eq!(calls.take(), ["condition a", "condition b", "store.get_current_deployment", "recorder.record", "store.store_recording"]);
+        assert_eq!(
+            calls.take(),
+            [
+                "condition a",
+                "condition b",
+                "store.get_current_deployment",
+                "recorder.record",
+                "store.store_recording"
+            ]
+        );
     }
 
     #[test]
     fn a_false_or_failing_condition_stops_before_the_recorder_and_pauses_it() {
         let calls = Calls::default();
-        assert!(task(&calls, &[("a", Some(false)), ("b", Some(true))], false).run(Utc::now()).is_none());
+        assert!(
+            task(&calls, &[("a", Some(false)), ("b", Some(true))], false)
+                .run(Utc::now())
+                .is_none()
+        );
         assert_eq!(calls.take(), ["condition a", "recorder.pause"]);
-        assert!(task(&calls, &[("a", None)], false).run(Utc::now()).is_none());
+        assert!(
+            task(&calls, &[("a", None)], false)
+                .run(Utc::now())
+                .is_none()
+        );
         assert_eq!(calls.take(), ["condition a", "recorder.pause"]);
     }
 
@@ -175,16 +220,31 @@ mod tests {
     fn a_recorder_error_gives_nothing_and_stores_nothing() {
         let calls = Calls::default();
         assert!(task(&calls, &[], true).run(Utc::now()).is_none());
-        assert_eq!(calls.take(), ["store.get_current_deployment", "recorder.record"]);
+        assert_eq!(
+            calls.take(),
+            ["store.get_current_deployment", "recorder.record"]
+        );
     }
 
     #[test]
     fn any_conditions_need_one_yes_after_all_conditions_hold() {
         let calls = Calls::default();
         let cases: [(&[(&str, Option<bool>)], bool, &[&str]); 4] = [
-            (&[("x", Some(false)), ("y", Some(true))], true, &["condition a", "condition x", "condition y"]),
-            (&[("x", Some(true)), ("y", Some(false))], true, &["condition a", "condition x"]),
-            (&[("x", Some(false)), ("y", None)], false, &["condition a", "condition x", "condition y"]),
+            (
+                &[("x", Some(false)), ("y", Some(true))],
+                true,
+                &["condition a", "condition x", "condition y"],
+            ),
+            (
+                &[("x", Some(true)), ("y", Some(false))],
+                true,
+                &["condition a", "condition x"],
+            ),
+            (
+                &[("x", Some(false)), ("y", None)],
+                false,
+                &["condition a", "condition x", "condition y"],
+            ),
             (&[], true, &["condition a"]),
         ];
         for (any, records, asked) in cases {
@@ -193,7 +253,11 @@ mod tests {
             assert_eq!(task.run(Utc::now()).is_some(), records, "{any:?}");
             let log = calls.take();
             assert_eq!(&log[..asked.len()], asked, "{any:?}");
-            assert_eq!(log.iter().any(|c| c == "recorder.pause"), !records, "{any:?}: {log:?}");
+            assert_eq!(
+                log.iter().any(|c| c == "recorder.pause"),
+                !records,
+                "{any:?}: {log:?}"
+            );
         }
     }
 }

@@ -26,11 +26,15 @@ impl SummaryTask {
                     for message in messages {
                         match self.message_store.store_message(&message) {
                             Ok(()) => queued += 1,
-                            Err(error) => tracing::error!(stage = %self.stage, summariser = %summariser.name, %error, "cannot queue the summary"),
+                            Err(error) => {
+                                tracing::error!(stage = %self.stage, summariser = %summariser.name, %error, "cannot queue the summary")
+                            }
                         }
                     }
                 }
-                Err(error) => tracing::error!(stage = %self.stage, summariser = %summariser.name, %error, "summariser failed"),
+                Err(error) => {
+                    tracing::error!(stage = %self.stage, summariser = %summariser.name, %error, "summariser failed")
+                }
             }
         }
         queued
@@ -48,12 +52,32 @@ mod tests {
         let task = SummaryTask {
             stage: "summary".into(),
             summarisers: vec![
-                Named::new("s1", Arc::new(FakeSummariser { calls: calls.clone(), messages: 2 }) as Arc<dyn Summariser>),
-                Named::new("s2", Arc::new(FakeSummariser { calls: calls.clone(), messages: 0 }) as Arc<dyn Summariser>),
+                Named::new(
+                    "s1",
+                    Arc::new(FakeSummariser {
+                        calls: calls.clone(),
+                        messages: 2,
+                    }) as Arc<dyn Summariser>,
+                ),
+                Named::new(
+                    "s2",
+                    Arc::new(FakeSummariser {
+                        calls: calls.clone(),
+                        messages: 0,
+                    }) as Arc<dyn Summariser>,
+                ),
             ],
             message_store: Arc::new(FakeStore::new(&calls)),
         };
         assert_eq!(task.run(Utc::now()), 2);
-        assert_eq!(calls.take(), ["summariser.build_summary", "message_store.store_message", "message_store.store_message", "summariser.build_summary"]);
+        assert_eq!(
+            calls.take(),
+            [
+                "summariser.build_summary",
+                "message_store.store_message",
+                "message_store.store_message",
+                "summariser.build_summary"
+            ]
+        );
     }
 }

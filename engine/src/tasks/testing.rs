@@ -26,7 +26,9 @@ impl Calls {
 }
 
 pub fn recording() -> Recording {
-    Recording::new(Deployment::new("test"), 3.0, 48_000).unwrap().with_path("/tmp/x.wav")
+    Recording::new(Deployment::new("test"), 3.0, 48_000)
+        .unwrap()
+        .with_path("/tmp/x.wav")
 }
 
 pub struct FakeCondition {
@@ -37,7 +39,8 @@ pub struct FakeCondition {
 impl RecordingCondition for FakeCondition {
     fn should_record(&self, _: DateTime<Utc>) -> ComponentResult<bool> {
         self.calls.push(format!("condition {}", self.name));
-        self.answer.ok_or_else(|| ComponentError::Other("broken condition".into()))
+        self.answer
+            .ok_or_else(|| ComponentError::Other("broken condition".into()))
     }
 }
 
@@ -51,7 +54,8 @@ impl Recorder for FakeRecorder {
         if self.fail {
             return Err(ComponentError::Other("no microphone".into()));
         }
-        Ok(Recording::new(deployment.clone(), 3.0, 48_000)?.with_path("/nonexistent/acoupi-test/r.wav"))
+        Ok(Recording::new(deployment.clone(), 3.0, 48_000)?
+            .with_path("/nonexistent/acoupi-test/r.wav"))
     }
     fn pause(&self) {
         self.calls.push("recorder.pause");
@@ -65,7 +69,8 @@ pub struct FakeFilter {
 impl ProcessingFilter for FakeFilter {
     fn should_process(&self, _: &Recording) -> ComponentResult<bool> {
         self.calls.push("filter.should_process");
-        self.answer.ok_or_else(|| ComponentError::Other("broken filter".into()))
+        self.answer
+            .ok_or_else(|| ComponentError::Other("broken filter".into()))
     }
 }
 
@@ -79,7 +84,9 @@ impl Model for FakeModel {
     }
     fn run(&self, recording: &Recording) -> ComponentResult<ModelOutput> {
         self.calls.push("model.run");
-        let detections = (0..self.detections).map(|_| Detection::new(PredictionType::Event)).collect();
+        let detections = (0..self.detections)
+            .map(|_| Detection::new(PredictionType::Event))
+            .collect();
         Ok(ModelOutput::new("fake", recording.clone(), detections))
     }
 }
@@ -105,7 +112,9 @@ pub struct FakeFactory {
 impl MessageFactory for FakeFactory {
     fn build(&self, _: &ModelOutput) -> ComponentResult<Vec<Message>> {
         self.calls.push(format!("factory {}", self.name));
-        Ok((0..self.messages).map(|i| Message::new(format!("m{i}"))).collect())
+        Ok((0..self.messages)
+            .map(|i| Message::new(format!("m{i}")))
+            .collect())
     }
 }
 
@@ -116,7 +125,8 @@ pub struct FakeSavingFilter {
 impl SavingFilter for FakeSavingFilter {
     fn should_save(&self, _: &Recording, _: &[ModelOutput]) -> ComponentResult<bool> {
         self.calls.push("saving_filter");
-        self.answer.ok_or_else(|| ComponentError::Other("broken saving filter".into()))
+        self.answer
+            .ok_or_else(|| ComponentError::Other("broken saving filter".into()))
     }
 }
 
@@ -138,7 +148,10 @@ pub struct FakeMessenger {
 }
 impl Messenger for FakeMessenger {
     fn send(&self, message: &Message) -> Result<Response, SendError> {
-        self.calls.push(format!("messenger.send {}", message.content.as_text().unwrap_or("")));
+        self.calls.push(format!(
+            "messenger.send {}",
+            message.content.as_text().unwrap_or("")
+        ));
         match self.status {
             Some(status) => Ok(Response::new(status, message.clone())),
             None => Err(SendError("connection refused".into())),
@@ -163,7 +176,9 @@ pub struct FakeSummariser {
 impl Summariser for FakeSummariser {
     fn build_summary(&self, _: DateTime<Utc>) -> ComponentResult<Vec<Message>> {
         self.calls.push("summariser.build_summary");
-        Ok((0..self.messages).map(|i| Message::new(format!("s{i}")).with_type(MessageType::Summary)).collect())
+        Ok((0..self.messages)
+            .map(|i| Message::new(format!("s{i}")).with_type(MessageType::Summary))
+            .collect())
     }
 }
 
@@ -177,39 +192,64 @@ pub struct FakeStore {
 
 impl FakeStore {
     pub fn new(calls: &Calls) -> Self {
-        FakeStore { calls: calls.clone(), recordings: Mutex::default(), messages: Mutex::default(), rejections: Mutex::default() }
+        FakeStore {
+            calls: calls.clone(),
+            recordings: Mutex::default(),
+            messages: Mutex::default(),
+            rejections: Mutex::default(),
+        }
     }
 
     /// Adds a recording at `path` with outputs from the named models.
     pub fn add_recording(&self, path: &Path, models: &[&str]) {
-        let recording = Recording::new(Deployment::new("test"), 3.0, 48_000).unwrap().with_path(path);
-        let outputs = models.iter().map(|m| ModelOutput::new(*m, recording.clone(), Vec::new())).collect();
+        let recording = Recording::new(Deployment::new("test"), 3.0, 48_000)
+            .unwrap()
+            .with_path(path);
+        let outputs = models
+            .iter()
+            .map(|m| ModelOutput::new(*m, recording.clone(), Vec::new()))
+            .collect();
         self.recordings.lock().unwrap().push((recording, outputs));
     }
 
     /// Adds a recording at `path` made at `created_on`, with one output holding these
     /// detections: `(score, &[(tag key, tag value, confidence)])`.
-    pub fn add_kept(&self, path: &Path, created_on: DateTime<Utc>, detections: &[(f64, &[(&str, &str, f64)])]) -> Uuid {
-        let mut recording = Recording::new(Deployment::new("test"), 3.0, 48_000).unwrap().with_path(path);
+    pub fn add_kept(
+        &self,
+        path: &Path,
+        created_on: DateTime<Utc>,
+        detections: &[(f64, &[(&str, &str, f64)])],
+    ) -> Uuid {
+        let mut recording = Recording::new(Deployment::new("test"), 3.0, 48_000)
+            .unwrap()
+            .with_path(path);
         recording.created_on = created_on;
         let detections = detections
             .iter()
             .map(|(score, tags)| {
                 let mut d = Detection::new(PredictionType::Event);
                 d.detection_score = *score;
-                d.tags = tags.iter().map(|(k, v, c)| PredictedTag::new(Tag::new(*k, *v), *c).unwrap()).collect();
+                d.tags = tags
+                    .iter()
+                    .map(|(k, v, c)| PredictedTag::new(Tag::new(*k, *v), *c).unwrap())
+                    .collect();
                 d
             })
             .collect();
         let id = recording.id;
         let output = ModelOutput::new("m", recording.clone(), detections);
-        self.recordings.lock().unwrap().push((recording, vec![output]));
+        self.recordings
+            .lock()
+            .unwrap()
+            .push((recording, vec![output]));
         id
     }
 
     /// Adds a detection to the first output of the recording at `index`.
     pub fn add_detection(&self, index: usize, detection: crate::data::Detection) {
-        self.recordings.lock().unwrap()[index].1[0].detections.push(detection);
+        self.recordings.lock().unwrap()[index].1[0]
+            .detections
+            .push(detection);
     }
 
     pub fn path_of(&self, index: usize) -> Option<PathBuf> {
@@ -231,7 +271,10 @@ impl Store for FakeStore {
     }
     fn store_recording(&self, recording: &Recording) -> StoreResult<()> {
         self.calls.push("store.store_recording");
-        self.recordings.lock().unwrap().push((recording.clone(), Vec::new()));
+        self.recordings
+            .lock()
+            .unwrap()
+            .push((recording.clone(), Vec::new()));
         Ok(())
     }
     fn store_model_output(&self, _: &ModelOutput) -> StoreResult<()> {
@@ -240,14 +283,28 @@ impl Store for FakeStore {
     }
     fn get_recordings(&self, ids: &[Uuid]) -> StoreResult<Vec<Recording>> {
         let all = self.recordings.lock().unwrap();
-        Ok(all.iter().filter(|(r, _)| ids.contains(&r.id)).map(|(r, _)| r.clone()).collect())
+        Ok(all
+            .iter()
+            .filter(|(r, _)| ids.contains(&r.id))
+            .map(|(r, _)| r.clone())
+            .collect())
     }
-    fn get_recordings_by_path(&self, paths: &[PathBuf]) -> StoreResult<Vec<(Recording, Vec<ModelOutput>)>> {
+    fn get_recordings_by_path(
+        &self,
+        paths: &[PathBuf],
+    ) -> StoreResult<Vec<(Recording, Vec<ModelOutput>)>> {
         self.calls.push("store.get_recordings_by_path");
         let all = self.recordings.lock().unwrap();
-        Ok(all.iter().filter(|(r, _)| r.path.as_ref().is_some_and(|p| paths.contains(p))).cloned().collect())
+        Ok(all
+            .iter()
+            .filter(|(r, _)| r.path.as_ref().is_some_and(|p| paths.contains(p)))
+            .cloned()
+            .collect())
     }
-    fn get_recordings_info_by_path(&self, paths: &[PathBuf]) -> StoreResult<Vec<(Recording, Vec<ModelOutputInfo>)>> {
+    fn get_recordings_info_by_path(
+        &self,
+        paths: &[PathBuf],
+    ) -> StoreResult<Vec<(Recording, Vec<ModelOutputInfo>)>> {
         self.calls.push("store.get_recordings_info_by_path");
         let all = self.recordings.lock().unwrap();
         Ok(all
@@ -259,7 +316,11 @@ impl Store for FakeStore {
     fn get_recording_model_outputs(&self, _: Uuid) -> StoreResult<Vec<ModelOutput>> {
         Ok(Vec::new())
     }
-    fn update_recording_path(&self, recording: &Recording, path: Option<&Path>) -> StoreResult<Recording> {
+    fn update_recording_path(
+        &self,
+        recording: &Recording,
+        path: Option<&Path>,
+    ) -> StoreResult<Recording> {
         self.calls.push("store.update_recording_path");
         let mut all = self.recordings.lock().unwrap();
         let mut updated = recording.clone();
@@ -269,7 +330,11 @@ impl Store for FakeStore {
         }
         Ok(updated)
     }
-    fn get_model_outputs_between(&self, _: DateTime<Utc>, _: DateTime<Utc>) -> StoreResult<Vec<ModelOutput>> {
+    fn get_model_outputs_between(
+        &self,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> StoreResult<Vec<ModelOutput>> {
         Ok(Vec::new())
     }
     fn store_metrics(&self, _: &[Metric]) -> StoreResult<()> {
@@ -289,19 +354,36 @@ impl Store for FakeStore {
             .iter()
             .filter_map(|(recording, outputs)| {
                 let path = recording.path.clone().filter(|p| p.starts_with(root))?;
-                let detections: Vec<&Detection> = outputs.iter().flat_map(|o| &o.detections).collect();
-                let best_score = detections.iter().map(|d| d.detection_score).reduce(f64::max);
+                let detections: Vec<&Detection> =
+                    outputs.iter().flat_map(|o| &o.detections).collect();
+                let best_score = detections
+                    .iter()
+                    .map(|d| d.detection_score)
+                    .reduce(f64::max);
                 let mut tags: Vec<crate::store::TagScore> = Vec::new();
                 for d in &detections {
                     for t in d.tags.iter().filter(|t| t.tag.key != PRIVACY_TAG_KEY) {
                         let score = d.detection_score.min(t.confidence_score);
-                        match tags.iter_mut().find(|s| s.key == t.tag.key && s.value == t.tag.value) {
+                        match tags
+                            .iter_mut()
+                            .find(|s| s.key == t.tag.key && s.value == t.tag.value)
+                        {
                             Some(s) => s.score = s.score.max(score),
-                            None => tags.push(crate::store::TagScore { key: t.tag.key.clone(), value: t.tag.value.clone(), score }),
+                            None => tags.push(crate::store::TagScore {
+                                key: t.tag.key.clone(),
+                                value: t.tag.value.clone(),
+                                score,
+                            }),
                         }
                     }
                 }
-                Some(crate::store::KeptFile { recording_id: recording.id, path, created_on: recording.created_on, best_score, tags })
+                Some(crate::store::KeptFile {
+                    recording_id: recording.id,
+                    path,
+                    created_on: recording.created_on,
+                    best_score,
+                    tags,
+                })
             })
             .collect();
         kept.sort_by_key(|k| (k.created_on, k.recording_id));
@@ -319,7 +401,12 @@ impl MessageStore for FakeStore {
         self.calls.push("message_store.store_response");
         let mut rejections = self.rejections.lock().unwrap();
         if response.status == crate::data::ResponseStatus::Failed {
-            let entry = rejections.entry(response.message.id).or_insert(crate::store::Rejection { count: 0, last: response.received_on });
+            let entry = rejections
+                .entry(response.message.id)
+                .or_insert(crate::store::Rejection {
+                    count: 0,
+                    last: response.received_on,
+                });
             entry.count += 1;
             entry.last = response.received_on;
         } else {
@@ -336,11 +423,25 @@ impl MessageStore for FakeStore {
     }
     fn get_unsent_messages(&self, limit: usize, _: MessageOrder) -> StoreResult<Vec<Message>> {
         self.calls.push("message_store.get_unsent_messages");
-        Ok(self.messages.lock().unwrap().iter().filter(|(_, sent)| !sent).take(limit).map(|(m, _)| m.clone()).collect())
+        Ok(self
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, sent)| !sent)
+            .take(limit)
+            .map(|(m, _)| m.clone())
+            .collect())
     }
-    fn get_rejections(&self, ids: &[uuid::Uuid]) -> StoreResult<std::collections::HashMap<uuid::Uuid, crate::store::Rejection>> {
+    fn get_rejections(
+        &self,
+        ids: &[uuid::Uuid],
+    ) -> StoreResult<std::collections::HashMap<uuid::Uuid, crate::store::Rejection>> {
         self.calls.push("message_store.get_rejections");
         let rejections = self.rejections.lock().unwrap();
-        Ok(ids.iter().filter_map(|id| rejections.get(id).map(|r| (*id, *r))).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|id| rejections.get(id).map(|r| (*id, *r)))
+            .collect())
     }
 }
