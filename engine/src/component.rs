@@ -1,5 +1,6 @@
-//! The component families (spec section 2) as traits, and the `Family` names that the
-//! registry and the pipeline file use (`family.kind`, e.g. `recorder.replay`).
+//! The component families (acoupi's documentation, Reference → Components:
+//! <https://acoupi.github.io/acoupi/>) as traits, and the `Family` names that the registry and the
+//! pipeline file use (`family.kind`, e.g. `recorder.replay`).
 //!
 //! Every trait is synchronous: components are called from blocking threads by the
 //! tasks, never on the async executor, so a slow model or a blocking socket cannot stall

@@ -1,6 +1,6 @@
-//! GUANO metadata (the bat-acoustics standard, <https://github.com/riggsd/guano-spec>,
-//! version 1.0) in WAV files: reading the `guan` RIFF chunk, and writing one for a
-//! Recording as acoupi does (spec section 3, Recording task).
+//! GUANO metadata (the bat-acoustics standard, <https://github.com/riggsd/guano-spec>, version 1.0)
+//! in WAV files: reading the `guan` RIFF chunk, and writing one for a Recording as acoupi does (its
+//! documentation, Reference → Tasks → Recording: <https://acoupi.github.io/acoupi/>).
 //!
 //! The chunk holds UTF-8 text: a first line `GUANO|Version: 1.0`, then one `Key: value`
 //! per line; a key may carry a namespace (`acoupi|Deployment`); a newline inside a value is

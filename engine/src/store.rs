@@ -1,5 +1,6 @@
-//! The store and message store interfaces (spec sections 2 and 5). The engine only
-//! talks to these traits; `store.duckdb` in acoupi-components implements both.
+//! The store and message store interfaces (acoupi's documentation, Reference → Components → Stores
+//! and Messengers: <https://acoupi.github.io/acoupi/>). The engine only talks to these traits;
+//! `store.duckdb` in acoupi-components implements both.
 //!
 //! Semantics every implementation keeps:
 //! - the store never deletes a recording row: a recording whose file is deleted keeps its

@@ -1,5 +1,6 @@
-//! The acoupi data model (spec section 1): deployments, recordings, detections, model
-//! outputs, messages, responses and metrics, with validation and their JSON wire format.
+//! The acoupi data model (its documentation, Reference → Data: <https://acoupi.github.io/acoupi/>):
+//! deployments, recordings, detections, model outputs, messages, responses and metrics, with
+//! validation and their JSON wire format.
 //!
 //! Every type with rules has `validate(&self) -> Result<(), DataError>`, so values built
 //! field by field or deserialised can be checked; constructors that take ranged values

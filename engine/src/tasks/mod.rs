@@ -1,8 +1,8 @@
-//! The six tasks of acoupi (spec section 3, seed `seed-acoupi-tasks.txt`), with the same
-//! call orders, branches and return values. Each task is synchronous and is run by the
-//! runtime on a blocking thread. A component error inside a task is logged with the stage
-//! and component names and the task's documented fallback applies; it never propagates
-//! to the scheduler.
+//! The six tasks of acoupi (its documentation, Reference → Tasks:
+//! <https://acoupi.github.io/acoupi/>), with the same call orders, branches and return values. Each
+//! task is synchronous and is run by the runtime on a blocking thread. A component error inside a
+//! task is logged with the stage and component names and the task's documented fallback applies; it
+//! never propagates to the scheduler.
 
 mod detection;
 mod heartbeat;
