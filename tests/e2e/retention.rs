@@ -106,11 +106,7 @@ fn without_a_retention_table_nothing_is_deleted() {
 /// A test that cannot mount a tmpfs says it is skipped, or fails where
 /// `ACOUPI_REQUIRE_ROOT=1` (CI sets it: a runner without root must not pass by skipping).
 pub fn skip_without_root() {
-    assert!(
-        std::env::var("ACOUPI_REQUIRE_ROOT").as_deref() != Ok("1"),
-        "cannot mount a tmpfs, and root is required (ACOUPI_REQUIRE_ROOT=1)"
-    );
-    println!("skipped: cannot mount a tmpfs (needs root)");
+    crate::skip_unless_required("ACOUPI_REQUIRE_ROOT", "cannot mount a tmpfs (needs root)");
 }
 
 /// A 1 MiB tmpfs at `at`, unmounted on drop.

@@ -26,14 +26,23 @@ fn systemd_analyze() -> Option<Command> {
     match Command::new("systemd-analyze").arg("--version").output() {
         Ok(out) if out.status.success() => Some(Command::new("systemd-analyze")),
         _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "systemd-analyze is required in CI"
-            );
-            println!("skipped: no systemd-analyze");
+            crate::skip_unless_required("CI", "no systemd-analyze");
             None
         }
     }
+}
+
+/// `systemd-analyze verify` finds nothing to say about the unit file `file`.
+fn assert_verified(file: &std::path::Path) {
+    let Some(mut analyze) = systemd_analyze() else {
+        return;
+    };
+    let verify = analyze.arg("verify").arg(file).output().unwrap();
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && !said.contains(&file.display().to_string()),
+        "systemd-analyze verify: {said}"
+    );
 }
 
 #[test]
@@ -120,16 +129,9 @@ fn percent_and_dollar_in_paths_are_escaped() {
         work,
         format!("WorkingDirectory={}/st$USER %%i", root.display())
     );
-    if let Some(mut analyze) = systemd_analyze() {
-        let file = dir.path().join("acoupi-odd.service");
-        std::fs::write(&file, &unit).unwrap();
-        let verify = analyze.arg("verify").arg(&file).output().unwrap();
-        let said = String::from_utf8_lossy(&verify.stderr);
-        assert!(
-            verify.status.success() && !said.contains(&file.display().to_string()),
-            "{said}"
-        );
-    }
+    let file = dir.path().join("acoupi-odd.service");
+    std::fs::write(&file, &unit).unwrap();
+    assert_verified(&file);
 }
 
 #[test]
@@ -354,18 +356,5 @@ fn the_unit_restarts_reloads_and_can_write_only_the_stations_folders() {
         "an existing unit is not replaced without --force"
     );
 
-    match Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&out)
-        .output()
-    {
-        Ok(verify) => {
-            let said = String::from_utf8_lossy(&verify.stderr);
-            assert!(
-                verify.status.success() && !said.contains(&out.display().to_string()),
-                "systemd-analyze verify: {said}"
-            );
-        }
-        Err(error) => println!("skipped systemd-analyze verify: {error}"),
-    }
+    assert_verified(&out);
 }
