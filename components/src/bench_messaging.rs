@@ -16,7 +16,7 @@ use acoupi_engine::data::Message;
 use acoupi_engine::store::MessageStore;
 use acoupi_engine::tasks::{MessagingTask, Named};
 
-use crate::messenger_mqtt::tests::{Broker, Subscriber};
+use crate::messenger::mqtt::tests::{Broker, Subscriber};
 use crate::store_duckdb::DuckDbStore;
 
 fn messenger(kind: &str, keys: &str) -> Arc<dyn Messenger> {

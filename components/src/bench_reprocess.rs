@@ -13,7 +13,7 @@ use std::sync::Arc;
 use acoupi_engine::config::load_str;
 use acoupi_engine::reprocess::{ProgressMode, ReprocessOptions, reprocess};
 
-use crate::audio_probe::WavProbe;
+use crate::shared::audio_probe::WavProbe;
 use crate::store_duckdb::DuckDbStore;
 
 /// The models measured by default, with their component keys.

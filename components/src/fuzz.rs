@@ -36,7 +36,7 @@ pub fn check_pipeline(text: &str) {
 /// Reads `bytes` as a recording file every way the station and reprocessing do, as a
 /// `.wav` and as a `.flac`; only panics count, and a decoder that allocates past the
 /// decoding limits (`audio`'s module docs): a header that passes is within them, a block
-/// is at most [`crate::audio::BLOCK_FRAMES`] frames and the frames decoded are at most
+/// is at most [`crate::shared::audio::BLOCK_FRAMES`] frames and the frames decoded are at most
 /// the header's.
 pub fn read_audio(bytes: &[u8]) {
     thread_local! {
@@ -50,9 +50,9 @@ pub fn read_audio(bytes: &[u8]) {
             return;
         }
         for path in [wav, flac] {
-            let _ = crate::audio::wav_info(path);
+            let _ = crate::shared::audio::wav_info(path);
             check_decoding(path);
-            let _ = crate::audio_probe::WavProbe.probe(path);
+            let _ = crate::shared::audio_probe::WavProbe.probe(path);
         }
         if let Ok(Some(guano)) = acoupi_engine::guano::read(wav) {
             let _ = (
@@ -68,8 +68,10 @@ pub fn read_audio(bytes: &[u8]) {
 
 /// Decodes `path` block by block, asserting the decoding bounds (see [`read_audio`]).
 fn check_decoding(path: &Path) {
-    use crate::audio::{BLOCK_FRAMES, MAX_CHANNELS, MAX_SAMPLERATE, MAX_SAMPLES, MIN_SAMPLERATE};
-    let Ok(info) = crate::audio::audio_info(path) else {
+    use crate::shared::audio::{
+        BLOCK_FRAMES, MAX_CHANNELS, MAX_SAMPLERATE, MAX_SAMPLES, MIN_SAMPLERATE,
+    };
+    let Ok(info) = crate::shared::audio::audio_info(path) else {
         return;
     };
     assert!(
@@ -85,7 +87,7 @@ fn check_decoding(path: &Path) {
         "{info:?} passed the length limit"
     );
     let mut decoded = 0u64;
-    let _ = crate::audio::read_mono_blocks(path, &mut |block| {
+    let _ = crate::shared::audio::read_mono_blocks(path, &mut |block| {
         assert!(
             block.len() <= BLOCK_FRAMES,
             "a block of {} frames",
@@ -98,7 +100,7 @@ fn check_decoding(path: &Path) {
         );
         Ok(())
     });
-    if let Ok((_, samples)) = crate::audio::read_mono(path) {
+    if let Ok((_, samples)) = crate::shared::audio::read_mono(path) {
         assert!(
             samples.len() as u64 == info.frames,
             "{} samples from a header of {info:?}",
@@ -275,7 +277,9 @@ mod properties {
     fn seed_wav() -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seed.wav");
-        crate::audio::testing::write_wav(&path, 8_000, 2, 0.01, |t| (t * 3000.0).sin() * 0.5);
+        crate::shared::audio::testing::write_wav(&path, 8_000, 2, 0.01, |t| {
+            (t * 3000.0).sin() * 0.5
+        });
         let mut guano = acoupi_engine::guano::Guano::default();
         guano.set("Timestamp", "2026-06-21T05:30:00+01:00");
         guano.set("TE", "10");
@@ -356,10 +360,10 @@ mod properties {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("silence.flac");
         std::fs::write(&path, silent_flac(384_000, 2, 16, 200_000)).unwrap();
-        let (info, samples) = crate::audio::read_mono(&path).unwrap();
+        let (info, samples) = crate::shared::audio::read_mono(&path).unwrap();
         assert_eq!(
             info,
-            crate::audio::WavInfo {
+            crate::shared::audio::WavInfo {
                 samplerate: 384_000,
                 channels: 2,
                 frames: 200_000

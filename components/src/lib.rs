@@ -3,50 +3,28 @@
 //! `ComponentConfig` implementation and the running component. Adding a component means
 //! adding its file and one line in [`registry`].
 
-mod audio;
-pub mod audio_probe;
-mod batdetect2_ops;
-mod batdetect2_spectrogram;
 #[cfg(test)]
 mod bench_messaging;
 pub mod bench_models;
 pub mod bench_reprocess;
-mod birdnet_range;
-mod cleaner_privacy;
-mod cleaner_tags;
-mod cleaner_threshold;
-mod condition_battery;
-mod condition_dawn_dusk;
-mod condition_free_space;
-mod condition_time_window;
-mod file_template;
-mod filter_dawn_dusk;
-mod filter_frequency;
-mod filter_sample;
-mod filter_species;
-mod filter_threshold;
-mod filter_time_window;
-mod manager_by_score;
-mod manager_by_tag;
-mod manager_date_folders;
-mod message_detections;
-mod message_records;
-mod messenger_http;
-mod messenger_mqtt;
-mod metric_station;
-mod metric_system;
-pub mod microphone;
-mod model_band_energy;
-mod model_batdetect2;
-mod model_birdnet;
-mod model_onnx_classifier;
-mod processing_min_rms;
-mod recorder_microphone;
-mod recorder_replay;
-mod secret;
+mod cleaner;
+mod condition;
+mod filter;
+mod manager;
+mod message;
+mod messenger;
+mod metric;
+mod model;
+mod processing;
+mod recorder;
+pub(crate) mod shared;
 pub mod store_duckdb;
-mod summarisers;
-mod sun;
+mod summariser;
+
+/// Audio capture (cpal), for `acoupi devices` and the microphone tests.
+pub use recorder::microphone::capture as microphone;
+/// The audio probe `acoupi reprocess` uses.
+pub use shared::audio_probe;
 
 use acoupi_engine::registry::Registry;
 
@@ -54,40 +32,40 @@ use acoupi_engine::registry::Registry;
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry
-        .register::<recorder_replay::ReplayRecorderConfig>()
-        .register::<recorder_microphone::MicrophoneRecorderConfig>()
-        .register::<condition_time_window::TimeWindowConditionConfig>()
-        .register::<condition_dawn_dusk::DawnDuskConditionConfig>()
-        .register::<condition_free_space::FreeSpaceConditionConfig>()
-        .register::<condition_battery::BatteryConditionConfig>()
-        .register::<model_band_energy::BandEnergyModelConfig>()
-        .register::<model_birdnet::BirdnetModelConfig>()
-        .register::<model_batdetect2::BatDetect2ModelConfig>()
-        .register::<model_onnx_classifier::OnnxClassifierConfig>()
-        .register::<processing_min_rms::MinRmsFilterConfig>()
-        .register::<cleaner_threshold::ThresholdCleanerConfig>()
-        .register::<cleaner_privacy::PrivacyCleanerConfig>()
-        .register::<cleaner_tags::TopKCleanerConfig>()
-        .register::<cleaner_tags::TagThresholdsCleanerConfig>()
-        .register::<filter_threshold::ThresholdSavingFilterConfig>()
-        .register::<filter_species::SpeciesFilterConfig>()
-        .register::<filter_time_window::TimeWindowSavingFilterConfig>()
-        .register::<filter_frequency::FrequencySavingFilterConfig>()
-        .register::<filter_dawn_dusk::DawnDuskSavingFilterConfig>()
-        .register::<filter_sample::SampleSavingFilterConfig>()
-        .register::<manager_date_folders::DateFoldersManagerConfig>()
-        .register::<manager_by_tag::ByTagManagerConfig>()
-        .register::<manager_by_score::ByScoreManagerConfig>()
-        .register::<message_detections::DetectionMessageConfig>()
-        .register::<message_detections::ModelOutputMessageConfig>()
-        .register::<message_records::RecordingMessageConfig>()
-        .register::<message_records::DeploymentMessageConfig>()
-        .register::<messenger_http::HttpMessengerConfig>()
-        .register::<messenger_mqtt::MqttMessengerConfig>()
-        .register::<summarisers::StatisticsSummariserConfig>()
-        .register::<summarisers::ThresholdsSummariserConfig>()
-        .register::<metric_system::SystemMetricsConfig>()
-        .register::<metric_station::StationMetricsConfig>();
+        .register::<recorder::replay::ReplayRecorderConfig>()
+        .register::<recorder::microphone::MicrophoneRecorderConfig>()
+        .register::<condition::time_window::TimeWindowConditionConfig>()
+        .register::<condition::dawn_dusk::DawnDuskConditionConfig>()
+        .register::<condition::free_space::FreeSpaceConditionConfig>()
+        .register::<condition::battery::BatteryConditionConfig>()
+        .register::<model::band_energy::BandEnergyModelConfig>()
+        .register::<model::birdnet::BirdnetModelConfig>()
+        .register::<model::batdetect2::BatDetect2ModelConfig>()
+        .register::<model::onnx_classifier::OnnxClassifierConfig>()
+        .register::<processing::min_rms::MinRmsFilterConfig>()
+        .register::<cleaner::threshold::ThresholdCleanerConfig>()
+        .register::<cleaner::privacy::PrivacyCleanerConfig>()
+        .register::<cleaner::tags::TopKCleanerConfig>()
+        .register::<cleaner::tags::TagThresholdsCleanerConfig>()
+        .register::<filter::threshold::ThresholdSavingFilterConfig>()
+        .register::<filter::species::SpeciesFilterConfig>()
+        .register::<filter::time_window::TimeWindowSavingFilterConfig>()
+        .register::<filter::frequency::FrequencySavingFilterConfig>()
+        .register::<filter::dawn_dusk::DawnDuskSavingFilterConfig>()
+        .register::<filter::sample::SampleSavingFilterConfig>()
+        .register::<manager::date_folders::DateFoldersManagerConfig>()
+        .register::<manager::by_tag::ByTagManagerConfig>()
+        .register::<manager::by_score::ByScoreManagerConfig>()
+        .register::<message::detections::DetectionMessageConfig>()
+        .register::<message::detections::ModelOutputMessageConfig>()
+        .register::<message::records::RecordingMessageConfig>()
+        .register::<message::records::DeploymentMessageConfig>()
+        .register::<messenger::http::HttpMessengerConfig>()
+        .register::<messenger::mqtt::MqttMessengerConfig>()
+        .register::<summariser::summarisers::StatisticsSummariserConfig>()
+        .register::<summariser::summarisers::ThresholdsSummariserConfig>()
+        .register::<metric::system::SystemMetricsConfig>()
+        .register::<metric::station::StationMetricsConfig>();
     registry
 }
 

@@ -6,7 +6,7 @@
 //! A `.flac` file is probed through its stream info (claxon) and its Vorbis `COMMENT`;
 //! a truncated FLAC is found when the model decodes it (a stage failure, also reported).
 //! Either header is checked against the decoding limits of `audio` (sample rate, channels,
-//! bits, samples: [`crate::audio::check_header`]), so an absurd file is a bad file with
+//! bits, samples: [`crate::shared::audio::check_header`]), so an absurd file is a bad file with
 //! the limit it passed as its reason, before any model allocates for it.
 
 use std::fs::File;
@@ -27,7 +27,7 @@ impl AudioProbe for WavProbe {
         if size == 0 {
             return Err("empty file (0 bytes)".into());
         }
-        if crate::audio::is_flac(path) {
+        if crate::shared::audio::is_flac(path) {
             return probe_flac(path);
         }
         let file = File::open(path).map_err(|e| format!("unreadable: {e}"))?;
@@ -36,7 +36,7 @@ impl AudioProbe for WavProbe {
             hound::WavReader::open(path).map_err(|e| format!("not a readable WAV file: {e}"))?;
         let spec = reader.spec();
         let frames = u64::from(reader.duration());
-        crate::audio::check_header(
+        crate::shared::audio::check_header(
             spec.sample_rate,
             spec.channels,
             spec.bits_per_sample,
@@ -54,7 +54,7 @@ impl AudioProbe for WavProbe {
 
 /// A FLAC file's stream info and comment.
 fn probe_flac(path: &Path) -> Result<ProbedAudio, String> {
-    let info = crate::audio::flac_info(path).map_err(|e| match e {
+    let info = crate::shared::audio::flac_info(path).map_err(|e| match e {
         acoupi_engine::component::ComponentError::Audio { reason, .. } => {
             format!("not a readable FLAC file: {reason}")
         }
@@ -231,14 +231,14 @@ mod tests {
             (22_050, 1, 66_150)
         );
         assert_eq!(probed.comment.as_deref(), Some("Processed by SoX"));
-        let (flac_info, flac_samples) = crate::audio::read_mono(flac).unwrap();
-        let (wav_info, wav_samples) = crate::audio::read_mono(wav).unwrap();
+        let (flac_info, flac_samples) = crate::shared::audio::read_mono(flac).unwrap();
+        let (wav_info, wav_samples) = crate::shared::audio::read_mono(wav).unwrap();
         assert_eq!((flac_info, flac_samples), (wav_info, wav_samples));
         let dir = tempfile::tempdir().unwrap();
         let cut = dir.path().join("cut.flac");
         let bytes = std::fs::read(flac).unwrap();
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(crate::audio::read_mono(&cut).is_err());
+        assert!(crate::shared::audio::read_mono(&cut).is_err());
         std::fs::write(dir.path().join("text.flac"), b"not flac at all").unwrap();
         assert!(
             probe(&dir.path().join("text.flac"))

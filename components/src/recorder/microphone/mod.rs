@@ -1,11 +1,13 @@
 //! `recorder.microphone`: records from a live input device (a USB microphone, an
-//! AudioMoth, any ALSA input) through cpal; see [`crate::microphone`] for the capture.
+//! AudioMoth, any ALSA input) through cpal; see [`crate::recorder::microphone::capture`] for the capture.
 //!
 //! A device that fails (unplugged, a broken cable, a stream that stopped delivering) is
 //! retried with backoff: after a failure, triggers are answered at once with an error
 //! naming the device and the next attempt, 1 s later at first, doubling up to 1 min; the
 //! first success logs how long the microphone was gone. The other stages never wait on
 //! it.
+
+pub mod capture;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,9 @@ use acoupi_engine::config::values::RecordingDuration;
 use acoupi_engine::data::{Deployment, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::microphone::{Capture, CaptureSpec, Chunk, OpenedDevice, WavFormat, open_device};
+use crate::recorder::microphone::capture::{
+    Capture, CaptureSpec, Chunk, OpenedDevice, WavFormat, open_device,
+};
 
 /// Record from a microphone (USB microphone, AudioMoth, any ALSA input) with cpal: one
 /// recording of `duration` per trigger, written as WAV into the temp folder. With

@@ -290,7 +290,7 @@ pub(crate) mod places {
 mod tests {
     use super::*;
 
-    use crate::sun::places::{LONDON, LONGYEARBYEN, local};
+    use crate::shared::sun::places::{LONDON, LONGYEARBYEN, local};
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()

@@ -9,7 +9,7 @@ use acoupi_engine::config::values::NonEmpty;
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use chrono::{DateTime, Utc};
 
-use crate::sun::{SunWindowConfig, SunWindows};
+use crate::shared::sun::{SunWindowConfig, SunWindows};
 
 /// Record only around sun events at the deployment's position, e.g.
 /// `windows = [{ event = "sunrise", before = "30min", after = "2h" }]`. Needs `latitude`
@@ -44,8 +44,8 @@ impl RecordingCondition for DawnDuskCondition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sun::places::{LONDON, LONGYEARBYEN, local};
-    use crate::sun::{SunEvent, SunWindow};
+    use crate::shared::sun::places::{LONDON, LONGYEARBYEN, local};
+    use crate::shared::sun::{SunEvent, SunWindow};
     use acoupi_engine::registry::BuildContext;
     use std::time::Duration;
 

@@ -8,7 +8,7 @@ use acoupi_engine::config::values::NonEmpty;
 use acoupi_engine::data::{ModelOutput, Recording, TimeInterval};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::condition_time_window::Window;
+use crate::condition::time_window::Window;
 
 /// Keep a recording when it was made (its `created_on`, in the deployment's timezone)
 /// inside any of the daily windows; a window whose start is after its end crosses
@@ -56,7 +56,7 @@ impl SavingFilter for TimeWindowSavingFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sun::places::local;
+    use crate::shared::sun::places::local;
     use crate::testing::recording;
     use chrono::NaiveTime;
 

@@ -26,7 +26,7 @@ use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
-use crate::audio::{Windows, for_each_window, recording_file};
+use crate::shared::audio::{Windows, for_each_window, recording_file};
 
 /// The most analysis frames of one recording: the median needs every frame's level
 /// (8 bytes each). 2²³ frames are 46 h at the default 20 ms; a longer recording, or a
@@ -167,11 +167,11 @@ impl BandEnergyModel {
     /// `time_expansion`).
     fn band_level(&self, samplerate: f64, time_expansion: f64) -> Result<BandLevel, String> {
         let frame_len = ((self.frame_seconds * samplerate).round() as usize).max(16);
-        if frame_len > crate::audio::MAX_WINDOW_FRAMES {
+        if frame_len > crate::shared::audio::MAX_WINDOW_FRAMES {
             return Err(format!(
                 "a frame of {} s is {frame_len} samples at {samplerate} Hz, over the limit of {}",
                 self.frame_seconds,
-                crate::audio::MAX_WINDOW_FRAMES
+                crate::shared::audio::MAX_WINDOW_FRAMES
             ));
         }
         let fft_len = frame_len.next_power_of_two();
@@ -312,7 +312,7 @@ impl Model for BandEnergyModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::testing::write_wav;
+    use crate::shared::audio::testing::write_wav;
     use acoupi_engine::data::Deployment;
 
     fn model(low: f64, high: f64) -> BandEnergyModel {

@@ -1,7 +1,7 @@
 //! `manager.by_tag`: keeps each recording in a folder named after its top tag (e.g. its
 //! species), chosen by key, threshold and an optional list of values; recordings without
 //! such a tag go to a fallback folder or to the next manager. Templates and sanitising
-//! are in [`crate::file_template`].
+//! are in [`crate::shared::template`].
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use acoupi_engine::config::values::{NonEmpty, Score};
 use acoupi_engine::data::{ModelOutput, PredictedTag, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::file_template::{self, Fields, FolderTemplate, Template, TopTag};
+use crate::shared::template::{self, Fields, FolderTemplate, Template, TopTag};
 
 /// Keep each recording in a folder named after its top tag (`{top_tag}`, e.g. the
 /// species): the most confident tag with `key` whose confidence and detection score both
@@ -37,8 +37,8 @@ pub struct ByTagManagerConfig {
     #[schemars(default = "default_folders_text")]
     pub folders: FolderTemplate,
     /// File name template (`.wav` is added when missing).
-    #[serde(default = "file_template::default_filename")]
-    #[schemars(default = "file_template::default_filename_text")]
+    #[serde(default = "template::default_filename")]
+    #[schemars(default = "template::default_filename_text")]
     pub filename: Template,
     /// Root folder (relative to the pipeline file). Default: `[paths] recordings`.
     pub root: Option<PathBuf>,
@@ -64,7 +64,7 @@ impl ComponentConfig for ByTagManagerConfig {
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         Ok(Built::Manager(Arc::new(ByTagManager {
-            root: file_template::manager_root(ctx, self.root.as_deref()),
+            root: template::manager_root(ctx, self.root.as_deref()),
             key: self.key.clone(),
             threshold: self.threshold.0,
             tags: self
@@ -114,7 +114,7 @@ impl SavingManager for ByTagManager {
         };
         let fields = Fields::new(recording, outputs, self.timezone);
         if let Some(top) = TopTag::most_confident(keyed().filter(qualifies).map(|(_, t)| t)) {
-            return file_template::destination(
+            return template::destination(
                 &self.root,
                 &self.folders,
                 &self.filename,
@@ -126,7 +126,7 @@ impl SavingManager for ByTagManager {
             return Ok(None);
         };
         let guess = TopTag::most_confident(keyed().map(|(_, t)| t));
-        file_template::destination(
+        template::destination(
             &self.root,
             fallback,
             &self.filename,
@@ -139,7 +139,7 @@ impl SavingManager for ByTagManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::file_template::tests::{ROOT, check_destination, hostile_text, save_relative};
+    use crate::shared::template::tests::{ROOT, check_destination, hostile_text, save_relative};
     use crate::testing::{detection, output};
     use proptest::prelude::*;
     use serde_json::json;

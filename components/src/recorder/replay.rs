@@ -8,7 +8,7 @@ use acoupi_engine::component::{ComponentError, ComponentResult, Recorder};
 use acoupi_engine::data::{Deployment, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::audio::wav_info;
+use crate::shared::audio::wav_info;
 
 /// Replay WAV files from a folder as if just recorded: one per trigger, in name or
 /// modification-time order, each copied (not moved) into the temp folder with a fresh
@@ -163,7 +163,7 @@ impl Recorder for ReplayRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::testing::write_wav;
+    use crate::shared::audio::testing::write_wav;
 
     fn recorder(folder: &Path, repeat: bool) -> ReplayRecorder {
         ReplayRecorder {

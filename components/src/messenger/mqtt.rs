@@ -70,7 +70,7 @@ use rumqttc::{
     Outgoing, QoS, TlsConfiguration, Transport,
 };
 
-use crate::messenger_http::error_chain;
+use crate::messenger::http::error_chain;
 
 /// The first wait before reconnecting, doubled after each failed attempt up to
 /// [`MAX_BACKOFF`].
@@ -288,8 +288,10 @@ impl MqttMessengerConfig {
         let password = match (&self.password_env, &self.password_file) {
             (Some(_), Some(_)) => return Err("give password_env or password_file, not both".into()),
             // The messages name the variable or file, never the value.
-            (Some(variable), None) => Some(crate::secret::from_env(variable, "password_env")?),
-            (None, Some(file)) => Some(crate::secret::from_file(
+            (Some(variable), None) => {
+                Some(crate::shared::secret::from_env(variable, "password_env")?)
+            }
+            (None, Some(file)) => Some(crate::shared::secret::from_file(
                 &ctx.resolve(file),
                 "password_file",
             )?),
@@ -327,7 +329,7 @@ impl MqttMessengerConfig {
     /// The key holding the password when it would cross a network in clear (no `tls`, a
     /// host other than this machine).
     fn password_in_clear(&self) -> Option<&'static str> {
-        if self.tls.is_some() || crate::secret::is_loopback_host(&self.host.0) {
+        if self.tls.is_some() || crate::shared::secret::is_loopback_host(&self.host.0) {
             return None;
         }
         match (&self.password_env, &self.password_file) {

@@ -1,6 +1,6 @@
 //! `manager.by_score`: sorts kept recordings into a "true" and a "false" detections
 //! folder by their best detection score (acoupi's SaveRecordingManager). Templates and
-//! sanitising are in [`crate::file_template`].
+//! sanitising are in [`crate::shared::template`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use acoupi_engine::config::values::Score;
 use acoupi_engine::data::{ModelOutput, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::file_template::{self, Fields, FolderTemplate, Template};
+use crate::shared::template::{self, Fields, FolderTemplate, Template};
 
 /// Sort recordings by their best detection score (acoupi's SaveRecordingManager): without
 /// model outputs, into the root; with a detection scoring at least `detection_threshold`,
@@ -41,8 +41,8 @@ pub struct ByScoreManagerConfig {
     #[schemars(default = "default_saving_threshold")]
     pub saving_threshold: Score,
     /// File name template (`.wav` is added when missing).
-    #[serde(default = "file_template::default_filename")]
-    #[schemars(default = "file_template::default_filename_text")]
+    #[serde(default = "template::default_filename")]
+    #[schemars(default = "template::default_filename_text")]
     pub filename: Template,
 }
 
@@ -76,7 +76,7 @@ impl ComponentConfig for ByScoreManagerConfig {
             ));
         }
         Ok(Built::Manager(Arc::new(ByScoreManager {
-            root: file_template::manager_root(ctx, self.root.as_deref()),
+            root: template::manager_root(ctx, self.root.as_deref()),
             true_folder: self.true_folder.clone(),
             false_folder: self.false_folder.clone(),
             detection_threshold: detection,
@@ -115,14 +115,14 @@ impl SavingManager for ByScoreManager {
             _ => return Ok(None),
         };
         let fields = Fields::new(recording, outputs, self.timezone);
-        file_template::destination(&self.root, folders, &self.filename, &fields).map(Some)
+        template::destination(&self.root, folders, &self.filename, &fields).map(Some)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::file_template::tests::save_relative;
+    use crate::shared::template::tests::save_relative;
     use crate::testing::{detection, output};
     use serde_json::json;
 

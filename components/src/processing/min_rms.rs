@@ -7,7 +7,7 @@ use acoupi_engine::component::{ComponentResult, ProcessingFilter};
 use acoupi_engine::data::Recording;
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::audio::{read_mono_blocks, recording_file};
+use crate::shared::audio::{read_mono_blocks, recording_file};
 
 /// Run the model only on recordings whose RMS level is at least a threshold in dBFS
 /// (0 dBFS = full scale; a quiet field recording is around -60 dBFS).
@@ -83,7 +83,7 @@ impl ProcessingFilter for MinRmsFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::testing::write_wav;
+    use crate::shared::audio::testing::write_wav;
     use acoupi_engine::data::Deployment;
 
     fn recording_of(dir: &std::path::Path, amplitude: f64) -> Recording {

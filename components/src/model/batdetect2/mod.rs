@@ -9,7 +9,7 @@
 //!   resampled from that rate to 256 kHz with rubato's FFT resampler (the library uses
 //!   librosa's polyphase resampler);
 //! - it is cut into chunks of `chunk_seconds` (3 s) of real time, the last one shorter;
-//! - each chunk becomes a spectrogram (`batdetect2_spectrogram`: STFT, 10–120 kHz, PCEN,
+//! - each chunk becomes a spectrogram (`spectrogram`: STFT, 10–120 kHz, PCEN,
 //!   denoising, resizing to 128 rows × W columns of 1 ms, W a multiple of 32) and goes
 //!   through the network, which gives per pixel a detection probability, a box size and 18
 //!   class probabilities (17 species + background; the species' add up to the detection
@@ -39,8 +39,11 @@
 //! input width (one for full chunks, made at build time, and one per tail length met),
 //! cached and shared by every run; a run is CPU-heavy and happens on the caller's
 //! (blocking) thread. Before optimising, the graph's channel softmax and bilinear
-//! upsamplings are swapped for faster equivalents (`batdetect2_ops`), which halves the time
+//! upsamplings are swapped for faster equivalents (`ops`), which halves the time
 //! per chunk and gives the same maps.
+
+mod ops;
+mod spectrogram;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,10 +58,10 @@ use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_linalg::multithread::{Executor, multithread_tract_scope};
 use tract_onnx::prelude::*;
 
-use crate::audio::{Windows, for_each_window, recording_file};
-use crate::batdetect2_spectrogram::{
+use crate::model::batdetect2::spectrogram::{
     COLUMNS_PER_PIXEL, HEIGHT, SAMPLE_RATE, Spectrogram, SpectrogramMaker, padded_width,
 };
+use crate::shared::audio::{Windows, for_each_window, recording_file};
 
 /// STFT hop and the samples before the first hop, at 256 kHz (for pixel → time).
 const HOP: f64 = 128.0;
@@ -235,7 +238,9 @@ impl Network {
             .with_input_fact(0, f32::fact([1, 1, HEIGHT, width]).into())
             .and_then(|model| model.into_typed())
             .and_then(|model| model.into_decluttered())
-            .and_then(|mut model| crate::batdetect2_ops::accelerate(&mut model).map(|_| model))
+            .and_then(|mut model| {
+                crate::model::batdetect2::ops::accelerate(&mut model).map(|_| model)
+            })
             .and_then(|model| model.into_optimized())
             .and_then(|model| model.into_runnable())
             .map_err(|e| {
@@ -576,8 +581,8 @@ mod tests {
     use std::sync::OnceLock;
     use std::time::Instant;
 
-    use crate::audio::resample;
-    use crate::batdetect2_spectrogram::testing::{REFERENCE_DIR, read_f32};
+    use crate::model::batdetect2::spectrogram::testing::{REFERENCE_DIR, read_f32};
+    use crate::shared::audio::resample;
 
     /// model.json: onnxruntime and tract 0.23.9 were seen within 1e-4 of PyTorch.
     const NETWORK_TOLERANCE: f32 = 1e-4;
@@ -677,7 +682,7 @@ mod tests {
         samples: &[f32],
         time_expansion: f64,
     ) -> Recording {
-        let mut recording = crate::audio::testing::write_f32_wav(path, samplerate, samples);
+        let mut recording = crate::shared::audio::testing::write_f32_wav(path, samplerate, samples);
         recording.time_expansion = time_expansion;
         recording
     }

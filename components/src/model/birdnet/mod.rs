@@ -24,10 +24,12 @@
 //! every run; a run is CPU-heavy and happens on the caller's (blocking) thread.
 //!
 //! With `range_filter`, birdnetlib's location filter applies too: BirdNET's species-range
-//! model (`crate::birdnet_range`) scores every species at the deployment's latitude and
+//! model (`crate::model::birdnet::range`) scores every species at the deployment's latitude and
 //! longitude in the recording's week (its local date in the deployment's time zone), and
 //! species scored below the filter's threshold are not reported. The number of
 //! detections it dropped is logged at debug level for each recording.
+
+pub(crate) mod range;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -41,8 +43,10 @@ use acoupi_engine::data::{
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
-use crate::audio::{Windows, fill_window, for_each_window, recording_file, resampled_len};
-use crate::birdnet_range::{BUNDLED_RANGE_MODEL, DEFAULT_RANGE_THRESHOLD, RangeModel, week_48};
+use crate::model::birdnet::range::{
+    BUNDLED_RANGE_MODEL, DEFAULT_RANGE_THRESHOLD, RangeModel, week_48,
+};
+use crate::shared::audio::{Windows, fill_window, for_each_window, recording_file, resampled_len};
 
 /// The sample rate the network expects.
 const SAMPLE_RATE: u32 = 48_000;
@@ -486,8 +490,8 @@ mod tests {
     use std::sync::OnceLock;
     use std::time::Instant;
 
-    use crate::audio::resample;
-    use crate::audio::testing::write_f32_wav;
+    use crate::shared::audio::resample;
+    use crate::shared::audio::testing::write_f32_wav;
 
     /// The reference case (audio, TFLite logits), copied into the repository so that CI
     /// runs it.

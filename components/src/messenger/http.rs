@@ -15,7 +15,7 @@
 //! headers = { Authorization = { env = "STATION_TOKEN", prefix = "Bearer " }, X-Site = "north" }
 //! ```
 //!
-//! Secrets (see [`crate::secret`]): a credential header (`Authorization`, `Cookie`, names
+//! Secrets (see [`crate::shared::secret`]): a credential header (`Authorization`, `Cookie`, names
 //! with `token`, `secret`, `password`, `api-key` or `auth`) must come from `env` or
 //! `file`; a URL holding a password or a token in its query string is refused; a secret
 //! header over plain `http://` to another machine than this one is refused unless
@@ -178,7 +178,7 @@ impl<'de> Deserialize<'de> for HttpUrl {
                 "the URL holds a password: give the credentials as a header read from the environment or a private file, e.g. headers = { Authorization = { env = \"STATION_AUTH\" } }",
             ));
         }
-        if let Some(name) = crate::secret::secret_query_parameter(&url) {
+        if let Some(name) = crate::shared::secret::secret_query_parameter(&url) {
             return Err(invalid(
                 Code::SecretInPipeline,
                 format!(
@@ -325,7 +325,7 @@ impl HttpMessengerConfig {
     /// URL is plain `http://` and the host is not this machine.
     fn clear_host(&self) -> Option<String> {
         let host = self.url.0.host_str()?;
-        (self.url.0.scheme() == "http" && !crate::secret::is_loopback_host(host))
+        (self.url.0.scheme() == "http" && !crate::shared::secret::is_loopback_host(host))
             .then(|| host.to_string())
     }
 
@@ -359,13 +359,13 @@ impl HttpMessengerConfig {
                     let what = format!("header `{key}`");
                     let (secret, source) = match (env, file) {
                         (Some(env), _) => (
-                            crate::secret::from_env(env, &what)?,
+                            crate::shared::secret::from_env(env, &what)?,
                             format!("environment variable `{env}`"),
                         ),
                         (None, Some(file)) => {
                             let path = ctx.resolve(file);
                             (
-                                crate::secret::from_file(&path, &what)?,
+                                crate::shared::secret::from_file(&path, &what)?,
                                 format!("file `{}`", path.display()),
                             )
                         }
@@ -471,7 +471,7 @@ impl HttpMessenger {
         timeout: PositiveDuration,
     ) -> Self {
         HttpMessenger {
-            shown_url: crate::secret::redact_url(&url),
+            shown_url: crate::shared::secret::redact_url(&url),
             client,
             url,
             method,
@@ -482,7 +482,7 @@ impl HttpMessenger {
     /// `error`'s text with its URL redacted.
     fn describe(&self, mut error: reqwest::Error) -> String {
         if let Some(url) = error.url_mut() {
-            *url = crate::secret::redact_url(url);
+            *url = crate::shared::secret::redact_url(url);
         }
         self.scrub(error_chain(&error))
     }

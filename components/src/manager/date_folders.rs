@@ -1,7 +1,7 @@
 //! `manager.date_folders`: keeps recordings in a date folder tree under the recordings
 //! root, named by a template (acoupi's DateFileManager, with templates). The templates,
 //! their fields and the sanitising that keeps every file inside the root are in
-//! [`crate::file_template`].
+//! [`crate::shared::template`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use acoupi_engine::component::{ComponentResult, SavingManager};
 use acoupi_engine::data::{ModelOutput, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::file_template::{self, Fields, FolderTemplate, Template};
+use crate::shared::template::{self, Fields, FolderTemplate, Template};
 
 /// Keep recordings in dated folders (`{year}/{month}/{day}` by default) under the
 /// recordings root, with a file name from a template. Fields: `year`, `month`, `day`,
@@ -25,8 +25,8 @@ pub struct DateFoldersManagerConfig {
     #[schemars(default = "default_folders_text")]
     pub folders: FolderTemplate,
     /// File name template (`.wav` is added when missing).
-    #[serde(default = "file_template::default_filename")]
-    #[schemars(default = "file_template::default_filename_text")]
+    #[serde(default = "template::default_filename")]
+    #[schemars(default = "template::default_filename_text")]
     pub filename: Template,
     /// Root folder (relative to the pipeline file). Default: `[paths] recordings`.
     pub root: Option<PathBuf>,
@@ -44,7 +44,7 @@ impl ComponentConfig for DateFoldersManagerConfig {
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         Ok(Built::Manager(Arc::new(DateFoldersManager {
-            root: file_template::manager_root(ctx, self.root.as_deref()),
+            root: template::manager_root(ctx, self.root.as_deref()),
             folders: self.folders.clone(),
             filename: self.filename.clone(),
             timezone: ctx.settings.deployment.timezone,
@@ -66,7 +66,7 @@ impl SavingManager for DateFoldersManager {
         outputs: &[ModelOutput],
     ) -> ComponentResult<Option<PathBuf>> {
         let fields = Fields::new(recording, outputs, self.timezone);
-        file_template::destination(&self.root, &self.folders, &self.filename, &fields).map(Some)
+        template::destination(&self.root, &self.folders, &self.filename, &fields).map(Some)
     }
 }
 

@@ -37,7 +37,7 @@ use acoupi_engine::data::{
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
-use crate::audio::{Windows, fill_window, for_each_window, recording_file, resampled_len};
+use crate::shared::audio::{Windows, fill_window, for_each_window, recording_file, resampled_len};
 
 /// Classify fixed-length windows of raw audio with your own ONNX model (input
 /// `[1, samples]` f32, output one score per class) and a labels file.
@@ -345,7 +345,7 @@ mod tests {
             .take(48_000 * seconds)
             .copied()
             .collect();
-        crate::audio::testing::write_f32_wav(&dir.join("ref.wav"), 48_000, &looped)
+        crate::shared::audio::testing::write_f32_wav(&dir.join("ref.wav"), 48_000, &looped)
     }
 
     #[test]
@@ -354,7 +354,7 @@ mod tests {
         let ctx = crate::testing::context(dir.path(), None);
         let classifier =
             OnnxClassifier::load(&config(r#", "min_confidence": 0.005"#), &ctx).unwrap();
-        let birdnet = match serde_json::from_str::<crate::model_birdnet::BirdnetModelConfig>(
+        let birdnet = match serde_json::from_str::<crate::model::birdnet::BirdnetModelConfig>(
             r#"{"min_confidence": 0.005}"#,
         )
         .unwrap()

@@ -8,7 +8,7 @@ use acoupi_engine::config::values::NonEmpty;
 use acoupi_engine::data::{ModelOutput, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::sun::{SunWindowConfig, SunWindows};
+use crate::shared::sun::{SunWindowConfig, SunWindows};
 
 /// Keep a recording made (its `created_on`) inside any window around a sun event. acoupi's
 /// "30 minutes before dawn" is `{ event = "dawn", before = "30min", after = "0s" }`, its
@@ -54,8 +54,8 @@ impl SavingFilter for DawnDuskSavingFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sun::places::{LONDON, LONGYEARBYEN, local};
-    use crate::sun::{SunEvent, SunWindow};
+    use crate::shared::sun::places::{LONDON, LONGYEARBYEN, local};
+    use crate::shared::sun::{SunEvent, SunWindow};
     use crate::testing::recording;
     use std::time::Duration;
 

@@ -1,0 +1,7 @@
+//! Pieces shared by several components: audio reading, secrets, file-name templates, sun times.
+
+pub(crate) mod audio;
+pub mod audio_probe;
+pub(crate) mod secret;
+pub(crate) mod sun;
+pub(crate) mod template;

@@ -1,0 +1,3 @@
+//! Summarisers: messages about the detections of the last interval.
+
+pub(crate) mod summarisers;
