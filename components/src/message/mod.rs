@@ -1,4 +1,6 @@
 //! Message factories: the messages built from each model output.
 
-pub(crate) mod detections;
-pub(crate) mod records;
+pub(crate) mod deployment;
+pub(crate) mod detection;
+pub(crate) mod model_output;
+pub(crate) mod recording;

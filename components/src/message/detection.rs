@@ -260,34 +260,6 @@ impl DetectionMessages {
     }
 }
 
-/// The whole model output as acoupi's JSON, one message per output, every detection
-/// included (acoupi's FullModelOutputMessageBuilder). An output with no detections still
-/// gives a message: "the model ran and heard nothing" is news too.
-#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ModelOutputMessageConfig {}
-
-impl ComponentConfig for ModelOutputMessageConfig {
-    const KIND: &'static str = "message.model_output";
-
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
-        Ok(Built::MessageFactory(Arc::new(ModelOutputMessages)))
-    }
-}
-
-pub struct ModelOutputMessages;
-
-impl MessageFactory for ModelOutputMessages {
-    fn build(&self, output: &ModelOutput) -> ComponentResult<Vec<Message>> {
-        let content = serde_json::to_string(output).map_err(|e| {
-            ComponentError::Other(format!("cannot serialise the model output: {e}"))
-        })?;
-        Ok(vec![
-            Message::new(content).with_type(MessageType::Detection),
-        ])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,22 +393,5 @@ mod tests {
         assert_eq!(robin["CommonName"], "Erithacus rubecula");
         assert_eq!(robin["BeginTime"], "2026-05-14T05:31:09+01:00");
         assert_eq!(robin["EndTime"], "2026-05-14T05:31:12+01:00");
-    }
-
-    #[test]
-    fn the_full_model_output_goes_out_even_when_empty() {
-        let input = sample();
-        let messages = ModelOutputMessages.build(&input).unwrap();
-        assert_eq!(
-            json(&messages[0])["detections"].as_array().unwrap().len(),
-            4
-        );
-        assert_eq!(
-            ModelOutputMessages
-                .build(&output(Vec::new()))
-                .unwrap()
-                .len(),
-            1
-        );
     }
 }

@@ -1,23 +1,17 @@
-//! Output cleaners that work on tags: `cleaner.top_k` (keep each detection's best tags)
-//! and `cleaner.tag_thresholds` (a confidence threshold per tag value, e.g. a stricter one
-//! for a species the model over-reports). A detection left with no tag is dropped: a
-//! detection without a name reports nothing. Each logs what it dropped at debug level;
-//! the detection stage counts the dropped detections.
+//! `cleaner.top_k`: keeps each detection's most confident tags; a detection left with no
+//! tag is dropped (a detection without a name reports nothing), logged at debug level.
 //!
 //! ```toml
-//! cleaners = [
-//!   { type = "cleaner.tag_thresholds", default = 0.5, thresholds = { "Corvus corone" = 0.8 } },
-//!   { type = "cleaner.top_k", k = 1 },
-//! ]
+//! cleaners = [{ type = "cleaner.top_k", k = 1 }]
 //! ```
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentResult, OutputCleaner};
-use acoupi_engine::config::values::Score;
 use acoupi_engine::data::ModelOutput;
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+
+use super::drop_untagged;
 
 /// Keep only the `k` most confident tags of each detection (ties keep the earlier tag).
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -77,87 +71,11 @@ impl OutputCleaner for TopKCleaner {
     }
 }
 
-/// Keep tags whose confidence reaches the threshold of their value (`thresholds`), or
-/// `default` for values not listed; detections left with no tag are dropped.
-#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TagThresholdsCleanerConfig {
-    /// Threshold per tag value (e.g. a scientific name), 0 to 1.
-    pub thresholds: BTreeMap<String, Score>,
-    /// The threshold of tag values not listed in `thresholds`.
-    #[serde(default = "default_threshold")]
-    #[schemars(default = "default_threshold")]
-    pub default: Score,
-}
-
-fn default_threshold() -> Score {
-    Score(0.0)
-}
-
-impl ComponentConfig for TagThresholdsCleanerConfig {
-    const KIND: &'static str = "cleaner.tag_thresholds";
-
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
-        Ok(Built::Cleaner(Arc::new(TagThresholdsCleaner {
-            thresholds: self
-                .thresholds
-                .iter()
-                .map(|(value, score)| (value.clone(), score.0))
-                .collect(),
-            default: self.default.0,
-        })))
-    }
-}
-
-pub struct TagThresholdsCleaner {
-    thresholds: BTreeMap<String, f64>,
-    default: f64,
-}
-
-impl OutputCleaner for TagThresholdsCleaner {
-    fn clean(&self, mut output: ModelOutput) -> ComponentResult<ModelOutput> {
-        for detection in &mut output.detections {
-            detection.tags.retain(|t| {
-                t.confidence_score
-                    >= self
-                        .thresholds
-                        .get(&t.tag.value)
-                        .copied()
-                        .unwrap_or(self.default)
-            });
-        }
-        Ok(drop_untagged(output, "cleaner.tag_thresholds"))
-    }
-}
-
-/// Drops the detections left without tags, logging how many.
-fn drop_untagged(mut output: ModelOutput, cleaner: &str) -> ModelOutput {
-    let before = output.detections.len();
-    output.detections.retain(|d| !d.tags.is_empty());
-    let dropped = before - output.detections.len();
-    if dropped > 0 {
-        tracing::debug!(dropped, cleaner, model = %output.name_model, "detections left without tags dropped");
-    }
-    output
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cleaner::tag_values as tags;
     use crate::testing::{detection, output};
-
-    fn tags(output: &ModelOutput) -> Vec<Vec<(&str, f64)>> {
-        output
-            .detections
-            .iter()
-            .map(|d| {
-                d.tags
-                    .iter()
-                    .map(|t| (t.tag.value.as_str(), t.confidence_score))
-                    .collect()
-            })
-            .collect()
-    }
 
     #[test]
     fn top_k_keeps_the_best_tags_in_their_order_per_detection() {
@@ -205,27 +123,6 @@ mod tests {
                 "k = {k}, key = {key:?}"
             );
         }
-    }
-
-    #[test]
-    fn tag_thresholds_apply_per_value_and_drop_detections_left_without_tags() {
-        let input = output(vec![
-            detection(
-                0.9,
-                &[
-                    ("species", "Corvus corone", 0.7),
-                    ("species", "Turdus merula", 0.7),
-                ],
-            ),
-            detection(0.8, &[("species", "Corvus corone", 0.75)]),
-            detection(0.3, &[("species", "Turdus merula", 0.3)]),
-        ]);
-        let cleaner = TagThresholdsCleaner {
-            thresholds: [("Corvus corone".to_string(), 0.8)].into(),
-            default: 0.5,
-        };
-        let cleaned = cleaner.clean(input).unwrap();
-        assert_eq!(tags(&cleaned), vec![vec![("Turdus merula", 0.7)]]);
     }
 
     #[test]

@@ -1,10 +1,9 @@
-//! Message factories for the records around detections, in acoupi's JSON:
-//! `message.recording` (the analysed Recording, type `recording`) and
-//! `message.deployment` (the Deployment, type `deployment`, once per deployment).
+//! `message.deployment`: the Deployment as acoupi's JSON (type `deployment`), once per
+//! deployment.
 //!
-//! `message.deployment` remembers in memory which deployments it has announced: a server
-//! learns of a deployment when its first recording is analysed, and again after each
-//! restart of the station (a "station is up" notice; receivers match deployments by id).
+//! It remembers in memory which deployments it has announced: a server learns of a
+//! deployment when its first recording is analysed, and again after each restart of the
+//! station (a "station is up" notice; receivers match deployments by id).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -13,32 +12,6 @@ use acoupi_engine::component::{ComponentError, ComponentResult, MessageFactory};
 use acoupi_engine::data::{Message, MessageType, ModelOutput};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use uuid::Uuid;
-
-/// One `recording` message per model output: the analysed Recording as acoupi's JSON (id,
-/// path, created_on, duration, samplerate, audio_channels, time_expansion, deployment).
-#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RecordingMessageConfig {}
-
-impl ComponentConfig for RecordingMessageConfig {
-    const KIND: &'static str = "message.recording";
-
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
-        Ok(Built::MessageFactory(Arc::new(RecordingMessages)))
-    }
-}
-
-pub struct RecordingMessages;
-
-impl MessageFactory for RecordingMessages {
-    fn build(&self, output: &ModelOutput) -> ComponentResult<Vec<Message>> {
-        let content = serde_json::to_string(&output.recording)
-            .map_err(|e| ComponentError::Other(format!("cannot serialise the recording: {e}")))?;
-        Ok(vec![
-            Message::new(content).with_type(MessageType::Recording),
-        ])
-    }
-}
 
 /// A `deployment` message the first time (since the station started) a model output of a
 /// deployment comes by: the Deployment as acoupi's JSON (id, name, latitude, longitude,
@@ -83,17 +56,7 @@ impl MessageFactory for DeploymentMessages {
 mod tests {
     use super::*;
     use crate::testing::output;
-    use acoupi_engine::data::{Deployment, Recording};
-
-    #[test]
-    fn a_recording_message_per_output_with_acoupis_recording_json() {
-        let input = output(Vec::new());
-        let messages = RecordingMessages.build(&input).unwrap();
-        assert_eq!(messages.len(), 1);
-        assert_eq!(messages[0].message_type, Some(MessageType::Recording));
-        let back: Recording = serde_json::from_str(messages[0].content.as_text().unwrap()).unwrap();
-        assert_eq!(back, input.recording);
-    }
+    use acoupi_engine::data::Deployment;
 
     #[test]
     fn each_deployment_is_announced_once() {
