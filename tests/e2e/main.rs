@@ -1,6 +1,10 @@
 //! End-to-end tests: one test binary, one module per area. They run the real `acoupi`
 //! binary and the engine on the files in `pipelines/`, `schemas/` and `tests/pipelines/`.
 
+// A test crate: its helpers may panic on a broken fixture (clippy.toml exempts only
+// `#[test]` functions and `#[cfg(test)]` modules).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod corpus;
 mod crash;

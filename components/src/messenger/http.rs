@@ -699,7 +699,10 @@ mod tests {
         let variable = format!("ACOUPI_TEST_HTTP_TOKEN_{}", std::process::id());
         // SAFETY: the variable's name is unique to this test and process; no other test
         // reads or writes it, and no test thread calls C `getenv` (URLs are IP literals).
-        unsafe { std::env::set_var(&variable, "s3cret") };
+        #[allow(unsafe_code, reason = "std::env::set_var is unsafe; see SAFETY above")]
+        unsafe {
+            std::env::set_var(&variable, "s3cret")
+        };
         let server = serve(200, "{\"ok\":true}", Duration::ZERO);
         let messenger = build(&server.config(&format!(
             "headers = {{ X-Station-Token = {{ env = \"{variable}\", prefix = \"Bearer \" }}, X-Site = \"north\" }}"

@@ -2,6 +2,11 @@
 //! 127.0.0.1), a real subscriber, a TCP relay that plays the uplink going down and up, a
 //! TLS listener with a CA made at test time (rcgen), and the DuckDB message store.
 
+#![allow(
+    unsafe_code,
+    reason = "a test sets environment variables (std::env::set_var)"
+)]
+
 use std::io::Read;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
