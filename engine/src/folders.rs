@@ -108,7 +108,7 @@ pub fn check(path: &Path, roots: &[&Path]) -> Result<Found, DeleteError> {
 
 /// Walks `rest` down from `canonical` without following a link.
 fn check_below(path: &Path, canonical: &Path, rest: &Path) -> Result<Found, DeleteError> {
-    let names: Vec<Component> = rest.components().collect();
+    let names: Vec<Component<'_>> = rest.components().collect();
     if names.is_empty() || !names.iter().all(|c| matches!(c, Component::Normal(_))) {
         return Err(DeleteError::NotAFile(path.to_path_buf()));
     }

@@ -134,14 +134,13 @@ fn strip_null(value: &mut Value) {
             }
             if let Some(Value::Array(alternatives)) = object.get_mut("anyOf") {
                 alternatives.retain(|a| a.get("type").and_then(Value::as_str) != Some("null"));
-                if alternatives.len() == 1 {
-                    if let Some(Value::Object(single)) = object
+                if alternatives.len() == 1
+                    && let Some(Value::Object(single)) = object
                         .remove("anyOf")
                         .and_then(|mut a| a.as_array_mut().map(|a| a.remove(0)))
-                    {
-                        for (k, v) in single {
-                            object.entry(k).or_insert(v);
-                        }
+                {
+                    for (k, v) in single {
+                        object.entry(k).or_insert(v);
                     }
                 }
             }

@@ -126,7 +126,7 @@ pub fn export(registry: &Registry, args: ExportArgs) -> ExitCode {
 
 /// `acoupi bench store`: the store benchmark in a temporary folder (or `--dir`).
 pub fn bench(dir: Option<PathBuf>, scale: f64) -> ExitCode {
-    if !(scale > 0.0) {
+    if scale.is_nan() || scale <= 0.0 {
         eprintln!("error: --scale must be greater than 0");
         return ExitCode::from(super::USAGE_OR_IO);
     }

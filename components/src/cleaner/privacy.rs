@@ -106,8 +106,7 @@ impl OutputCleaner for PrivacyCleaner {
                     .filter(|t| self.classes.contains(&t.tag.value))
                     .map(|t| t.confidence_score)
                     .fold(f64::NAN, f64::max);
-                (score >= self.threshold)
-                    .then(|| (Self::span(d, duration), score, d.location.clone()))
+                (score >= self.threshold).then(|| (Self::span(d, duration), score, d.location))
             })
             .collect();
         if humans.is_empty() {

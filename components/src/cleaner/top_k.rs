@@ -91,7 +91,8 @@ mod tests {
             ),
             detection(0.4, &[("species", "d", 0.4)]),
         ]);
-        let cases: &[(usize, Option<&str>, Vec<Vec<(&str, f64)>>)] = &[
+        type Case<'a> = (usize, Option<&'a str>, Vec<Vec<(&'a str, f64)>>);
+        let cases: &[Case<'_>] = &[
             (1, None, vec![vec![("b", 0.9)], vec![("d", 0.4)]]),
             (
                 2,

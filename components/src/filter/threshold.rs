@@ -51,7 +51,11 @@ mod tests {
         let low = output(vec![detection(0.59, &[])]);
         let high = output(vec![detection(0.6, &[])]);
         let recording = low.recording.clone();
-        assert!(!filter.should_save(&recording, &[low.clone()]).unwrap());
+        assert!(
+            !filter
+                .should_save(&recording, std::slice::from_ref(&low))
+                .unwrap()
+        );
         assert!(filter.should_save(&recording, &[low, high]).unwrap());
         assert!(!filter.should_save(&recording, &[]).unwrap());
     }

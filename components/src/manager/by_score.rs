@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn manager_by_score_table() {
         let custom = json!({ "true_folder": "yes/{year}", "false_folder": "maybe", "detection_threshold": 0.9, "saving_threshold": 0.5 });
-        let cases: Vec<Case> = vec![
+        let cases: Vec<Case<'_>> = vec![
             ("no outputs: the root", json!({}), vec![], Some("f.wav")),
             ("an output without detections", json!({}), vec![&[]], None),
             (

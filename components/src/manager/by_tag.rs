@@ -156,7 +156,7 @@ mod tests {
 
     /// Where `config` (with `filename = "{top_tag}_{score}"` unless it says otherwise)
     /// puts a recording whose one output has `detections`, relative to the root.
-    fn save(mut config: serde_json::Value, detections: &[(f64, Tags)]) -> Option<String> {
+    fn save(mut config: serde_json::Value, detections: &[(f64, Tags<'_>)]) -> Option<String> {
         if config.get("filename").is_none() {
             config["filename"] = json!("{top_tag}_{score}");
         }
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn manager_by_tag_table() {
-        let cases: Vec<Case> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 "top tag",
                 json!({}),

@@ -122,7 +122,7 @@ impl Template {
     }
 
     /// The template filled in: literal text as written, each field value sanitised.
-    pub fn render(&self, fields: &Fields) -> String {
+    pub fn render(&self, fields: &Fields<'_>) -> String {
         self.0
             .iter()
             .map(|piece| match piece {
@@ -365,7 +365,7 @@ pub fn destination(
     root: &Path,
     folders: &FolderTemplate,
     filename: &Template,
-    fields: &Fields,
+    fields: &Fields<'_>,
 ) -> ComponentResult<PathBuf> {
     let mut path = root.to_path_buf();
     for level in &folders.0 {

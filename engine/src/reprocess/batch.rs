@@ -268,14 +268,13 @@ fn reprocess_deployment(
     settings: &Settings,
 ) -> Result<Deployment, ReprocessError> {
     let wanted = &settings.deployment;
-    if let Some(current) = store.get_current_deployment()? {
-        if current.ended_on.is_none()
-            && current.name == wanted.name
-            && current.latitude == wanted.latitude
-            && current.longitude == wanted.longitude
-        {
-            return Ok(current);
-        }
+    if let Some(current) = store.get_current_deployment()?
+        && current.ended_on.is_none()
+        && current.name == wanted.name
+        && current.latitude == wanted.latitude
+        && current.longitude == wanted.longitude
+    {
+        return Ok(current);
     }
     let mut deployment = Deployment::new(wanted.name.clone());
     deployment.id = deployment_id(&wanted.name, wanted.latitude, wanted.longitude);

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use chrono::TimeZone;
 
 use super::*;
-use crate::tasks::testing::{Calls, FakeStore};
+use crate::tasks::testing::{Calls, DetectionSpec, FakeStore};
 
 fn at(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, day, 6, 0, 0).unwrap()
@@ -220,7 +220,7 @@ fn station(
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, vec![0u8; 2000]).unwrap();
         let score = 0.5 + day as f64 / 20.0;
-        let detections: &[(f64, &[(&str, &str, f64)])] = if day == 1 {
+        let detections: &[DetectionSpec<'_>] = if day == 1 {
             &[]
         } else {
             &[(score, &[("species", "Turdus merula", 1.0)])]

@@ -72,10 +72,10 @@ impl HeartbeatTask {
                 }
             }
         }
-        if !metrics.is_empty() {
-            if let Err(error) = self.store.store_metrics(&metrics) {
-                tracing::error!(stage = %self.stage, %error, "cannot store metrics");
-            }
+        if !metrics.is_empty()
+            && let Err(error) = self.store.store_metrics(&metrics)
+        {
+            tracing::error!(stage = %self.stage, %error, "cannot store metrics");
         }
         report
     }

@@ -535,7 +535,8 @@ mod tests {
     fn management_conditions_all_hold_or_every_recording_waits() {
         // (answers of the conditions, report, calls after the kept-files check, file still in tmp)
         let yes_no_broken = [Some(true), Some(false), None];
-        let cases: [(&[Option<bool>], ManagementReport, &[&str], bool); 5] = [
+        type Case<'a> = (&'a [Option<bool>], ManagementReport, &'a [&'a str], bool);
+        let cases: [Case<'_>; 5] = [
             (
                 &[],
                 ManagementReport {

@@ -100,11 +100,11 @@ impl RecordingTask {
                 return None;
             }
         };
-        if let Some(retention) = &self.retention {
-            if let Err(reason) = retention.ensure_room(&self.temp_dir, now) {
-                tracing::error!(stage = %self.stage, %reason, "not recording: the disk is too full");
-                return None;
-            }
+        if let Some(retention) = &self.retention
+            && let Err(reason) = retention.ensure_room(&self.temp_dir, now)
+        {
+            tracing::error!(stage = %self.stage, %reason, "not recording: the disk is too full");
+            return None;
         }
         let recording = match self.recorder.record(&deployment, &self.temp_dir) {
             Ok(recording) => recording,
@@ -229,7 +229,9 @@ mod tests {
     #[test]
     fn any_conditions_need_one_yes_after_all_conditions_hold() {
         let calls = Calls::default();
-        let cases: [(&[(&str, Option<bool>)], bool, &[&str]); 4] = [
+        // (the any-conditions' answers, whether it records, the conditions asked)
+        type Case<'a> = (&'a [(&'a str, Option<bool>)], bool, &'a [&'a str]);
+        let cases: [Case<'_>; 4] = [
             (
                 &[("x", Some(false)), ("y", Some(true))],
                 true,

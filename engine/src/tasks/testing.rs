@@ -12,6 +12,9 @@ use crate::config::pipeline::MessageOrder;
 use crate::data::*;
 use crate::store::{MessageStore, Store, StoreResult};
 
+/// A detection as tests write it: `(score, &[(tag key, tag value, confidence)])`.
+pub type DetectionSpec<'a> = (f64, &'a [(&'a str, &'a str, f64)]);
+
 /// A shared log of calls.
 #[derive(Clone, Default)]
 pub struct Calls(Arc<Mutex<Vec<String>>>);
@@ -213,12 +216,12 @@ impl FakeStore {
     }
 
     /// Adds a recording at `path` made at `created_on`, with one output holding these
-    /// detections: `(score, &[(tag key, tag value, confidence)])`.
+    /// detections.
     pub fn add_kept(
         &self,
         path: &Path,
         created_on: DateTime<Utc>,
-        detections: &[(f64, &[(&str, &str, f64)])],
+        detections: &[DetectionSpec<'_>],
     ) -> Uuid {
         let mut recording = Recording::new(Deployment::new("test"), 3.0, 48_000)
             .unwrap()

@@ -36,7 +36,7 @@ impl Op for ChannelSoftmax {
 impl EvalOp for ChannelSoftmax {
     op_out_of_plan!();
 
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, _ctx: &EvalContext<'_>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let shape: TVec<usize> = input.shape().into();
         ensure!(
@@ -121,7 +121,7 @@ fn double_axis(src: &[f32], len: usize, lane: usize, dst: &mut [f32]) {
 impl EvalOp for Upsample2x {
     op_out_of_plan!();
 
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, _ctx: &EvalContext<'_>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let shape: TVec<usize> = input.shape().into();
         ensure!(
