@@ -6,14 +6,14 @@
 //! per line; a key may carry a namespace (`acoupi|Deployment`); a newline inside a value is
 //! written `\n`. Writing replaces any `guan` chunk already in the file, keeping its fields
 //! that we do not set (an AudioMoth's, say), and rewrites the file through a temporary
-//! file and a rename, so a crash never leaves a half-written WAV.
+//! file (named by the caller) and a rename, so a crash never leaves a half-written WAV.
+//! The fields acoupi writes for a recording come from plain values ([`RecordingFields`]);
+//! the engine fills them from its Recording and Deployment.
 
 use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-
-use crate::data::{Deployment, Recording};
 
 /// Why GUANO could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,8 @@ impl Guano {
             .filter(|te: &f64| te.is_finite() && *te > 0.0)
     }
 
-    /// `acoupi|Gaps` and `acoupi|Lost Frames` (see [`Recording::gaps`]); 0 when absent.
+    /// `acoupi|Gaps` and `acoupi|Lost Frames` (audio lost inside or just before the
+    /// recording); 0 when absent.
     pub fn gaps(&self) -> (u32, u64) {
         let number = |key: &str| {
             self.get(key)
@@ -113,14 +114,12 @@ impl Guano {
     /// deployment has one, `acoupi|Deployment`, `acoupi|Deployment ID`,
     /// `acoupi|Recording ID`, and `acoupi|Gaps` and `acoupi|Lost Frames` when audio was
     /// lost inside or just before the recording.
-    pub fn for_recording(
-        recording: &Recording,
-        deployment: &Deployment,
-        timezone: chrono_tz::Tz,
-        device_id: &str,
-    ) -> Guano {
+    pub fn for_recording(recording: &RecordingFields<'_>) -> Guano {
         let mut guano = Guano::default();
-        let local = recording.created_on.with_timezone(&timezone).fixed_offset();
+        let local = recording
+            .created_on
+            .with_timezone(&recording.timezone)
+            .fixed_offset();
         guano.set(
             "Timestamp",
             local.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string(),
@@ -130,18 +129,18 @@ impl Guano {
             "Firmware Version",
             concat!("acoupi-rs ", env!("CARGO_PKG_VERSION")),
         );
-        guano.set("Serial", device_id);
+        guano.set("Serial", recording.device_id);
         guano.set("Samplerate", recording.samplerate.to_string());
         guano.set("Length", format!("{}", recording.duration));
         if recording.time_expansion != 1.0 {
             guano.set("TE", format!("{}", recording.time_expansion));
         }
-        if let (Some(lat), Some(lon)) = (deployment.latitude, deployment.longitude) {
+        if let Some((lat, lon)) = recording.position {
             guano.set("Loc Position", format!("{lat} {lon}"));
         }
-        guano.set("acoupi|Deployment", deployment.name.clone());
-        guano.set("acoupi|Deployment ID", deployment.id.to_string());
-        guano.set("acoupi|Recording ID", recording.id.to_string());
+        guano.set("acoupi|Deployment", recording.deployment);
+        guano.set("acoupi|Deployment ID", recording.deployment_id);
+        guano.set("acoupi|Recording ID", recording.recording_id);
         if recording.gaps > 0 {
             guano.set("acoupi|Gaps", recording.gaps.to_string());
             guano.set("acoupi|Lost Frames", recording.lost_frames.to_string());
@@ -171,6 +170,30 @@ impl Guano {
         }
         guano
     }
+}
+
+/// What acoupi writes into a recording's GUANO chunk ([`Guano::for_recording`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingFields<'a> {
+    /// When the recording started.
+    pub created_on: DateTime<Utc>,
+    /// The deployment's timezone, the `Timestamp`'s offset.
+    pub timezone: chrono_tz::Tz,
+    /// The station's device id (`Serial`).
+    pub device_id: &'a str,
+    pub samplerate: u32,
+    /// Seconds.
+    pub duration: f64,
+    pub time_expansion: f64,
+    /// The deployment's (latitude, longitude), when it has both.
+    pub position: Option<(f64, f64)>,
+    /// The deployment's name.
+    pub deployment: &'a str,
+    pub deployment_id: &'a str,
+    pub recording_id: &'a str,
+    /// Gaps in the audio and the frames they lost.
+    pub gaps: u32,
+    pub lost_frames: u64,
 }
 
 /// A RIFF chunk: its id and the byte range of its data in the file.
@@ -221,8 +244,9 @@ pub fn read(path: &Path) -> Result<Option<Guano>, GuanoError> {
 }
 
 /// Writes `guano` into the WAV file: replaces any `guan` chunk (keeping its fields that
-/// `guano` does not set), appended after the other chunks.
-pub fn write(path: &Path, guano: &Guano) -> Result<(), GuanoError> {
+/// `guano` does not set), appended after the other chunks; the new file is written at
+/// `partial` (beside `path`, on its filesystem) and renamed over it.
+pub fn write(path: &Path, partial: &Path, guano: &Guano) -> Result<(), GuanoError> {
     let io = |source| GuanoError::Io {
         path: path.to_path_buf(),
         source,
@@ -260,13 +284,12 @@ pub fn write(path: &Path, guano: &Guano) -> Result<(), GuanoError> {
         reason: "larger than 4 GiB".into(),
     })?;
     out[4..8].copy_from_slice(&riff_size.to_le_bytes());
-    let partial = crate::folders::partial_path(path, crate::folders::Partial::Guano);
-    let written = std::fs::File::create(&partial).and_then(|mut file| {
+    let written = std::fs::File::create(partial).and_then(|mut file| {
         file.write_all(&out)?;
         file.sync_all()
     });
-    if let Err(error) = written.and_then(|_| std::fs::rename(&partial, path)) {
-        let _ = std::fs::remove_file(&partial);
+    if let Err(error) = written.and_then(|_| std::fs::rename(partial, path)) {
+        let _ = std::fs::remove_file(partial);
         return Err(io(error));
     }
     Ok(())
