@@ -16,10 +16,11 @@ use crate::error::AudioErrorKind;
 use crate::header::{LimitError, check_header, flac_info, is_flac, read_wav_header};
 
 /// What a probe found in an audio file's headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Probed {
     pub samplerate: u32,
     pub channels: u16,
+    /// Samples per channel.
     pub frames: u64,
     /// The AudioMoth comment (WAV `ICMT`, FLAC `COMMENT`).
     pub comment: Option<String>,

@@ -12,13 +12,6 @@ pub struct WavProbe;
 
 impl AudioProbe for WavProbe {
     fn probe(&self, path: &Path) -> Result<ProbedAudio, String> {
-        let probed = acoupi_audio::probe(path).map_err(|e| e.to_string())?;
-        Ok(ProbedAudio {
-            samplerate: probed.samplerate,
-            channels: probed.channels,
-            frames: probed.frames,
-            comment: probed.comment,
-            guano: probed.guano,
-        })
+        acoupi_audio::probe(path).map_err(|e| e.to_string())
     }
 }
