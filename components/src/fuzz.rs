@@ -35,8 +35,8 @@ pub fn check_pipeline(text: &str) {
 
 /// Reads `bytes` as a recording file every way the station and reprocessing do, as a
 /// `.wav` and as a `.flac`; only panics count, and a decoder that allocates past the
-/// decoding limits (`audio`'s module docs): a header that passes is within them, a block
-/// is at most [`crate::shared::audio::BLOCK_FRAMES`] frames and the frames decoded are at most
+/// decoding limits (`acoupi_audio`'s crate docs): a header that passes is within them, a block
+/// is at most [`acoupi_audio::BLOCK_FRAMES`] frames and the frames decoded are at most
 /// the header's.
 pub fn read_audio(bytes: &[u8]) {
     thread_local! {
@@ -50,7 +50,7 @@ pub fn read_audio(bytes: &[u8]) {
             return;
         }
         for path in [wav, flac] {
-            let _ = crate::shared::audio::wav_info(path);
+            let _ = acoupi_audio::wav_info(path);
             check_decoding(path);
             let _ = crate::shared::audio_probe::WavProbe.probe(path);
         }
@@ -68,10 +68,8 @@ pub fn read_audio(bytes: &[u8]) {
 
 /// Decodes `path` block by block, asserting the decoding bounds (see [`read_audio`]).
 fn check_decoding(path: &Path) {
-    use crate::shared::audio::{
-        BLOCK_FRAMES, MAX_CHANNELS, MAX_SAMPLERATE, MAX_SAMPLES, MIN_SAMPLERATE,
-    };
-    let Ok(info) = crate::shared::audio::audio_info(path) else {
+    use acoupi_audio::{BLOCK_FRAMES, MAX_CHANNELS, MAX_SAMPLERATE, MAX_SAMPLES, MIN_SAMPLERATE};
+    let Ok(info) = acoupi_audio::audio_info(path) else {
         return;
     };
     assert!(
@@ -87,7 +85,7 @@ fn check_decoding(path: &Path) {
         "{info:?} passed the length limit"
     );
     let mut decoded = 0u64;
-    let _ = crate::shared::audio::read_mono_blocks(path, &mut |block| {
+    let _ = acoupi_audio::read_mono_blocks::<acoupi_audio::AudioError>(path, &mut |block| {
         assert!(
             block.len() <= BLOCK_FRAMES,
             "a block of {} frames",
@@ -100,101 +98,13 @@ fn check_decoding(path: &Path) {
         );
         Ok(())
     });
-    if let Ok((_, samples)) = crate::shared::audio::read_mono(path) {
+    if let Ok((_, samples)) = acoupi_audio::read_mono(path) {
         assert!(
             samples.len() as u64 == info.frames,
             "{} samples from a header of {info:?}",
             samples.len()
         );
     }
-}
-
-/// A FLAC file of `frames` frames of silence (every subframe CONSTANT 0, blocks of
-/// 65 535 frames; 8, 16 or 24 bits): an hour at 384 kHz is about 300 KB. For tests and
-/// the fuzzers' seeds; the stream info's rate is 20 bits, so up to 1 048 575 Hz.
-pub fn silent_flac(samplerate: u32, channels: u8, bits: u8, frames: u64) -> Vec<u8> {
-    const BLOCK: u64 = 65_535;
-    assert!(
-        matches!(bits, 8 | 16 | 24)
-            && (1..=8).contains(&channels)
-            && samplerate < 1 << 20
-            && frames < 1 << 36
-    );
-    let mut out = b"fLaC".to_vec();
-    // The STREAMINFO block, the last metadata block: 34 bytes.
-    out.extend([0x80, 0, 0, 34]);
-    out.extend((BLOCK as u16).to_be_bytes());
-    out.extend((BLOCK as u16).to_be_bytes());
-    out.extend([0; 6]); // frame sizes unknown
-    let packed = u64::from(samplerate) << 44
-        | u64::from(channels - 1) << 41
-        | u64::from(bits - 1) << 36
-        | frames;
-    out.extend(packed.to_be_bytes());
-    out.extend([0; 16]); // MD5 unknown
-    let mut number = 0u64;
-    let mut left = frames;
-    while left > 0 {
-        let block = left.min(BLOCK);
-        let start = out.len();
-        // Sync, fixed blocking; block size in 16 bits at the end of the header; the rate
-        // from the stream info; independent channels; the bits' code.
-        let bits_code = match bits {
-            8 => 0b001,
-            16 => 0b100,
-            _ => 0b110,
-        };
-        out.extend([0xff, 0xf8, 0x70, (channels - 1) << 4 | bits_code << 1]);
-        out.extend(utf8_number(number));
-        out.extend(((block - 1) as u16).to_be_bytes());
-        out.push(crc8(&out[start..]));
-        for _ in 0..channels {
-            out.push(0); // CONSTANT, no wasted bits
-            out.extend(std::iter::repeat_n(0u8, usize::from(bits / 8)));
-        }
-        let crc = crc16(&out[start..]);
-        out.extend(crc.to_be_bytes());
-        number += 1;
-        left -= block;
-    }
-    out
-}
-
-/// FLAC's UTF-8-like coding of a frame number.
-fn utf8_number(n: u64) -> Vec<u8> {
-    if n < 0x80 {
-        return vec![n as u8];
-    }
-    let continuation = (1..=6).find(|&k| n < 1u64 << (5 * k + 6)).unwrap_or(6);
-    let mut bytes = vec![0u8; continuation + 1];
-    for (i, byte) in bytes.iter_mut().enumerate().skip(1).rev() {
-        *byte = 0x80 | ((n >> (6 * (continuation - i))) & 0x3f) as u8;
-    }
-    let lead_bits = 6 - continuation as u32;
-    bytes[0] = (0xff00u16 >> (continuation + 1)) as u8
-        | (n >> (6 * continuation)) as u8 & ((1u8 << lead_bits) - 1);
-    bytes
-}
-
-fn crc8(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0u8, |crc, &b| {
-        (0..8).fold(
-            crc ^ b,
-            |c, _| if c & 0x80 != 0 { c << 1 ^ 0x07 } else { c << 1 },
-        )
-    })
-}
-
-fn crc16(bytes: &[u8]) -> u16 {
-    bytes.iter().fold(0u16, |crc, &b| {
-        (0..8).fold(crc ^ u16::from(b) << 8, |c, _| {
-            if c & 0x8000 != 0 {
-                c << 1 ^ 0x8005
-            } else {
-                c << 1
-            }
-        })
-    })
 }
 
 /// A scratch `fuzz.wav` and a `fuzz.flac` link to it, made once per thread.
@@ -209,6 +119,7 @@ fn scratch_files() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
 
 #[cfg(test)]
 mod properties {
+    use acoupi_audio::testing::silent_flac;
     use proptest::prelude::*;
 
     use super::*;
@@ -353,48 +264,5 @@ mod properties {
             seeds += 1;
         }
         assert!(seeds >= 4, "{seeds} seeds");
-    }
-
-    #[test]
-    fn a_silent_flac_decodes_to_its_header() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("silence.flac");
-        std::fs::write(&path, silent_flac(384_000, 2, 16, 200_000)).unwrap();
-        let (info, samples) = crate::shared::audio::read_mono(&path).unwrap();
-        assert_eq!(
-            info,
-            crate::shared::audio::WavInfo {
-                samplerate: 384_000,
-                channels: 2,
-                frames: 200_000
-            }
-        );
-        assert!(samples.len() == 200_000 && samples.iter().all(|s| *s == 0.0));
-        for n in [
-            0,
-            1,
-            0x7f,
-            0x80,
-            0x7ff,
-            0x800,
-            0xffff,
-            0x10000,
-            1 << 30,
-            (1 << 36) - 1,
-        ] {
-            let bytes = utf8_number(n);
-            let lead = bytes[0].leading_ones() as usize;
-            assert_eq!(
-                lead,
-                if n < 0x80 { 0 } else { bytes.len() },
-                "{n:#x}: {bytes:x?}"
-            );
-            let mut value = u64::from(bytes[0] & (0x7f >> lead));
-            for b in &bytes[1..] {
-                assert_eq!(b & 0xc0, 0x80);
-                value = value << 6 | u64::from(b & 0x3f);
-            }
-            assert_eq!(value, n, "{bytes:x?}");
-        }
     }
 }

@@ -69,7 +69,8 @@ pub fn registry() -> Registry {
     registry
 }
 
-/// Entry points for the fuzzers in `fuzz/` and the property tests.
+/// Entry points for the fuzzers in `fuzz/` (the `fuzzing` feature) and the property tests.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzz;
 

@@ -34,6 +34,16 @@ pub enum ComponentError {
     Other(String),
 }
 
+/// An audio file that could not be read: [`ComponentError::Audio`] with its reason.
+impl From<acoupi_audio::AudioError> for ComponentError {
+    fn from(error: acoupi_audio::AudioError) -> Self {
+        ComponentError::Audio {
+            path: error.path,
+            reason: error.kind.to_string(),
+        }
+    }
+}
+
 impl ComponentError {
     pub fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
         ComponentError::Io {

@@ -156,12 +156,12 @@ fn recording_of(
     timezone: chrono_tz::Tz,
     store: &dyn Store,
 ) -> Result<Recording, String> {
-    let reader = hound::WavReader::open(path).map_err(|e| format!("not a readable WAV: {e}"))?;
-    let spec = reader.spec();
-    let frames = u64::from(reader.duration());
-    let declared = frames * u64::from(spec.channels) * u64::from(spec.bits_per_sample / 8);
+    let header = acoupi_audio::read_wav_header(path)
+        .map_err(|e| format!("not a readable WAV: {}", e.kind))?;
+    let frames = header.frames;
+    let declared = frames * u64::from(header.channels) * u64::from(header.bits_per_sample / 8);
     let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    if spec.sample_rate == 0 || spec.channels == 0 || frames == 0 {
+    if header.samplerate == 0 || header.channels == 0 || frames == 0 {
         return Err("no audio: zero frames, sample rate or channels".into());
     }
     if size < declared {
@@ -177,12 +177,12 @@ fn recording_of(
         .unwrap_or_else(Utc::now);
     let mut recording = Recording::new(
         deployment.clone(),
-        frames as f64 / f64::from(spec.sample_rate),
-        spec.sample_rate,
+        frames as f64 / f64::from(header.samplerate),
+        header.samplerate,
     )
     .map_err(|e| e.to_string())?
     .with_path(path);
-    recording.audio_channels = u32::from(spec.channels);
+    recording.audio_channels = u32::from(header.channels);
     recording.created_on = created_on;
     if let Some(guano) = &guano {
         recording.time_expansion = guano.time_expansion().unwrap_or(1.0);

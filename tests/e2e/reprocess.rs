@@ -562,14 +562,14 @@ fn absurd_files_are_errors_naming_their_limit_and_decoding_stays_bounded() {
     // which the old reader collected whole, then mixed into 0.9 GB more, and died of under
     // the cap). The 1 h file is the same six times over (analysed in a peak RSS
     // of 74 MB), and too slow for a debug-build test.
-    let long = acoupi_components::fuzz::silent_flac(384_000, 1, 16, 600 * 384_000);
+    let long = acoupi_audio::testing::silent_flac(384_000, 1, 16, 600 * 384_000);
     assert!(long.len() < 1 << 20, "{} bytes", long.len());
     std::fs::write(archive.join("20260601_060000.flac"), long).unwrap();
     // 44 KB WAVs declaring 2 GHz and 4 GHz: frames of billions of samples in band_energy.
     std::fs::write(archive.join("bogus-2ghz.wav"), wav_declaring(2_000_000_000)).unwrap();
     std::fs::write(archive.join("bogus-4ghz.wav"), wav_declaring(4_000_000_000)).unwrap();
     // A FLAC claiming 2³⁴ samples (it holds one block): over the length limit.
-    let mut endless = acoupi_components::fuzz::silent_flac(48_000, 1, 16, 65_535);
+    let mut endless = acoupi_audio::testing::silent_flac(48_000, 1, 16, 65_535);
     let packed = 48_000u64 << 44 | 15 << 36 | 1 << 34;
     endless[18..26].copy_from_slice(&packed.to_be_bytes());
     std::fs::write(archive.join("endless.flac"), endless).unwrap();

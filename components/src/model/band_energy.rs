@@ -189,9 +189,7 @@ impl BandEnergyModel {
                 samplerate / 2.0 * time_expansion
             ));
         }
-        let window: Vec<f32> = (0..frame_len)
-            .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / frame_len as f32).cos())
-            .collect();
+        let window = acoupi_audio::hann(frame_len);
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(fft_len);
         let (input, spectrum) = (fft.make_input_vec(), fft.make_output_vec());
         Ok(BandLevel {

@@ -125,20 +125,9 @@ pub trait ArchiveStore: Store + MessageStore {
     fn store_reprocessed(&self, files: &[ReprocessedFile]) -> StoreResult<()>;
 }
 
-/// What a WAV header and its metadata chunks say.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProbedAudio {
-    pub samplerate: u32,
-    pub channels: u16,
-    /// Samples per channel.
-    pub frames: u64,
-    /// The `LIST/INFO/ICMT` comment (AudioMoth writes its recording time there).
-    pub comment: Option<String>,
-    /// The text of a `guan` (GUANO) chunk (its `Timestamp` dates the file, its `TE` sets
-    /// the time expansion; see
-    /// [`time_source`]).
-    pub guano: Option<String>,
-}
+/// What a WAV header and its metadata chunks say (the audio crate's probe result; its
+/// `guano` text dates the file and sets the time expansion: see [`time_source`]).
+pub use acoupi_audio::Probed as ProbedAudio;
 
 /// Reads a file's header; an error says, in a few words, why it is not usable audio
 /// (empty, not a WAV, truncated, unreadable).

@@ -115,7 +115,7 @@ impl RecordingTask {
             }
         };
         if let Some(path) = &recording.path {
-            let mut guano = crate::guano::Guano::for_recording(
+            let mut guano = crate::guano::for_recording(
                 &recording,
                 &deployment,
                 self.timezone,

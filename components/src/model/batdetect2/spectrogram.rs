@@ -110,11 +110,7 @@ impl Default for SpectrogramMaker {
 
 impl SpectrogramMaker {
     pub fn new() -> SpectrogramMaker {
-        let window = (0..N_FFT)
-            .map(|i| {
-                (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / N_FFT as f64).cos()) as f32
-            })
-            .collect();
+        let window = acoupi_audio::hann(N_FFT);
         SpectrogramMaker {
             fft: RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT),
             window,

@@ -2,6 +2,12 @@ use chrono::TimeZone;
 
 use super::*;
 
+/// Writes through a partial file beside `path`, as the engine does.
+fn write(path: &Path, guano: &Guano) -> Result<(), GuanoError> {
+    let partial = path.with_extension("wav.acoupi-guano-partial");
+    super::write(path, &partial, guano)
+}
+
 /// A 16-bit mono WAV of `samples`, with an optional extra chunk after the data.
 fn wav(samples: &[i16], extra: Option<(&[u8; 4], &[u8])>) -> Vec<u8> {
     let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
@@ -32,15 +38,26 @@ fn wav(samples: &[i16], extra: Option<(&[u8; 4], &[u8])>) -> Vec<u8> {
     out
 }
 
-fn recording() -> (Recording, Deployment) {
-    let deployment = Deployment::new("Wytham Woods\nplot 3")
-        .with_location(51.752, -1.2577)
-        .unwrap();
-    let mut recording = Recording::new(deployment.clone(), 3.0, 256_000).unwrap();
-    recording.created_on =
-        Utc.with_ymd_and_hms(2026, 6, 21, 4, 30, 0).unwrap() + chrono::TimeDelta::microseconds(250);
-    recording.time_expansion = 10.0;
-    (recording, deployment)
+const DEPLOYMENT_ID: &str = "6f1c2b1e-8d1e-4f0a-9a57-0c0d3a2b1f10";
+const RECORDING_ID: &str = "0b8e3f4a-5c6d-4e7f-8a9b-1c2d3e4f5a6b";
+
+/// A 3 s recording at 256 kHz, time-expanded 10×, of a deployment with a location.
+fn recording() -> RecordingFields<'static> {
+    RecordingFields {
+        created_on: Utc.with_ymd_and_hms(2026, 6, 21, 4, 30, 0).unwrap()
+            + chrono::TimeDelta::microseconds(250),
+        timezone: chrono_tz::Europe::London,
+        device_id: "pi-0042",
+        samplerate: 256_000,
+        duration: 3.0,
+        time_expansion: 10.0,
+        position: Some((51.752, -1.2577)),
+        deployment: "Wytham Woods\nplot 3",
+        deployment_id: DEPLOYMENT_ID,
+        recording_id: RECORDING_ID,
+        gaps: 0,
+        lost_frames: 0,
+    }
 }
 
 #[test]
@@ -49,13 +66,8 @@ fn written_fields_follow_the_spec_byte_for_byte_and_read_back() {
     let path = dir.path().join("a.wav");
     let original = wav(&[1, -2, 3], None);
     std::fs::write(&path, &original).unwrap();
-    let (recording, deployment) = recording();
-    let guano = Guano::for_recording(
-        &recording,
-        &deployment,
-        chrono_tz::Europe::London,
-        "pi-0042",
-    );
+    let recording = recording();
+    let guano = Guano::for_recording(&recording);
     write(&path, &guano).unwrap();
 
     let bytes = std::fs::read(&path).unwrap();
@@ -79,8 +91,8 @@ fn written_fields_follow_the_spec_byte_for_byte_and_read_back() {
          Serial: pi-0042\nSamplerate: 256000\nLength: 3\nTE: 10\nLoc Position: 51.752 -1.2577\n\
          acoupi|Deployment: Wytham Woods\\nplot 3\nacoupi|Deployment ID: {}\nacoupi|Recording ID: {}\n",
         env!("CARGO_PKG_VERSION"),
-        deployment.id,
-        recording.id
+        DEPLOYMENT_ID,
+        RECORDING_ID
     );
     assert_eq!(text, expected);
     assert_eq!(chunk.len(), 8 + size + size % 2, "padded to an even length");
@@ -159,12 +171,16 @@ fn files_without_guano_or_not_wav_or_truncated() {
 
 #[test]
 fn gaps_are_written_only_when_audio_was_lost_and_read_back() {
-    let (mut recording, deployment) = recording();
-    let clean = Guano::for_recording(&recording, &deployment, chrono_tz::UTC, "pi");
+    let mut recording = RecordingFields {
+        timezone: chrono_tz::UTC,
+        device_id: "pi",
+        ..recording()
+    };
+    let clean = Guano::for_recording(&recording);
     assert!(clean.get("acoupi|Gaps").is_none() && clean.get("acoupi|Lost Frames").is_none());
     assert_eq!(clean.gaps(), (0, 0));
     (recording.gaps, recording.lost_frames) = (2, 4_800);
-    let gappy = Guano::for_recording(&recording, &deployment, chrono_tz::UTC, "pi");
+    let gappy = Guano::for_recording(&recording);
     assert_eq!(
         (gappy.get("acoupi|Gaps"), gappy.get("acoupi|Lost Frames")),
         (Some("2"), Some("4800"))
