@@ -2,6 +2,7 @@
 //! type's family, description and parameters (type, range, default, description), all
 //! read from the config structs' JSON Schemas. `acoupi components --markdown` prints it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
@@ -12,9 +13,10 @@ use crate::registry::{ComponentType, Registry};
 /// The command that regenerates `docs/components.md`.
 pub const REGENERATE: &str = "cargo run -- components --markdown > docs/components.md";
 
-/// The whole Markdown page: a summary table, then one section per family with a
-/// parameter table per component type.
+/// The whole Markdown page: a summary table, one section per family with a parameter
+/// table per component type, then the named value types the parameters use.
 pub fn components_markdown(registry: &Registry) -> String {
+    let mut value_types = BTreeMap::new();
     let mut out = String::new();
     out.push_str("# Components\n\n");
     let _ = writeln!(
@@ -53,13 +55,67 @@ pub fn components_markdown(registry: &Registry) -> String {
             family.prefix()
         );
         for ty in types {
-            component_section(&mut out, ty);
+            component_section(&mut out, ty, &mut value_types);
         }
     }
+    value_types_section(&mut out, &value_types);
     out
 }
 
-fn component_section(out: &mut String, ty: &ComponentType) {
+/// The glossary of named value types (`Score`, `PositiveDuration`, ...) that the
+/// parameter tables name in their type column.
+fn value_types_section(out: &mut String, value_types: &BTreeMap<String, Value>) {
+    if value_types.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\n## Value types\n\nThe named types in the parameter tables, checked while the \
+         pipeline file is read.\n\n| value type | what it accepts |\n|---|---|\n",
+    );
+    for (name, schema) in value_types {
+        let mut parts = Vec::new();
+        let description = one_line(
+            schema
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        );
+        if !description.is_empty() {
+            parts.push(description);
+        }
+        if let Some(range) = range(schema) {
+            parts.push(format!("{}: {range}", capitalise(&json_type(schema))));
+        }
+        if let Some(values) = allowed_values(schema) {
+            parts.push(format!("Values: {values}"));
+        }
+        if let Some(fields) = schema.get("properties").and_then(Value::as_object) {
+            let names: Vec<String> = fields.keys().map(|k| format!("`{k}`")).collect();
+            parts.push(format!("Fields: {}", names.join(", ")));
+        }
+        if parts.is_empty() {
+            parts.push(capitalise(&json_type(schema)));
+        }
+        let text = parts
+            .iter()
+            .map(|p| {
+                if p.ends_with('.') {
+                    p.clone()
+                } else {
+                    format!("{p}.")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(out, "| `{name}` | {} |", cell(&text));
+    }
+}
+
+fn component_section(
+    out: &mut String,
+    ty: &ComponentType,
+    value_types: &mut BTreeMap<String, Value>,
+) {
     let schema = ty.parameters_schema();
     let _ = write!(out, "\n### `{}`\n\n", ty.kind);
     let full = schema
@@ -86,6 +142,11 @@ fn component_section(out: &mut String, ty: &ComponentType) {
         .get("$defs")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
+    for (name, definition) in defs {
+        value_types
+            .entry(name.clone())
+            .or_insert_with(|| definition.clone());
+    }
     let parameters: Vec<(&String, &Value)> = properties
         .iter()
         .filter(|(name, _)| *name != "type")
@@ -117,16 +178,17 @@ fn component_section(out: &mut String, ty: &ComponentType) {
 /// A parameter's type in words: the value type's name or the JSON type, then its range
 /// or allowed values when the schema gives them.
 fn type_text(property: &Value, defs: &Map<String, Value>) -> String {
-    let (name, resolved) = match reference(property) {
-        Some(name) => (Some(name), defs.get(name).unwrap_or(property)),
-        None => (None, property),
+    let inner = non_null(property);
+    let (name, resolved) = match reference(inner) {
+        Some(name) => (Some(name), defs.get(name).unwrap_or(inner)),
+        None => (None, inner),
     };
     let mut text = match name {
-        Some(name) => name.to_owned(),
-        None => json_type(resolved, defs),
+        Some(name) => format!("[{name}](#value-types)"),
+        None => json_type(resolved),
     };
     let mut extras = Vec::new();
-    if let Some(range) = range(property).or_else(|| range(resolved)) {
+    if let Some(range) = range(inner).or_else(|| range(resolved)) {
         extras.push(range);
     }
     if let Some(values) = allowed_values(resolved) {
@@ -136,6 +198,24 @@ fn type_text(property: &Value, defs: &Map<String, Value>) -> String {
         let _ = write!(text, ": {}", extras.join("; "));
     }
     text
+}
+
+/// The one branch of an optional value (`anyOf: [T, { type: null }]`), else the schema.
+fn non_null(schema: &Value) -> &Value {
+    let branches = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array);
+    let Some(branches) = branches else {
+        return schema;
+    };
+    let mut others = branches
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"));
+    match (others.next(), others.next()) {
+        (Some(only), None) if branches.len() == 2 => only,
+        _ => schema,
+    }
 }
 
 /// The definition a property points at, directly or through `allOf: [{ $ref }]`.
@@ -154,7 +234,7 @@ fn reference(property: &Value) -> Option<&str> {
         .and_then(|r| r.rsplit('/').next())
 }
 
-fn json_type(schema: &Value, defs: &Map<String, Value>) -> String {
+fn json_type(schema: &Value) -> String {
     let base = match schema.get("type") {
         Some(Value::String(t)) => t.clone(),
         Some(Value::Array(types)) => types
@@ -172,9 +252,10 @@ fn json_type(schema: &Value, defs: &Map<String, Value>) -> String {
     };
     if base == "array" {
         if let Some(items) = schema.get("items") {
+            let items = non_null(items);
             let item = match reference(items) {
                 Some(name) => name.to_owned(),
-                None => json_type(items, defs),
+                None => json_type(items),
             };
             return format!("array of {item}");
         }
@@ -276,6 +357,16 @@ mod tests {
         /// Tags to keep.
         #[serde(default)]
         tags: Vec<String>,
+        /// When to keep.
+        window: Option<ExampleWindow>,
+    }
+
+    /// A daily window.
+    #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct ExampleWindow {
+        start: String,
+        end: String,
     }
 
     fn half() -> f64 {
@@ -307,7 +398,13 @@ mod tests {
         );
         assert!(page.contains("| `folder` | string | required | Where to look. |"));
         assert!(page.contains("| `tags` | array of string | `[]` | Tags to keep. |"));
+        assert!(page.contains("| `window` | [ExampleWindow](#value-types) | — | When to keep. |"));
         assert!(!page.contains("| `type` |"));
+        assert!(page.contains(
+            "\n## Value types\n\nThe named types in the parameter tables, checked while the \
+             pipeline file is read.\n\n| value type | what it accepts |\n|---|---|\n\
+             | `ExampleWindow` | A daily window. Fields: `end`, `start`. |\n"
+        ));
     }
 
     #[test]
