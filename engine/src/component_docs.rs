@@ -250,15 +250,15 @@ fn json_type(schema: &Value) -> String {
             return "any".to_owned();
         }
     };
-    if base == "array" {
-        if let Some(items) = schema.get("items") {
-            let items = non_null(items);
-            let item = match reference(items) {
-                Some(name) => name.to_owned(),
-                None => json_type(items),
-            };
-            return format!("array of {item}");
-        }
+    if base == "array"
+        && let Some(items) = schema.get("items")
+    {
+        let items = non_null(items);
+        let item = match reference(items) {
+            Some(name) => name.to_owned(),
+            None => json_type(items),
+        };
+        return format!("array of {item}");
     }
     base
 }

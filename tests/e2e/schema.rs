@@ -17,12 +17,17 @@ fn checked_in_schema_is_up_to_date() {
 
 #[test]
 fn the_cli_prints_the_same_schema() {
+    assert_the_cli_prints(&["schema"], "schemas/pipeline.schema.json");
+}
+
+/// `acoupi ARGS` succeeds and prints exactly the checked-in file at `path`.
+fn assert_the_cli_prints(args: &[&str], path: &str) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_acoupi"))
-        .arg("schema")
+        .args(args)
         .output()
         .unwrap();
     assert!(output.status.success());
-    let checked_in = std::fs::read_to_string(root().join("schemas/pipeline.schema.json")).unwrap();
+    let checked_in = std::fs::read_to_string(root().join(path)).unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap(), checked_in);
 }
 
@@ -60,13 +65,7 @@ fn checked_in_components_doc_is_up_to_date() {
 
 #[test]
 fn the_cli_prints_the_same_components_doc() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_acoupi"))
-        .args(["components", "--markdown"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let checked_in = std::fs::read_to_string(root().join("docs/components.md")).unwrap();
-    assert_eq!(String::from_utf8(output.stdout).unwrap(), checked_in);
+    assert_the_cli_prints(&["components", "--markdown"], "docs/components.md");
 }
 
 #[test]
