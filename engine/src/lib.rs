@@ -2,6 +2,7 @@
 //! validation, the stage DAG, the scheduler and the six tasks.
 
 pub mod component;
+pub mod component_docs;
 pub mod config;
 pub mod data;
 pub mod disk;

@@ -1,11 +1,17 @@
-//! `acoupi components`: the component types, as a table or as JSON with parameters.
+//! `acoupi components`: the component types, as a table, as JSON with parameters, or as
+//! the Markdown reference (`docs/components.md`).
 
 use std::process::ExitCode;
 
 use acoupi_engine::registry::Registry;
 
-pub fn list(registry: &Registry, json: bool) -> ExitCode {
-    if json {
+pub fn list(registry: &Registry, json: bool, markdown: bool) -> ExitCode {
+    if markdown {
+        print!(
+            "{}",
+            acoupi_engine::component_docs::components_markdown(registry)
+        );
+    } else if json {
         let list: Vec<_> = registry
             .types()
             .map(|t| {

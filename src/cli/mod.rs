@@ -133,6 +133,10 @@ enum Command {
         /// Print the full list with each type's parameter schema as JSON.
         #[arg(long)]
         json: bool,
+        /// Print the component reference as Markdown (the checked-in
+        /// `docs/components.md`).
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
     },
 }
 
@@ -170,7 +174,7 @@ impl Cli {
                 print!("{}", acoupi_engine::schema::pipeline_schema_text(&registry));
                 ExitCode::SUCCESS
             }
-            Command::Components { json } => components::list(&registry, json),
+            Command::Components { json, markdown } => components::list(&registry, json, markdown),
             Command::Devices { json } => devices::list(json),
         }
     }
