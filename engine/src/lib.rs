@@ -1,6 +1,7 @@
 //! acoupi-engine: the data model, component traits, registry, pipeline loading and
 //! validation, the stage DAG, the scheduler and the six tasks.
 
+pub mod backoff;
 pub mod component;
 pub mod config;
 pub mod data;

@@ -59,6 +59,7 @@ use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use acoupi_engine::backoff::Backoff;
 use acoupi_engine::component::{Messenger, SendError};
 use acoupi_engine::config::Code;
 use acoupi_engine::config::diagnostics::KeyProblem;
@@ -430,7 +431,7 @@ async fn drive(
     events: Sender<LinkEvent>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     loop {
         let polled = tokio::select! {
             _ = &mut stop => return,
@@ -438,7 +439,7 @@ async fn drive(
         };
         let event = match polled {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                backoff = MIN_BACKOFF;
+                backoff.reset();
                 Some(LinkEvent::Connected)
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Some(LinkEvent::Published(pkid)),
@@ -457,19 +458,19 @@ async fn drive(
                     }
                     other => error_chain(other),
                 };
-                tracing::debug!(%reason, retry_in = ?backoff, "MQTT connection down");
+                let wait = backoff.fail();
+                tracing::debug!(%reason, retry_in = ?wait, "MQTT connection down");
                 if events.send(LinkEvent::Down { refused, reason }).is_err() {
                     return;
                 }
                 tokio::select! {
                     _ = &mut stop => return,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
                 // A send that saw the link up just before `Down` may have queued a publish
                 // after rumqttc emptied its queue; it has been told ERROR, so that publish
                 // goes too.
                 forget_queued(&mut eventloop);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 None
             }
         };

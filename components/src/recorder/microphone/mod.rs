@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use acoupi_engine::backoff::Backoff;
 use acoupi_engine::component::{ComponentError, ComponentResult, Recorder};
 use acoupi_engine::config::values::RecordingDuration;
 use acoupi_engine::data::{Deployment, Recording};
@@ -155,16 +156,24 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(60);
 
 /// The backoff after failures of the device.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Retry {
-    /// Failed attempts in a row.
-    failures: u32,
-    /// The wait after the last failure (doubling).
-    wait: Duration,
+    /// Failed attempts in a row and the wait they earn.
+    backoff: Backoff,
     /// No attempt before this.
     next: Option<Instant>,
     /// When the first failure in a row happened.
     since: Option<Instant>,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            backoff: Backoff::new(FIRST_RETRY, LAST_RETRY),
+            next: None,
+            since: None,
+        }
+    }
 }
 
 impl Retry {
@@ -173,26 +182,23 @@ impl Retry {
         let next = self.next.filter(|next| now < *next)?;
         Some(ComponentError::Other(format!(
             "the microphone `{device}` is unavailable ({} failed attempts); next attempt in {:.1} s",
-            self.failures,
+            self.backoff.failures(),
             (next - now).as_secs_f64()
         )))
     }
 
     fn failed(&mut self, now: Instant) -> Duration {
-        self.failures += 1;
-        self.wait = if self.wait.is_zero() {
-            FIRST_RETRY
-        } else {
-            (self.wait * 2).min(LAST_RETRY)
-        };
-        self.next = Some(now + self.wait);
+        let wait = self.backoff.fail();
+        self.next = Some(now + wait);
         self.since.get_or_insert(now);
-        self.wait
+        wait
     }
 
     /// Clears the backoff; how long the device was gone, when it was.
     fn succeeded(&mut self, now: Instant) -> Option<(u32, Duration)> {
-        let gone = self.since.map(|since| (self.failures, now - since));
+        let gone = self
+            .since
+            .map(|since| (self.backoff.failures(), now - since));
         *self = Retry::default();
         gone
     }
