@@ -6,6 +6,7 @@ pub mod component;
 pub mod config;
 pub mod data;
 pub mod disk;
+pub mod error_chain;
 pub mod error_tally;
 pub mod folders;
 pub mod guano;
@@ -18,3 +19,5 @@ pub mod schedule;
 pub mod schema;
 pub mod store;
 pub mod tasks;
+
+pub use error_chain::error_chain;

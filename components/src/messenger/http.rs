@@ -54,6 +54,7 @@ use acoupi_engine::config::Code;
 use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::{PositiveDuration, invalid};
 use acoupi_engine::data::{Message, Response, ResponseStatus};
+use acoupi_engine::error_chain;
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use reqwest::Url;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -576,22 +577,6 @@ fn read_body(answer: reqwest::blocking::Response) -> std::io::Result<String> {
         ));
     }
     Ok(text)
-}
-
-/// An error with its causes ("error sending request ...: tcp connect error: Connection
-/// refused"), each cause once.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

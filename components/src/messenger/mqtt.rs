@@ -65,13 +65,12 @@ use acoupi_engine::config::Code;
 use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::PositiveDuration;
 use acoupi_engine::data::{Message, Response, ResponseStatus};
+use acoupi_engine::error_chain;
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, MqttOptions,
     Outgoing, QoS, TlsConfiguration, Transport,
 };
-
-use crate::messenger::http::error_chain;
 
 /// The first wait before reconnecting, doubled after each failed attempt up to
 /// [`MAX_BACKOFF`].
