@@ -22,7 +22,11 @@ pub mod store_duckdb;
 mod summariser;
 
 /// Audio capture (cpal), for `acoupi devices` and the microphone tests.
-pub use recorder::microphone::capture as microphone;
+pub mod microphone {
+    pub use crate::recorder::microphone::chunker::*;
+    pub use crate::recorder::microphone::devices::*;
+    pub use crate::recorder::microphone::stream::*;
+}
 /// The audio probe `acoupi reprocess` uses.
 pub use shared::audio_probe;
 

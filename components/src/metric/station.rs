@@ -58,7 +58,7 @@ impl StationMetrics {
             last: Mutex::new((
                 Utc::now(),
                 errors.count(),
-                crate::recorder::microphone::capture::gaps_total(),
+                crate::recorder::microphone::chunker::gaps_total(),
             )),
         }
     }
@@ -76,7 +76,7 @@ impl MetricSource for StationMetrics {
             ComponentError::Other(format!("cannot read the station's activity: {e}"))
         })?;
         let errors = self.errors.count();
-        let gaps = crate::recorder::microphone::capture::gaps_total();
+        let gaps = crate::recorder::microphone::chunker::gaps_total();
         // Only a successful read moves the interval on: nothing is skipped after an error.
         *last = (now, errors, gaps);
         let mut metrics = vec![

@@ -1,5 +1,6 @@
 //! `recorder.microphone`: records from a live input device (a USB microphone, an
-//! AudioMoth, any ALSA input) through cpal; see [`crate::recorder::microphone::capture`] for the capture.
+//! AudioMoth, any ALSA input) through cpal: [`devices`] finds the device, [`stream`] runs
+//! the capture and [`chunker`] cuts it into recordings.
 //!
 //! A device that fails (unplugged, a broken cable, a stream that stopped delivering) is
 //! retried with backoff: after a failure, triggers are answered at once with an error
@@ -7,7 +8,9 @@
 //! first success logs how long the microphone was gone. The other stages never wait on
 //! it.
 
-pub mod capture;
+pub mod chunker;
+pub mod devices;
+pub mod stream;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -19,9 +22,9 @@ use acoupi_engine::config::values::RecordingDuration;
 use acoupi_engine::data::{Deployment, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 
-use crate::recorder::microphone::capture::{
-    Capture, CaptureSpec, Chunk, OpenedDevice, WavFormat, open_device,
-};
+use crate::recorder::microphone::chunker::{Chunk, WavFormat};
+use crate::recorder::microphone::devices::{OpenedDevice, open_device};
+use crate::recorder::microphone::stream::{Capture, CaptureSpec};
 
 /// Record from a microphone (USB microphone, AudioMoth, any ALSA input) with cpal: one
 /// recording of `duration` per trigger, written as WAV into the temp folder. With
