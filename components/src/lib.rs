@@ -129,6 +129,7 @@ mod testing {
             settings: pipeline.settings.clone(),
             instance: instance.name.clone(),
             store: None,
+            telemetry: Default::default(),
         };
         match instance.settings.build(&ctx).map_err(|e| e.to_string())? {
             Built::Messenger(messenger) => Ok(messenger),
@@ -160,6 +161,7 @@ mod testing {
             settings,
             instance: "test".into(),
             store,
+            telemetry: Default::default(),
         }
     }
 }

@@ -7,7 +7,6 @@ pub mod config;
 pub mod data;
 pub mod disk;
 pub mod error_chain;
-pub mod error_tally;
 pub mod folders;
 pub mod guano;
 pub mod recovery;
@@ -19,5 +18,6 @@ pub mod schedule;
 pub mod schema;
 pub mod store;
 pub mod tasks;
+pub mod telemetry;
 
 pub use error_chain::error_chain;

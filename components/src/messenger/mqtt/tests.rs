@@ -641,6 +641,7 @@ fn a_heartbeat_reaches_the_broker_with_every_configured_metric_and_its_unit() {
             settings: pipeline.settings.clone(),
             instance: instance.name.clone(),
             store: Some(store.clone()),
+            telemetry: Default::default(),
         };
         match instance.settings.build(&ctx).unwrap() {
             Built::Messenger(m) => messengers.push(Named::new(instance.name.clone(), m)),

@@ -1,22 +1,13 @@
 //! Cutting captured blocks into chunks of an exact number of frames, each stamped from
 //! its sample count since the stream's first sample; the gaps (xruns, dropped blocks,
-//! timestamp jumps) counted on the chunk they fall in, in [`gaps_total`], and logged at
-//! warn. Also the WAV sample types a chunk is held and written in.
+//! timestamp jumps) counted on the chunk they fall in, in the station's [`Telemetry`],
+//! and logged at warn. Also the WAV sample types a chunk is held and written in.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use acoupi_engine::telemetry::Telemetry;
 use chrono::{DateTime, TimeDelta, Utc};
 use cpal::{SampleFormat, StreamInstant};
-
-/// Gaps (xruns, dropped blocks, timestamp jumps) seen by every capture stream of this
-/// process since it started: a metric-friendly counter.
-static GAPS: AtomicU64 = AtomicU64::new(0);
-
-/// Gaps seen by every capture stream of this process since it started.
-pub fn gaps_total() -> u64 {
-    GAPS.load(Ordering::Relaxed)
-}
 
 /// The WAV sample format a recording is written in.
 #[derive(
@@ -190,10 +181,18 @@ pub(super) struct Chunker {
     /// Timestamp jumps within this many frames of the start are not gaps: while buffers
     /// settle, devices (PulseAudio's ALSA plugin: by ~300 ms) report moving latencies.
     warm_up_frames: u64,
+    /// The station's telemetry, where each gap is counted too.
+    telemetry: Telemetry,
 }
 
 impl Chunker {
-    pub(super) fn new(format: WavFormat, channels: u16, rate: u32, chunk_frames: usize) -> Self {
+    pub(super) fn new(
+        format: WavFormat,
+        channels: u16,
+        rate: u32,
+        chunk_frames: usize,
+        telemetry: Telemetry,
+    ) -> Self {
         let channels = usize::from(channels.max(1));
         Chunker {
             format,
@@ -211,6 +210,7 @@ impl Chunker {
             anchor: None,
             expected_capture: None,
             warm_up_frames: u64::from(rate) * WARM_UP_SECONDS,
+            telemetry,
         }
     }
 
@@ -227,7 +227,7 @@ impl Chunker {
         self.gaps_in_current += 1;
         self.gaps_total += 1;
         self.lost_in_current += lost;
-        GAPS.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.record_gap();
     }
 
     /// Notes an overrun the device reported; the next block says how long it was.
@@ -338,7 +338,7 @@ mod tests {
     #[test]
     fn chunks_are_cut_at_exact_frame_counts_across_blocks() {
         // 1000 Hz, stereo, 250-frame chunks, blocks of 7 to 400 frames.
-        let mut chunker = Chunker::new(WavFormat::Pcm16, 2, 1000, 250);
+        let mut chunker = Chunker::new(WavFormat::Pcm16, 2, 1000, 250, Telemetry::new());
         let mut counter = 0i16;
         let mut blocks = Vec::new();
         let mut ms = 0;
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn a_timestamp_jump_is_a_gap_and_moves_later_stamps() {
-        let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 100);
+        let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 100, Telemetry::new());
         chunker.warm_up_frames = 0;
         // 100 frames at 0 ms, then 100 at 100 ms (contiguous), then 100 at 500 ms: 300 lost.
         let blocks = [
@@ -410,7 +410,7 @@ mod tests {
         // 1000 Hz, 100-frame blocks and chunks; every case loses 300 frames (300 ms)
         // before the third block, whose timestamp jumps accordingly.
         let run = |dropped_before: u64, xruns_before: u32, jump: bool| {
-            let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 100);
+            let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 100, Telemetry::new());
             chunker.warm_up_frames = 0;
             let third = if jump { 500 } else { 200 };
             let mut blocks = [
@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn small_timestamp_jitter_is_not_a_gap() {
-        let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 100);
+        let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 100, Telemetry::new());
         chunker.warm_up_frames = 0;
         let blocks = [
             block(vec![0; 100], 0),
@@ -478,7 +478,7 @@ mod tests {
     #[test]
     fn timestamp_jumps_while_the_stream_warms_up_are_not_gaps() {
         // 2 s at 1000 Hz: jumps in the first 2000 frames are settling latencies.
-        let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 1000);
+        let mut chunker = Chunker::new(WavFormat::Pcm16, 1, 1000, 1000, Telemetry::new());
         let mut blocks: Vec<Block> = (0..20).map(|i| block(vec![0; 100], i * 250)).collect();
         blocks.push(block(vec![0; 100], 20 * 250 + 400));
         let chunks = chunks_of(&blocks, &mut chunker);

@@ -21,6 +21,7 @@ use acoupi_engine::component::{ComponentError, ComponentResult, Recorder};
 use acoupi_engine::config::values::RecordingDuration;
 use acoupi_engine::data::{Deployment, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::telemetry::Telemetry;
 
 use crate::recorder::microphone::chunker::{Chunk, WavFormat};
 use crate::recorder::microphone::devices::{OpenedDevice, open_device};
@@ -129,7 +130,7 @@ impl ComponentConfig for MicrophoneRecorderConfig {
 
     /// Checks now that the device exists and supports the rate and channels, so a station
     /// with the wrong microphone plugged in stops at start with the reason.
-    fn build(&self, _ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         let spec = self.spec()?;
         let opened = open_device(&spec).map_err(|e| e.to_string())?;
         tracing::info!(device = %opened.name, format = %opened.sample_format, samplerate = spec.samplerate, channels = spec.channels, continuous = self.continuous, "microphone found");
@@ -139,6 +140,7 @@ impl ComponentConfig for MicrophoneRecorderConfig {
             continuous: self.continuous,
             capture: Mutex::new(None),
             retry: Mutex::new(Retry::default()),
+            telemetry: ctx.telemetry.clone(),
         })))
     }
 }
@@ -152,6 +154,8 @@ pub struct MicrophoneRecorder {
     /// The open stream in continuous mode.
     capture: Mutex<Option<Capture>>,
     retry: Mutex<Retry>,
+    /// The station's telemetry: each stream counts its gaps there.
+    telemetry: Telemetry,
 }
 
 /// The first wait after a failure, and the longest.
@@ -250,8 +254,8 @@ impl MicrophoneRecorder {
 
     fn take_chunk(&self) -> ComponentResult<Chunk> {
         if !self.continuous {
-            let capture =
-                Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
+            let capture = Capture::start(&self.device, &self.spec, &self.telemetry)
+                .map_err(|e| self.audio_error(e))?;
             let (chunk, _) = capture
                 .next_chunk(self.timeout())
                 .map_err(|e| self.audio_error(e))?;
@@ -273,8 +277,8 @@ impl MicrophoneRecorder {
             *slot = None;
         }
         if slot.is_none() {
-            let capture =
-                Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
+            let capture = Capture::start(&self.device, &self.spec, &self.telemetry)
+                .map_err(|e| self.audio_error(e))?;
             tracing::info!(device = %capture.device_name, format = %capture.sample_format, "microphone stream open (continuous)");
             *slot = Some(capture);
         }

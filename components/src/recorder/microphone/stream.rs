@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use acoupi_engine::telemetry::Telemetry;
 use chrono::Utc;
 use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{InputCallbackInfo, SampleFormat, SizedSample};
@@ -77,17 +78,25 @@ const STALL: Duration = Duration::from_secs(10);
 
 impl Capture {
     /// Starts a stream for `spec` on a device [`open_device`] chose for it.
-    pub fn start(opened: &OpenedDevice, spec: &CaptureSpec) -> Result<Capture, CaptureError> {
+    /// Its gaps are counted in `telemetry` too.
+    pub fn start(
+        opened: &OpenedDevice,
+        spec: &CaptureSpec,
+        telemetry: &Telemetry,
+    ) -> Result<Capture, CaptureError> {
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (started_tx, started_rx) = sync_channel::<Result<(), String>>(1);
         let thread = {
             let (shared, stop, spec) = (shared.clone(), stop.clone(), spec.clone());
+            let telemetry = telemetry.clone();
             let device = opened.device.clone();
             let format = opened.sample_format;
             std::thread::Builder::new()
                 .name("audio-capture".into())
-                .spawn(move || capture_thread(device, format, spec, shared, stop, started_tx))
+                .spawn(move || {
+                    capture_thread(device, format, spec, telemetry, shared, stop, started_tx)
+                })
                 .map_err(|e| CaptureError::Audio(format!("cannot start the capture thread: {e}")))?
         };
         let mut capture = Capture {
@@ -251,6 +260,7 @@ fn capture_thread(
     device: cpal::Device,
     sample_format: SampleFormat,
     spec: CaptureSpec,
+    telemetry: Telemetry,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     started: SyncSender<Result<(), String>>,
@@ -283,7 +293,7 @@ fn capture_thread(
         }
     };
     let _ = started.send(Ok(()));
-    run_chunker(&rx, &spec, &shared, &stop, &alarms);
+    run_chunker(&rx, &spec, telemetry, &shared, &stop, &alarms);
     drop(stream);
 }
 
@@ -292,6 +302,7 @@ fn capture_thread(
 fn run_chunker(
     rx: &Receiver<Block>,
     spec: &CaptureSpec,
+    telemetry: Telemetry,
     shared: &Shared,
     stop: &AtomicBool,
     alarms: &Alarms,
@@ -301,6 +312,7 @@ fn run_chunker(
         spec.channels,
         spec.samplerate,
         spec.chunk_frames,
+        telemetry,
     );
     let outcome = chunk_until_stopped(&mut chunker, rx, spec, shared, stop, alarms);
     let (pending, dropped) = shared
