@@ -757,6 +757,16 @@ fn a_password_in_clear_to_another_machine_is_refused_at_its_line_unless_insecure
             "/station/pipeline.toml",
         )
     };
+    // The only problem of `component`, and where it points.
+    let only_problem = |component: &str| {
+        let errors = load(component).unwrap_err();
+        assert_eq!(errors.problems.len(), 1, "{errors}");
+        let at = line_col(
+            &errors.source,
+            errors.problems[0].span.clone().unwrap().start,
+        );
+        (errors, at)
+    };
     // The component's keys start on line 6.
     for (component, key_line) in [
         (
@@ -772,11 +782,9 @@ fn a_password_in_clear_to_another_machine_is_refused_at_its_line_unless_insecure
             8,
         ),
     ] {
-        let errors = load(component).unwrap_err();
-        assert_eq!(errors.problems.len(), 1, "{errors}");
+        let (errors, at) = only_problem(component);
         let problem = &errors.problems[0];
         assert_eq!(problem.code, Code::CredentialsInClear, "{errors}");
-        let at = line_col(&errors.source, problem.span.clone().unwrap().start);
         assert_eq!(
             at,
             (key_line, 1),
@@ -803,11 +811,8 @@ fn a_password_in_clear_to_another_machine_is_refused_at_its_line_unless_insecure
             "never written in the pipeline file",
         ),
     ] {
-        let errors = load(component).unwrap_err();
-        assert_eq!(errors.problems.len(), 1, "{errors}");
-        let problem = &errors.problems[0];
-        assert!(problem.message.contains(says), "{errors}");
-        let at = line_col(&errors.source, problem.span.clone().unwrap().start);
+        let (errors, at) = only_problem(component);
+        assert!(errors.problems[0].message.contains(says), "{errors}");
         assert_eq!(at.0, 8, "the problem points at the password: {errors}");
     }
     for passes in [
