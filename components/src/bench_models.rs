@@ -55,6 +55,7 @@ fn build_model(kind: &str, keys: &str, dir: &Path) -> Result<Arc<dyn Model>, Str
         settings: pipeline.settings.clone(),
         instance: instance.name.clone(),
         store: None,
+        telemetry: Default::default(),
     };
     match instance.settings.build(&ctx).map_err(|e| e.to_string())? {
         Built::Model(model) => Ok(model),

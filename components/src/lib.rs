@@ -22,7 +22,11 @@ pub mod store_duckdb;
 mod summariser;
 
 /// Audio capture (cpal), for `acoupi devices` and the microphone tests.
-pub use recorder::microphone::capture as microphone;
+pub mod microphone {
+    pub use crate::recorder::microphone::chunker::*;
+    pub use crate::recorder::microphone::devices::*;
+    pub use crate::recorder::microphone::stream::*;
+}
 /// The audio probe `acoupi reprocess` uses.
 pub use shared::audio_probe;
 
@@ -126,6 +130,7 @@ mod testing {
             settings: pipeline.settings.clone(),
             instance: instance.name.clone(),
             store: None,
+            telemetry: Default::default(),
         };
         match instance.settings.build(&ctx).map_err(|e| e.to_string())? {
             Built::Messenger(messenger) => Ok(messenger),
@@ -157,6 +162,7 @@ mod testing {
             settings,
             instance: "test".into(),
             store,
+            telemetry: Default::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::component::{
 use crate::config::Settings;
 use crate::config::diagnostics::KeyProblem;
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 
 /// A built, running component, by family.
 #[derive(Clone)]
@@ -74,6 +75,9 @@ pub struct BuildContext {
     /// The station's store (summarisers read detections from it); `None` when components
     /// are built outside a station.
     pub store: Option<Arc<dyn Store>>,
+    /// The station's own counts (errors, audio gaps): recorders add to it, metrics read
+    /// it. Outside a station, a fresh one nobody reads.
+    pub telemetry: Telemetry,
 }
 
 impl fmt::Debug for BuildContext {

@@ -106,7 +106,11 @@ pub fn reprocess_command(
         Err(code) => return code,
     };
     // Each analysed file's "analysed" line would drown the progress: warnings only there.
-    super::run::init_logging_with(log_format, "info,acoupi_engine::tasks::detection=warn");
+    super::run::init_logging_with(
+        log_format,
+        "info,acoupi_engine::tasks::detection=warn",
+        None,
+    );
     let store_path = match (&args.store, args.shard) {
         (Some(path), _) => path.clone(),
         (None, Some(shard)) => shard_store(&pipeline.settings.store_path, shard),

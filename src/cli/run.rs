@@ -9,6 +9,7 @@ use std::time::Duration;
 use acoupi_components::store_duckdb::DuckDbStore;
 use acoupi_engine::registry::Registry;
 use acoupi_engine::runtime::{RunOptions, Station, SystemClock};
+use acoupi_engine::telemetry::{COMPONENT_FIELDS, ErrorSource, Telemetry};
 use clap::Args;
 
 use super::LogFormat;
@@ -29,14 +30,15 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     acoupi_engine::config::values::parse_duration(text)
 }
 
-/// Logging to stderr (human or JSON lines, filtered by `RUST_LOG`, default `info`), plus
-/// the error tally that `metric.station` reports, which sees every ERROR event.
-pub fn init_logging(format: LogFormat) {
-    init_logging_with(format, "info");
+/// Logging to stderr (human or JSON lines, filtered by `RUST_LOG`, default `info`), plus,
+/// given the station's telemetry, its error tally that `metric.station` reports, which
+/// sees every ERROR event.
+pub fn init_logging(format: LogFormat, telemetry: Option<Telemetry>) {
+    init_logging_with(format, "info", telemetry);
 }
 
 /// [`init_logging`] with another filter when `RUST_LOG` is not set.
-pub fn init_logging_with(format: LogFormat, default_filter: &str) {
+pub fn init_logging_with(format: LogFormat, default_filter: &str, telemetry: Option<Telemetry>) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{Layer, fmt};
@@ -57,36 +59,50 @@ pub fn init_logging_with(format: LogFormat, default_filter: &str) {
             .boxed(),
     };
     tracing_subscriber::registry()
-        .with(ErrorTallyLayer)
+        .with(telemetry.map(ErrorTallyLayer))
         .with(output)
         .init();
 }
 
-/// Feeds [`acoupi_engine::error_tally::ERRORS`] with every ERROR event.
-struct ErrorTallyLayer;
+/// Feeds the station's [`Telemetry`] with every ERROR event, by stage and component.
+struct ErrorTallyLayer(Telemetry);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorTallyLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         if *event.metadata().level() != tracing::Level::ERROR {
             return;
         }
-        struct Text(String);
+        #[derive(Default)]
+        struct Text(String, ErrorSource);
         impl tracing::field::Visit for Text {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.record_debug(field, &value);
+                if field.name() == "stage" {
+                    self.1.stage = Some(value.to_string());
+                } else if COMPONENT_FIELDS.contains(&field.name()) {
+                    self.1.component = Some(value.to_string());
+                }
+            }
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
                 let part = if field.name() == "message" {
                     format!("{value:?}")
                 } else {
                     format!("{}={value:?}", field.name())
                 };
+                if field.name() == "stage" {
+                    self.1.stage = Some(format!("{value:?}"));
+                } else if COMPONENT_FIELDS.contains(&field.name()) {
+                    self.1.component = Some(format!("{value:?}"));
+                }
                 if !self.0.is_empty() {
                     self.0.push(' ');
                 }
                 self.0.push_str(&part);
             }
         }
-        let mut text = Text(String::new());
+        let mut text = Text::default();
         event.record(&mut text);
-        acoupi_engine::error_tally::ERRORS.record(text.0);
+        self.0.record_error(text.0, text.1);
     }
 }
 
@@ -95,7 +111,9 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
         Ok(pipeline) => pipeline,
         Err(code) => return code,
     };
-    init_logging(log_format);
+    // One telemetry for every station this run builds: a reload keeps the counts.
+    let telemetry = Telemetry::new();
+    init_logging(log_format, Some(telemetry.clone()));
     let store = match DuckDbStore::open(&pipeline.settings.store_path) {
         Ok(store) => Arc::new(store),
         Err(error) => {
@@ -120,22 +138,23 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
     // The pipeline that ran last without a build error, to fall back on.
     let mut last_good: Option<acoupi_engine::config::Pipeline> = None;
     loop {
-        let mut station = match Station::build(&pipeline, store.clone(), store.clone()) {
-            Ok(station) => station,
-            Err(error) => {
-                tracing::error!("{error}");
-                match last_good.take() {
-                    Some(previous) => {
-                        tracing::error!(
-                            "the reloaded pipeline cannot start; going back to the one that ran"
-                        );
-                        pipeline = previous;
-                        continue;
+        let mut station =
+            match Station::build_with(&pipeline, store.clone(), store.clone(), telemetry.clone()) {
+                Ok(station) => station,
+                Err(error) => {
+                    tracing::error!("{error}");
+                    match last_good.take() {
+                        Some(previous) => {
+                            tracing::error!(
+                                "the reloaded pipeline cannot start; going back to the one that ran"
+                            );
+                            pipeline = previous;
+                            continue;
+                        }
+                        None => return ExitCode::from(super::INVALID),
                     }
-                    None => return ExitCode::from(super::INVALID),
                 }
-            }
-        };
+            };
         tracing::info!(pipeline = %args.pipeline.display(), store = %pipeline.settings.store_path.display(), "{}", pipeline.summary());
         station.recover();
         let next = std::sync::Mutex::new(None);

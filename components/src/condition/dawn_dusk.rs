@@ -174,6 +174,7 @@ mod tests {
             settings: pipeline.settings.clone(),
             instance: instance.name.clone(),
             store: None,
+            telemetry: Default::default(),
         };
         instance.settings.build(&ctx).map_err(|e| e.to_string())
     }

@@ -54,11 +54,14 @@ use acoupi_engine::config::Code;
 use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::{PositiveDuration, invalid};
 use acoupi_engine::data::{Message, Response, ResponseStatus};
+use acoupi_engine::error_chain;
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use reqwest::Url;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserialize, Deserializer};
+
+use crate::shared::secret::Secret;
 
 /// The most of an answer's body kept as a response's content.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -249,18 +252,36 @@ pub enum HeaderSource {
     Secret(SecretHeader),
 }
 
+/// A header value read when the station starts: a [`Secret`] with a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretHeader {
+    pub secret: Secret,
+    /// Text put before the secret, e.g. "Bearer ".
+    pub prefix: String,
+}
+
 /// A header value read when the station starts from an environment variable (`env`) or
 /// from a file only its owner can read (`file`); give one of them.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SecretHeader {
+#[schemars(rename = "SecretHeader")]
+struct SecretHeaderKeys {
     /// The name of the environment variable holding the value.
-    pub env: Option<String>,
+    env: Option<String>,
     /// A file holding the value (relative to the pipeline file), mode 600.
-    pub file: Option<std::path::PathBuf>,
+    file: Option<std::path::PathBuf>,
     /// Text put before the secret, e.g. "Bearer ".
     #[serde(default)]
-    pub prefix: String,
+    prefix: String,
+}
+
+impl JsonSchema for SecretHeader {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        SecretHeaderKeys::schema_name()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        SecretHeaderKeys::json_schema(generator)
+    }
 }
 
 impl<'de> Deserialize<'de> for HeaderSource {
@@ -276,18 +297,14 @@ impl<'de> Deserialize<'de> for HeaderSource {
                 Ok(HeaderSource::Value(text.to_owned()))
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<HeaderSource, A::Error> {
-                let secret = SecretHeader::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                match (&secret.env, &secret.file) {
-                    (Some(env), None) if env.is_empty() || env.contains(['=', '\0']) => {
-                        return Err(de::Error::custom(format!(
-                            "invalid environment variable name `{env}`"
-                        )));
-                    }
-                    (Some(_), None) | (None, Some(_)) => {}
-                    _ => return Err(de::Error::custom("give `env` or `file`, one of them")),
-                }
-                check_header_value(&secret.prefix).map_err(de::Error::custom)?;
-                Ok(HeaderSource::Secret(secret))
+                let keys =
+                    SecretHeaderKeys::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let secret = Secret::from_keys(keys.env, keys.file).map_err(de::Error::custom)?;
+                check_header_value(&keys.prefix).map_err(de::Error::custom)?;
+                Ok(HeaderSource::Secret(SecretHeader {
+                    secret,
+                    prefix: keys.prefix,
+                }))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -355,22 +372,10 @@ impl HttpMessengerConfig {
                 // Credential headers written as text are refused by `check`.
                 HeaderSource::Value(text) => HeaderValue::from_str(text)
                     .map_err(|_| format!("header `{key}`: invalid value"))?,
-                HeaderSource::Secret(SecretHeader { env, file, prefix }) => {
+                HeaderSource::Secret(SecretHeader { secret, prefix }) => {
                     let what = format!("header `{key}`");
-                    let (secret, source) = match (env, file) {
-                        (Some(env), _) => (
-                            crate::shared::secret::from_env(env, &what)?,
-                            format!("environment variable `{env}`"),
-                        ),
-                        (None, Some(file)) => {
-                            let path = ctx.resolve(file);
-                            (
-                                crate::shared::secret::from_file(&path, &what)?,
-                                format!("file `{}`", path.display()),
-                            )
-                        }
-                        (None, None) => return Err(format!("{what}: give `env` or `file`")),
-                    };
+                    let source = secret.source(ctx);
+                    let secret = secret.read(ctx, &what)?;
                     // The message names the source, never its value.
                     let mut value =
                         HeaderValue::from_str(&format!("{prefix}{secret}")).map_err(|_| {
@@ -576,22 +581,6 @@ fn read_body(answer: reqwest::blocking::Response) -> std::io::Result<String> {
         ));
     }
     Ok(text)
-}
-
-/// An error with its causes ("error sending request ...: tcp connect error: Connection
-/// refused"), each cause once.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

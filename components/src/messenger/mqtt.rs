@@ -11,7 +11,7 @@
 //! port = 8883                         # default 1883, or 8883 with `tls`
 //! topic = "acoupi/{deployment}/messages"
 //! username = "station-7"
-//! password_env = "MQTT_PASSWORD"      # the password is read from this variable at start
+//! password = { env = "MQTT_PASSWORD" } # read from this variable at start, or { file = "..." }
 //! tls = { ca = "certs/ca.pem" }       # or `tls = {}` for the system's trusted roots
 //! qos = 1
 //! ```
@@ -44,9 +44,11 @@
 //! drops, rumqttc's queue is emptied (see above), so every publish queued so far counts as
 //! reported.
 //!
-//! Credentials in clear: a password (`password_env`, `password_file`) without `tls` to a
-//! host other than this machine (`localhost`, 127.0.0.0/8, ::1) is refused when the
-//! pipeline is validated, unless `insecure = true` (then a warning names the messenger at
+//! The password is a secret like any other (`password = { env | file }`); `password_env`
+//! and `password_file` are its older spelling, still read.
+//!
+//! Credentials in clear: a password without `tls` to a host other than this machine
+//! (`localhost`, 127.0.0.0/8, ::1) is refused when the pipeline is validated, unless `insecure = true` (then a warning names the messenger at
 //! each start).
 //!
 //! `send` is blocking (the `Messenger` trait runs on the tasks' blocking threads); the
@@ -59,18 +61,20 @@ use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use acoupi_engine::backoff::Backoff;
 use acoupi_engine::component::{Messenger, SendError};
 use acoupi_engine::config::Code;
 use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::PositiveDuration;
 use acoupi_engine::data::{Message, Response, ResponseStatus};
+use acoupi_engine::error_chain;
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, MqttOptions,
     Outgoing, QoS, TlsConfiguration, Transport,
 };
 
-use crate::messenger::http::error_chain;
+use crate::shared::secret::Secret;
 
 /// The first wait before reconnecting, doubled after each failed attempt up to
 /// [`MAX_BACKOFF`].
@@ -111,11 +115,16 @@ pub struct MqttMessengerConfig {
     pub client_id: Option<TopicTemplate>,
     /// The user name, when the broker asks for one.
     pub username: Option<String>,
-    /// The environment variable holding the password (read when the station starts; a
-    /// variable that is not set stops the station from starting). Needs `username`.
+    /// The password, read when the station starts: `{ env = "MQTT_PASSWORD" }` from that
+    /// environment variable (one that is not set stops the station from starting), or
+    /// `{ file = "mqtt-password" }` from a file relative to the pipeline file, readable by
+    /// its owner only (`chmod 600`: a file others can read stops the station from
+    /// starting). Needs `username`.
+    pub password: Option<Secret>,
+    /// The older spelling of `password = { env = "..." }`: the environment variable
+    /// holding the password.
     pub password_env: Option<String>,
-    /// Or a file holding the password (relative to the pipeline file), readable by its
-    /// owner only (`chmod 600`): a file others can read stops the station from starting.
+    /// The older spelling of `password = { file = "..." }`: a file holding the password.
     pub password_file: Option<PathBuf>,
     /// Connect with TLS: `{}` trusts the system's CA certificates, `{ ca = "ca.pem" }`
     /// trusts the CA certificates in that PEM file (relative to the pipeline file).
@@ -281,21 +290,13 @@ impl MqttMessengerConfig {
             .set_keep_alive(self.keep_alive.0)
             .set_clean_session(self.clean_session)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-        if self.username.is_none() && (self.password_env.is_some() || self.password_file.is_some())
-        {
+        if self.username.is_none() && self.password_key().is_some() {
             return Err("a password needs a username".into());
         }
-        let password = match (&self.password_env, &self.password_file) {
-            (Some(_), Some(_)) => return Err("give password_env or password_file, not both".into()),
-            // The messages name the variable or file, never the value.
-            (Some(variable), None) => {
-                Some(crate::shared::secret::from_env(variable, "password_env")?)
-            }
-            (None, Some(file)) => Some(crate::shared::secret::from_file(
-                &ctx.resolve(file),
-                "password_file",
-            )?),
-            (None, None) => None,
+        // The messages name the variable or file, never the value.
+        let password = match self.password_secret()? {
+            Some((secret, key)) => Some(secret.read(ctx, key)?),
+            None => None,
         };
         if let Some(user) = &self.username {
             options.set_credentials(user.clone(), password.unwrap_or_default());
@@ -332,10 +333,37 @@ impl MqttMessengerConfig {
         if self.tls.is_some() || crate::shared::secret::is_loopback_host(&self.host.0) {
             return None;
         }
-        match (&self.password_env, &self.password_file) {
-            (Some(_), _) => Some("password_env"),
-            (None, Some(_)) => Some("password_file"),
-            (None, None) => None,
+        self.password_key()
+    }
+
+    /// The key the password is given with, when it is: `password`, or one of its older
+    /// spellings `password_env` and `password_file`.
+    fn password_key(&self) -> Option<&'static str> {
+        if self.password.is_some() {
+            Some("password")
+        } else if self.password_env.is_some() {
+            Some("password_env")
+        } else if self.password_file.is_some() {
+            Some("password_file")
+        } else {
+            None
+        }
+    }
+
+    /// The password's secret and the key it was given with.
+    fn password_secret(&self) -> Result<Option<(Secret, &'static str)>, String> {
+        match (&self.password, &self.password_env, &self.password_file) {
+            (None, Some(_), Some(_)) => Err("give password_env or password_file, not both".into()),
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(
+                "give `password` or its older spelling (password_env, password_file), not both"
+                    .into(),
+            ),
+            (Some(secret), None, None) => Ok(Some((secret.clone(), "password"))),
+            (None, Some(variable), None) => {
+                Ok(Some((Secret::Env(variable.clone()), "password_env")))
+            }
+            (None, None, Some(file)) => Ok(Some((Secret::File(file.clone()), "password_file"))),
+            (None, None, None) => Ok(None),
         }
     }
 }
@@ -430,7 +458,7 @@ async fn drive(
     events: Sender<LinkEvent>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     loop {
         let polled = tokio::select! {
             _ = &mut stop => return,
@@ -438,7 +466,7 @@ async fn drive(
         };
         let event = match polled {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                backoff = MIN_BACKOFF;
+                backoff.reset();
                 Some(LinkEvent::Connected)
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Some(LinkEvent::Published(pkid)),
@@ -457,19 +485,19 @@ async fn drive(
                     }
                     other => error_chain(other),
                 };
-                tracing::debug!(%reason, retry_in = ?backoff, "MQTT connection down");
+                let wait = backoff.fail();
+                tracing::debug!(%reason, retry_in = ?wait, "MQTT connection down");
                 if events.send(LinkEvent::Down { refused, reason }).is_err() {
                     return;
                 }
                 tokio::select! {
                     _ = &mut stop => return,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
                 // A send that saw the link up just before `Down` may have queued a publish
                 // after rumqttc emptied its queue; it has been told ERROR, so that publish
                 // goes too.
                 forget_queued(&mut eventloop);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 None
             }
         };

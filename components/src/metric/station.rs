@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use acoupi_engine::component::{ComponentError, ComponentResult, MetricSource};
 use acoupi_engine::data::Metric;
-use acoupi_engine::error_tally::{ERRORS, ErrorTally};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use acoupi_engine::store::Store;
+use acoupi_engine::telemetry::Telemetry;
 use chrono::{DateTime, Utc};
 
 /// Report what the station did since the previous heartbeat (recordings, model outputs,
@@ -39,27 +39,27 @@ impl ComponentConfig for StationMetricsConfig {
             .store
             .clone()
             .ok_or("it needs the station's store, which is not open here")?;
-        Ok(Built::Metric(Arc::new(StationMetrics::new(store, &ERRORS))))
+        Ok(Built::Metric(Arc::new(StationMetrics::new(
+            store,
+            ctx.telemetry.clone(),
+        ))))
     }
 }
 
 pub struct StationMetrics {
     store: Arc<dyn Store>,
-    errors: &'static ErrorTally,
+    /// The station's telemetry: its error and audio-gap counts.
+    telemetry: Telemetry,
     /// The end of the previous interval, and the error and audio-gap counts then.
     last: Mutex<(DateTime<Utc>, u64, u64)>,
 }
 
 impl StationMetrics {
-    fn new(store: Arc<dyn Store>, errors: &'static ErrorTally) -> StationMetrics {
+    fn new(store: Arc<dyn Store>, telemetry: Telemetry) -> StationMetrics {
         StationMetrics {
             store,
-            errors,
-            last: Mutex::new((
-                Utc::now(),
-                errors.count(),
-                crate::recorder::microphone::capture::gaps_total(),
-            )),
+            last: Mutex::new((Utc::now(), telemetry.errors(), telemetry.gaps())),
+            telemetry,
         }
     }
 }
@@ -75,8 +75,8 @@ impl MetricSource for StationMetrics {
         let activity = self.store.activity_since(since).map_err(|e| {
             ComponentError::Other(format!("cannot read the station's activity: {e}"))
         })?;
-        let errors = self.errors.count();
-        let gaps = crate::recorder::microphone::capture::gaps_total();
+        let errors = self.telemetry.errors();
+        let gaps = self.telemetry.gaps();
         // Only a successful read moves the interval on: nothing is skipped after an error.
         *last = (now, errors, gaps);
         let mut metrics = vec![
@@ -100,7 +100,7 @@ impl MetricSource for StationMetrics {
                 "count",
             ),
         ];
-        if let Some((when, text)) = self.errors.last() {
+        if let Some((when, text)) = self.telemetry.last_error() {
             metrics.push(Metric::new(
                 "seconds_since_last_error",
                 (now - when).num_milliseconds().max(0) as f64 / 1000.0,
@@ -132,8 +132,8 @@ mod tests {
             StationMetricsConfig {}.build(&ctx),
             Ok(Built::Metric(_))
         ));
-        let errors: &'static ErrorTally = Box::leak(Box::new(ErrorTally::new()));
-        let metric = StationMetrics::new(store.clone(), errors);
+        let errors = Telemetry::new();
+        let metric = StationMetrics::new(store.clone(), errors.clone());
 
         let value = |metrics: &[Metric], name: &str| {
             metrics.iter().find(|m| m.name == name).map(|m| m.value)
@@ -154,8 +154,8 @@ mod tests {
             .store_response(&Response::new(ResponseStatus::Error, waiting))
             .unwrap();
 
-        errors.record("cannot move the file");
-        errors.record("model failed");
+        errors.record_error("cannot move the file", Default::default());
+        errors.record_error("model failed", Default::default());
         let first = metric.measure().unwrap();
         assert_eq!(value(&first, "errors_since_last"), Some(2.0));
         assert!(
@@ -179,6 +179,51 @@ mod tests {
         assert_eq!(value(&second, "detections_since_last"), Some(0.0));
         assert_eq!(value(&second, "unsent_messages"), Some(1.0));
         assert_eq!(value(&second, "errors_since_last"), Some(0.0));
+    }
+
+    #[test]
+    fn two_stations_in_one_process_do_not_share_counts() {
+        use acoupi_engine::runtime::{Job, Station};
+        let source = "[deployment]\nname = \"t\"\n\n\
+            [components.hub]\ntype = \"messenger.http\"\nurl = \"http://127.0.0.1:9/in\"\n\n\
+            [stages.beat]\nkind = \"heartbeat\"\nmessengers = [\"hub\"]\n\
+            metrics = [{ type = \"metric.station\" }]\nschedule = { every = \"5min\" }\n";
+        let station = |dir: &std::path::Path| {
+            let pipeline = acoupi_engine::config::load_str(
+                &dir.join("pipeline.toml"),
+                source,
+                &crate::registry(),
+            )
+            .unwrap();
+            let store = Arc::new(DuckDbStore::open(&pipeline.settings.store_path).unwrap());
+            Station::build(&pipeline, store.clone(), store).unwrap()
+        };
+        let measure = |station: &Station| {
+            let Job::Heartbeat(task) = station.stages[0].job.as_ref() else {
+                panic!("not a heartbeat stage")
+            };
+            let metrics = task.metrics[0].component.measure().unwrap();
+            let value = |name: &str| metrics.iter().find(|m| m.name == name).map(|m| m.value);
+            (
+                value("errors_since_last"),
+                value("audio_gaps_since_last"),
+                value("seconds_since_last_error").is_some(),
+            )
+        };
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (station(dir_a.path()), station(dir_b.path()));
+        a.telemetry.record_error("model failed", Default::default());
+        a.telemetry.record_gap();
+        a.telemetry.record_gap();
+        assert_eq!(measure(&a), (Some(1.0), Some(2.0), true));
+        assert_eq!(
+            measure(&b),
+            (Some(0.0), Some(0.0), false),
+            "the other station saw nothing"
+        );
+        b.telemetry.record_error("cannot send", Default::default());
+        assert_eq!(measure(&a), (Some(0.0), Some(0.0), true));
+        assert_eq!(measure(&b), (Some(1.0), Some(0.0), true));
     }
 
     #[test]

@@ -37,6 +37,8 @@ use acoupi_engine::data::{
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
+use crate::shared::onnx::{self, Outputs};
+
 use crate::shared::audio::{Windows, fill_window, for_each_window, recording_file, resampled_len};
 
 /// Classify fixed-length windows of raw audio with your own ONNX model (input
@@ -172,47 +174,27 @@ impl OnnxClassifier {
         }
         let model_path = ctx.resolve(&config.model);
         let labels_path = ctx.resolve(&config.labels);
-        let labels: Vec<String> = std::fs::read_to_string(&labels_path)
-            .map_err(|e| {
-                format!(
-                    "cannot read the labels file `{}`: {e}",
-                    labels_path.display()
-                )
-            })?
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .map(String::from)
-            .collect();
-        std::fs::metadata(&model_path)
-            .map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
-        let plan = tract_onnx::onnx()
-            .model_for_path(&model_path)
-            .and_then(|model| model.with_input_fact(0, f32::fact([1, window]).into()))
-            .and_then(|model| model.into_optimized())
-            .and_then(|model| model.into_runnable())
-            .map_err(|e| {
-                format!(
-                    "cannot load the model `{}` with input [1, {window}] ({} at {} Hz): {e:#}",
-                    model_path.display(),
-                    config.window,
-                    config.samplerate
-                )
-            })?;
-        let classes = plan.model().output_fact(0).ok().and_then(|fact| {
-            fact.shape
-                .as_concrete()
-                .map(|s| s.iter().product::<usize>())
-        });
-        if classes != Some(labels.len()) {
-            return Err(format!(
-                "the model `{}` gives {} scores but the labels file `{}` has {} labels",
-                model_path.display(),
-                classes.map_or_else(|| "an unknown number of".to_string(), |n| n.to_string()),
-                labels_path.display(),
-                labels.len()
-            ));
-        }
+        let labels = onnx::read_labels(&labels_path).map_err(|e| e.to_string())?;
+        let plan = onnx::load(
+            &model_path,
+            "model",
+            &[1, window],
+            format!(
+                " with input [1, {window}] ({} at {} Hz)",
+                config.window, config.samplerate
+            ),
+        )
+        .and_then(|plan| {
+            onnx::check_labels(
+                &plan,
+                &model_path,
+                Outputs::Scores,
+                &labels_path,
+                labels.len(),
+            )
+            .map(|()| plan)
+        })
+        .map_err(|e| e.to_string())?;
         let name = config.name.clone().unwrap_or_else(|| {
             model_path.file_stem().map_or_else(
                 || "onnx_classifier".to_string(),

@@ -1,5 +1,7 @@
-//! Secrets for messengers (passwords, tokens): read when the station starts from an
-//! environment variable, or from a file that only its owner can read. A secrets file that
+//! Secrets for messengers (passwords, tokens): one [`Secret`] value, `{ env = "NAME" }` or
+//! `{ file = "path" }`, checked while the pipeline is deserialised (so a bad one is
+//! reported at its line) and read when the station starts from the environment variable,
+//! or from a file that only its owner can read. A secrets file that
 //! other users can read is refused, so a token copied with the wrong permissions is
 //! noticed before it leaks; error messages name the variable or file, never the value.
 //!
@@ -13,10 +15,119 @@
 //! - never into a stored Response or a log: URLs there lose their user name, query and
 //!   fragment ([`redact_url`]).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use acoupi_engine::config::Code;
+use acoupi_engine::config::values::invalid;
+use acoupi_engine::registry::BuildContext;
 use reqwest::Url;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, Deserialize, Deserializer};
+
+/// Where a secret is read from when the station starts. Written `{ env = "NAME" }` (an
+/// environment variable) or `{ file = "path" }` (a file relative to the pipeline file,
+/// readable by its owner only: `chmod 600`), one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    /// The secret from its two keys, as written: exactly one of them, and a variable name
+    /// the environment can hold.
+    pub fn from_keys(env: Option<String>, file: Option<PathBuf>) -> Result<Secret, String> {
+        match (env, file) {
+            (Some(env), None) if env.is_empty() || env.contains(['=', '\0']) => {
+                Err(format!("invalid environment variable name `{env}`"))
+            }
+            (Some(env), None) => Ok(Secret::Env(env)),
+            (None, Some(file)) if file.as_os_str().is_empty() => {
+                Err("the secrets file name is empty".into())
+            }
+            (None, Some(file)) => Ok(Secret::File(file)),
+            _ => Err("give `env` or `file`, one of them".into()),
+        }
+    }
+
+    /// Reads the secret now, for `what` (the key that holds it, named in errors, which
+    /// never show the value); a file is resolved against the pipeline file.
+    pub fn read(&self, ctx: &BuildContext, what: &str) -> Result<String, String> {
+        match self {
+            Secret::Env(name) => from_env(name, what),
+            Secret::File(file) => from_file(&ctx.resolve(file), what),
+        }
+    }
+
+    /// Where it is read from, for messages: "environment variable `X`", "file `path`".
+    pub fn source(&self, ctx: &BuildContext) -> String {
+        match self {
+            Secret::Env(name) => format!("environment variable `{name}`"),
+            Secret::File(file) => format!("file `{}`", ctx.resolve(file).display()),
+        }
+    }
+}
+
+/// A secret's keys as written (and their descriptions in the schema).
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SecretKeys {
+    /// The name of the environment variable holding the secret.
+    env: Option<String>,
+    /// A file holding the secret (relative to the pipeline file), mode 600.
+    file: Option<PathBuf>,
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Secret;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table `{ env = \"NAME\" }` or `{ file = \"path\" }`")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Secret, E> {
+                Err(invalid(
+                    Code::SecretInPipeline,
+                    "a password or token is never written in the pipeline file: read it with `{ env = \"NAME\" }` or `{ file = \"path\" }` (a file only its owner can read)",
+                ))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Secret, A::Error> {
+                let keys = SecretKeys::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Secret::from_keys(keys.env, keys.file).map_err(de::Error::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for Secret {
+    fn schema_name() -> Cow<'static, str> {
+        "Secret".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Read when the station starts: `{ env = \"NAME\" }` (an environment variable) or `{ file = \"path\" }` (a file relative to the pipeline file, mode 600).",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "properties": { "env": { "type": "string", "minLength": 1, "description": "The name of the environment variable holding the secret." } },
+                    "required": ["env"],
+                    "additionalProperties": false
+                },
+                {
+                    "type": "object",
+                    "properties": { "file": { "type": "string", "minLength": 1, "description": "A file holding the secret (relative to the pipeline file), mode 600." } },
+                    "required": ["file"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
 
 /// The value of environment variable `name`, for `what` (e.g. "password_env").
 pub fn from_env(name: &str, what: &str) -> Result<String, String> {
@@ -169,6 +280,37 @@ mod tests {
         }
         let missing = from_file(&dir.path().join("nope"), "password_file").unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
+    }
+
+    #[test]
+    fn a_secret_is_one_of_env_or_file() {
+        let secret = |json: &str| serde_json::from_str::<Secret>(json).map_err(|e| e.to_string());
+        assert_eq!(
+            secret(r#"{"env": "TOKEN"}"#),
+            Ok(Secret::Env("TOKEN".into()))
+        );
+        assert_eq!(
+            secret(r#"{"file": "token"}"#),
+            Ok(Secret::File("token".into()))
+        );
+        for (bad, says) in [
+            (
+                r#"{"env": "T", "file": "t"}"#,
+                "give `env` or `file`, one of them",
+            ),
+            ("{}", "give `env` or `file`, one of them"),
+            (r#"{"env": ""}"#, "invalid environment variable name"),
+            (
+                r#"{"env": "A=B"}"#,
+                "invalid environment variable name `A=B`",
+            ),
+            (r#"{"file": ""}"#, "the secrets file name is empty"),
+            (r#"{"value": "x"}"#, "unknown field `value`"),
+            (r#""s3cret""#, "never written in the pipeline file"),
+        ] {
+            let error = secret(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 
     #[test]

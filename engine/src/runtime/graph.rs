@@ -522,6 +522,7 @@ mod tests {
         );
         Station {
             backlog: Vec::new(),
+            telemetry: crate::telemetry::Telemetry::new(),
             settings,
             stages: vec![
                 StageRun {

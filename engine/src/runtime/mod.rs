@@ -23,6 +23,7 @@ use crate::store::{MessageStore, Store, StoreError};
 use crate::tasks::{
     DetectionTask, HeartbeatTask, ManagementTask, MessagingTask, Named, RecordingTask, SummaryTask,
 };
+use crate::telemetry::Telemetry;
 
 /// A stage's task, ready to run.
 pub enum Job {
@@ -74,6 +75,8 @@ pub struct Station {
     pub settings: Settings,
     pub stages: Vec<StageRun>,
     pub store: Arc<dyn Store>,
+    /// The station's own counts, shared with its components (see [`crate::telemetry`]).
+    pub telemetry: Telemetry,
     /// Recordings to analyse before anything else, per detection stage (by index), found
     /// by [`Station::recover`].
     pub backlog: Vec<(usize, Vec<crate::data::Recording>)>,
@@ -81,14 +84,25 @@ pub struct Station {
 
 impl Station {
     /// Builds every component (reporting every failure, not just the first), stores the
-    /// deployment and creates the temp folder.
+    /// deployment and creates the temp folder. The station gets a telemetry of its own.
     pub fn build(
         pipeline: &Pipeline,
         store: Arc<dyn Store>,
         message_store: Arc<dyn MessageStore>,
     ) -> Result<Station, StartError> {
+        Station::build_with(pipeline, store, message_store, Telemetry::new())
+    }
+
+    /// [`Station::build`] with this telemetry (the one the CLI's logging layer feeds, kept
+    /// across reloads of the pipeline).
+    pub fn build_with(
+        pipeline: &Pipeline,
+        store: Arc<dyn Store>,
+        message_store: Arc<dyn MessageStore>,
+        telemetry: Telemetry,
+    ) -> Result<Station, StartError> {
         let settings = pipeline.settings.clone();
-        let built = build_components(pipeline, &store, |_| true)?;
+        let built = build_components(pipeline, &store, &telemetry, |_| true)?;
         let parts = Parts {
             pipeline,
             built: &built,
@@ -216,6 +230,7 @@ impl Station {
             settings,
             stages,
             store,
+            telemetry,
             backlog: Vec::new(),
         })
     }
@@ -286,7 +301,9 @@ pub fn build_detection_tasks(
         })
         .flatten()
         .collect();
-    let built = build_components(pipeline, &store, |id| wanted.contains(&id))?;
+    let built = build_components(pipeline, &store, &Telemetry::new(), |id| {
+        wanted.contains(&id)
+    })?;
     let parts = Parts {
         pipeline,
         built: &built,
@@ -302,6 +319,7 @@ pub fn build_detection_tasks(
 fn build_components(
     pipeline: &Pipeline,
     store: &Arc<dyn Store>,
+    telemetry: &Telemetry,
     wanted: impl Fn(usize) -> bool,
 ) -> Result<Vec<Option<Built>>, StartError> {
     let mut built = Vec::with_capacity(pipeline.components.len());
@@ -315,6 +333,7 @@ fn build_components(
             settings: pipeline.settings.clone(),
             instance: instance.name.clone(),
             store: Some(store.clone()),
+            telemetry: telemetry.clone(),
         };
         match instance.settings.build(&ctx) {
             Ok(component) => built.push(Some(component)),

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Named;
+use crate::backoff::Backoff;
 use crate::component::Messenger;
 use crate::config::pipeline::MessageOrder;
 use crate::data::ResponseStatus;
@@ -59,10 +60,7 @@ pub struct MessagingReport {
 
 /// When a message rejected `count` times may be tried again.
 pub fn next_attempt(rejection: &Rejection) -> DateTime<Utc> {
-    let doublings = rejection.count.saturating_sub(1).min(20);
-    let wait = FIRST_BACKOFF
-        .saturating_mul(1 << doublings)
-        .min(MAX_BACKOFF);
+    let wait = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF).wait_after(rejection.count);
     rejection.last + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)
 }
 

@@ -454,7 +454,39 @@ fn a_refused_login_is_failed_with_the_reason_and_the_right_password_succeeds() {
             error.contains("password_file") && error.contains("chmod 600"),
             "{error}"
         );
+        // The one spelling of a secret, `password = { file = ... }`, reads the same file.
+        let secret = format!(
+            "host = \"127.0.0.1\"\nport = {}\nusername = \"station\"\npassword = {{ file = \"{}\" }}",
+            broker.port,
+            file.display()
+        );
+        let error = build(&secret).err().unwrap();
+        assert!(
+            error.contains("password: ") && error.contains("chmod 600"),
+            "{error}"
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let accepted = send(build(&secret).unwrap().as_ref(), "hello");
+        assert_eq!(
+            accepted.status,
+            ResponseStatus::Success,
+            "{:?}",
+            accepted.content
+        );
     }
+
+    // And `password = { env = ... }`, like the older `password_env`.
+    let secret = format!(
+        "host = \"127.0.0.1\"\nport = {}\nusername = \"station\"\npassword = {{ env = \"ACOUPI_TEST_MQTT_GOOD\" }}",
+        broker.port
+    );
+    let accepted = send(build(&secret).unwrap().as_ref(), "hello");
+    assert_eq!(
+        accepted.status,
+        ResponseStatus::Success,
+        "{:?}",
+        accepted.content
+    );
 }
 
 #[test]
@@ -595,6 +627,18 @@ fn configuration_mistakes_are_reported_when_the_file_is_read_or_the_station_star
             "the password would be sent in clear",
         ),
         (
+            "host = \"example.org\"\nusername = \"u\"\npassword = { env = \"X\" }",
+            "the password would be sent in clear",
+        ),
+        (
+            "host = \"example.org\"\ninsecure = true\nusername = \"u\"\npassword = { env = \"X\" }\npassword_env = \"X\"",
+            "give `password` or its older spelling (password_env, password_file), not both",
+        ),
+        (
+            "host = \"example.org\"\ninsecure = true\nusername = \"u\"\npassword = { env = \"A=B\" }",
+            "invalid environment variable name `A=B`",
+        ),
+        (
             "host = \"example.org\"\ntls = { ca = \"missing-ca.pem\" }",
             "cannot read the CA file `/station/missing-ca.pem`",
         ),
@@ -646,6 +690,7 @@ fn a_heartbeat_reaches_the_broker_with_every_configured_metric_and_its_unit() {
             settings: pipeline.settings.clone(),
             instance: instance.name.clone(),
             store: Some(store.clone()),
+            telemetry: Default::default(),
         };
         match instance.settings.build(&ctx).unwrap() {
             Built::Messenger(m) => messengers.push(Named::new(instance.name.clone(), m)),
@@ -717,6 +762,16 @@ fn a_password_in_clear_to_another_machine_is_refused_at_its_line_unless_insecure
             "/station/pipeline.toml",
         )
     };
+    // The only problem of `component`, and where it points.
+    let only_problem = |component: &str| {
+        let errors = load(component).unwrap_err();
+        assert_eq!(errors.problems.len(), 1, "{errors}");
+        let at = line_col(
+            &errors.source,
+            errors.problems[0].span.clone().unwrap().start,
+        );
+        (errors, at)
+    };
     // The component's keys start on line 6.
     for (component, key_line) in [
         (
@@ -727,12 +782,14 @@ fn a_password_in_clear_to_another_machine_is_refused_at_its_line_unless_insecure
             "host = \"192.168.1.20\"\nusername = \"station\"\npassword_file = \"secret\"",
             8,
         ),
+        (
+            "host = \"192.168.1.20\"\nusername = \"station\"\npassword = { file = \"secret\" }",
+            8,
+        ),
     ] {
-        let errors = load(component).unwrap_err();
-        assert_eq!(errors.problems.len(), 1, "{errors}");
+        let (errors, at) = only_problem(component);
         let problem = &errors.problems[0];
         assert_eq!(problem.code, Code::CredentialsInClear, "{errors}");
-        let at = line_col(&errors.source, problem.span.clone().unwrap().start);
         assert_eq!(
             at,
             (key_line, 1),
@@ -747,6 +804,21 @@ fn a_password_in_clear_to_another_machine_is_refused_at_its_line_unless_insecure
                     .contains("insecure = true"),
             "{errors}"
         );
+    }
+    // A bad secret is reported at its own line, while the pipeline is validated.
+    for (component, says) in [
+        (
+            "host = \"localhost\"\nusername = \"station\"\npassword = { env = \"A=B\" }",
+            "invalid environment variable name `A=B`",
+        ),
+        (
+            "host = \"localhost\"\nusername = \"station\"\npassword = \"s3cret\"",
+            "never written in the pipeline file",
+        ),
+    ] {
+        let (errors, at) = only_problem(component);
+        assert!(errors.problems[0].message.contains(says), "{errors}");
+        assert_eq!(at.0, 8, "the problem points at the password: {errors}");
     }
     for passes in [
         "host = \"mqtt.example.org\"\nusername = \"station\"\npassword_env = \"X\"\ntls = {}",

@@ -62,6 +62,7 @@ use crate::model::batdetect2::spectrogram::{
     COLUMNS_PER_PIXEL, HEIGHT, SAMPLE_RATE, Spectrogram, SpectrogramMaker, padded_width,
 };
 use crate::shared::audio::{Windows, for_each_window, recording_file};
+use crate::shared::onnx;
 
 /// STFT hop and the samples before the first hop, at 256 kHz (for pixel → time).
 const HOP: f64 = 128.0;
@@ -177,24 +178,8 @@ struct Network {
 
 impl Network {
     fn load(model_path: &Path, labels_path: &Path, width: usize) -> Result<Network, String> {
-        let labels: Vec<String> = std::fs::read_to_string(labels_path)
-            .map_err(|e| {
-                format!(
-                    "cannot read the labels file `{}`: {e}",
-                    labels_path.display()
-                )
-            })?
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .map(String::from)
-            .collect();
-        // Checked first so that a missing file is reported as such, with its path.
-        std::fs::metadata(model_path)
-            .map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
-        let model = tract_onnx::onnx()
-            .model_for_path(model_path)
-            .map_err(|e| format!("cannot load the model `{}`: {e:#}", model_path.display()))?;
+        let labels = onnx::read_labels(labels_path).map_err(|e| e.to_string())?;
+        let model = onnx::parse(model_path, "model").map_err(|e| e.to_string())?;
         let network = Network {
             path: model_path.to_path_buf(),
             model,

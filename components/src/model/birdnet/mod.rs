@@ -47,6 +47,7 @@ use crate::model::birdnet::range::{
     BUNDLED_RANGE_MODEL, DEFAULT_RANGE_THRESHOLD, RangeModel, week_48,
 };
 use crate::shared::audio::{Windows, fill_window, for_each_window, recording_file, resampled_len};
+use crate::shared::onnx::{self, OnnxError, Outputs};
 
 /// The sample rate the network expects.
 const SAMPLE_RATE: u32 = 48_000;
@@ -173,41 +174,20 @@ impl Label {
 }
 
 impl Network {
-    fn load(model_path: &Path, labels_path: &Path) -> Result<Network, String> {
-        let labels: Vec<Label> = std::fs::read_to_string(labels_path)
-            .map_err(|e| {
-                format!(
-                    "cannot read the labels file `{}`: {e}",
-                    labels_path.display()
-                )
-            })?
-            .lines()
-            .filter(|line| !line.trim().is_empty())
+    fn load(model_path: &Path, labels_path: &Path) -> Result<Network, OnnxError> {
+        let labels: Vec<Label> = onnx::read_labels(labels_path)?
+            .iter()
+            .map(String::as_str)
             .map(Label::parse)
             .collect();
-        // Checked first so that a missing file is reported as such, with its path.
-        std::fs::metadata(model_path)
-            .map_err(|e| format!("cannot read the model file `{}`: {e}", model_path.display()))?;
-        let plan = tract_onnx::onnx()
-            .model_for_path(model_path)
-            .and_then(|model| model.with_input_fact(0, f32::fact([1, CHUNK_SAMPLES]).into()))
-            .and_then(|model| model.into_optimized())
-            .and_then(|model| model.into_runnable())
-            .map_err(|e| format!("cannot load the model `{}`: {e:#}", model_path.display()))?;
-        let classes = plan.model().output_fact(0).ok().and_then(|fact| {
-            fact.shape
-                .as_concrete()
-                .map(|s| s.iter().product::<usize>())
-        });
-        if classes != Some(labels.len()) {
-            return Err(format!(
-                "the model `{}` has {} classes but the labels file `{}` has {} labels",
-                model_path.display(),
-                classes.map_or_else(|| "an unknown number of".to_string(), |n| n.to_string()),
-                labels_path.display(),
-                labels.len()
-            ));
-        }
+        let plan = onnx::load(model_path, "model", &[1, CHUNK_SAMPLES], "")?;
+        onnx::check_labels(
+            &plan,
+            model_path,
+            Outputs::Classes,
+            labels_path,
+            labels.len(),
+        )?;
         Ok(Network { plan, labels })
     }
 
@@ -288,7 +268,8 @@ impl BirdnetModel {
         let network = Network::load(
             &path(&config.model, BUNDLED_MODEL),
             &path(&config.labels, BUNDLED_LABELS),
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         let allowed = allowed_classes(&network.labels, config.include.as_deref(), &config.exclude)?;
         let range = match &config.range_filter {
             None => None,
@@ -298,7 +279,8 @@ impl BirdnetModel {
                 else {
                     return Err("range_filter needs the station's position: set `latitude` and `longitude` in [deployment]".into());
                 };
-                let model = RangeModel::load(&path(&filter.model, BUNDLED_RANGE_MODEL))?;
+                let model = RangeModel::load(&path(&filter.model, BUNDLED_RANGE_MODEL))
+                    .map_err(|e| e.to_string())?;
                 if model.species() != network.labels.len() {
                     return Err(format!(
                         "the range model scores {} species but BirdNET has {} classes",

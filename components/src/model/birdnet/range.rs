@@ -19,6 +19,8 @@ use std::path::Path;
 use chrono::{Datelike, NaiveDate};
 use tract_onnx::prelude::*;
 
+use crate::shared::onnx::{self, OnnxError};
+
 /// The bundled model, located from where this crate was compiled.
 pub const BUNDLED_RANGE_MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -34,30 +36,9 @@ pub struct RangeModel {
 }
 
 impl RangeModel {
-    pub fn load(path: &Path) -> Result<RangeModel, String> {
-        std::fs::metadata(path)
-            .map_err(|e| format!("cannot read the range model file `{}`: {e}", path.display()))?;
-        let plan = tract_onnx::onnx()
-            .model_for_path(path)
-            .and_then(|model| model.with_input_fact(0, f32::fact([1, 3]).into()))
-            .and_then(|model| model.into_optimized())
-            .and_then(|model| model.into_runnable())
-            .map_err(|e| format!("cannot load the range model `{}`: {e:#}", path.display()))?;
-        let species = plan
-            .model()
-            .output_fact(0)
-            .ok()
-            .and_then(|fact| {
-                fact.shape
-                    .as_concrete()
-                    .map(|s| s.iter().product::<usize>())
-            })
-            .ok_or_else(|| {
-                format!(
-                    "the range model `{}` has no fixed output size",
-                    path.display()
-                )
-            })?;
+    pub fn load(path: &Path) -> Result<RangeModel, OnnxError> {
+        let plan = onnx::load(path, "range model", &[1, 3], "")?;
+        let species = onnx::fixed_output_size(&plan, path, "range model")?;
         Ok(RangeModel { plan, species })
     }
 

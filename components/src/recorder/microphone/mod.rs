@@ -1,5 +1,6 @@
 //! `recorder.microphone`: records from a live input device (a USB microphone, an
-//! AudioMoth, any ALSA input) through cpal; see [`crate::recorder::microphone::capture`] for the capture.
+//! AudioMoth, any ALSA input) through cpal: [`devices`] finds the device, [`stream`] runs
+//! the capture and [`chunker`] cuts it into recordings.
 //!
 //! A device that fails (unplugged, a broken cable, a stream that stopped delivering) is
 //! retried with backoff: after a failure, triggers are answered at once with an error
@@ -7,20 +8,24 @@
 //! first success logs how long the microphone was gone. The other stages never wait on
 //! it.
 
-pub mod capture;
+pub mod chunker;
+pub mod devices;
+pub mod stream;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use acoupi_engine::backoff::Backoff;
 use acoupi_engine::component::{ComponentError, ComponentResult, Recorder};
 use acoupi_engine::config::values::RecordingDuration;
 use acoupi_engine::data::{Deployment, Recording};
 use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::telemetry::Telemetry;
 
-use crate::recorder::microphone::capture::{
-    Capture, CaptureSpec, Chunk, OpenedDevice, WavFormat, open_device,
-};
+use crate::recorder::microphone::chunker::{Chunk, WavFormat};
+use crate::recorder::microphone::devices::{OpenedDevice, open_device};
+use crate::recorder::microphone::stream::{Capture, CaptureSpec};
 
 /// Record from a microphone (USB microphone, AudioMoth, any ALSA input) with cpal: one
 /// recording of `duration` per trigger, written as WAV into the temp folder. With
@@ -125,7 +130,7 @@ impl ComponentConfig for MicrophoneRecorderConfig {
 
     /// Checks now that the device exists and supports the rate and channels, so a station
     /// with the wrong microphone plugged in stops at start with the reason.
-    fn build(&self, _ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         let spec = self.spec()?;
         let opened = open_device(&spec).map_err(|e| e.to_string())?;
         tracing::info!(device = %opened.name, format = %opened.sample_format, samplerate = spec.samplerate, channels = spec.channels, continuous = self.continuous, "microphone found");
@@ -135,6 +140,7 @@ impl ComponentConfig for MicrophoneRecorderConfig {
             continuous: self.continuous,
             capture: Mutex::new(None),
             retry: Mutex::new(Retry::default()),
+            telemetry: ctx.telemetry.clone(),
         })))
     }
 }
@@ -148,6 +154,8 @@ pub struct MicrophoneRecorder {
     /// The open stream in continuous mode.
     capture: Mutex<Option<Capture>>,
     retry: Mutex<Retry>,
+    /// The station's telemetry: each stream counts its gaps there.
+    telemetry: Telemetry,
 }
 
 /// The first wait after a failure, and the longest.
@@ -155,16 +163,24 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(60);
 
 /// The backoff after failures of the device.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Retry {
-    /// Failed attempts in a row.
-    failures: u32,
-    /// The wait after the last failure (doubling).
-    wait: Duration,
+    /// Failed attempts in a row and the wait they earn.
+    backoff: Backoff,
     /// No attempt before this.
     next: Option<Instant>,
     /// When the first failure in a row happened.
     since: Option<Instant>,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            backoff: Backoff::new(FIRST_RETRY, LAST_RETRY),
+            next: None,
+            since: None,
+        }
+    }
 }
 
 impl Retry {
@@ -173,26 +189,23 @@ impl Retry {
         let next = self.next.filter(|next| now < *next)?;
         Some(ComponentError::Other(format!(
             "the microphone `{device}` is unavailable ({} failed attempts); next attempt in {:.1} s",
-            self.failures,
+            self.backoff.failures(),
             (next - now).as_secs_f64()
         )))
     }
 
     fn failed(&mut self, now: Instant) -> Duration {
-        self.failures += 1;
-        self.wait = if self.wait.is_zero() {
-            FIRST_RETRY
-        } else {
-            (self.wait * 2).min(LAST_RETRY)
-        };
-        self.next = Some(now + self.wait);
+        let wait = self.backoff.fail();
+        self.next = Some(now + wait);
         self.since.get_or_insert(now);
-        self.wait
+        wait
     }
 
     /// Clears the backoff; how long the device was gone, when it was.
     fn succeeded(&mut self, now: Instant) -> Option<(u32, Duration)> {
-        let gone = self.since.map(|since| (self.failures, now - since));
+        let gone = self
+            .since
+            .map(|since| (self.backoff.failures(), now - since));
         *self = Retry::default();
         gone
     }
@@ -241,8 +254,8 @@ impl MicrophoneRecorder {
 
     fn take_chunk(&self) -> ComponentResult<Chunk> {
         if !self.continuous {
-            let capture =
-                Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
+            let capture = Capture::start(&self.device, &self.spec, &self.telemetry)
+                .map_err(|e| self.audio_error(e))?;
             let (chunk, _) = capture
                 .next_chunk(self.timeout())
                 .map_err(|e| self.audio_error(e))?;
@@ -264,8 +277,8 @@ impl MicrophoneRecorder {
             *slot = None;
         }
         if slot.is_none() {
-            let capture =
-                Capture::start(&self.device, &self.spec).map_err(|e| self.audio_error(e))?;
+            let capture = Capture::start(&self.device, &self.spec, &self.telemetry)
+                .map_err(|e| self.audio_error(e))?;
             tracing::info!(device = %capture.device_name, format = %capture.sample_format, "microphone stream open (continuous)");
             *slot = Some(capture);
         }
