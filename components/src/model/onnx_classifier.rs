@@ -30,11 +30,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
+use acoupi_engine::config::Code;
+use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::{DurationUpTo, Score};
 use acoupi_engine::data::{
     BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
 };
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
 use crate::shared::audio::{Windows, fill_window, for_each_window, recording_file, resampled_len};
@@ -134,10 +136,45 @@ impl Activation {
     }
 }
 
+impl OnnxClassifierConfig {
+    /// A duration in samples at the model's rate.
+    fn samples(&self, duration: std::time::Duration) -> usize {
+        (duration.as_secs_f64() * f64::from(self.samplerate)).round() as usize
+    }
+}
+
 impl ComponentConfig for OnnxClassifierConfig {
     const KIND: &'static str = "model.onnx_classifier";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn check(&self) -> Vec<KeyProblem> {
+        let mut problems = Vec::new();
+        if self.samplerate == 0 {
+            problems.push(KeyProblem::new(
+                &["samplerate"],
+                Code::OutOfRange,
+                "samplerate must be at least 1",
+            ));
+        } else if self.samples(self.overlap.0) >= self.samples(self.window.0) {
+            problems.push(KeyProblem::new(
+                &["overlap"],
+                Code::OutOfRange,
+                format!(
+                    "overlap ({}) must be shorter than the window ({})",
+                    self.overlap, self.window
+                ),
+            ));
+        }
+        if self.tag_key.trim().is_empty() {
+            problems.push(KeyProblem::new(
+                &["tag_key"],
+                Code::InvalidValue,
+                "tag_key is empty",
+            ));
+        }
+        problems
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::Model(Arc::new(OnnxClassifier::load(self, ctx)?)))
     }
 }
@@ -161,15 +198,6 @@ impl OnnxClassifier {
             (config.window.0.as_secs_f64() * f64::from(config.samplerate)).round() as usize;
         let overlap =
             (config.overlap.0.as_secs_f64() * f64::from(config.samplerate)).round() as usize;
-        if overlap >= window {
-            return Err(format!(
-                "overlap ({}) must be shorter than the window ({})",
-                config.overlap, config.window
-            ));
-        }
-        if config.tag_key.trim().is_empty() {
-            return Err("tag_key is empty".into());
-        }
         let model_path = ctx.resolve(&config.model);
         let labels_path = ctx.resolve(&config.labels);
         let labels: Vec<String> = std::fs::read_to_string(&labels_path)
@@ -225,7 +253,7 @@ impl OnnxClassifier {
             labels,
             samplerate: config.samplerate,
             window,
-            step: window - overlap,
+            step: window.saturating_sub(overlap).max(1),
             min_tail: ((config.min_tail.0 * window as f64).ceil() as usize).max(1),
             activation: config.activation,
             min_confidence: config.min_confidence.0,
@@ -421,9 +449,9 @@ mod tests {
             err.contains("gives 6522 scores") && err.contains("has 3 labels"),
             "{err}"
         );
-        let err = OnnxClassifier::load(&config(r#", "overlap": "3s""#), &ctx)
-            .err()
-            .unwrap();
+        let problems = config(r#", "overlap": "3s""#).check();
+        let err = &problems[0].message;
+        assert_eq!(problems[0].key, ["overlap"]);
         assert!(err.contains("overlap"), "{err}");
         let mut missing = config("");
         missing.model = "nowhere.onnx".into();
