@@ -62,7 +62,9 @@ use std::time::{Duration, Instant};
 use acoupi_engine::component::{Messenger, SendError};
 use acoupi_engine::config::Code;
 use acoupi_engine::config::diagnostics::KeyProblem;
-use acoupi_engine::config::values::{BoundedDuration, DurationAtLeast, PositiveDuration, invalid};
+use acoupi_engine::config::values::{
+    BoundedDuration, DurationAtLeast, HumanDuration, PositiveDuration, invalid,
+};
 use acoupi_engine::data::{Message, Response, ResponseStatus};
 use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use rumqttc::{
@@ -129,7 +131,10 @@ pub struct MqttMessengerConfig {
     #[serde(default)]
     pub retain: bool,
     /// How often the client pings an idle broker; at least 1 s.
-    #[serde(default = "default_keep_alive")]
+    #[serde(
+        default = "default_keep_alive",
+        deserialize_with = "keep_alive_at_least_1s"
+    )]
     #[schemars(default = "default_keep_alive_text")]
     pub keep_alive: DurationAtLeast<1000>,
     /// Start a clean session on each connection (the broker forgets subscriptions and
@@ -173,6 +178,21 @@ fn qos_0_to_2<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
             format!("qos must be 0, 1 or 2, not {other}"),
         )),
     }
+}
+fn keep_alive_at_least_1s<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<DurationAtLeast<1000>, D::Error> {
+    let HumanDuration(keep_alive) = serde::Deserialize::deserialize(d)?;
+    if keep_alive < DurationAtLeast::<1000>::MIN {
+        return Err(invalid(
+            Code::OutOfRange,
+            format!(
+                "keep_alive must be at least 1 s, not {}",
+                HumanDuration(keep_alive)
+            ),
+        ));
+    }
+    Ok(BoundedDuration(keep_alive))
 }
 fn default_keep_alive() -> DurationAtLeast<1000> {
     BoundedDuration(Duration::from_secs(30))

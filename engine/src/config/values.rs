@@ -683,6 +683,16 @@ mod tests {
         assert!(de::<RecordingDuration>("\"0s\"").is_err_and(|e| e.contains("greater than zero")));
         assert!(de::<RecordingDuration>("\"61min\"").is_err_and(|e| e.contains("at most 1h")));
         assert_eq!(RecordingDuration::schema_name(), "DurationUpTo1h");
+        assert_eq!(PositiveDuration::schema_name(), "PositiveDuration");
+        assert!(
+            de::<DurationAtLeast<1000>>("\"500ms\"")
+                .is_err_and(|e| e.contains("too short: at least 1s"))
+        );
+        assert_eq!(
+            de::<DurationAtLeast<1000>>("\"1s\"").map(|d| d.0),
+            Ok(Duration::from_secs(1))
+        );
+        assert_eq!(DurationAtLeast::<1000>::schema_name(), "DurationAtLeast1s");
     }
 
     #[test]
@@ -712,6 +722,54 @@ mod tests {
         assert!(de::<Hertz>("0").is_err());
         assert!(de::<NonEmpty<u32>>("[]").is_err_and(|e| e.contains("at least one")));
         assert_eq!(de::<NonEmpty<u32>>("[1]").map(|l| l.0), Ok(vec![1]));
+        assert!(de::<TimeExpansion>("0.0").is_err_and(|e| e.contains("greater than 0")));
+        assert!(de::<TimeExpansion>("inf").is_err());
+        assert!(de::<Score>("nan").is_err());
+        assert_eq!(de::<TimeExpansion>("10").map(|t| t.0), Ok(10.0));
+    }
+
+    #[test]
+    fn bounds_in_words_and_schema() {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let words = |lower, upper| check_f64(5.0, lower, upper, "x").unwrap_err();
+        assert_eq!(
+            words(Included(0.0), Excluded(3.0)),
+            "x 5 is out of range: must be at least 0 and below 3"
+        );
+        assert_eq!(
+            words(Unbounded, Included(0.0)),
+            "x 5 is out of range: must be at most 0"
+        );
+        assert_eq!(
+            words(Included(6.0), Included(9.0)),
+            "x 5 is out of range: must be between 6 and 9"
+        );
+        let schema = f64_schema(Excluded(0.0), Excluded(3.0), "").to_value();
+        assert_eq!(
+            schema,
+            serde_json::json!({ "type": "number", "exclusiveMinimum": 0.0, "exclusiveMaximum": 3.0 })
+        );
+    }
+
+    #[test]
+    fn counts_of_at_least_one() {
+        #[derive(Debug, serde::Deserialize)]
+        struct W {
+            #[serde(deserialize_with = "k")]
+            v: std::num::NonZeroUsize,
+        }
+        fn k<'de, D: Deserializer<'de>>(d: D) -> Result<std::num::NonZeroUsize, D::Error> {
+            nonzero::<_, usize, _>(d, "k must be at least 1")
+        }
+        assert_eq!(
+            toml::from_str::<W>("v = 2").map(|w| w.v.get()).ok(),
+            Some(2)
+        );
+        let error = toml::from_str::<W>("v = 0").unwrap_err();
+        assert_eq!(
+            Code::split(error.message()),
+            (Code::OutOfRange, "k must be at least 1".into())
+        );
     }
 
     #[test]
