@@ -175,7 +175,17 @@ impl ComponentConfig for OnnxClassifierConfig {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
-        Ok(Built::Model(Arc::new(OnnxClassifier::load(self, ctx)?)))
+        let model = OnnxClassifier::load(self, ctx).map_err(|reason| {
+            crate::model::at_file_field(
+                reason,
+                ctx,
+                &[
+                    ("model", Some(self.model.as_path())),
+                    ("labels", Some(self.labels.as_path())),
+                ],
+            )
+        })?;
+        Ok(Built::Model(Arc::new(model)))
     }
 }
 

@@ -159,7 +159,17 @@ impl ComponentConfig for BatDetect2ModelConfig {
     const KIND: &'static str = "model.batdetect2";
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
-        Ok(Built::Model(Arc::new(BatDetect2Model::load(self, ctx)?)))
+        let model = BatDetect2Model::load(self, ctx).map_err(|reason| {
+            crate::model::at_file_field(
+                reason,
+                ctx,
+                &[
+                    ("model", self.model.as_deref()),
+                    ("labels", self.labels.as_deref()),
+                ],
+            )
+        })?;
+        Ok(Built::Model(Arc::new(model)))
     }
 }
 

@@ -153,7 +153,19 @@ impl ComponentConfig for BirdnetModelConfig {
     const KIND: &'static str = "model.birdnet";
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
-        Ok(Built::Model(Arc::new(BirdnetModel::load(self, ctx)?)))
+        let model = BirdnetModel::load(self, ctx).map_err(|reason| {
+            let range = self.range_filter.as_ref().and_then(|f| f.model.as_deref());
+            crate::model::at_file_field(
+                reason,
+                ctx,
+                &[
+                    ("model", self.model.as_deref()),
+                    ("labels", self.labels.as_deref()),
+                    ("range_filter", range),
+                ],
+            )
+        })?;
+        Ok(Built::Model(Arc::new(model)))
     }
 }
 
