@@ -67,7 +67,7 @@ pub struct DetectionMessageConfig {
     /// model's sensitivity).
     #[serde(default = "default_sensitivity")]
     #[schemars(default = "default_sensitivity")]
-    pub sensitivity: Sensitivity,
+    pub sensitivity: BirdnetGoSensitivity,
 }
 
 fn default_threshold() -> Score {
@@ -81,11 +81,11 @@ fn default_dialect() -> Dialect {
 }
 acoupi_engine::bounded_f64!(
     /// The sensitivity written in BirdNET-Go messages: any finite number.
-    Sensitivity, "sensitivity", Unbounded, Unbounded
+    BirdnetGoSensitivity, "sensitivity", Unbounded, Unbounded
 );
 
-fn default_sensitivity() -> Sensitivity {
-    Sensitivity(1.0)
+fn default_sensitivity() -> BirdnetGoSensitivity {
+    BirdnetGoSensitivity(1.0)
 }
 
 /// How many detections one message holds.

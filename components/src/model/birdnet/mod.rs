@@ -89,12 +89,12 @@ pub struct BirdnetModelConfig {
     /// At least 0 and below 3.
     #[serde(default = "default_overlap")]
     #[schemars(default = "default_overlap")]
-    pub overlap: Overlap,
+    pub overlap: BirdnetOverlap,
     /// Detection sensitivity, 0.5 to 1.5: higher gives higher confidences (more
     /// detections). birdnetlib's mapping to the sigmoid slope: s = max(0.5, min(2 - u, 1.5)).
     #[serde(default = "default_sensitivity")]
     #[schemars(default = "default_sensitivity")]
-    pub sensitivity: Sensitivity,
+    pub sensitivity: BirdnetSensitivity,
     /// Lowest confidence reported.
     #[serde(default = "default_min_confidence")]
     #[schemars(default = "default_min_confidence")]
@@ -132,18 +132,18 @@ fn default_name() -> String {
 }
 acoupi_engine::bounded_f64!(
     /// Overlap of consecutive 3 s windows, in seconds: at least 0 and below 3.
-    Overlap, "overlap", Included(0.0), Excluded(CHUNK_SECONDS)
+    BirdnetOverlap, "overlap", Included(0.0), Excluded(CHUNK_SECONDS)
 );
 acoupi_engine::bounded_f64!(
     /// BirdNET's detection sensitivity, 0.5 to 1.5.
-    Sensitivity, "sensitivity", Included(0.5), Included(1.5)
+    BirdnetSensitivity, "sensitivity", Included(0.5), Included(1.5)
 );
 
-fn default_overlap() -> Overlap {
-    Overlap(0.0)
+fn default_overlap() -> BirdnetOverlap {
+    BirdnetOverlap(0.0)
 }
-fn default_sensitivity() -> Sensitivity {
-    Sensitivity(1.0)
+fn default_sensitivity() -> BirdnetSensitivity {
+    BirdnetSensitivity(1.0)
 }
 fn default_min_confidence() -> Score {
     Score(0.1)
