@@ -376,8 +376,8 @@ mod tests {
     impl ComponentConfig for ExampleFilter {
         const KIND: &'static str = "filter.example";
 
-        fn build(&self, _: &BuildContext) -> Result<Built, String> {
-            Err("not built in tests".into())
+        fn build(&self, _: &BuildContext) -> Result<Built, crate::registry::BuildError> {
+            Err(String::from("not built in tests").into())
         }
     }
 

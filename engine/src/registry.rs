@@ -96,13 +96,96 @@ impl BuildContext {
     }
 }
 
-/// Why a component could not be built (a missing file, an unreadable model, ...).
+/// Why a component could not be built (a missing file, an unreadable model, a device that
+/// is not there, ...): the component (filled in by the registry), the field at fault where
+/// it is known (so `acoupi validate --build` can point at its key) and the reason.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build component `{instance}` ({kind}): {reason}")]
 pub struct BuildError {
+    /// The instance name (see [`BuildContext::instance`]); set by the registry.
     pub instance: String,
+    /// `family.kind`; set by the registry.
     pub kind: &'static str,
-    pub reason: String,
+    /// The key path of the field at fault inside the component's table (`["model"]`,
+    /// `["tls", "ca"]`), empty when no one field is.
+    pub field: Vec<String>,
+    pub reason: BuildFailure,
+}
+
+/// What went wrong in a build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildFailure {
+    /// The component reads the station's store, which is not open (components built
+    /// outside a station, as `acoupi validate --build` does).
+    #[error("it needs the station's store, which is not open here")]
+    NeedsStore,
+    /// Anything else, in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl BuildError {
+    /// A failure of the component as a whole.
+    pub fn new(reason: impl Into<String>) -> Self {
+        BuildError {
+            instance: String::new(),
+            kind: "",
+            field: Vec::new(),
+            reason: BuildFailure::Other(reason.into()),
+        }
+    }
+
+    /// A failure due to the field at `path` (`&["model"]`, `&["tls", "ca"]`).
+    pub fn at(path: &[&str], reason: impl Into<String>) -> Self {
+        BuildError {
+            field: path.iter().map(|k| k.to_string()).collect(),
+            ..BuildError::new(reason)
+        }
+    }
+
+    /// The component needs the station's store, which is not open.
+    pub fn needs_store() -> Self {
+        BuildError {
+            reason: BuildFailure::NeedsStore,
+            ..BuildError::new("")
+        }
+    }
+
+    /// Points an error without a field at the field at `path`.
+    pub fn or_at(mut self, path: &[&str]) -> Self {
+        if self.field.is_empty() {
+            self.field = path.iter().map(|k| k.to_string()).collect();
+        }
+        self
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.instance.is_empty() {
+            write!(
+                f,
+                "cannot build component `{}` ({}): ",
+                self.instance, self.kind
+            )?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "`{}`: ", self.field.join("."))?;
+        }
+        write!(f, "{}", self.reason)
+    }
+}
+
+/// Free text during the move to typed errors: a failure of the component as a whole.
+impl From<String> for BuildError {
+    fn from(reason: String) -> Self {
+        BuildError::new(reason)
+    }
+}
+
+impl From<&str> for BuildError {
+    fn from(reason: &str) -> Self {
+        BuildError::new(reason)
+    }
 }
 
 /// Implemented by each component's config struct.
@@ -112,8 +195,9 @@ pub trait ComponentConfig:
     /// `family.kind`, e.g. `recorder.replay`.
     const KIND: &'static str;
 
-    /// Builds the running component.
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String>;
+    /// Builds the running component: opens what it needs (model files, devices,
+    /// folders, secrets) and checks what only they can tell.
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError>;
 
     /// Checks across fields that no single value type can make (e.g. a password over a
     /// plain connection), run by the loader while the pipeline is validated; each problem
@@ -137,10 +221,10 @@ impl<T: ComponentConfig> ComponentSettings for T {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
-        let built = ComponentConfig::build(self, ctx).map_err(|reason| BuildError {
+        let built = ComponentConfig::build(self, ctx).map_err(|error| BuildError {
             instance: ctx.instance.clone(),
             kind: T::KIND,
-            reason,
+            ..error
         })?;
         debug_assert_eq!(Some(built.family()), Family::of_kind(T::KIND));
         Ok(built)

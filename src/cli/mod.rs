@@ -14,7 +14,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use acoupi_engine::config::{LoadError, Pipeline, load};
+use acoupi_engine::config::{LoadError, Pipeline, PipelineErrors, load};
 use acoupi_engine::registry::Registry;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -84,11 +84,19 @@ enum BenchWhat {
 enum Command {
     /// Check pipeline files and report every mistake with file:line:col.
     ///
-    /// Exit status: 0 valid, 1 invalid pipeline, 2 usage or I/O error.
+    /// With --build, also build every component (load model files and check their
+    /// labels, open devices, read folders and secrets) without starting anything, and
+    /// report each failure at its component.
+    ///
+    /// Exit status: 0 valid, 1 invalid pipeline (or a component that cannot be built), 2
+    /// usage or I/O error.
     Validate {
         /// Pipeline files to check.
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
+        /// Also build every component, as `acoupi run` does before it starts.
+        #[arg(long)]
+        build: bool,
     },
     /// Run a station until stopped (Ctrl-C or SIGTERM finish the work in flight).
     Run(run::RunArgs),
@@ -144,7 +152,9 @@ impl Cli {
     pub fn execute(self) -> ExitCode {
         let registry = acoupi_components::registry();
         match self.command {
-            Command::Validate { pipelines } => validate::validate(&registry, &pipelines),
+            Command::Validate { pipelines, build } => {
+                validate::validate(&registry, &pipelines, build)
+            }
             Command::Run(args) => run::run(&registry, args, self.log_format),
             Command::Status { pipeline } => status::status(&registry, &pipeline),
             Command::Query(args) => store::query(&registry, args),
@@ -188,19 +198,22 @@ pub fn load_or_report(registry: &Registry, path: &Path) -> Result<Pipeline, Exit
             eprintln!("error: {error}");
             Err(ExitCode::from(USAGE_OR_IO))
         }
-        Err(LoadError::Invalid(errors)) => {
-            for report in errors.reports() {
-                eprintln!("{:?}", miette::Report::new(report));
-            }
-            let n = errors.problems.len();
-            eprintln!(
-                "{}: {n} problem{} found",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            );
-            Err(ExitCode::from(INVALID))
-        }
+        Err(LoadError::Invalid(errors)) => Err(report_problems(&errors)),
     }
+}
+
+/// Prints every problem of a file (miette, with its snippet) and a count; exit code 1.
+pub fn report_problems(errors: &PipelineErrors) -> ExitCode {
+    for report in errors.reports() {
+        eprintln!("{:?}", miette::Report::new(report));
+    }
+    let n = errors.problems.len();
+    eprintln!(
+        "{}: {n} problem{} found",
+        errors.path.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    ExitCode::from(INVALID)
 }
 
 /// `acoupi bench models`: see [`acoupi_components::bench_models`].

@@ -56,6 +56,55 @@ fn validate_exits_1_on_each_bad_pipeline_naming_file_line_and_column() {
 }
 
 #[test]
+fn validate_build_builds_every_component_of_a_good_pipeline() {
+    let output = acoupi(&["validate", "--build", "pipelines/demo.toml"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("pipelines/demo.toml: valid, ") && stdout.contains("components built"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_build_reports_a_missing_model_file_at_its_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("station.toml");
+    let audio = root().join("pipelines/audio");
+    let text = format!(
+        "[deployment]\nname = \"build-check\"\n\n[components.rec]\ntype = \"recorder.replay\"\nfolder = {:?}\n\n[components.birds]\ntype = \"model.birdnet\"\nmodel = \"gone.onnx\"\n\n[stages.record]\nkind = \"recording\"\nrecorder = \"rec\"\nschedule = {{ every = \"10s\" }}\n\n[stages.detect]\nkind = \"detection\"\nafter = \"record\"\nmodel = \"birds\"\n",
+        audio.display().to_string()
+    );
+    std::fs::write(&path, text).unwrap();
+    let path = path.to_str().unwrap();
+    // Plain validation reads the file only: the model file is not its business.
+    let plain = acoupi(&["validate", path]);
+    assert_eq!(
+        plain.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let built = acoupi(&["validate", "--build", path]);
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert_eq!(built.status.code(), Some(1), "{stderr}");
+    // `model = "gone.onnx"` of `[components.birds]` is on line 10.
+    assert!(
+        stderr.contains(&format!("{path}:10:1")) && stderr.contains("build-failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("gone.onnx") && stderr.contains("`birds`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn validate_refuses_a_pipeline_file_over_1_mib_unread() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.toml");

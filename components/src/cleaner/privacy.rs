@@ -18,11 +18,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentResult, OutputCleaner};
-use acoupi_engine::config::values::{HumanDuration, Score};
+use acoupi_engine::config::values::{HumanDuration, NonEmpty, Score};
 use acoupi_engine::data::{
     BoundingBox, Detection, ModelOutput, PRIVACY_TAG_KEY, PredictedTag, PredictionType, Tag,
 };
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 /// Drop every detection near a human voice and mark the output private, so the recording's
 /// audio is deleted (BirdNET-Pi's privacy filter).
@@ -31,8 +31,8 @@ use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 pub struct PrivacyCleanerConfig {
     /// Tag values that mean a human was heard (BirdNET's labels by default).
     #[serde(default = "default_classes")]
-    #[schemars(default = "default_classes", length(min = 1))]
-    pub classes: Vec<String>,
+    #[schemars(default = "default_classes")]
+    pub classes: NonEmpty<String>,
     /// The lowest score of a human tag that counts.
     #[serde(default = "default_threshold")]
     #[schemars(default = "default_threshold")]
@@ -44,12 +44,12 @@ pub struct PrivacyCleanerConfig {
     pub neighbours: HumanDuration,
 }
 
-fn default_classes() -> Vec<String> {
-    vec![
+fn default_classes() -> NonEmpty<String> {
+    NonEmpty(vec![
         "Human vocal".into(),
         "Human non-vocal".into(),
         "Human whistle".into(),
-    ]
+    ])
 }
 fn default_threshold() -> Score {
     Score(0.1)
@@ -64,12 +64,9 @@ fn default_neighbours_text() -> &'static str {
 impl ComponentConfig for PrivacyCleanerConfig {
     const KIND: &'static str = "cleaner.privacy";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
-        if self.classes.is_empty() {
-            return Err("classes is empty: name the tag values that mean a human was heard".into());
-        }
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::Cleaner(Arc::new(PrivacyCleaner {
-            classes: self.classes.iter().cloned().collect(),
+            classes: self.classes.0.iter().cloned().collect(),
             threshold: self.threshold.0,
             neighbours: self.neighbours.0.as_secs_f64(),
         })))
@@ -149,7 +146,7 @@ mod tests {
 
     fn cleaner() -> PrivacyCleaner {
         PrivacyCleaner {
-            classes: default_classes().into_iter().collect(),
+            classes: default_classes().0.into_iter().collect(),
             threshold: 0.1,
             neighbours: 3.0,
         }

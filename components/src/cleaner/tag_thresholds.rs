@@ -14,7 +14,7 @@ use std::sync::Arc;
 use acoupi_engine::component::{ComponentResult, OutputCleaner};
 use acoupi_engine::config::values::Score;
 use acoupi_engine::data::ModelOutput;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 use super::drop_untagged;
 
@@ -38,7 +38,7 @@ fn default_threshold() -> Score {
 impl ComponentConfig for TagThresholdsCleanerConfig {
     const KIND: &'static str = "cleaner.tag_thresholds";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::Cleaner(Arc::new(TagThresholdsCleaner {
             thresholds: self
                 .thresholds

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use acoupi_engine::component::{ComponentResult, OutputCleaner};
 use acoupi_engine::config::values::Score;
 use acoupi_engine::data::ModelOutput;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 /// Keep detections whose score is at least the threshold, and within them the tags whose
 /// confidence is at least the threshold.
@@ -20,7 +20,7 @@ pub struct ThresholdCleanerConfig {
 impl ComponentConfig for ThresholdCleanerConfig {
     const KIND: &'static str = "cleaner.threshold";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::Cleaner(Arc::new(ThresholdCleaner {
             threshold: self.threshold.0,
         })))

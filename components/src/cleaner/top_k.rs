@@ -5,11 +5,13 @@
 //! cleaners = [{ type = "cleaner.top_k", k = 1 }]
 //! ```
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentResult, OutputCleaner};
+use acoupi_engine::config::values::nonzero;
 use acoupi_engine::data::ModelOutput;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 use super::drop_untagged;
 
@@ -18,22 +20,23 @@ use super::drop_untagged;
 #[serde(deny_unknown_fields)]
 pub struct TopKCleanerConfig {
     /// How many tags each detection keeps; at least 1.
-    #[schemars(range(min = 1))]
-    pub k: usize,
+    #[serde(deserialize_with = "k_at_least_one")]
+    pub k: NonZeroUsize,
     /// Only tags with this key count and are cut (e.g. "species"); tags with other keys
     /// are kept. Default: all tags.
     pub key: Option<String>,
 }
 
+fn k_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroUsize, D::Error> {
+    nonzero::<_, usize, _>(d, "k must be at least 1 (k = 0 would drop every detection)")
+}
+
 impl ComponentConfig for TopKCleanerConfig {
     const KIND: &'static str = "cleaner.top_k";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
-        if self.k == 0 {
-            return Err("k must be at least 1 (k = 0 would drop every detection)".into());
-        }
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::Cleaner(Arc::new(TopKCleaner {
-            k: self.k,
+            k: self.k.get(),
             key: self.key.clone(),
         })))
     }
@@ -128,14 +131,7 @@ mod tests {
 
     #[test]
     fn k_zero_is_refused() {
-        let config: TopKCleanerConfig = serde_json::from_str(r#"{"k": 0}"#).unwrap();
-        let ctx = crate::testing::context(std::path::Path::new("."), None);
-        assert!(
-            config
-                .build(&ctx)
-                .err()
-                .unwrap()
-                .contains("k must be at least 1")
-        );
+        let error = serde_json::from_str::<TopKCleanerConfig>(r#"{"k": 0}"#).unwrap_err();
+        assert!(error.to_string().contains("k must be at least 1"));
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, RecordingCondition};
 use acoupi_engine::config::values::Percent;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use chrono::{DateTime, Utc};
 
 /// Record only while the battery's charge is at least `min_percent` (Linux power supply
@@ -44,26 +44,30 @@ fn default_folder() -> PathBuf {
 impl ComponentConfig for BatteryConditionConfig {
     const KIND: &'static str = "condition.battery";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let folder = ctx.resolve(&self.folder);
         let supply = match &self.supply {
             Some(name) => {
                 let path = folder.join(name);
                 if !path.join("capacity").is_file() {
-                    return Err(format!(
-                        "no battery `{name}`: `{}` does not exist; power supplies there: {}",
-                        path.join("capacity").display(),
-                        supplies(&folder)
+                    return Err(BuildError::at(
+                        &["supply"],
+                        format!(
+                            "no battery `{name}`: `{}` does not exist; power supplies there: {}",
+                            path.join("capacity").display(),
+                            supplies(&folder)
+                        ),
                     ));
                 }
                 path
             }
             None => first_battery(&folder).ok_or_else(|| {
-                format!(
+                BuildError::new(format!(
                     "no battery in `{}` (power supplies there: {})",
                     folder.display(),
                     supplies(&folder)
-                )
+                ))
+                .or_at(&["folder"])
             })?,
         };
         Ok(Built::Condition(Arc::new(BatteryCondition {
@@ -166,7 +170,10 @@ mod tests {
         );
         let config: BatteryConditionConfig =
             serde_json::from_str(&json).map_err(|e| e.to_string())?;
-        match config.build(&crate::testing::context(dir, None))? {
+        match config
+            .build(&crate::testing::context(dir, None))
+            .map_err(|e| e.to_string())?
+        {
             Built::Condition(condition) => Ok(condition),
             _ => Err("not a condition".into()),
         }

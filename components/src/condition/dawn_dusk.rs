@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentResult, RecordingCondition};
+use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::NonEmpty;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use chrono::{DateTime, Utc};
 
-use crate::shared::sun::{SunWindowConfig, SunWindows};
+use crate::shared::sun::{SunWindowConfig, SunWindows, check_windows};
 
 /// Record only around sun events at the deployment's position, e.g.
 /// `windows = [{ event = "sunrise", before = "30min", after = "2h" }]`. Needs `latitude`
@@ -25,7 +26,11 @@ pub struct DawnDuskConditionConfig {
 impl ComponentConfig for DawnDuskConditionConfig {
     const KIND: &'static str = "condition.dawn_dusk";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn check(&self) -> Vec<KeyProblem> {
+        check_windows(&self.windows)
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let windows = SunWindows::build(&self.windows, ctx)?;
         Ok(Built::Condition(Arc::new(DawnDuskCondition { windows })))
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use acoupi_engine::component::{ComponentError, ComponentResult, RecordingCondition};
 use acoupi_engine::config::values::SpaceAmount;
 use acoupi_engine::disk::{DiskSpace, SystemDisk};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use chrono::{DateTime, Utc};
 
 /// Record only while the filesystem holding `path` has at least `min_free` available.
@@ -28,7 +28,7 @@ pub struct FreeSpaceConditionConfig {
 impl ComponentConfig for FreeSpaceConditionConfig {
     const KIND: &'static str = "condition.free_space";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let path = self
             .path
             .as_ref()

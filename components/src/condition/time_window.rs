@@ -4,7 +4,7 @@
 use acoupi_engine::component::{ComponentResult, RecordingCondition};
 use acoupi_engine::config::values::{NonEmpty, TimeOfDay};
 use acoupi_engine::data::TimeInterval;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ pub struct Window {
 impl ComponentConfig for TimeWindowConditionConfig {
     const KIND: &'static str = "condition.time_window";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let windows = self
             .windows
             .0

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentResult, SavingFilter};
+use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::NonEmpty;
 use acoupi_engine::data::{ModelOutput, Recording};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
-use crate::shared::sun::{SunWindowConfig, SunWindows};
+use crate::shared::sun::{SunWindowConfig, SunWindows, check_windows};
 
 /// Keep a recording made (its `created_on`) inside any window around a sun event. acoupi's
 /// "30 minutes before dawn" is `{ event = "dawn", before = "30min", after = "0s" }`, its
@@ -26,7 +27,11 @@ pub struct DawnDuskSavingFilterConfig {
 impl ComponentConfig for DawnDuskSavingFilterConfig {
     const KIND: &'static str = "filter.dawn_dusk";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn check(&self) -> Vec<KeyProblem> {
+        check_windows(&self.windows)
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let windows = SunWindows::build(&self.windows, ctx)?;
         Ok(Built::SavingFilter(Arc::new(DawnDuskSavingFilter {
             windows,

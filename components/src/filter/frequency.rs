@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acoupi_engine::component::{ComponentResult, SavingFilter};
+use acoupi_engine::config::Code;
+use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::PositiveDuration;
 use acoupi_engine::data::{ModelOutput, Recording};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use chrono::Timelike;
 
 /// Keep a recording made (its `created_on`, on the deployment's local clock) in the first
@@ -29,17 +31,22 @@ pub struct FrequencySavingFilterConfig {
 impl ComponentConfig for FrequencySavingFilterConfig {
     const KIND: &'static str = "filter.frequency";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn check(&self) -> Vec<KeyProblem> {
+        if self.duration > self.every {
+            return vec![KeyProblem::new(
+                &["duration"],
+                Code::OutOfRange,
+                format!(
+                    "`duration` ({}) is longer than `every` ({}); it must be at most `every` (equal keeps everything)",
+                    self.duration, self.every
+                ),
+            )];
+        }
+        Vec::new()
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let (duration, every) = (self.duration.0, self.every.0);
-        if every.is_zero() {
-            return Err("`every` must be greater than 0s".into());
-        }
-        if duration > every {
-            return Err(format!(
-                "`duration` ({}) is longer than `every` ({}); it must be at most `every` (equal keeps everything)",
-                self.duration, self.every
-            ));
-        }
         Ok(Built::SavingFilter(Arc::new(FrequencySavingFilter {
             duration,
             every,
@@ -125,27 +132,25 @@ mod tests {
 
     #[test]
     fn duration_longer_than_every_is_rejected() {
-        let ctx = crate::testing::context(std::path::Path::new("/tmp"), None);
+        use acoupi_engine::config::values::BoundedDuration;
         let config = |duration: u64, every: u64| FrequencySavingFilterConfig {
-            duration: PositiveDuration(minutes(duration)),
-            every: PositiveDuration(minutes(every)),
+            duration: BoundedDuration(minutes(duration)),
+            every: BoundedDuration(minutes(every)),
         };
-        assert!(config(5, 30).build(&ctx).is_ok());
-        assert!(config(30, 30).build(&ctx).is_ok());
-        let message = config(31, 30).build(&ctx).unwrap_err();
+        assert!(config(5, 30).check().is_empty());
+        assert!(config(30, 30).check().is_empty());
+        let problems = config(31, 30).check();
+        let message = &problems[0].message;
+        assert_eq!(problems[0].key, ["duration"]);
         assert!(
             message.contains("`duration` (31m) is longer than `every` (30m)"),
             "{message}"
         );
-        let message = FrequencySavingFilterConfig {
-            duration: PositiveDuration(minutes(5)),
-            every: PositiveDuration(Duration::ZERO),
-        }
-        .build(&ctx)
-        .unwrap_err();
-        assert!(
-            message.contains("`every` must be greater than 0s"),
-            "{message}"
-        );
+        let message = serde_json::from_str::<FrequencySavingFilterConfig>(
+            r#"{"duration": "5min", "every": "0s"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("greater than zero"), "{message}");
     }
 }

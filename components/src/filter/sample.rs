@@ -1,13 +1,14 @@
 //! `filter.sample`: keep 1 in N recordings without detections, for quality checks (are
 //! the quiet recordings really quiet?).
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use acoupi_engine::component::{ComponentResult, SavingFilter};
-use acoupi_engine::config::values::Score;
+use acoupi_engine::config::values::{Score, nonzero};
 use acoupi_engine::data::{ModelOutput, Recording};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 /// Keep 1 in `every` recordings without detections, as a sample for quality checks. A
 /// recording is "without detections" when no detection of any model output reaches
@@ -20,8 +21,8 @@ use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
 #[serde(deny_unknown_fields)]
 pub struct SampleSavingFilterConfig {
     /// Keep one recording without detections in this many; 1 keeps them all.
-    #[schemars(range(min = 1))]
-    pub every: u64,
+    #[serde(deserialize_with = "every_at_least_one")]
+    pub every: NonZeroU64,
     /// A detection with at least this score makes a recording one "with detections".
     #[serde(default = "default_min_score")]
     #[schemars(default = "default_min_score")]
@@ -32,18 +33,19 @@ fn default_min_score() -> Score {
     Score(0.5)
 }
 
+fn every_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU64, D::Error> {
+    nonzero::<_, u64, _>(
+        d,
+        "`every` must be at least 1 (keep 1 in `every` recordings without detections)",
+    )
+}
+
 impl ComponentConfig for SampleSavingFilterConfig {
     const KIND: &'static str = "filter.sample";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
-        if self.every == 0 {
-            return Err(
-                "`every` must be at least 1 (keep 1 in `every` recordings without detections)"
-                    .into(),
-            );
-        }
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::SavingFilter(Arc::new(SampleSavingFilter::new(
-            self.every,
+            self.every.get(),
             self.min_score.0,
         ))))
     }
@@ -133,15 +135,16 @@ mod tests {
     #[test]
     fn every_must_be_at_least_one() {
         let ctx = crate::testing::context(std::path::Path::new("/tmp"), None);
-        let config = |every| SampleSavingFilterConfig {
-            every,
-            min_score: Score(0.5),
+        let config = |every: u64| {
+            serde_json::from_value::<SampleSavingFilterConfig>(
+                serde_json::json!({ "every": every }),
+            )
         };
-        assert!(config(1).build(&ctx).is_ok());
+        assert!(config(1).unwrap().build(&ctx).is_ok());
         assert!(
             config(0)
-                .build(&ctx)
                 .unwrap_err()
+                .to_string()
                 .contains("`every` must be at least 1")
         );
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use acoupi_engine::component::{ComponentResult, SavingFilter};
 use acoupi_engine::config::values::{NonEmpty, Score};
 use acoupi_engine::data::{ModelOutput, Recording};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 /// Keep a recording when a detection carries a tag whose value is in `values` (or, with
 /// `exclude = true`, a tag whose value is not in it), with detection score and tag
@@ -36,7 +36,7 @@ fn default_threshold() -> Score {
 impl ComponentConfig for SpeciesFilterConfig {
     const KIND: &'static str = "filter.species";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::SavingFilter(Arc::new(SpeciesFilter {
             values: self.values.0.iter().cloned().collect(),
             exclude: self.exclude,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use acoupi_engine::component::{ComponentResult, SavingFilter};
 use acoupi_engine::config::values::Score;
 use acoupi_engine::data::{ModelOutput, Recording};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 /// Keep a recording when any detection of any model output has a score at least the
 /// threshold.
@@ -20,7 +20,7 @@ pub struct ThresholdSavingFilterConfig {
 impl ComponentConfig for ThresholdSavingFilterConfig {
     const KIND: &'static str = "filter.threshold";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::SavingFilter(Arc::new(ThresholdSavingFilter {
             threshold: self.threshold.0,
         })))

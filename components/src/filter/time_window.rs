@@ -6,7 +6,7 @@ use std::sync::Arc;
 use acoupi_engine::component::{ComponentResult, SavingFilter};
 use acoupi_engine::config::values::NonEmpty;
 use acoupi_engine::data::{ModelOutput, Recording, TimeInterval};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 use crate::condition::time_window::Window;
 
@@ -24,7 +24,7 @@ pub struct TimeWindowSavingFilterConfig {
 impl ComponentConfig for TimeWindowSavingFilterConfig {
     const KIND: &'static str = "filter.time_window";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let windows = self
             .windows
             .0

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentResult, SavingManager};
+use acoupi_engine::config::Code;
+use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::Score;
 use acoupi_engine::data::{ModelOutput, Recording};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 use crate::shared::template::{self, Fields, FolderTemplate, Template};
 
@@ -68,13 +70,22 @@ fn default_saving_threshold() -> Score {
 impl ComponentConfig for ByScoreManagerConfig {
     const KIND: &'static str = "manager.by_score";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn check(&self) -> Vec<KeyProblem> {
         let (saving, detection) = (self.saving_threshold.0, self.detection_threshold.0);
         if saving > detection {
-            return Err(format!(
-                "`saving_threshold` {saving} is above `detection_threshold` {detection}: it must be at most the detection threshold"
-            ));
+            return vec![KeyProblem::new(
+                &["saving_threshold"],
+                Code::OutOfRange,
+                format!(
+                    "`saving_threshold` {saving} is above `detection_threshold` {detection}: it must be at most the detection threshold"
+                ),
+            )];
         }
+        Vec::new()
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
+        let (saving, detection) = (self.saving_threshold.0, self.detection_threshold.0);
         Ok(Built::Manager(Arc::new(ByScoreManager {
             root: template::manager_root(ctx, self.root.as_deref()),
             true_folder: self.true_folder.clone(),
@@ -296,12 +307,9 @@ managers = [
     fn manager_by_score_thresholds_are_checked() {
         let config: ByScoreManagerConfig =
             serde_json::from_value(json!({ "saving_threshold": 0.7 })).unwrap();
-        let error = config
-            .build(&crate::testing::context(
-                std::path::Path::new("/station"),
-                None,
-            ))
-            .unwrap_err();
+        let problems = config.check();
+        let error = &problems[0].message;
+        assert_eq!(problems[0].key, ["saving_threshold"]);
         assert!(
             error.contains("`saving_threshold` 0.7 is above `detection_threshold` 0.6"),
             "{error}"

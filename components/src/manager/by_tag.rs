@@ -10,7 +10,7 @@ use std::sync::Arc;
 use acoupi_engine::component::{ComponentResult, SavingManager};
 use acoupi_engine::config::values::{NonEmpty, Score};
 use acoupi_engine::data::{ModelOutput, PredictedTag, Recording};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 use crate::shared::template::{self, Fields, FolderTemplate, Template, TopTag};
 
@@ -62,7 +62,7 @@ fn default_folders() -> FolderTemplate {
 impl ComponentConfig for ByTagManagerConfig {
     const KIND: &'static str = "manager.by_tag";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::Manager(Arc::new(ByTagManager {
             root: template::manager_root(ctx, self.root.as_deref()),
             key: self.key.clone(),

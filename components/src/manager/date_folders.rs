@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentResult, SavingManager};
 use acoupi_engine::data::{ModelOutput, Recording};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 use crate::shared::template::{self, Fields, FolderTemplate, Template};
 
@@ -42,7 +42,7 @@ fn default_folders() -> FolderTemplate {
 impl ComponentConfig for DateFoldersManagerConfig {
     const KIND: &'static str = "manager.date_folders";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::Manager(Arc::new(DateFoldersManager {
             root: template::manager_root(ctx, self.root.as_deref()),
             folders: self.folders.clone(),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use acoupi_engine::component::{ComponentError, ComponentResult, MessageFactory};
 use acoupi_engine::data::{Message, MessageType, ModelOutput};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use uuid::Uuid;
 
 /// A `deployment` message the first time (since the station started) a model output of a
@@ -23,7 +23,7 @@ pub struct DeploymentMessageConfig {}
 impl ComponentConfig for DeploymentMessageConfig {
     const KIND: &'static str = "message.deployment";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::MessageFactory(Arc::new(DeploymentMessages {
             announced: Mutex::default(),
         })))

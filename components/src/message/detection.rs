@@ -38,7 +38,7 @@ use std::sync::Arc;
 use acoupi_engine::component::{ComponentError, ComponentResult, MessageFactory};
 use acoupi_engine::config::values::Score;
 use acoupi_engine::data::{Detection, Message, MessageType, ModelOutput};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
@@ -67,7 +67,7 @@ pub struct DetectionMessageConfig {
     /// model's sensitivity).
     #[serde(default = "default_sensitivity")]
     #[schemars(default = "default_sensitivity")]
-    pub sensitivity: f64,
+    pub sensitivity: BirdnetGoSensitivity,
 }
 
 fn default_threshold() -> Score {
@@ -79,8 +79,13 @@ fn default_per() -> Per {
 fn default_dialect() -> Dialect {
     Dialect::Acoupi
 }
-fn default_sensitivity() -> f64 {
-    1.0
+acoupi_engine::bounded_f64!(
+    /// The sensitivity written in BirdNET-Go messages: any finite number.
+    BirdnetGoSensitivity, "sensitivity", Unbounded, Unbounded
+);
+
+fn default_sensitivity() -> BirdnetGoSensitivity {
+    BirdnetGoSensitivity(1.0)
 }
 
 /// How many detections one message holds.
@@ -128,16 +133,13 @@ pub enum Dialect {
 impl ComponentConfig for DetectionMessageConfig {
     const KIND: &'static str = "message.detections";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        if !self.sensitivity.is_finite() {
-            return Err("sensitivity must be a number".into());
-        }
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let settings = &ctx.settings;
         Ok(Built::MessageFactory(Arc::new(DetectionMessages {
             threshold: self.threshold.0,
             per: self.per,
             dialect: self.dialect,
-            sensitivity: self.sensitivity,
+            sensitivity: self.sensitivity.0,
             timezone: settings.deployment.timezone,
             source_node: settings
                 .device_id

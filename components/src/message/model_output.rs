@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, MessageFactory};
 use acoupi_engine::data::{Message, MessageType, ModelOutput};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 /// The whole model output as acoupi's JSON, one message per output, every detection
 /// included (acoupi's FullModelOutputMessageBuilder). An output with no detections still
@@ -16,7 +16,7 @@ pub struct ModelOutputMessageConfig {}
 impl ComponentConfig for ModelOutputMessageConfig {
     const KIND: &'static str = "message.model_output";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::MessageFactory(Arc::new(ModelOutputMessages)))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, MessageFactory};
 use acoupi_engine::data::{Message, MessageType, ModelOutput};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 /// One `recording` message per model output: the analysed Recording as acoupi's JSON (id,
 /// path, created_on, duration, samplerate, audio_channels, time_expansion, deployment).
@@ -16,7 +16,7 @@ pub struct RecordingMessageConfig {}
 impl ComponentConfig for RecordingMessageConfig {
     const KIND: &'static str = "message.recording";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::MessageFactory(Arc::new(RecordingMessages)))
     }
 }

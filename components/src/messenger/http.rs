@@ -52,10 +52,10 @@ use std::sync::Arc;
 use acoupi_engine::component::{Messenger, SendError};
 use acoupi_engine::config::Code;
 use acoupi_engine::config::diagnostics::KeyProblem;
-use acoupi_engine::config::values::{PositiveDuration, invalid};
+use acoupi_engine::config::values::{BoundedDuration, PositiveDuration, invalid};
 use acoupi_engine::data::{Message, Response, ResponseStatus};
 use acoupi_engine::error_chain;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use reqwest::Url;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -113,7 +113,7 @@ fn no_headers() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
 fn default_timeout() -> PositiveDuration {
-    PositiveDuration(std::time::Duration::from_secs(5))
+    BoundedDuration(std::time::Duration::from_secs(5))
 }
 fn default_timeout_text() -> &'static str {
     "5s"
@@ -430,7 +430,7 @@ impl ComponentConfig for HttpMessengerConfig {
         problems
     }
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let secrets = self
             .headers
             .values()
@@ -936,7 +936,7 @@ mod tests {
             url: HttpUrl(Url::parse(url).unwrap()),
             method: HttpMethod::Post,
             headers: BTreeMap::new(),
-            timeout: PositiveDuration(timeout),
+            timeout: BoundedDuration(timeout),
             content_type: default_content_type(),
             insecure: false,
         };

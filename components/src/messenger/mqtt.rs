@@ -65,10 +65,12 @@ use acoupi_engine::backoff::Backoff;
 use acoupi_engine::component::{Messenger, SendError};
 use acoupi_engine::config::Code;
 use acoupi_engine::config::diagnostics::KeyProblem;
-use acoupi_engine::config::values::PositiveDuration;
+use acoupi_engine::config::values::{
+    BoundedDuration, DurationAtLeast, HumanDuration, PositiveDuration, invalid,
+};
 use acoupi_engine::data::{Message, Response, ResponseStatus};
 use acoupi_engine::error_chain;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, MqttOptions,
     Outgoing, QoS, TlsConfiguration, Transport,
@@ -131,16 +133,19 @@ pub struct MqttMessengerConfig {
     pub tls: Option<TlsSettings>,
     /// The MQTT quality of service: 0 (at most once), 1 (at least once) or 2 (exactly
     /// once).
-    #[serde(default = "default_qos")]
+    #[serde(default = "default_qos", deserialize_with = "qos_0_to_2")]
     #[schemars(range(min = 0, max = 2), default = "default_qos")]
     pub qos: u8,
     /// Ask the broker to keep the last message on the topic for new subscribers.
     #[serde(default)]
     pub retain: bool,
     /// How often the client pings an idle broker; at least 1 s.
-    #[serde(default = "default_keep_alive")]
+    #[serde(
+        default = "default_keep_alive",
+        deserialize_with = "keep_alive_at_least_1s"
+    )]
     #[schemars(default = "default_keep_alive_text")]
-    pub keep_alive: PositiveDuration,
+    pub keep_alive: DurationAtLeast<1000>,
     /// Start a clean session on each connection (the broker forgets subscriptions and
     /// unacknowledged messages of earlier ones).
     #[serde(default = "default_clean_session")]
@@ -174,8 +179,32 @@ fn default_topic() -> TopicTemplate {
 fn default_qos() -> u8 {
     1
 }
-fn default_keep_alive() -> PositiveDuration {
-    PositiveDuration(Duration::from_secs(30))
+fn qos_0_to_2<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    match <u8 as serde::Deserialize>::deserialize(d)? {
+        qos @ 0..=2 => Ok(qos),
+        other => Err(invalid(
+            Code::OutOfRange,
+            format!("qos must be 0, 1 or 2, not {other}"),
+        )),
+    }
+}
+fn keep_alive_at_least_1s<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<DurationAtLeast<1000>, D::Error> {
+    let HumanDuration(keep_alive) = serde::Deserialize::deserialize(d)?;
+    if keep_alive < DurationAtLeast::<1000>::MIN {
+        return Err(invalid(
+            Code::OutOfRange,
+            format!(
+                "keep_alive must be at least 1 s, not {}",
+                HumanDuration(keep_alive)
+            ),
+        ));
+    }
+    Ok(BoundedDuration(keep_alive))
+}
+fn default_keep_alive() -> DurationAtLeast<1000> {
+    BoundedDuration(Duration::from_secs(30))
 }
 fn default_keep_alive_text() -> &'static str {
     "30s"
@@ -184,7 +213,7 @@ fn default_clean_session() -> bool {
     true
 }
 fn default_timeout() -> PositiveDuration {
-    PositiveDuration(Duration::from_secs(5))
+    BoundedDuration(Duration::from_secs(5))
 }
 fn default_timeout_text() -> &'static str {
     "5s"
@@ -270,12 +299,6 @@ impl MqttMessengerConfig {
     }
 
     fn options(&self, ctx: &BuildContext) -> Result<MqttOptions, String> {
-        if self.keep_alive.0 < Duration::from_secs(1) {
-            return Err(format!(
-                "keep_alive must be at least 1 s, not {}",
-                self.keep_alive
-            ));
-        }
         let deployment = &ctx.settings.deployment.name;
         let client_id = match (&self.client_id, &ctx.settings.device_id) {
             (Some(template), _) => template.render(deployment),
@@ -389,7 +412,7 @@ impl ComponentConfig for MqttMessengerConfig {
         }
     }
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         if self.insecure && self.password_in_clear().is_some() {
             tracing::warn!(
                 messenger = %ctx.instance,

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use acoupi_engine::component::{ComponentError, ComponentResult, MetricSource};
 use acoupi_engine::data::Metric;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use acoupi_engine::store::Store;
 use acoupi_engine::telemetry::Telemetry;
 use chrono::{DateTime, Utc};
@@ -34,11 +34,8 @@ pub struct StationMetricsConfig {}
 impl ComponentConfig for StationMetricsConfig {
     const KIND: &'static str = "metric.station";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        let store = ctx
-            .store
-            .clone()
-            .ok_or("it needs the station's store, which is not open here")?;
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
+        let store = ctx.store.clone().ok_or_else(BuildError::needs_store)?;
         Ok(Built::Metric(Arc::new(StationMetrics::new(
             store,
             ctx.telemetry.clone(),
@@ -230,6 +227,6 @@ mod tests {
     fn without_a_store_it_cannot_be_built() {
         let ctx = crate::testing::context(std::path::Path::new("."), None);
         let error = StationMetricsConfig {}.build(&ctx).err().unwrap();
-        assert!(error.contains("store"), "{error}");
+        assert!(error.to_string().contains("store"), "{error}");
     }
 }

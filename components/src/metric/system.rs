@@ -27,8 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use acoupi_engine::component::{ComponentResult, MetricSource};
+use acoupi_engine::config::values::NonEmpty;
 use acoupi_engine::data::Metric;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use sysinfo::{Components, Disks, System};
 
 /// Measure the device's health for heartbeats: CPU use, memory, load, uptime, sensor
@@ -38,8 +39,8 @@ use sysinfo::{Components, Disks, System};
 pub struct SystemMetricsConfig {
     /// Which groups of metrics to measure.
     #[serde(default = "all_groups")]
-    #[schemars(default = "all_groups", length(min = 1))]
-    pub measure: Vec<MetricGroup>,
+    #[schemars(default = "all_groups")]
+    pub measure: NonEmpty<MetricGroup>,
 }
 
 /// A group of system metrics.
@@ -62,25 +63,22 @@ pub enum MetricGroup {
     Disk,
 }
 
-fn all_groups() -> Vec<MetricGroup> {
+fn all_groups() -> NonEmpty<MetricGroup> {
     use MetricGroup::*;
-    vec![Cpu, Memory, Load, Uptime, Temperature, Disk]
+    NonEmpty(vec![Cpu, Memory, Load, Uptime, Temperature, Disk])
 }
 
 impl ComponentConfig for SystemMetricsConfig {
     const KIND: &'static str = "metric.system";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        if self.measure.is_empty() {
-            return Err("measure is empty: name at least one of cpu, memory, load, uptime, temperature, disk".into());
-        }
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let mut system =
             System::new().map_err(|e| format!("cannot read the system's state: {e}"))?;
         // The first CPU sample: the first heartbeat reports the use since now.
         system.refresh_cpu_usage();
         let settings = &ctx.settings;
         Ok(Built::Metric(Arc::new(SystemMetrics {
-            groups: self.measure.clone(),
+            groups: self.measure.0.clone(),
             system: Mutex::new(system),
             folders: vec![
                 ("remaining_storage", settings.recordings_dir.clone()),
@@ -222,7 +220,7 @@ mod tests {
         let mut ctx = crate::testing::context(dir, None);
         ctx.settings.recordings_dir = dir.join("recordings/not/yet/made");
         match (SystemMetricsConfig {
-            measure: measure.to_vec(),
+            measure: NonEmpty(measure.to_vec()),
         })
         .build(&ctx)
         .unwrap()
@@ -235,7 +233,7 @@ mod tests {
     #[test]
     fn every_group_gives_its_metrics_with_units_and_plausible_values() {
         let dir = tempfile::tempdir().unwrap();
-        let metrics = build(&all_groups(), dir.path()).measure().unwrap();
+        let metrics = build(&all_groups().0, dir.path()).measure().unwrap();
         let get = |name: &str| {
             metrics
                 .iter()

@@ -18,11 +18,13 @@
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
-use acoupi_engine::config::values::{DurationUpTo, Hertz, RecordingDuration};
+use acoupi_engine::config::Code;
+use acoupi_engine::config::diagnostics::KeyProblem;
+use acoupi_engine::config::values::{BoundedDuration, DurationUpTo, Hertz, RecordingDuration};
 use acoupi_engine::data::{
     BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
 };
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
@@ -48,8 +50,8 @@ pub struct BandEnergyModelConfig {
     pub high_freq: Hertz,
     /// How far above the background (median band level) a frame must be, in dB.
     #[serde(default = "default_threshold_db")]
-    #[schemars(range(min = 0.1), default = "default_threshold_db")]
-    pub threshold_db: f64,
+    #[schemars(default = "default_threshold_db")]
+    pub threshold_db: ThresholdDb,
     /// Frame length of the analysis; at most 1 s (one FFT per frame).
     #[serde(default = "default_frame")]
     #[schemars(default = "default_frame_text")]
@@ -67,17 +69,22 @@ pub struct BandEnergyModelConfig {
 fn default_name() -> String {
     "band_energy".into()
 }
-fn default_threshold_db() -> f64 {
-    10.0
+acoupi_engine::bounded_f64!(
+    /// How far above the background a frame must be, in dB: greater than 0.
+    ThresholdDb, "threshold_db", Excluded(0.0), Unbounded
+);
+
+fn default_threshold_db() -> ThresholdDb {
+    ThresholdDb(10.0)
 }
 fn default_frame() -> DurationUpTo<1> {
-    DurationUpTo(std::time::Duration::from_millis(20))
+    BoundedDuration(std::time::Duration::from_millis(20))
 }
 fn default_frame_text() -> &'static str {
     "20ms"
 }
 fn default_min_duration() -> RecordingDuration {
-    DurationUpTo(std::time::Duration::from_millis(100))
+    BoundedDuration(std::time::Duration::from_millis(100))
 }
 fn default_min_duration_text() -> &'static str {
     "100ms"
@@ -89,24 +96,26 @@ fn default_label() -> String {
 impl ComponentConfig for BandEnergyModelConfig {
     const KIND: &'static str = "model.band_energy";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
+    fn check(&self) -> Vec<KeyProblem> {
         if self.low_freq.0 >= self.high_freq.0 {
-            return Err(format!(
-                "low_freq {} must be below high_freq {}",
-                self.low_freq.0, self.high_freq.0
-            ));
+            return vec![KeyProblem::new(
+                &["low_freq"],
+                Code::OutOfRange,
+                format!(
+                    "low_freq {} must be below high_freq {}",
+                    self.low_freq.0, self.high_freq.0
+                ),
+            )];
         }
-        if !(self.threshold_db > 0.0) {
-            return Err(format!(
-                "threshold_db must be greater than 0, not {}",
-                self.threshold_db
-            ));
-        }
+        Vec::new()
+    }
+
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::Model(Arc::new(BandEnergyModel {
             name: self.name.clone(),
             low_freq: self.low_freq.0,
             high_freq: self.high_freq.0,
-            threshold_db: self.threshold_db,
+            threshold_db: self.threshold_db.0,
             frame_seconds: self.frame.0.as_secs_f64(),
             min_duration: self.min_duration.0.as_secs_f64(),
             label: self.label.clone(),

@@ -30,11 +30,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
+use acoupi_engine::config::Code;
+use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::{DurationUpTo, Score};
 use acoupi_engine::data::{
     BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
 };
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
 use crate::shared::onnx::{self, Outputs};
@@ -136,11 +138,56 @@ impl Activation {
     }
 }
 
+impl OnnxClassifierConfig {
+    /// A duration in samples at the model's rate.
+    fn samples(&self, duration: std::time::Duration) -> usize {
+        (duration.as_secs_f64() * f64::from(self.samplerate)).round() as usize
+    }
+}
+
 impl ComponentConfig for OnnxClassifierConfig {
     const KIND: &'static str = "model.onnx_classifier";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        Ok(Built::Model(Arc::new(OnnxClassifier::load(self, ctx)?)))
+    fn check(&self) -> Vec<KeyProblem> {
+        let mut problems = Vec::new();
+        if self.samplerate == 0 {
+            problems.push(KeyProblem::new(
+                &["samplerate"],
+                Code::OutOfRange,
+                "samplerate must be at least 1",
+            ));
+        } else if self.samples(self.overlap.0) >= self.samples(self.window.0) {
+            problems.push(KeyProblem::new(
+                &["overlap"],
+                Code::OutOfRange,
+                format!(
+                    "overlap ({}) must be shorter than the window ({})",
+                    self.overlap, self.window
+                ),
+            ));
+        }
+        if self.tag_key.trim().is_empty() {
+            problems.push(KeyProblem::new(
+                &["tag_key"],
+                Code::InvalidValue,
+                "tag_key is empty",
+            ));
+        }
+        problems
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
+        let model = OnnxClassifier::load(self, ctx).map_err(|reason| {
+            crate::model::at_file_field(
+                reason,
+                ctx,
+                &[
+                    ("model", Some(self.model.as_path())),
+                    ("labels", Some(self.labels.as_path())),
+                ],
+            )
+        })?;
+        Ok(Built::Model(Arc::new(model)))
     }
 }
 
@@ -163,15 +210,6 @@ impl OnnxClassifier {
             (config.window.0.as_secs_f64() * f64::from(config.samplerate)).round() as usize;
         let overlap =
             (config.overlap.0.as_secs_f64() * f64::from(config.samplerate)).round() as usize;
-        if overlap >= window {
-            return Err(format!(
-                "overlap ({}) must be shorter than the window ({})",
-                config.overlap, config.window
-            ));
-        }
-        if config.tag_key.trim().is_empty() {
-            return Err("tag_key is empty".into());
-        }
         let model_path = ctx.resolve(&config.model);
         let labels_path = ctx.resolve(&config.labels);
         let labels = onnx::read_labels(&labels_path).map_err(|e| e.to_string())?;
@@ -207,7 +245,7 @@ impl OnnxClassifier {
             labels,
             samplerate: config.samplerate,
             window,
-            step: window - overlap,
+            step: window.saturating_sub(overlap).max(1),
             min_tail: ((config.min_tail.0 * window as f64).ceil() as usize).max(1),
             activation: config.activation,
             min_confidence: config.min_confidence.0,
@@ -403,9 +441,9 @@ mod tests {
             err.contains("gives 6522 scores") && err.contains("has 3 labels"),
             "{err}"
         );
-        let err = OnnxClassifier::load(&config(r#", "overlap": "3s""#), &ctx)
-            .err()
-            .unwrap();
+        let problems = config(r#", "overlap": "3s""#).check();
+        let err = &problems[0].message;
+        assert_eq!(problems[0].key, ["overlap"]);
         assert!(err.contains("overlap"), "{err}");
         let mut missing = config("");
         missing.model = "nowhere.onnx".into();

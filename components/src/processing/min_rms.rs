@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentResult, ProcessingFilter};
 use acoupi_engine::data::Recording;
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 use crate::shared::audio::{read_mono_blocks, recording_file};
 
@@ -16,23 +16,25 @@ use crate::shared::audio::{read_mono_blocks, recording_file};
 pub struct MinRmsFilterConfig {
     /// Minimum RMS level in dBFS, at most 0.
     #[serde(default = "default_min_dbfs")]
-    #[schemars(range(max = 0.0), default = "default_min_dbfs")]
-    pub min_dbfs: f64,
+    #[schemars(default = "default_min_dbfs")]
+    pub min_dbfs: MinDbfs,
 }
 
-fn default_min_dbfs() -> f64 {
-    -70.0
+acoupi_engine::bounded_f64!(
+    /// An RMS level in dBFS, at most 0 (full scale).
+    MinDbfs, "min_dbfs", Unbounded, Included(0.0)
+);
+
+fn default_min_dbfs() -> MinDbfs {
+    MinDbfs(-70.0)
 }
 
 impl ComponentConfig for MinRmsFilterConfig {
     const KIND: &'static str = "processing.min_rms";
 
-    fn build(&self, _: &BuildContext) -> Result<Built, String> {
-        if !(self.min_dbfs <= 0.0) {
-            return Err(format!("min_dbfs must be at most 0, not {}", self.min_dbfs));
-        }
+    fn build(&self, _: &BuildContext) -> Result<Built, BuildError> {
         Ok(Built::ProcessingFilter(Arc::new(MinRmsFilter {
-            min_dbfs: self.min_dbfs,
+            min_dbfs: self.min_dbfs.0,
         })))
     }
 }

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Recorder};
+use acoupi_engine::config::values::TimeExpansion;
 use acoupi_engine::data::{Deployment, Recording};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 
 use crate::shared::audio::wav_info;
 
@@ -27,8 +28,7 @@ pub struct ReplayRecorderConfig {
     pub repeat: bool,
     /// Time expansion factor of the files (10 for recordings slowed down ten times).
     /// Default: each file's GUANO `TE` when it has one, else 1.
-    #[schemars(range(min = 0.001))]
-    pub time_expansion: Option<f64>,
+    pub time_expansion: Option<TimeExpansion>,
 }
 
 /// The order files are replayed in.
@@ -47,20 +47,20 @@ pub enum ReplayOrder {
 impl ComponentConfig for ReplayRecorderConfig {
     const KIND: &'static str = "recorder.replay";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        if let Some(te) = self.time_expansion.filter(|te| !(*te > 0.0)) {
-            return Err(format!("time_expansion must be greater than 0, not {te}"));
-        }
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let folder = ctx.resolve(&self.folder);
-        let files = list_wavs(&folder, self.order)?;
+        let files = list_wavs(&folder, self.order).map_err(|e| BuildError::at(&["folder"], e))?;
         if files.is_empty() {
-            return Err(format!("no WAV files in `{}`", folder.display()));
+            return Err(BuildError::at(
+                &["folder"],
+                format!("no WAV files in `{}`", folder.display()),
+            ));
         }
         Ok(Built::Recorder(Arc::new(ReplayRecorder {
             files,
             next: Mutex::new(0),
             repeat: self.repeat,
-            time_expansion: self.time_expansion,
+            time_expansion: self.time_expansion.map(|te| te.0),
         })))
     }
 }

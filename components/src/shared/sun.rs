@@ -15,6 +15,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use acoupi_engine::config::Code;
+use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::{HumanDuration, NonEmpty};
 use acoupi_engine::registry::BuildContext;
 use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
@@ -102,6 +104,18 @@ pub struct SunWindowConfig {
 
 fn zero_text() -> &'static str {
     "0s"
+}
+
+/// The problems of a component's `windows` (a reach over 12h, a window of one instant),
+/// reported by the loader at `windows` while the pipeline is validated.
+pub fn check_windows(windows: &NonEmpty<SunWindowConfig>) -> Vec<KeyProblem> {
+    windows
+        .0
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| w.to_window(i).err())
+        .map(|message| KeyProblem::new(&["windows"], Code::OutOfRange, message))
+        .collect()
 }
 
 impl SunWindowConfig {

@@ -6,15 +6,15 @@ pub(crate) mod thresholds;
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentError, ComponentResult};
-use acoupi_engine::config::values::PositiveDuration;
+use acoupi_engine::config::values::{BoundedDuration, PositiveDuration};
 use acoupi_engine::data::ModelOutput;
-use acoupi_engine::registry::BuildContext;
+use acoupi_engine::registry::{BuildContext, BuildError};
 use acoupi_engine::store::Store;
 use chrono::{DateTime, Utc};
 
 /// The interval summarised by default: one hour.
 pub(crate) fn default_interval() -> PositiveDuration {
-    PositiveDuration(std::time::Duration::from_secs(3600))
+    BoundedDuration(std::time::Duration::from_secs(3600))
 }
 pub(crate) fn default_interval_text() -> &'static str {
     "1h"
@@ -24,12 +24,10 @@ pub(crate) fn default_interval_text() -> &'static str {
 pub(crate) fn store_and_interval(
     ctx: &BuildContext,
     interval: &PositiveDuration,
-) -> Result<(Arc<dyn Store>, chrono::Duration), String> {
-    let store = ctx
-        .store
-        .clone()
-        .ok_or("a summariser needs the station's store")?;
-    let interval = chrono::Duration::from_std(interval.0).map_err(|e| e.to_string())?;
+) -> Result<(Arc<dyn Store>, chrono::Duration), BuildError> {
+    let store = ctx.store.clone().ok_or_else(BuildError::needs_store)?;
+    let interval = chrono::Duration::from_std(interval.0)
+        .map_err(|e| BuildError::at(&["interval"], e.to_string()))?;
     Ok((store, interval))
 }
 

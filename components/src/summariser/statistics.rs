@@ -8,7 +8,7 @@ use acoupi_engine::component::{ComponentResult, Summariser};
 use acoupi_engine::config::values::PositiveDuration;
 use acoupi_engine::data::timestamp::format_timestamp;
 use acoupi_engine::data::{Message, MessageType, ModelOutput};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use acoupi_engine::store::Store;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -30,7 +30,7 @@ pub struct StatisticsSummariserConfig {
 impl ComponentConfig for StatisticsSummariserConfig {
     const KIND: &'static str = "summariser.statistics";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
         let (store, interval) = store_and_interval(ctx, &self.interval)?;
         Ok(Built::Summariser(Arc::new(StatisticsSummariser {
             store,

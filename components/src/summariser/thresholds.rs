@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use acoupi_engine::component::{ComponentResult, Summariser};
+use acoupi_engine::config::Code;
+use acoupi_engine::config::diagnostics::KeyProblem;
 use acoupi_engine::config::values::{PositiveDuration, Score};
 use acoupi_engine::data::timestamp::format_timestamp;
 use acoupi_engine::data::{Message, MessageType, ModelOutput};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use acoupi_engine::store::Store;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -53,13 +55,22 @@ fn default_high() -> Score {
 impl ComponentConfig for ThresholdsSummariserConfig {
     const KIND: &'static str = "summariser.thresholds";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+    fn check(&self) -> Vec<KeyProblem> {
         let (low, mid, high) = (self.low.0, self.mid.0, self.high.0);
-        if !(low < mid && mid < high) {
-            return Err(format!(
-                "the bands must rise: low ({low}) < mid ({mid}) < high ({high})"
-            ));
+        if low < mid && mid < high {
+            return Vec::new();
         }
+        // The first band edge that does not rise above the one before it.
+        let key = if low < mid { "high" } else { "mid" };
+        vec![KeyProblem::new(
+            &[key],
+            Code::OutOfRange,
+            format!("the bands must rise: low ({low}) < mid ({mid}) < high ({high})"),
+        )]
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
+        let (low, mid, high) = (self.low.0, self.mid.0, self.high.0);
         let (store, interval) = store_and_interval(ctx, &self.interval)?;
         Ok(Built::Summariser(Arc::new(ThresholdsSummariser {
             store,
@@ -189,8 +200,9 @@ mod tests {
             mid: Score(0.5),
             high: Score(0.9),
         };
-        let ctx = crate::testing::context(std::path::Path::new("."), None);
-        let error = config.build(&ctx).err().unwrap();
+        let problems = config.check();
+        let error = &problems[0].message;
+        assert_eq!(problems[0].key, ["mid"]);
         assert!(error.contains("low (0.5) < mid (0.5)"), "{error}");
     }
 }

@@ -53,6 +53,7 @@ codes! {
     CredentialsInClear => "credentials-in-clear",
     SecretInPipeline => "secret-in-pipeline",
     FileTooLarge => "file-too-large",
+    BuildFailed => "build-failed",
 }
 
 const TAG_SEPARATOR: char = '\u{1f}';

@@ -32,6 +32,22 @@ pub struct ComponentInstance {
     pub kind: &'static str,
     pub family: Family,
     pub settings: Box<dyn ComponentSettings>,
+    /// Where the component is declared: its name in `[components.<name>]`, or the inline
+    /// table.
+    pub span: Range<usize>,
+    /// The span of each key of its table (nested tables' keys by their path), so a build
+    /// failure can point at the field it names.
+    pub keys: Vec<(Vec<String>, Range<usize>)>,
+}
+
+impl ComponentInstance {
+    /// Where a build failure of the field at `path` points: that key, else the component.
+    pub fn span_of(&self, path: &[String]) -> Range<usize> {
+        self.keys
+            .iter()
+            .find(|(key, _)| key.as_slice() == path)
+            .map_or_else(|| self.span.clone(), |(_, span)| span.clone())
+    }
 }
 
 /// When a stage runs.
@@ -57,6 +73,8 @@ pub struct Stage {
 #[derive(Debug)]
 pub struct Pipeline {
     pub path: PathBuf,
+    /// The file's text, for pointing at a component whose build fails.
+    pub source: Arc<str>,
     pub settings: Settings,
     pub components: Vec<ComponentInstance>,
     /// In file order.
@@ -351,6 +369,7 @@ impl Loader<'_> {
             .collect::<Option<Vec<_>>>()?;
         Some(Pipeline {
             path: path.to_path_buf(),
+            source: Arc::from(source),
             settings,
             components: std::mem::take(&mut self.components),
             stages,
@@ -481,7 +500,7 @@ impl Loader<'_> {
         value: &Spanned<DeValue<'_>>,
     ) -> Option<ComponentInstance> {
         let owner = format!("component `{name}`");
-        let (kind, kind_span, rest) = self.take_tag(value, "type", &owner, name_span)?;
+        let (kind, kind_span, rest) = self.take_tag(value, "type", &owner, name_span.clone())?;
         let Some(ty) = self.registry.get(&kind) else {
             self.problem(
                 Problem::new(
@@ -512,11 +531,15 @@ impl Loader<'_> {
             }
             return None;
         }
+        let mut keys = Vec::new();
+        key_spans(value, &mut Vec::new(), &mut keys);
         Some(ComponentInstance {
             name: name.to_string(),
             kind: ty.kind,
             family: ty.family,
             settings,
+            span: name_span,
+            keys,
         })
     }
 
@@ -975,6 +998,23 @@ impl Loader<'_> {
                 current = n;
             }
         }
+    }
+}
+
+/// The span of every key inside the table `value`, nested tables' keys by their path.
+fn key_spans(
+    value: &Spanned<DeValue<'_>>,
+    path: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, Range<usize>)>,
+) {
+    let DeValue::Table(table) = value.get_ref() else {
+        return;
+    };
+    for (key, inner) in table.iter() {
+        path.push(key.get_ref().to_string());
+        out.push((path.clone(), key.span()));
+        key_spans(inner, path, out);
+        path.pop();
     }
 }
 

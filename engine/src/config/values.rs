@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::Range;
+use std::ops::{Bound, Range};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -95,11 +95,58 @@ impl JsonSchema for HumanDuration {
     }
 }
 
-/// A duration that must be greater than zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PositiveDuration(pub Duration);
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
 
-impl<'de> Deserialize<'de> for PositiveDuration {
+/// A duration greater than zero, at least `MIN_MS` milliseconds and at most `MAX_SECS`
+/// seconds, checked while it is deserialised (so a value out of range is reported at its
+/// own line and column). The one bounded duration: [`PositiveDuration`],
+/// [`DurationUpTo`] and the named bounds below are this type with its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BoundedDuration<const MIN_MS: u64, const MAX_SECS: u64>(pub Duration);
+
+/// `MAX_SECS` of a duration without an upper bound.
+pub const UNBOUNDED_SECS: u64 = u64::MAX;
+
+/// A duration that must be greater than zero.
+pub type PositiveDuration = BoundedDuration<0, UNBOUNDED_SECS>;
+
+/// A duration greater than zero and at most `MAX_SECS` seconds.
+pub type DurationUpTo<const MAX_SECS: u64> = BoundedDuration<0, MAX_SECS>;
+
+/// A duration of at least `MIN_MS` milliseconds, with no upper bound.
+pub type DurationAtLeast<const MIN_MS: u64> = BoundedDuration<MIN_MS, UNBOUNDED_SECS>;
+
+impl<const MIN_MS: u64, const MAX_SECS: u64> BoundedDuration<MIN_MS, MAX_SECS> {
+    /// The shortest duration allowed (zero itself is never allowed).
+    pub const MIN: Duration = Duration::from_millis(MIN_MS);
+    /// The longest duration allowed.
+    pub const MAX: Duration = Duration::from_secs(MAX_SECS);
+
+    /// The limits in words, e.g. "greater than zero and at most 1h".
+    fn limits() -> String {
+        let lower = if MIN_MS == 0 {
+            "greater than zero".to_string()
+        } else {
+            format!("at least {}", humantime::format_duration(Self::MIN))
+        };
+        if MAX_SECS == UNBOUNDED_SECS {
+            lower
+        } else {
+            format!(
+                "{lower} and at most {}",
+                humantime::format_duration(Self::MAX)
+            )
+        }
+    }
+}
+
+impl<'de, const MIN_MS: u64, const MAX_SECS: u64> Deserialize<'de>
+    for BoundedDuration<MIN_MS, MAX_SECS>
+{
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let HumanDuration(d) = HumanDuration::deserialize(deserializer)?;
         if d.is_zero() {
@@ -108,44 +155,16 @@ impl<'de> Deserialize<'de> for PositiveDuration {
                 "duration must be greater than zero",
             ));
         }
-        Ok(PositiveDuration(d))
-    }
-}
-
-impl JsonSchema for PositiveDuration {
-    fn schema_name() -> Cow<'static, str> {
-        "PositiveDuration".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        duration_schema("A duration greater than zero, such as \"3s\", \"10min\" or \"1h\".")
-    }
-}
-
-impl fmt::Display for HumanDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-impl fmt::Display for PositiveDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-/// A duration greater than zero and at most `MAX_SECS` seconds, checked while it is
-/// deserialised (so a too long value is reported at its own line and column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct DurationUpTo<const MAX_SECS: u64>(pub Duration);
-
-impl<const MAX_SECS: u64> DurationUpTo<MAX_SECS> {
-    /// The longest duration allowed.
-    pub const MAX: Duration = Duration::from_secs(MAX_SECS);
-}
-
-impl<'de, const MAX_SECS: u64> Deserialize<'de> for DurationUpTo<MAX_SECS> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let PositiveDuration(d) = PositiveDuration::deserialize(deserializer)?;
+        if d < Self::MIN {
+            return Err(invalid(
+                Code::OutOfRange,
+                format!(
+                    "duration {} is too short: at least {} is allowed here",
+                    humantime::format_duration(d),
+                    humantime::format_duration(Self::MIN)
+                ),
+            ));
+        }
         if d > Self::MAX {
             return Err(invalid(
                 Code::OutOfRange,
@@ -156,23 +175,37 @@ impl<'de, const MAX_SECS: u64> Deserialize<'de> for DurationUpTo<MAX_SECS> {
                 ),
             ));
         }
-        Ok(DurationUpTo(d))
+        Ok(BoundedDuration(d))
     }
 }
 
-impl<const MAX_SECS: u64> JsonSchema for DurationUpTo<MAX_SECS> {
+impl<const MIN_MS: u64, const MAX_SECS: u64> JsonSchema for BoundedDuration<MIN_MS, MAX_SECS> {
     fn schema_name() -> Cow<'static, str> {
-        format!("DurationUpTo{}", humantime::format_duration(Self::MAX)).into()
+        let (min, max) = (
+            humantime::format_duration(Self::MIN),
+            humantime::format_duration(Self::MAX),
+        );
+        match (MIN_MS, MAX_SECS) {
+            (0, UNBOUNDED_SECS) => "PositiveDuration".into(),
+            (0, _) => format!("DurationUpTo{max}").into(),
+            (_, UNBOUNDED_SECS) => format!("DurationAtLeast{min}").into(),
+            _ => format!("Duration{min}To{max}").into(),
+        }
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        if (MIN_MS, MAX_SECS) == (0, UNBOUNDED_SECS) {
+            return duration_schema(
+                "A duration greater than zero, such as \"3s\", \"10min\" or \"1h\".",
+            );
+        }
         duration_schema(&format!(
-            "A duration greater than zero and at most {}, such as \"3s\" or \"10min\".",
-            humantime::format_duration(Self::MAX)
+            "A duration {}, such as \"3s\" or \"10min\".",
+            Self::limits()
         ))
     }
 }
 
-impl<const MAX_SECS: u64> fmt::Display for DurationUpTo<MAX_SECS> {
+impl<const MIN_MS: u64, const MAX_SECS: u64> fmt::Display for BoundedDuration<MIN_MS, MAX_SECS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", humantime::format_duration(self.0))
     }
@@ -323,54 +356,165 @@ impl JsonSchema for CronExpr {
     }
 }
 
-/// Declares an f64 newtype restricted to a closed range, checked when deserialised.
+/// Checks a number against its bounds (always finite), for [`bounded_f64!`]; the message
+/// names the value (`what`) and the range.
+pub fn check_f64(
+    value: f64,
+    lower: Bound<f64>,
+    upper: Bound<f64>,
+    what: &str,
+) -> Result<f64, String> {
+    let inside = value.is_finite()
+        && match lower {
+            Bound::Included(min) => value >= min,
+            Bound::Excluded(min) => value > min,
+            Bound::Unbounded => true,
+        }
+        && match upper {
+            Bound::Included(max) => value <= max,
+            Bound::Excluded(max) => value < max,
+            Bound::Unbounded => true,
+        };
+    if inside {
+        return Ok(value);
+    }
+    let range = match (lower, upper) {
+        (Bound::Included(min), Bound::Included(max)) => format!("between {min} and {max}"),
+        _ => {
+            let parts: Vec<String> = [
+                match lower {
+                    Bound::Included(min) => Some(format!("at least {min}")),
+                    Bound::Excluded(min) => Some(format!("greater than {min}")),
+                    Bound::Unbounded => None,
+                },
+                match upper {
+                    Bound::Included(max) => Some(format!("at most {max}")),
+                    Bound::Excluded(max) => Some(format!("below {max}")),
+                    Bound::Unbounded => None,
+                },
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if parts.is_empty() {
+                "a finite number".to_string()
+            } else {
+                parts.join(" and ")
+            }
+        }
+    };
+    Err(format!("{what} {value} is out of range: must be {range}"))
+}
+
+/// The JSON Schema of a number within bounds, for [`bounded_f64!`].
+pub fn f64_schema(lower: Bound<f64>, upper: Bound<f64>, description: &str) -> Schema {
+    let mut schema = json_schema!({ "type": "number" });
+    match lower {
+        Bound::Included(min) => drop(schema.insert("minimum".into(), min.into())),
+        Bound::Excluded(min) => drop(schema.insert("exclusiveMinimum".into(), min.into())),
+        Bound::Unbounded => {}
+    }
+    match upper {
+        Bound::Included(max) => drop(schema.insert("maximum".into(), max.into())),
+        Bound::Excluded(max) => drop(schema.insert("exclusiveMaximum".into(), max.into())),
+        Bound::Unbounded => {}
+    }
+    if !description.is_empty() {
+        schema.insert("description".into(), description.into());
+    }
+    schema
+}
+
+/// Declares an `f64` newtype whose value is finite and within bounds (each a
+/// `std::ops::Bound`), checked while it is deserialised, so a value out of range is
+/// reported at its own line and column; its schema shows the bounds. `what` names the
+/// value in messages (the field's name where the type is one field's). Components use it
+/// for ranges of their own:
+///
+/// ```ignore
+/// acoupi_engine::bounded_f64!(
+///     /// Detection sensitivity, 0.5 to 1.5.
+///     Sensitivity, "sensitivity", Included(0.5), Included(1.5)
+/// );
+/// ```
+#[macro_export]
 macro_rules! bounded_f64 {
-    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $what:expr) => {
+    ($(#[$doc:meta])* $name:ident, $what:expr, $lower:expr, $upper:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, ::serde::Serialize)]
         #[serde(transparent)]
         pub struct $name(pub f64);
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let value = f64::deserialize(deserializer)?;
-                if !($min..=$max).contains(&value) {
-                    return Err(invalid(
-                        Code::OutOfRange,
-                        format!("{} {value} is out of range: must be between {} and {}", $what, $min, $max),
-                    ));
-                }
-                Ok($name(value))
+        impl $name {
+            /// The lower and upper bound.
+            #[allow(unused_imports)]
+            pub const BOUNDS: (::std::ops::Bound<f64>, ::std::ops::Bound<f64>) = {
+                use ::std::ops::Bound::*;
+                ($lower, $upper)
+            };
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = <f64 as ::serde::Deserialize>::deserialize(deserializer)?;
+                let (lower, upper) = Self::BOUNDS;
+                $crate::config::values::check_f64(value, lower, upper, $what)
+                    .map($name)
+                    .map_err(|e| $crate::config::values::invalid($crate::config::Code::OutOfRange, e))
             }
         }
 
-        impl JsonSchema for $name {
-            fn schema_name() -> Cow<'static, str> {
+        impl ::schemars::JsonSchema for $name {
+            fn schema_name() -> ::std::borrow::Cow<'static, str> {
                 stringify!($name).into()
             }
-            fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                json_schema!({ "type": "number", "minimum": $min, "maximum": $max })
+            fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+                let (lower, upper) = Self::BOUNDS;
+                $crate::config::values::f64_schema(lower, upper, "")
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, "{}", self.0)
             }
         }
     };
 }
 
-bounded_f64!(
+crate::bounded_f64!(
     /// Latitude in decimal degrees, -90 to 90.
-    Latitude, -90.0, 90.0, "latitude"
+    Latitude, "latitude", Included(-90.0), Included(90.0)
 );
-bounded_f64!(
+crate::bounded_f64!(
     /// Longitude in decimal degrees, -180 to 180.
-    Longitude, -180.0, 180.0, "longitude"
+    Longitude, "longitude", Included(-180.0), Included(180.0)
 );
-bounded_f64!(
+crate::bounded_f64!(
     /// A score or threshold between 0 and 1.
-    Score, 0.0, 1.0, "score"
+    Score, "score", Included(0.0), Included(1.0)
 );
-bounded_f64!(
+crate::bounded_f64!(
     /// A percentage, 0 to 100.
-    Percent, 0.0, 100.0, "percentage"
+    Percent, "percentage", Included(0.0), Included(100.0)
 );
+crate::bounded_f64!(
+    /// A time expansion factor, greater than 0 (10 for recordings slowed down ten times).
+    TimeExpansion, "time_expansion", Excluded(0.0), Unbounded
+);
+
+/// Deserialises a count that must be at least 1 as its `NonZero*` type (`P` is the
+/// primitive: `nonzero::<_, usize, NonZeroUsize>`); `message` is the problem reported for
+/// 0, in the field's words. Components use it through a one-line `deserialize_with`
+/// function per field.
+pub fn nonzero<'de, D, P, T>(deserializer: D, message: &str) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    P: Deserialize<'de>,
+    T: TryFrom<P>,
+{
+    T::try_from(P::deserialize(deserializer)?).map_err(|_| invalid(Code::OutOfRange, message))
+}
 
 /// A frequency in Hz, greater than zero.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
@@ -399,7 +543,8 @@ impl JsonSchema for Hertz {
 }
 
 /// A list with at least one item.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(transparent)]
 pub struct NonEmpty<T>(pub Vec<T>);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
@@ -538,6 +683,16 @@ mod tests {
         assert!(de::<RecordingDuration>("\"0s\"").is_err_and(|e| e.contains("greater than zero")));
         assert!(de::<RecordingDuration>("\"61min\"").is_err_and(|e| e.contains("at most 1h")));
         assert_eq!(RecordingDuration::schema_name(), "DurationUpTo1h");
+        assert_eq!(PositiveDuration::schema_name(), "PositiveDuration");
+        assert!(
+            de::<DurationAtLeast<1000>>("\"500ms\"")
+                .is_err_and(|e| e.contains("too short: at least 1s"))
+        );
+        assert_eq!(
+            de::<DurationAtLeast<1000>>("\"1s\"").map(|d| d.0),
+            Ok(Duration::from_secs(1))
+        );
+        assert_eq!(DurationAtLeast::<1000>::schema_name(), "DurationAtLeast1s");
     }
 
     #[test]
@@ -567,6 +722,54 @@ mod tests {
         assert!(de::<Hertz>("0").is_err());
         assert!(de::<NonEmpty<u32>>("[]").is_err_and(|e| e.contains("at least one")));
         assert_eq!(de::<NonEmpty<u32>>("[1]").map(|l| l.0), Ok(vec![1]));
+        assert!(de::<TimeExpansion>("0.0").is_err_and(|e| e.contains("greater than 0")));
+        assert!(de::<TimeExpansion>("inf").is_err());
+        assert!(de::<Score>("nan").is_err());
+        assert_eq!(de::<TimeExpansion>("10").map(|t| t.0), Ok(10.0));
+    }
+
+    #[test]
+    fn bounds_in_words_and_schema() {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let words = |lower, upper| check_f64(5.0, lower, upper, "x").unwrap_err();
+        assert_eq!(
+            words(Included(0.0), Excluded(3.0)),
+            "x 5 is out of range: must be at least 0 and below 3"
+        );
+        assert_eq!(
+            words(Unbounded, Included(0.0)),
+            "x 5 is out of range: must be at most 0"
+        );
+        assert_eq!(
+            words(Included(6.0), Included(9.0)),
+            "x 5 is out of range: must be between 6 and 9"
+        );
+        let schema = f64_schema(Excluded(0.0), Excluded(3.0), "").to_value();
+        assert_eq!(
+            schema,
+            serde_json::json!({ "type": "number", "exclusiveMinimum": 0.0, "exclusiveMaximum": 3.0 })
+        );
+    }
+
+    #[test]
+    fn counts_of_at_least_one() {
+        #[derive(Debug, serde::Deserialize)]
+        struct W {
+            #[serde(deserialize_with = "k")]
+            v: std::num::NonZeroUsize,
+        }
+        fn k<'de, D: Deserializer<'de>>(d: D) -> Result<std::num::NonZeroUsize, D::Error> {
+            nonzero::<_, usize, _>(d, "k must be at least 1")
+        }
+        assert_eq!(
+            toml::from_str::<W>("v = 2").map(|w| w.v.get()).ok(),
+            Some(2)
+        );
+        let error = toml::from_str::<W>("v = 0").unwrap_err();
+        assert_eq!(
+            Code::split(error.message()),
+            (Code::OutOfRange, "k must be at least 1".into())
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Running a validated pipeline: [`Station::build`] turns component configs into running
-//! components and stages into tasks; [`Station::run`] drives them (see [`graph`]).
+//! components and stages into tasks; [`Station::run`] drives them (see [`graph`]);
+//! [`check_build`] builds the components only, for `acoupi validate --build`.
 
+mod check;
 mod clock;
 mod graph;
 
@@ -9,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
+pub use check::{BuildReport, check_build};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use graph::{RunOptions, RunSummary};
 

@@ -46,15 +46,16 @@ mod ops;
 mod spectrogram;
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
-use acoupi_engine::config::values::Score;
+use acoupi_engine::config::values::{Score, TimeExpansion, nonzero};
 use acoupi_engine::data::{
     BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
 };
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use tract_linalg::multithread::{Executor, multithread_tract_scope};
 use tract_onnx::prelude::*;
 
@@ -118,23 +119,29 @@ pub struct BatDetect2ModelConfig {
     /// library's `chunk_size`). Longer chunks need more memory; calls across a chunk border
     /// may be missed or split.
     #[serde(default = "default_chunk_seconds")]
-    #[schemars(range(min = 0.1, max = 60.0), default = "default_chunk_seconds")]
-    pub chunk_seconds: f64,
+    #[schemars(default = "default_chunk_seconds")]
+    pub chunk_seconds: ChunkSeconds,
     /// The time expansion factor of the files (10 for recordings slowed down ten times).
     /// Default: each recording's own `time_expansion`.
-    #[schemars(range(min = 0.0))]
-    pub time_expansion: Option<f64>,
+    pub time_expansion: Option<TimeExpansion>,
     /// Threads one chunk's network run may use (its matrix products are split between
     /// them). More lowers the time to analyse one recording on a station with idle cores;
     /// keep 1 where recordings are analysed in parallel anyway (reprocessing).
-    #[serde(default = "default_threads")]
-    #[schemars(range(min = 1), default = "default_threads")]
-    pub threads: usize,
+    #[serde(default = "default_threads", deserialize_with = "threads_at_least_one")]
+    #[schemars(default = "default_threads")]
+    pub threads: NonZeroUsize,
 }
 
-fn default_threads() -> usize {
-    1
+fn default_threads() -> NonZeroUsize {
+    NonZeroUsize::MIN
 }
+fn threads_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroUsize, D::Error> {
+    nonzero::<_, usize, _>(d, "threads must be at least 1")
+}
+acoupi_engine::bounded_f64!(
+    /// The length of the chunks the audio is analysed in, 0.1 to 60 s.
+    ChunkSeconds, "chunk_seconds", Included(0.1), Included(60.0)
+);
 
 fn default_name() -> String {
     "BatDetect2_UK".into()
@@ -145,15 +152,25 @@ fn default_detection_threshold() -> Score {
 fn default_min_class_probability() -> Score {
     Score(0.01)
 }
-fn default_chunk_seconds() -> f64 {
-    3.0
+fn default_chunk_seconds() -> ChunkSeconds {
+    ChunkSeconds(3.0)
 }
 
 impl ComponentConfig for BatDetect2ModelConfig {
     const KIND: &'static str = "model.batdetect2";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        Ok(Built::Model(Arc::new(BatDetect2Model::load(self, ctx)?)))
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
+        let model = BatDetect2Model::load(self, ctx).map_err(|reason| {
+            crate::model::at_file_field(
+                reason,
+                ctx,
+                &[
+                    ("model", self.model.as_deref()),
+                    ("labels", self.labels.as_deref()),
+                ],
+            )
+        })?;
+        Ok(Built::Model(Arc::new(model)))
     }
 }
 
@@ -394,29 +411,12 @@ pub struct BatDetect2Model {
 
 impl BatDetect2Model {
     fn load(config: &BatDetect2ModelConfig, ctx: &BuildContext) -> Result<BatDetect2Model, String> {
-        if !(0.1..=60.0).contains(&config.chunk_seconds) {
-            return Err(format!(
-                "chunk_seconds must be between 0.1 and 60, not {}",
-                config.chunk_seconds
-            ));
-        }
-        if let Some(factor) = config
-            .time_expansion
-            .filter(|f| !(*f > 0.0 && f.is_finite()))
-        {
-            return Err(format!(
-                "time_expansion must be greater than 0, not {factor}"
-            ));
-        }
-        if config.threads == 0 {
-            return Err("threads must be at least 1".into());
-        }
         let path = |given: &Option<PathBuf>, bundled: &str| {
             given
                 .as_deref()
                 .map_or_else(|| PathBuf::from(bundled), |p| ctx.resolve(p))
         };
-        let chunk_samples = (f64::from(SAMPLE_RATE) * config.chunk_seconds) as usize;
+        let chunk_samples = (f64::from(SAMPLE_RATE) * config.chunk_seconds.0) as usize;
         let network = Network::load(
             &path(&config.model, BUNDLED_MODEL),
             &path(&config.labels, BUNDLED_LABELS),
@@ -428,10 +428,10 @@ impl BatDetect2Model {
             spectrogram: Arc::new(SpectrogramMaker::new()),
             detection_threshold: config.detection_threshold.0,
             min_class_probability: config.min_class_probability.0,
-            chunk_seconds: config.chunk_seconds,
-            time_expansion: config.time_expansion,
-            executor: if config.threads > 1 {
-                Executor::multithread_with_name(config.threads, &ctx.instance)
+            chunk_seconds: config.chunk_seconds.0,
+            time_expansion: config.time_expansion.map(|te| te.0),
+            executor: if config.threads.get() > 1 {
+                Executor::multithread_with_name(config.threads.get(), &ctx.instance)
             } else {
                 Executor::SingleThread
             },
@@ -1024,8 +1024,8 @@ mod tests {
             (
                 c.detection_threshold.0,
                 c.min_class_probability.0,
-                c.chunk_seconds,
-                c.time_expansion
+                c.chunk_seconds.0,
+                c.time_expansion.map(|te| te.0)
             ),
             (0.3, 0.01, 3.0, None)
         );
@@ -1054,13 +1054,13 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("broken.onnx"), "{err}");
-        let err = BatDetect2Model::load(&config(r#"{"chunk_seconds": 0}"#), &ctx)
-            .err()
-            .unwrap();
+        let err = serde_json::from_str::<BatDetect2ModelConfig>(r#"{"chunk_seconds": 0}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("chunk_seconds"), "{err}");
-        let err = BatDetect2Model::load(&config(r#"{"time_expansion": -1}"#), &ctx)
-            .err()
-            .unwrap();
+        let err = serde_json::from_str::<BatDetect2ModelConfig>(r#"{"time_expansion": -1}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("time_expansion"), "{err}");
     }
 
@@ -1081,9 +1081,9 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(max_diff < 1e-5, "max diff {max_diff}");
-        let err = BatDetect2Model::load(&config(r#"{"threads": 0}"#), &context())
-            .err()
-            .unwrap();
+        let err = serde_json::from_str::<BatDetect2ModelConfig>(r#"{"threads": 0}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("threads"), "{err}");
     }
 }

@@ -40,7 +40,7 @@ use acoupi_engine::config::values::Score;
 use acoupi_engine::data::{
     BoundingBox, Detection, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
 };
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use tract_onnx::prelude::*;
 
 use crate::model::birdnet::range::{
@@ -88,14 +88,14 @@ pub struct BirdnetModelConfig {
     pub labels: Option<PathBuf>,
     /// Overlap of consecutive 3 s windows, in seconds: windows start every `3 - overlap` s.
     /// At least 0 and below 3.
-    #[serde(default)]
-    #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 3.0), default = "default_overlap")]
-    pub overlap: f64,
+    #[serde(default = "default_overlap")]
+    #[schemars(default = "default_overlap")]
+    pub overlap: BirdnetOverlap,
     /// Detection sensitivity, 0.5 to 1.5: higher gives higher confidences (more
     /// detections). birdnetlib's mapping to the sigmoid slope: s = max(0.5, min(2 - u, 1.5)).
     #[serde(default = "default_sensitivity")]
-    #[schemars(range(min = 0.5, max = 1.5), default = "default_sensitivity")]
-    pub sensitivity: f64,
+    #[schemars(default = "default_sensitivity")]
+    pub sensitivity: BirdnetSensitivity,
     /// Lowest confidence reported.
     #[serde(default = "default_min_confidence")]
     #[schemars(default = "default_min_confidence")]
@@ -131,11 +131,20 @@ fn default_range_threshold() -> Score {
 fn default_name() -> String {
     "BirdNET_GLOBAL_6K_V2.4".into()
 }
-fn default_overlap() -> f64 {
-    0.0
+acoupi_engine::bounded_f64!(
+    /// Overlap of consecutive 3 s windows, in seconds: at least 0 and below 3.
+    BirdnetOverlap, "overlap", Included(0.0), Excluded(CHUNK_SECONDS)
+);
+acoupi_engine::bounded_f64!(
+    /// BirdNET's detection sensitivity, 0.5 to 1.5.
+    BirdnetSensitivity, "sensitivity", Included(0.5), Included(1.5)
+);
+
+fn default_overlap() -> BirdnetOverlap {
+    BirdnetOverlap(0.0)
 }
-fn default_sensitivity() -> f64 {
-    1.0
+fn default_sensitivity() -> BirdnetSensitivity {
+    BirdnetSensitivity(1.0)
 }
 fn default_min_confidence() -> Score {
     Score(0.1)
@@ -144,8 +153,20 @@ fn default_min_confidence() -> Score {
 impl ComponentConfig for BirdnetModelConfig {
     const KIND: &'static str = "model.birdnet";
 
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        Ok(Built::Model(Arc::new(BirdnetModel::load(self, ctx)?)))
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
+        let model = BirdnetModel::load(self, ctx).map_err(|reason| {
+            let range = self.range_filter.as_ref().and_then(|f| f.model.as_deref());
+            crate::model::at_file_field(
+                reason,
+                ctx,
+                &[
+                    ("model", self.model.as_deref()),
+                    ("labels", self.labels.as_deref()),
+                    ("range_filter", range),
+                ],
+            )
+        })?;
+        Ok(Built::Model(Arc::new(model)))
     }
 }
 
@@ -248,18 +269,6 @@ impl RangeFilter {
 
 impl BirdnetModel {
     fn load(config: &BirdnetModelConfig, ctx: &BuildContext) -> Result<BirdnetModel, String> {
-        if !(0.0..CHUNK_SECONDS).contains(&config.overlap) {
-            return Err(format!(
-                "overlap must be at least 0 s and below 3 s, not {}",
-                config.overlap
-            ));
-        }
-        if !(0.5..=1.5).contains(&config.sensitivity) {
-            return Err(format!(
-                "sensitivity must be between 0.5 and 1.5, not {}",
-                config.sensitivity
-            ));
-        }
         let path = |given: &Option<PathBuf>, bundled: &str| {
             given
                 .as_deref()
@@ -300,8 +309,8 @@ impl BirdnetModel {
         Ok(BirdnetModel {
             name: config.name.clone(),
             network: Arc::new(network),
-            overlap: config.overlap,
-            slope: sigmoid_slope(config.sensitivity),
+            overlap: config.overlap.0,
+            slope: sigmoid_slope(config.sensitivity.0),
             min_confidence: config.min_confidence.0,
             allowed,
             range,
@@ -764,7 +773,7 @@ mod tests {
         let c = config("{}");
         assert_eq!(c.name, "BirdNET_GLOBAL_6K_V2.4");
         assert_eq!(
-            (c.overlap, c.sensitivity, c.min_confidence.0),
+            (c.overlap.0, c.sensitivity.0, c.min_confidence.0),
             (0.0, 1.0, 0.1)
         );
         assert!(serde_json::from_str::<BirdnetModelConfig>(r#"{"min_confidence": 1.5}"#).is_err());
@@ -783,13 +792,13 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("labels.txt"), "{err}");
-        let err = BirdnetModel::load(&config(r#"{"overlap": 3.0}"#), &ctx)
-            .err()
-            .unwrap();
+        let err = serde_json::from_str::<BirdnetModelConfig>(r#"{"overlap": 3.0}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("overlap"), "{err}");
-        let err = BirdnetModel::load(&config(r#"{"sensitivity": 2.0}"#), &ctx)
-            .err()
-            .unwrap();
+        let err = serde_json::from_str::<BirdnetModelConfig>(r#"{"sensitivity": 2.0}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sensitivity"), "{err}");
     }
 

@@ -12,15 +12,18 @@ pub mod chunker;
 pub mod devices;
 pub mod stream;
 
+use std::num::{NonZeroU16, NonZeroU32};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use acoupi_engine::backoff::Backoff;
 use acoupi_engine::component::{ComponentError, ComponentResult, Recorder};
-use acoupi_engine::config::values::RecordingDuration;
+use acoupi_engine::config::Code;
+use acoupi_engine::config::diagnostics::KeyProblem;
+use acoupi_engine::config::values::{RecordingDuration, nonzero};
 use acoupi_engine::data::{Deployment, Recording};
-use acoupi_engine::registry::{BuildContext, Built, ComponentConfig};
+use acoupi_engine::registry::{BuildContext, BuildError, Built, ComponentConfig};
 use acoupi_engine::telemetry::Telemetry;
 
 use crate::recorder::microphone::chunker::{Chunk, WavFormat};
@@ -39,13 +42,17 @@ pub struct MicrophoneRecorderConfig {
     /// default input device.
     pub device: Option<String>,
     /// Sample rate in Hz; the device must support it (an AudioMoth: 384000).
-    #[serde(default = "default_samplerate")]
-    #[schemars(range(min = 1))]
-    pub samplerate: u32,
+    #[serde(
+        default = "default_samplerate",
+        deserialize_with = "samplerate_at_least_one"
+    )]
+    pub samplerate: NonZeroU32,
     /// Number of channels.
-    #[serde(default = "default_channels")]
-    #[schemars(range(min = 1))]
-    pub channels: u16,
+    #[serde(
+        default = "default_channels",
+        deserialize_with = "channels_at_least_one"
+    )]
+    pub channels: NonZeroU16,
     /// Length of each recording, at most 1 h (acoupi's default is 3 s); rounded to a whole
     /// number of frames.
     #[serde(default = "default_duration")]
@@ -67,16 +74,24 @@ pub struct MicrophoneRecorderConfig {
     pub continuous: bool,
 }
 
-fn default_samplerate() -> u32 {
-    48_000
+fn default_samplerate() -> NonZeroU32 {
+    NonZeroU32::new(48_000).unwrap_or(NonZeroU32::MIN)
 }
 
-fn default_channels() -> u16 {
-    1
+fn default_channels() -> NonZeroU16 {
+    NonZeroU16::MIN
+}
+
+fn samplerate_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+    nonzero::<_, u32, _>(d, "samplerate must be at least 1")
+}
+
+fn channels_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU16, D::Error> {
+    nonzero::<_, u16, _>(d, "channels must be at least 1")
 }
 
 fn default_duration() -> RecordingDuration {
-    acoupi_engine::config::values::DurationUpTo(Duration::from_secs(3))
+    acoupi_engine::config::values::BoundedDuration(Duration::from_secs(3))
 }
 
 fn default_duration_text() -> &'static str {
@@ -89,21 +104,19 @@ const PENDING_AUDIO: Duration = Duration::from_secs(30);
 
 impl MicrophoneRecorderConfig {
     fn spec(&self) -> Result<CaptureSpec, String> {
-        if self.samplerate == 0 || self.channels == 0 {
-            return Err("samplerate and channels must be at least 1".into());
-        }
-        let chunk_frames = (self.duration.0.as_secs_f64() * f64::from(self.samplerate)).round();
+        let (samplerate, channels) = (self.samplerate.get(), self.channels.get());
+        let chunk_frames = (self.duration.0.as_secs_f64() * f64::from(samplerate)).round();
         if chunk_frames < 1.0 {
             return Err(format!(
                 "duration {} is shorter than one frame at {} Hz",
-                self.duration, self.samplerate
+                self.duration, samplerate
             ));
         }
         let bytes_per_sample = match self.sample_format {
             WavFormat::Pcm16 => 2.0,
             WavFormat::Float32 => 4.0,
         };
-        if chunk_frames * f64::from(self.channels) * bytes_per_sample > f64::from(u32::MAX - 1024) {
+        if chunk_frames * f64::from(channels) * bytes_per_sample > f64::from(u32::MAX - 1024) {
             return Err(format!(
                 "duration {} is too long: a WAV file holds at most 4 GiB of audio",
                 self.duration
@@ -115,8 +128,8 @@ impl MicrophoneRecorderConfig {
             .max(2.0) as usize;
         Ok(CaptureSpec {
             device: self.device.clone(),
-            samplerate: self.samplerate,
-            channels: self.channels,
+            samplerate,
+            channels,
             format: self.sample_format,
             chunk_frames,
             buffer_frames: self.chunk_size,
@@ -130,9 +143,17 @@ impl ComponentConfig for MicrophoneRecorderConfig {
 
     /// Checks now that the device exists and supports the rate and channels, so a station
     /// with the wrong microphone plugged in stops at start with the reason.
-    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        let spec = self.spec()?;
-        let opened = open_device(&spec).map_err(|e| e.to_string())?;
+    /// A duration that makes no whole frame, or more audio than a WAV file holds.
+    fn check(&self) -> Vec<KeyProblem> {
+        match self.spec() {
+            Ok(_) => Vec::new(),
+            Err(message) => vec![KeyProblem::new(&["duration"], Code::OutOfRange, message)],
+        }
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError> {
+        let spec = self.spec().map_err(|e| BuildError::at(&["duration"], e))?;
+        let opened = open_device(&spec).map_err(|e| BuildError::at(&["device"], e.to_string()))?;
         tracing::info!(device = %opened.name, format = %opened.sample_format, samplerate = spec.samplerate, channels = spec.channels, continuous = self.continuous, "microphone found");
         Ok(Built::Recorder(Arc::new(MicrophoneRecorder {
             spec,
@@ -378,8 +399,8 @@ mod tests {
         assert_eq!(
             (
                 c.device,
-                c.samplerate,
-                c.channels,
+                c.samplerate.get(),
+                c.channels.get(),
                 c.duration.0,
                 c.chunk_size,
                 c.sample_format,
