@@ -68,10 +68,10 @@ impl Code {
     /// Splits a message made by [`Code::tag`]; untagged serde messages are classified by
     /// their wording.
     pub(crate) fn split(message: &str) -> (Code, String) {
-        if let Some((code, rest)) = message.split_once(TAG_SEPARATOR) {
-            if let Some(code) = Code::ALL.iter().find(|c| c.as_str() == code) {
-                return (*code, rest.to_string());
-            }
+        if let Some((code, rest)) = message.split_once(TAG_SEPARATOR)
+            && let Some(code) = Code::ALL.iter().find(|c| c.as_str() == code)
+        {
+            return (*code, rest.to_string());
         }
         let code = if message.starts_with("missing field") {
             Code::MissingKey

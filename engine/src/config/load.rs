@@ -52,6 +52,10 @@ impl ComponentInstance {
 
 /// When a stage runs.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per stage, built once: boxing the cron expression buys nothing"
+)]
 pub enum Trigger {
     /// On wall-clock multiples of `every`, shifted by `offset` (acoupi's aligned schedule).
     Every { every: Duration, offset: Duration },
@@ -259,20 +263,20 @@ impl Loader<'_> {
                 None
             }
         };
-        if let Some(d) = &deployment {
-            if let (Some(lat), None) | (None, Some(lat)) = (
+        if let Some(d) = &deployment
+            && let (Some(lat), None) | (None, Some(lat)) = (
                 d.latitude.as_ref().map(Located::span),
                 d.longitude.as_ref().map(Located::span),
-            ) {
-                self.problem(
-                    Problem::new(
-                        Code::InvalidValue,
-                        lat,
-                        "latitude and longitude must be given together",
-                    )
-                    .with_help("give both, or neither"),
-                );
-            }
+            )
+        {
+            self.problem(
+                Problem::new(
+                    Code::InvalidValue,
+                    lat,
+                    "latitude and longitude must be given together",
+                )
+                .with_help("give both, or neither"),
+            );
         }
         let store: Option<StoreSection> = root
             .get("store")

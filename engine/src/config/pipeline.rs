@@ -228,7 +228,7 @@ struct RawRefVisitor;
 impl<'de> Visitor<'de> for RawRefVisitor {
     type Value = RefTarget;
 
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a component name or an inline component table")
     }
 
