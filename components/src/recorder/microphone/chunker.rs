@@ -260,19 +260,19 @@ impl Chunker {
         if block.dropped_before > 0 {
             self.gap(block.dropped_before);
             seen = 1;
-        } else if let Some(expected) = self.expected_capture.filter(|_| !warming_up) {
-            if let Some(late) = block.capture.checked_duration_since(expected) {
-                let tolerance = block_length.max(Duration::from_millis(50));
-                if late > tolerance {
-                    let lost = (late.as_secs_f64() * f64::from(self.rate)).round() as u64;
-                    tracing::warn!(
-                        late_ms = late.as_millis() as u64,
-                        lost_frames = lost,
-                        "audio capture gap: the device's timestamps jumped"
-                    );
-                    self.gap(lost);
-                    seen = 1;
-                }
+        } else if let Some(expected) = self.expected_capture.filter(|_| !warming_up)
+            && let Some(late) = block.capture.checked_duration_since(expected)
+        {
+            let tolerance = block_length.max(Duration::from_millis(50));
+            if late > tolerance {
+                let lost = (late.as_secs_f64() * f64::from(self.rate)).round() as u64;
+                tracing::warn!(
+                    late_ms = late.as_millis() as u64,
+                    lost_frames = lost,
+                    "audio capture gap: the device's timestamps jumped"
+                );
+                self.gap(lost);
+                seen = 1;
             }
         }
         for _ in seen..xruns {

@@ -39,7 +39,9 @@ pub struct InputConfig {
 /// sample formats, with the channel counts that have them, e.g.
 /// `1–32 channels at 1–384000 Hz (f32, i16, i24, i32, u8)`.
 pub fn summarise(configs: &[InputConfig]) -> Vec<String> {
-    let mut groups: Vec<((u32, u32, Vec<&str>), Vec<u16>)> = Vec::new();
+    // (lowest rate, highest rate, sample formats) and the channel counts that have them.
+    type Group<'a> = ((u32, u32, Vec<&'a str>), Vec<u16>);
+    let mut groups: Vec<Group<'_>> = Vec::new();
     let mut channels: Vec<u16> = configs.iter().map(|c| c.channels).collect();
     channels.sort_unstable();
     channels.dedup();

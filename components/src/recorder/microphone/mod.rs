@@ -288,11 +288,11 @@ impl MicrophoneRecorder {
             .map_err(|_| ComponentError::Other("microphone state poisoned".into()))?;
         if slot.as_ref().is_some_and(Capture::failed) {
             // Drained what it had; a new stream starts a new timeline.
-            if let Some(old) = slot.as_ref() {
-                if let Ok((chunk, dropped)) = old.next_chunk(Duration::ZERO) {
-                    log_dropped(dropped);
-                    return Ok(chunk);
-                }
+            if let Some(old) = slot.as_ref()
+                && let Ok((chunk, dropped)) = old.next_chunk(Duration::ZERO)
+            {
+                log_dropped(dropped);
+                return Ok(chunk);
             }
             tracing::warn!("the microphone stream stopped; opening it again");
             *slot = None;
