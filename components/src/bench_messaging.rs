@@ -17,7 +17,7 @@ use acoupi_engine::store::MessageStore;
 use acoupi_engine::tasks::{MessagingTask, Named};
 
 use crate::messenger::mqtt::tests::{Broker, Subscriber};
-use crate::store_duckdb::DuckDbStore;
+use acoupi_store_duckdb::DuckDbStore;
 
 fn messenger(kind: &str, keys: &str) -> Arc<dyn Messenger> {
     crate::testing::build_messenger(

@@ -15,7 +15,7 @@ use acoupi_engine::store::MessageStore;
 use acoupi_engine::tasks::{MessagingTask, Named};
 
 use super::*;
-use crate::store_duckdb::DuckDbStore;
+use acoupi_store_duckdb::DuckDbStore;
 
 /// Every wait in these tests ends within this.
 const PATIENCE: Duration = Duration::from_secs(20);

@@ -109,8 +109,25 @@ pub(super) mod tests {
     use acoupi_engine::reprocess::{ArchiveStore, FileStatus, ReprocessedFile, TimeSource};
     use chrono::Utc;
 
+    use acoupi_engine::data::{
+        Deployment, Detection, PredictedTag, PredictionType, Recording, Tag,
+    };
+
     use super::DuckDbStore;
-    use crate::testing::{detection, recording};
+
+    fn recording() -> Recording {
+        Recording::new(Deployment::new("test site"), 3.0, 48_000).unwrap()
+    }
+
+    fn detection(score: f64, tags: &[(&str, &str, f64)]) -> Detection {
+        let mut d = Detection::new(PredictionType::Event);
+        d.detection_score = score;
+        d.tags = tags
+            .iter()
+            .map(|(k, v, s)| PredictedTag::new(Tag::new(*k, *v), *s).unwrap())
+            .collect();
+        d
+    }
 
     fn count(store: &DuckDbStore, sql: &str) -> i64 {
         store
