@@ -1024,6 +1024,38 @@ fn query_as_table() {
     );
 }
 
+/// Display columns (a CJK character takes two) at which each `|` (`+` in the rule) of
+/// `line` stands.
+fn bar_columns(line: &str) -> Vec<usize> {
+    use unicode_width::UnicodeWidthStr;
+    line.match_indices(['|', '+'])
+        .map(|(i, _)| line[..i].width())
+        .collect()
+}
+
+#[test]
+fn query_table_lines_up_wide_characters() {
+    let (_dir, path) = filled();
+    let sql = "SELECT * FROM (VALUES ('Grünfink', 1, 'Chloris chloris'), \
+               ('シジュウカラ', 22, 'Parus minor'), ('Turdus merula – Amsel', 333, 'x')) \
+               AS t(name, n, latin)";
+    let (n, table) = run_query(&path, sql, QueryFormat::Table);
+    assert_eq!(n, 3);
+    assert_eq!(
+        table,
+        " name                  | n   | latin\n\
+         -----------------------+-----+-----------------\n \
+         Grünfink              |   1 | Chloris chloris\n \
+         シジュウカラ          |  22 | Parus minor\n \
+         Turdus merula – Amsel | 333 | x\n\
+         (3 rows)\n"
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    for line in &lines[..5] {
+        assert_eq!(bar_columns(line), [23, 29], "{table}");
+    }
+}
+
 #[test]
 fn query_as_csv_and_json() {
     let (_dir, path) = filled();
