@@ -191,7 +191,7 @@ fn run(
     let mut out = std::io::BufWriter::new(out);
     let mut writer = match format {
         QueryFormat::Table => Writer::Table(TableWriter::new(names.clone()), &mut out),
-        QueryFormat::Csv => Writer::Csv(csv::Writer::from_writer(&mut out)),
+        QueryFormat::Csv => Writer::Csv(Box::new(csv::Writer::from_writer(&mut out))),
         QueryFormat::Json => Writer::Json(
             names
                 .iter()
@@ -219,7 +219,7 @@ fn run(
 /// Writes rows in one of the [`QueryFormat`]s to its output as they arrive.
 enum Writer<'o> {
     Table(TableWriter, &'o mut dyn Write),
-    Csv(csv::Writer<&'o mut dyn Write>),
+    Csv(Box<csv::Writer<&'o mut dyn Write>>),
     /// The column names as JSON strings.
     Json(Vec<String>, &'o mut dyn Write),
 }

@@ -69,7 +69,7 @@ pub fn bench(what: BenchWhat) -> ExitCode {
 
 /// `acoupi bench store`: the store benchmark in a temporary folder (or `--dir`).
 fn bench_store(dir: Option<PathBuf>, scale: f64) -> ExitCode {
-    if !(scale > 0.0) {
+    if scale.is_nan() || scale <= 0.0 {
         eprintln!("error: --scale must be greater than 0");
         return ExitCode::from(USAGE_OR_IO);
     }
