@@ -119,9 +119,9 @@ mod tests {
     use super::*;
     use acoupi_engine::data::{Message, Response, ResponseStatus};
     use acoupi_engine::store::MessageStore;
+    use acoupi_store_duckdb::DuckDbStore;
 
     use crate::testing::{detection, output};
-    use acoupi_store_duckdb::DuckDbStore;
 
     #[test]
     fn counts_what_happened_since_the_previous_heartbeat_and_what_waits() {
