@@ -105,16 +105,15 @@ impl ArchiveStore for DuckDbStore {
 pub(super) mod tests {
     use std::path::{Path, PathBuf};
 
-    use acoupi_engine::data::{Message, ModelOutput};
+    use acoupi_engine::data::{
+        Deployment, Detection, Message, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
+    };
     use acoupi_engine::reprocess::{ArchiveStore, FileStatus, ReprocessedFile, TimeSource};
     use chrono::Utc;
 
-    use acoupi_engine::data::{
-        Deployment, Detection, PredictedTag, PredictionType, Recording, Tag,
-    };
-
     use super::DuckDbStore;
 
+    /// A 3 s recording at 48 kHz (as the components' tests build one).
     fn recording() -> Recording {
         Recording::new(Deployment::new("test site"), 3.0, 48_000).unwrap()
     }

@@ -388,7 +388,7 @@ mod tests {
     }
 
     /// The full `acoupi bench store` workload (minutes in a debug build):
-    /// `cargo test --bin acoupi bench::store::tests::full_benchmark -- --ignored --nocapture`.
+    /// `cargo test --bin acoupi cli::bench::store::tests::full_benchmark -- --ignored --nocapture`.
     #[test]
     #[ignore = "the full benchmark takes minutes"]
     fn full_benchmark() {
