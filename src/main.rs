@@ -1,8 +1,10 @@
 //! The `acoupi` binary: argument parsing, logging set-up and error reporting. Each
-//! subcommand lives in `cli/`; behaviour lives in `acoupi-engine` and
-//! `acoupi-components`.
+//! subcommand lives in `cli/`, the benchmarks in `cli/bench/`, the terminal progress
+//! display in `progress.rs`; behaviour lives in `acoupi-engine`, `acoupi-components` and
+//! `acoupi-store-duckdb`.
 
 mod cli;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -15,9 +15,9 @@ use acoupi_engine::config::pipeline::MessageOrder;
 use acoupi_engine::data::Message;
 use acoupi_engine::store::MessageStore;
 use acoupi_engine::tasks::{MessagingTask, Named};
+use acoupi_store_duckdb::DuckDbStore;
 
 use crate::messenger::mqtt::tests::{Broker, Subscriber};
-use crate::store_duckdb::DuckDbStore;
 
 fn messenger(kind: &str, keys: &str) -> Arc<dyn Messenger> {
     crate::testing::build_messenger(

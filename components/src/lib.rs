@@ -5,8 +5,6 @@
 
 #[cfg(test)]
 mod bench_messaging;
-pub mod bench_models;
-pub mod bench_reprocess;
 mod cleaner;
 mod condition;
 mod filter;
@@ -18,7 +16,6 @@ mod model;
 mod processing;
 mod recorder;
 pub(crate) mod shared;
-pub mod store_duckdb;
 mod summariser;
 
 /// Audio capture (cpal), for `acoupi devices` and the microphone tests.

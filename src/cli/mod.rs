@@ -1,6 +1,7 @@
 //! Subcommands and exit codes: 0 success, 1 invalid pipeline or failed run, 2 usage or
 //! I/O error (clap uses 2 for usage errors too).
 
+mod bench;
 mod components;
 mod devices;
 mod reprocess;
@@ -36,48 +37,6 @@ pub struct Cli {
 pub enum LogFormat {
     Human,
     Json,
-}
-
-#[derive(Subcommand)]
-enum BenchWhat {
-    /// The store workload: 10,000 recordings with outputs, 10,000 messages sent in
-    /// batches of 100, 1,000 look-ups by path; operations per second per step.
-    Store {
-        /// Folder for the benchmark database (default: a temporary folder).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Multiply the workload's counts by this (e.g. 0.1 for a quick check); the
-        /// figures to report are those of the full workload (1).
-        #[arg(long, default_value_t = 1.0)]
-        scale: f64,
-    },
-    /// Each model on a 3 s chunk: milliseconds per chunk on one thread, and the real-time
-    /// factor with every core busy (build with --release for figures worth reporting).
-    Models {
-        /// Model types to measure (default: model.birdnet and model.batdetect2).
-        #[arg(long = "model")]
-        models: Vec<String>,
-        /// Chunks per thread.
-        #[arg(long, default_value_t = 10)]
-        repeats: usize,
-    },
-    /// `acoupi reprocess` on a synthetic archive (deterministic WAVs at 48 kHz): the
-    /// real-time factor with 1 job and with one per core, per model.
-    Reprocess {
-        /// Model types to measure (default: model.band_energy, model.birdnet,
-        /// model.batdetect2).
-        #[arg(long = "model")]
-        models: Vec<String>,
-        /// Files in the archive.
-        #[arg(long, default_value_t = 200)]
-        files: usize,
-        /// Seconds per file.
-        #[arg(long, default_value_t = 60.0)]
-        seconds: f64,
-        /// Folder for the archive and stores (default: a temporary folder).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
 }
 
 #[derive(Subcommand)]
@@ -120,7 +79,7 @@ enum Command {
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
-        what: BenchWhat,
+        what: bench::BenchWhat,
     },
     /// Run a station as a system service (systemd).
     Service {
@@ -164,21 +123,7 @@ impl Cli {
                 reprocess::reprocess_command(&registry, args, self.log_format)
             }
             Command::Merge(args) => reprocess::merge_command(args),
-            Command::Bench {
-                what: BenchWhat::Store { dir, scale },
-            } => store::bench(dir, scale),
-            Command::Bench {
-                what: BenchWhat::Models { models, repeats },
-            } => bench_models(&models, repeats),
-            Command::Bench {
-                what:
-                    BenchWhat::Reprocess {
-                        models,
-                        files,
-                        seconds,
-                        dir,
-                    },
-            } => reprocess::bench_command(&models, files, seconds, dir),
+            Command::Bench { what } => bench::bench(what),
             Command::Service { command } => service::service(&registry, command),
             Command::Schema => {
                 print!("{}", acoupi_engine::schema::pipeline_schema_text(&registry));
@@ -214,27 +159,4 @@ pub fn report_problems(errors: &PipelineErrors) -> ExitCode {
         if n == 1 { "" } else { "s" }
     );
     ExitCode::from(INVALID)
-}
-
-/// `acoupi bench models`: see [`acoupi_components::bench_models`].
-fn bench_models(models: &[String], repeats: usize) -> ExitCode {
-    let dir = match tempfile::tempdir() {
-        Ok(dir) => dir,
-        Err(error) => {
-            eprintln!("error: cannot create a temporary folder: {error}");
-            return ExitCode::from(USAGE_OR_IO);
-        }
-    };
-    match acoupi_components::bench_models::bench_models(
-        models,
-        repeats,
-        dir.path(),
-        &mut std::io::stdout().lock(),
-    ) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(INVALID)
-        }
-    }
 }

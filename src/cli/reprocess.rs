@@ -1,7 +1,6 @@
-//! `acoupi reprocess PIPELINE ARCHIVE`, `acoupi merge OUT INPUT...` and
-//! `acoupi bench reprocess`: argument
+//! `acoupi reprocess PIPELINE ARCHIVE` and `acoupi merge OUT INPUT...`: argument
 //! parsing, opening the store, printing the report. The work is
-//! [`acoupi_engine::reprocess`] and [`acoupi_components::store_duckdb::merge`].
+//! [`acoupi_engine::reprocess`] and [`acoupi_store_duckdb::merge`].
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -10,14 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acoupi_components::audio_probe::WavProbe;
-use acoupi_components::store_duckdb::DuckDbStore;
 use acoupi_engine::registry::Registry;
-use acoupi_engine::reprocess::{
-    ProgressMode, ReprocessError, ReprocessOptions, Shard, printable, reprocess,
-};
+use acoupi_engine::reprocess::{ReprocessError, ReprocessOptions, Shard, printable, reprocess};
+use acoupi_store_duckdb::DuckDbStore;
 use clap::{Args, ValueEnum};
 
 use super::LogFormat;
+use crate::progress::{ProgressDisplay, ProgressMode};
 
 #[derive(Args)]
 pub struct ReprocessArgs {
@@ -134,21 +132,27 @@ pub fn reprocess_command(
         time_format: args.time_format,
         stages: args.stages,
         retry_errors: args.retry_errors,
-        progress: match args.progress {
-            ProgressArg::Auto => ProgressMode::detect(),
-            ProgressArg::Bar => ProgressMode::Bar,
-            ProgressArg::Log => ProgressMode::Log(Duration::from_secs(10)),
-            ProgressArg::Off => ProgressMode::Off,
-        },
     };
+    let mut progress = ProgressDisplay::new(match args.progress {
+        ProgressArg::Auto => ProgressMode::detect(),
+        ProgressArg::Bar => ProgressMode::Bar,
+        ProgressArg::Log => ProgressMode::Log(Duration::from_secs(10)),
+        ProgressArg::Off => ProgressMode::Off,
+    });
     let shard = args
         .shard
         .map_or_else(String::new, |s| format!(" (shard {s})"));
-    match reprocess(&pipeline, store.clone(), Arc::new(WavProbe), &options) {
+    match reprocess(
+        &pipeline,
+        store.clone(),
+        Arc::new(WavProbe),
+        &options,
+        &mut progress,
+    ) {
         Ok(report) => {
             let parquet = store_path.with_extension("parquet");
             let exported = (args.format == OutputFormat::Parquet)
-                .then(|| acoupi_components::store_duckdb::export_parquet(&store, &parquet));
+                .then(|| acoupi_store_duckdb::export_parquet(&store, &parquet));
             drop(store);
             let shown = |path: &Path| printable(&path.to_string_lossy()).into_owned();
             println!("{} → {}{shard}", shown(&args.archive), shown(&store_path));
@@ -177,7 +181,7 @@ pub fn reprocess_command(
 }
 
 pub fn merge_command(args: MergeArgs) -> ExitCode {
-    match acoupi_components::store_duckdb::merge(&args.out, &args.inputs) {
+    match acoupi_store_duckdb::merge(&args.out, &args.inputs) {
         Ok(report) => {
             let rows = report
                 .rows
@@ -198,48 +202,6 @@ pub fn merge_command(args: MergeArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(super::INVALID)
-        }
-    }
-}
-
-/// `acoupi bench reprocess`: see [`acoupi_components::bench_reprocess`].
-pub fn bench_command(
-    models: &[String],
-    files: usize,
-    seconds: f64,
-    dir: Option<PathBuf>,
-) -> ExitCode {
-    let temporary = match dir {
-        Some(_) => None,
-        None => match tempfile::tempdir() {
-            Ok(dir) => Some(dir),
-            Err(error) => {
-                eprintln!("error: cannot create a temporary folder: {error}");
-                return ExitCode::from(super::USAGE_OR_IO);
-            }
-        },
-    };
-    let dir = dir.unwrap_or_else(|| {
-        temporary
-            .as_ref()
-            .map(|t| t.path().to_path_buf())
-            .unwrap_or_default()
-    });
-    if let Err(error) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: cannot create `{}`: {error}", dir.display());
-        return ExitCode::from(super::USAGE_OR_IO);
-    }
-    match acoupi_components::bench_reprocess::bench_reprocess(
-        models,
-        files,
-        seconds,
-        &dir,
-        &mut std::io::stdout().lock(),
-    ) {
-        Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(super::INVALID)

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use acoupi_components::store_duckdb::DuckDbStore;
 use acoupi_engine::disk::SystemDisk;
 use acoupi_engine::registry::Registry;
 use acoupi_engine::retention::Retention;
 use acoupi_engine::store::StoreError;
+use acoupi_store_duckdb::DuckDbStore;
 
 #[derive(clap::Args)]
 pub struct RetentionArgs {

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use acoupi_components::store_duckdb::DuckDbStore;
 use acoupi_engine::registry::Registry;
 use acoupi_engine::runtime::{RunOptions, Station, SystemClock};
 use acoupi_engine::telemetry::{COMPONENT_FIELDS, ErrorSource, Telemetry};
+use acoupi_store_duckdb::DuckDbStore;
 use clap::Args;
 
 use super::LogFormat;

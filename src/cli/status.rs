@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use acoupi_components::store_duckdb::{self, QueryFormat};
 use acoupi_engine::registry::Registry;
+use acoupi_store_duckdb::{self as store_duckdb, QueryFormat};
 use serde_json::Value;
 
 fn rows(store: &Path, sql: &str) -> Result<Vec<Value>, String> {

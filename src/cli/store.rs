@@ -1,12 +1,12 @@
-//! `acoupi query`, `acoupi export` and `acoupi bench store`: the store from the command
-//! line. Each takes a pipeline file (its `[store]` is used) or a DuckDB file. A refused
-//! or failed query exits 1 (its sandbox and streaming: `store_duckdb::query`).
+//! `acoupi query` and `acoupi export`: the store from the command line. Each takes a
+//! pipeline file (its `[store]` is used) or a DuckDB file. A refused or failed query
+//! exits 1 (its sandbox and streaming: `acoupi_store_duckdb::query`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use acoupi_components::store_duckdb::{self, ExportFormat, ExportWhat, QueryFormat};
 use acoupi_engine::registry::Registry;
+use acoupi_store_duckdb::{self as store_duckdb, ExportFormat, ExportWhat, QueryFormat};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 
@@ -117,36 +117,6 @@ pub fn export(registry: &Registry, args: ExportArgs) -> ExitCode {
             println!("{}: {rows} rows", args.output.display());
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(super::INVALID)
-        }
-    }
-}
-
-/// `acoupi bench store`: the store benchmark in a temporary folder (or `--dir`).
-pub fn bench(dir: Option<PathBuf>, scale: f64) -> ExitCode {
-    if scale.is_nan() || scale <= 0.0 {
-        eprintln!("error: --scale must be greater than 0");
-        return ExitCode::from(super::USAGE_OR_IO);
-    }
-    let temp;
-    let dir = match dir {
-        Some(dir) => dir,
-        None => match tempfile::tempdir() {
-            Ok(d) => {
-                temp = d;
-                temp.path().to_path_buf()
-            }
-            Err(error) => {
-                eprintln!("error: cannot create a temporary folder: {error}");
-                return ExitCode::from(super::USAGE_OR_IO);
-            }
-        },
-    };
-    let sizes = store_duckdb::BenchSizes::scaled(scale);
-    match store_duckdb::bench_with(&dir, &sizes, &mut std::io::stdout().lock()) {
-        Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(super::INVALID)

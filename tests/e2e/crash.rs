@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use acoupi_components::store_duckdb::DuckDbStore;
+use acoupi_store_duckdb::DuckDbStore;
 
 fn count(db: &duckdb::Connection, sql: &str) -> i64 {
     db.query_row(sql, [], |row| row.get(0))

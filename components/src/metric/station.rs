@@ -116,8 +116,8 @@ mod tests {
     use super::*;
     use acoupi_engine::data::{Message, Response, ResponseStatus};
     use acoupi_engine::store::MessageStore;
+    use acoupi_store_duckdb::DuckDbStore;
 
-    use crate::store_duckdb::DuckDbStore;
     use crate::testing::{detection, output};
 
     #[test]

@@ -30,7 +30,8 @@ use uuid::Uuid;
 use super::capture::{CaptureStore, capturing};
 use super::discovery::{ArchiveFile, DiscoveryError, discover};
 use super::fingerprint::{deployment_id, fingerprint};
-use super::progress::{Progress, ProgressMode, Totals, printable};
+use super::printable::printable;
+use super::progress::{Progress, Totals};
 use super::time_source::{TimeHints, recorded_at};
 use super::{ArchiveStore, AudioProbe, FileStatus, ProcessedEntry, ReprocessedFile, Shard};
 use crate::config::{Pipeline, Settings, StageSpec};
@@ -58,7 +59,6 @@ pub struct ReprocessOptions {
     pub stages: Vec<String>,
     /// Analyse again the files recorded as `error`.
     pub retry_errors: bool,
-    pub progress: ProgressMode,
 }
 
 /// Why a batch could not run (bad files never stop it; see [`BatchReport::bad`]).
@@ -146,12 +146,14 @@ impl BatchReport {
     }
 }
 
-/// Runs a batch (see the module docs).
+/// Runs a batch (see the module docs), reporting to `progress` as files are done
+/// ([`NoProgress`](super::NoProgress) for none).
 pub fn reprocess(
     pipeline: &Pipeline,
     store: Arc<dyn ArchiveStore>,
     probe: Arc<dyn AudioProbe>,
     options: &ReprocessOptions,
+    progress: &mut dyn Progress,
 ) -> Result<BatchReport, ReprocessError> {
     let started = Instant::now();
     let stages = select_stages(pipeline, &options.stages)?;
@@ -207,18 +209,14 @@ pub fn reprocess(
         time_format: options.time_format.clone(),
         timezone: pipeline.settings.deployment.timezone,
     };
-    let mut progress = Progress::new(
-        options.progress,
-        pending.len() as u64,
-        pending.iter().map(|f| f.size).sum(),
-    );
+    progress.start(pending.len() as u64, pending.iter().map(|f| f.size).sum());
     let outcome = run_pipeline(
         &worker,
         pending,
         options.jobs.max(1),
         store.as_ref(),
         &mut report,
-        &mut progress,
+        progress,
     );
     progress.finish();
     report.bad.sort();
@@ -305,7 +303,7 @@ fn run_pipeline(
     jobs: usize,
     store: &dyn ArchiveStore,
     report: &mut BatchReport,
-    progress: &mut Progress,
+    progress: &mut dyn Progress,
 ) -> Result<(), ReprocessError> {
     let (work_tx, work_rx) = sync_channel::<ArchiveFile>(jobs);
     let work_rx = Arc::new(Mutex::new(work_rx));
@@ -352,7 +350,7 @@ fn write(
     results: Receiver<(ReprocessedFile, u64)>,
     store: &dyn ArchiveStore,
     report: &mut BatchReport,
-    progress: &mut Progress,
+    progress: &mut dyn Progress,
 ) -> Result<(), ReprocessError> {
     let mut batch: Vec<ReprocessedFile> = Vec::with_capacity(BATCH_FILES);
     let mut totals = Totals::default();
@@ -602,14 +600,13 @@ mod tests {
             })
             .collect();
         let mut report = BatchReport::default();
-        let mut progress = Progress::new(ProgressMode::Off, 0, 0);
         run_pipeline(
             &worker,
             files,
             jobs,
             store.as_ref(),
             &mut report,
-            &mut progress,
+            &mut super::super::NoProgress,
         )
         .map(|()| report)
     }

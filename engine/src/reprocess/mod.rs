@@ -13,7 +13,8 @@
 //! - [`capture`]: a store that keeps what a [`DetectionTask`] writes, so a file's
 //!   outputs, messages and its `reprocessed_files` row are committed together;
 //! - [`batch`]: the bounded pipeline (a feeder, `jobs` worker threads, one writer);
-//! - [`progress`]: a progress bar on a terminal, periodic log lines otherwise.
+//! - [`progress`]: the [`Progress`] callback the writer reports running totals to;
+//! - [`printable`](mod@printable): file names and reasons escaped for reports and logs.
 //!
 //! # Resuming
 //!
@@ -34,6 +35,7 @@ pub mod batch;
 pub mod capture;
 pub mod discovery;
 pub mod fingerprint;
+pub mod printable;
 pub mod progress;
 pub mod shard;
 pub mod time_source;
@@ -50,7 +52,8 @@ use crate::tasks::DetectionTask;
 pub use batch::{BatchReport, ReprocessError, ReprocessOptions, reprocess};
 pub use discovery::{ArchiveFile, Discovery, discover};
 pub use fingerprint::fingerprint;
-pub use progress::{ProgressMode, printable};
+pub use printable::printable;
+pub use progress::{NoProgress, Progress, Totals};
 pub use shard::Shard;
 pub use time_source::TimeSource;
 

@@ -18,9 +18,9 @@ use acoupi_engine::config::pipeline::MessageOrder;
 use acoupi_engine::data::MessageType;
 use acoupi_engine::store::MessageStore;
 use acoupi_engine::tasks::{MessagingTask, Named};
+use acoupi_store_duckdb::DuckDbStore;
 
 use super::*;
-use crate::store_duckdb::DuckDbStore;
 
 /// Every wait in these tests ends within this.
 const PATIENCE: Duration = Duration::from_secs(20);

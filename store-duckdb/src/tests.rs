@@ -1,6 +1,6 @@
 //! Tests of the DuckDB store, on real files in temporary folders: round trips of every
 //! entity, message delivery semantics, transactions, migrations, locking between
-//! processes, query, export and the benchmark.
+//! processes, query and export.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -850,7 +850,7 @@ fn probe_in_child_process(path: &Path) -> impl Fn(&str) -> String {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "store_duckdb::tests::second_process_probe",
+            "tests::second_process_probe",
             "--ignored",
             "--nocapture",
         ])
@@ -887,7 +887,7 @@ fn a_second_process_is_locked_out_but_can_read_a_snapshot() {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "store_duckdb::tests::second_process_probe",
+            "tests::second_process_probe",
             "--ignored",
             "--nocapture",
         ])
@@ -1022,6 +1022,38 @@ fn query_as_table() {
          x                     | 10.25 | y     | NULL                      | plain | -3\n\
          (2 rows)\n"
     );
+}
+
+/// Display columns (a CJK character takes two) at which each `|` (`+` in the rule) of
+/// `line` stands.
+fn bar_columns(line: &str) -> Vec<usize> {
+    use unicode_width::UnicodeWidthStr;
+    line.match_indices(['|', '+'])
+        .map(|(i, _)| line[..i].width())
+        .collect()
+}
+
+#[test]
+fn query_table_lines_up_wide_characters() {
+    let (_dir, path) = filled();
+    let sql = "SELECT * FROM (VALUES ('Grünfink', 1, 'Chloris chloris'), \
+               ('シジュウカラ', 22, 'Parus minor'), ('Turdus merula – Amsel', 333, 'x')) \
+               AS t(name, n, latin)";
+    let (n, table) = run_query(&path, sql, QueryFormat::Table);
+    assert_eq!(n, 3);
+    assert_eq!(
+        table,
+        " name                  | n   | latin\n\
+         -----------------------+-----+-----------------\n \
+         Grünfink              |   1 | Chloris chloris\n \
+         シジュウカラ          |  22 | Parus minor\n \
+         Turdus merula – Amsel | 333 | x\n\
+         (3 rows)\n"
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    for line in &lines[..5] {
+        assert_eq!(bar_columns(line), [23, 29], "{table}");
+    }
 }
 
 #[test]
@@ -1439,64 +1471,6 @@ fn export_raven_selection_table() {
     assert!(err.to_string().contains("detections only"), "{err}");
 }
 
-// ---- benchmark ----
-
-#[test]
-fn a_small_benchmark_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let sizes = BenchSizes {
-        recordings: 20,
-        messages: 250,
-        batch: 100,
-        lookups: 15,
-        ..BenchSizes::default()
-    };
-    let mut out = Vec::new();
-    let report = bench_with(dir.path(), &sizes, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
-    let steps: Vec<(&str, usize)> = report
-        .steps
-        .iter()
-        .map(|s| (s.name, s.operations))
-        .collect();
-    assert_eq!(
-        steps,
-        [
-            ("store_recording", 20),
-            ("store_model_output", 20),
-            ("store_message", 250),
-            ("get_unsent_messages", 4),
-            ("store_response", 250),
-            ("get_recordings_by_path", 15),
-        ]
-    );
-    assert!(report.file_bytes > 0);
-    assert_eq!(
-        text.lines().filter(|l| l.ends_with("ops/s")).count(),
-        6,
-        "{text}"
-    );
-    assert!(
-        text.lines().last().unwrap().starts_with("file size: "),
-        "{text}"
-    );
-    let store = DuckDbStore::open(&dir.path().join("bench.duckdb")).unwrap();
-    assert_eq!(
-        count(&store, "SELECT count(*) FROM detection_tags"),
-        20 * 5 * 2
-    );
-    assert_eq!(
-        count(&store, "SELECT count(*) FROM message_status WHERE sent"),
-        250
-    );
-    drop(store);
-    // It never overwrites a file.
-    assert!(matches!(
-        bench_with(dir.path(), &sizes, &mut Vec::new()),
-        Err(StoreError::Open { .. })
-    ));
-}
-
 /// DuckDB 1.5.6 plans with the statistics of the moment: a prepared ORDER BY ... LIMIT
 /// run first on an empty table and again after rows arrived reads garbage strings.
 /// This pins the finding (if it starts failing, DuckDB fixed it) and the store's
@@ -1563,16 +1537,6 @@ fn reexecuted_prepared_statements_read_stale_plans() {
             .unwrap(),
         vec![(r, vec![o])]
     );
-}
-
-/// The full `acoupi bench store` workload (minutes in a debug build):
-/// `cargo test -p acoupi-components store_duckdb::tests::full_benchmark -- --ignored --nocapture`.
-#[test]
-#[ignore = "the full benchmark takes minutes"]
-fn full_benchmark() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut out = std::io::stdout();
-    bench(dir.path(), &mut out).unwrap();
 }
 
 #[test]

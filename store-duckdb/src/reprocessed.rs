@@ -105,12 +105,28 @@ impl ArchiveStore for DuckDbStore {
 pub(super) mod tests {
     use std::path::{Path, PathBuf};
 
-    use acoupi_engine::data::{Message, ModelOutput};
+    use acoupi_engine::data::{
+        Deployment, Detection, Message, ModelOutput, PredictedTag, PredictionType, Recording, Tag,
+    };
     use acoupi_engine::reprocess::{ArchiveStore, FileStatus, ReprocessedFile, TimeSource};
     use chrono::Utc;
 
     use super::DuckDbStore;
-    use crate::testing::{detection, recording};
+
+    /// A 3 s recording at 48 kHz (as the components' tests build one).
+    fn recording() -> Recording {
+        Recording::new(Deployment::new("test site"), 3.0, 48_000).unwrap()
+    }
+
+    fn detection(score: f64, tags: &[(&str, &str, f64)]) -> Detection {
+        let mut d = Detection::new(PredictionType::Event);
+        d.detection_score = score;
+        d.tags = tags
+            .iter()
+            .map(|(k, v, s)| PredictedTag::new(Tag::new(*k, *v), *s).unwrap())
+            .collect();
+        d
+    }
 
     fn count(store: &DuckDbStore, sql: &str) -> i64 {
         store

@@ -367,7 +367,7 @@ mod tests {
     use acoupi_engine::store::Store;
 
     use super::*;
-    use crate::store_duckdb::reprocessed::tests::file;
+    use crate::reprocessed::tests::file;
 
     fn count(path: &Path, table: &str) -> i64 {
         let store = DuckDbStore::open(path).unwrap();

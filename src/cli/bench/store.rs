@@ -2,8 +2,8 @@
 //!
 //! The workload: N recordings, each with one model output of 5 detections with 2 tags;
 //! N messages; unsent messages fetched in batches of 100 until none is left, a SUCCESS
-//! response stored for each; 1,000 look-ups of a recording by path. [`bench`] runs it
-//! with N = 10,000; [`bench_with`] takes other sizes (the tests run a small one).
+//! response stored for each; 1,000 look-ups of a recording by path. [`bench_with`] runs
+//! it with N = 10,000 ([`BenchSizes::default`]) or other sizes (the tests run a small one).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,9 +15,8 @@ use acoupi_engine::data::{
     PredictionType, Recording, Response, ResponseStatus, Tag,
 };
 use acoupi_engine::store::{MessageStore, Store};
+use acoupi_store_duckdb::{DuckDbStore, StoreError};
 use chrono::{TimeDelta, TimeZone, Utc};
-
-use super::{DuckDbStore, StoreError};
 
 /// The sizes of the workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,13 +80,8 @@ pub struct BenchReport {
     pub file_bytes: u64,
 }
 
-/// Runs the default workload in a new file `bench.duckdb` under `dir` and prints the
-/// operations per second of each step and the final file size.
-pub fn bench(dir: &Path, out: &mut dyn Write) -> Result<(), StoreError> {
-    bench_with(dir, &BenchSizes::default(), out).map(|_| ())
-}
-
-/// [`bench`] with other sizes. `dir/bench.duckdb` must not exist.
+/// Runs the workload of `sizes` in a new file `bench.duckdb` under `dir` (which must not
+/// exist) and prints the operations per second of each step and the final file size.
 pub fn bench_with(
     dir: &Path,
     sizes: &BenchSizes,
@@ -323,4 +317,83 @@ fn output(recording: &Recording, sizes: &BenchSizes) -> Result<ModelOutput, Stor
     let mut output = ModelOutput::new("bench_model", recording.clone(), detections);
     output.created_on = recording.created_on + TimeDelta::seconds(4);
     Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one number `sql` selects from the store file at `path`.
+    fn count(path: &Path, sql: &str) -> i64 {
+        let mut out = Vec::new();
+        acoupi_store_duckdb::query(path, sql, acoupi_store_duckdb::QueryFormat::Csv, &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        text.lines().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_small_benchmark_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let sizes = BenchSizes {
+            recordings: 20,
+            messages: 250,
+            batch: 100,
+            lookups: 15,
+            ..BenchSizes::default()
+        };
+        let mut out = Vec::new();
+        let report = bench_with(dir.path(), &sizes, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let steps: Vec<(&str, usize)> = report
+            .steps
+            .iter()
+            .map(|s| (s.name, s.operations))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("store_recording", 20),
+                ("store_model_output", 20),
+                ("store_message", 250),
+                ("get_unsent_messages", 4),
+                ("store_response", 250),
+                ("get_recordings_by_path", 15),
+            ]
+        );
+        assert!(report.file_bytes > 0);
+        assert_eq!(
+            text.lines().filter(|l| l.ends_with("ops/s")).count(),
+            6,
+            "{text}"
+        );
+        assert!(
+            text.lines().last().unwrap().starts_with("file size: "),
+            "{text}"
+        );
+        let store = dir.path().join("bench.duckdb");
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM detection_tags"),
+            20 * 5 * 2
+        );
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM message_status WHERE sent"),
+            250
+        );
+        // It never overwrites a file.
+        assert!(matches!(
+            bench_with(dir.path(), &sizes, &mut Vec::new()),
+            Err(StoreError::Open { .. })
+        ));
+    }
+
+    /// The full `acoupi bench store` workload (minutes in a debug build):
+    /// `cargo test --bin acoupi cli::bench::store::tests::full_benchmark -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "the full benchmark takes minutes"]
+    fn full_benchmark() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = std::io::stdout();
+        bench_with(dir.path(), &BenchSizes::default(), &mut out).unwrap();
+    }
 }

@@ -10,11 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use acoupi_components::audio_probe::WavProbe;
 use acoupi_engine::config::load_str;
-use acoupi_engine::reprocess::{ProgressMode, ReprocessOptions, reprocess};
-
-use crate::shared::audio_probe::WavProbe;
-use crate::store_duckdb::DuckDbStore;
+use acoupi_engine::reprocess::{NoProgress, ReprocessOptions, reprocess};
+use acoupi_store_duckdb::DuckDbStore;
 
 /// The models measured by default, with their component keys.
 pub const BENCH_MODELS: &[(&str, &str)] = &[
@@ -107,7 +106,7 @@ pub fn bench_run(
     let pipeline = load_str(
         &dir.join(format!("{name}.toml")),
         &source,
-        &crate::registry(),
+        &acoupi_components::registry(),
     )
     .map_err(|e| e.to_string())?;
     let store_path = &pipeline.settings.store_path;
@@ -120,10 +119,15 @@ pub fn bench_run(
         time_format: None,
         stages: Vec::new(),
         retry_errors: false,
-        progress: ProgressMode::Off,
     };
-    let report =
-        reprocess(&pipeline, store, Arc::new(WavProbe), &options).map_err(|e| e.to_string())?;
+    let report = reprocess(
+        &pipeline,
+        store,
+        Arc::new(WavProbe),
+        &options,
+        &mut NoProgress,
+    )
+    .map_err(|e| e.to_string())?;
     if let Some((path, reason)) = report.bad.first() {
         return Err(format!("{kind}: `{}` failed: {reason}", path.display()));
     }
@@ -146,7 +150,7 @@ pub fn bench_reprocess(
     dir: &Path,
     out: &mut dyn Write,
 ) -> Result<Vec<ReprocessBench>, String> {
-    let chosen = crate::bench_models::choose(BENCH_MODELS, kinds)?;
+    let chosen = super::models::choose(BENCH_MODELS, kinds)?;
     let io = |e: std::io::Error| e.to_string();
     writeln!(
         out,

@@ -1,5 +1,6 @@
 //! `acoupi query`: runs one read statement on a store and writes the result as an aligned
-//! table, CSV or a JSON array of objects, row by row as DuckDB produces them.
+//! table (comfy-table), CSV (the `csv` crate) or a JSON array of objects, row by row as
+//! DuckDB produces them.
 //!
 //! The SQL is a user's, so it runs in a sandbox that cannot touch the host: the store is
 //! opened read-only with DuckDB's external access off (no file but the store itself: no
@@ -13,6 +14,7 @@ use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeDelta};
+use comfy_table::{Cell, CellAlignment, Column, ColumnConstraint, Table, Width};
 use duckdb::Connection;
 use duckdb::arrow::datatypes::DataType;
 use duckdb::types::{TimeUnit, Value};
@@ -34,7 +36,7 @@ pub enum QueryFormat {
 
 /// Runs `sql` (one read statement, see the module docs) on the store at `path` opened
 /// read-only in the query sandbox (a snapshot while another process writes it, see the
-/// module docs of `store_duckdb`) and writes the result to `out` row by row. Returns the
+/// crate docs) and writes the result to `out` row by row. Returns the
 /// number of rows. SQL that is not one read statement returns [`StoreError::Database`]
 /// saying what is allowed; a statement DuckDB rejects, DuckDB's message.
 pub fn query(
@@ -149,11 +151,17 @@ fn first_word(sql: &str) -> (&str, &str) {
     rest.split_at(end)
 }
 
-/// How many rows the aligned table measures its column widths on. Later rows are
-/// written as they come with the same widths (a longer cell widens its own line, it is
-/// never cut), so a result of any size is written in bounded memory; `--format csv` or
-/// `json` align nothing.
-const TABLE_MEASURED_ROWS: usize = 1000;
+/// Rows per block of the aligned table. comfy-table lays out a whole table at once, so
+/// the table is drawn in blocks: the first block (with the header) sets each column's
+/// width; every later block keeps at least those widths, so the output reads as one table,
+/// and a wider cell widens its column for its own block only (a cell is never cut). A
+/// result of any size is thus written in bounded memory; `--format csv` or `json` align
+/// nothing.
+const TABLE_BLOCK_ROWS: usize = 1000;
+
+/// The table's look: psql's (no outer border, `|` between columns, a `-`/`+` rule under
+/// the header), in the order of comfy-table's `TableComponent`s.
+const TABLE_STYLE: &str = "     -+ |          ";
 
 fn run(
     conn: &Connection,
@@ -167,7 +175,7 @@ fn run(
         |e: std::io::Error| StoreError::Database(format!("writing the query result: {e}"));
     let mut statement = conn.prepare(sql).map_err(failed)?;
     // Executed as a stream: DuckDB hands the result over chunk by chunk, read here as
-    // rows, so no more than a chunk is held at a time (plus the table's measured rows).
+    // rows, so no more than a chunk is held at a time (plus a block of the table).
     drop(statement.stream_arrow([]).map_err(failed)?);
     let mut rows = statement.raw_query();
     let (names, types) = match rows.as_ref() {
@@ -182,74 +190,60 @@ fn run(
     };
     let mut out = std::io::BufWriter::new(out);
     let mut writer = match format {
-        QueryFormat::Table => Writer::Table(TableWriter::new(names.clone())),
-        QueryFormat::Csv => Writer::Csv,
+        QueryFormat::Table => Writer::Table(TableWriter::new(names.clone()), &mut out),
+        QueryFormat::Csv => Writer::Csv(Box::new(csv::Writer::from_writer(&mut out))),
         QueryFormat::Json => Writer::Json(
             names
                 .iter()
                 .map(|n| serde_json::Value::from(n.as_str()).to_string())
                 .collect(),
+            &mut out,
         ),
     };
-    writer.start(&names, &mut out).map_err(written)?;
+    writer.start(&names).map_err(written)?;
     let mut count = 0;
     while let Some(row) = rows.next().map_err(failed)? {
         let values = (0..names.len())
             .map(|i| row.get::<_, Value>(i))
             .collect::<Result<Vec<_>, _>>()
             .map_err(failed)?;
-        writer
-            .row(&values, &types, count, &mut out)
-            .map_err(written)?;
+        writer.row(&values, &types, count).map_err(written)?;
         count += 1;
     }
-    writer.finish(count, &mut out).map_err(written)?;
+    writer.finish(count).map_err(written)?;
+    drop(writer);
     out.flush().map_err(written)?;
     Ok(count)
 }
 
-/// Writes rows in one of the [`QueryFormat`]s as they arrive.
-enum Writer {
-    Table(TableWriter),
-    Csv,
+/// Writes rows in one of the [`QueryFormat`]s to its output as they arrive.
+enum Writer<'o> {
+    Table(TableWriter, &'o mut dyn Write),
+    Csv(Box<csv::Writer<&'o mut dyn Write>>),
     /// The column names as JSON strings.
-    Json(Vec<String>),
+    Json(Vec<String>, &'o mut dyn Write),
 }
 
-impl Writer {
-    fn start(&mut self, names: &[String], out: &mut dyn Write) -> std::io::Result<()> {
+impl Writer<'_> {
+    fn start(&mut self, names: &[String]) -> std::io::Result<()> {
         match self {
-            Writer::Table(_) => Ok(()),
-            Writer::Csv => {
-                let header: Vec<String> = names.iter().map(|n| csv_field(n)).collect();
-                writeln!(out, "{}", header.join(","))
-            }
-            Writer::Json(_) => write!(out, "["),
+            Writer::Table(..) => Ok(()),
+            Writer::Csv(csv) => Ok(csv.write_record(names)?),
+            Writer::Json(_, out) => write!(out, "["),
         }
     }
 
-    fn row(
-        &mut self,
-        row: &[Value],
-        types: &[DataType],
-        index: usize,
-        out: &mut dyn Write,
-    ) -> std::io::Result<()> {
+    fn row(&mut self, row: &[Value], types: &[DataType], index: usize) -> std::io::Result<()> {
         match self {
-            Writer::Table(table) => table.row(row, types, out),
-            Writer::Csv => {
-                let fields: Vec<String> = row
+            Writer::Table(table, out) => table.row(row, types, *out),
+            Writer::Csv(csv) => {
+                let fields = row
                     .iter()
                     .zip(types)
-                    .map(|(value, dtype)| {
-                        text(value, Some(dtype))
-                            .map(|s| csv_field(&s))
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                writeln!(out, "{}", fields.join(","))
+                    .map(|(value, dtype)| text(value, Some(dtype)).unwrap_or_default());
+                Ok(csv.write_record(fields)?)
             }
-            Writer::Json(keys) => {
+            Writer::Json(keys, out) => {
                 let fields: Vec<String> = keys
                     .iter()
                     .zip(row.iter().zip(types))
@@ -265,26 +259,27 @@ impl Writer {
         }
     }
 
-    fn finish(&mut self, count: usize, out: &mut dyn Write) -> std::io::Result<()> {
+    fn finish(&mut self, count: usize) -> std::io::Result<()> {
         match self {
-            Writer::Table(table) => {
-                table.flush(out)?;
+            Writer::Table(table, out) => {
+                table.flush(*out)?;
                 writeln!(out, "({count} row{})", if count == 1 { "" } else { "s" })
             }
-            Writer::Csv => Ok(()),
-            Writer::Json(_) => writeln!(out, "{}]", if count == 0 { "" } else { "\n" }),
+            Writer::Csv(csv) => csv.flush(),
+            Writer::Json(_, out) => writeln!(out, "{}]", if count == 0 { "" } else { "\n" }),
         }
     }
 }
 
-/// The aligned table: the first [`TABLE_MEASURED_ROWS`] rows are held to measure the
-/// columns, then written with the header; later rows are written as they come.
+/// The aligned table, drawn by comfy-table in blocks of [`TABLE_BLOCK_ROWS`] rows: cells
+/// measured by their display width (a CJK character takes two columns), numbers
+/// right-aligned, the rest left-aligned, NULL as `NULL`.
 struct TableWriter {
     names: Vec<String>,
-    /// The rows held for measuring: each cell's text and whether it is a number.
-    held: Vec<Vec<(String, bool)>>,
-    /// Set once the header is written.
-    widths: Option<Vec<usize>>,
+    /// The rows of the block being filled.
+    held: Vec<Vec<Cell>>,
+    /// Each column's width (padding included) in the first block, once it is written.
+    widths: Option<Vec<u16>>,
 }
 
 impl TableWriter {
@@ -302,89 +297,65 @@ impl TableWriter {
         types: &[DataType],
         out: &mut dyn Write,
     ) -> std::io::Result<()> {
-        let cells: Vec<(String, bool)> = row
+        let cells = row
             .iter()
             .zip(types)
             .map(|(value, dtype)| {
-                let cell = text(value, Some(dtype))
-                    .map_or_else(|| "NULL".to_owned(), |s| s.replace('\n', "\\n"));
-                (cell, is_number(value))
-            })
-            .collect();
-        match &self.widths {
-            Some(widths) => write_cells(&cells, widths, out),
-            None => {
-                self.held.push(cells);
-                if self.held.len() >= TABLE_MEASURED_ROWS {
-                    self.flush(out)?;
+                let cell = Cell::new(
+                    text(value, Some(dtype))
+                        .map_or_else(|| "NULL".to_owned(), |s| s.replace('\n', "\\n")),
+                );
+                if is_number(value) {
+                    cell.set_alignment(CellAlignment::Right)
+                } else {
+                    cell
                 }
-                Ok(())
-            }
-        }
-    }
-
-    /// Writes the header and the held rows, once.
-    fn flush(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
-        if self.widths.is_some() {
-            return Ok(());
-        }
-        let widths: Vec<usize> = self
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                self.held
-                    .iter()
-                    .map(|row| width(&row[i].0))
-                    .chain([width(name)])
-                    .max()
-                    .unwrap_or(0)
             })
             .collect();
-        let header = self
-            .names
-            .iter()
-            .zip(&widths)
-            .map(|(name, w)| format!("{name:<w$}"))
-            .collect();
-        writeln!(out, "{}", line(header))?;
-        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(w + 2)).collect();
-        writeln!(out, "{}", rule.join("+"))?;
-        for cells in std::mem::take(&mut self.held) {
-            write_cells(&cells, &widths, out)?;
+        self.held.push(cells);
+        if self.held.len() >= TABLE_BLOCK_ROWS {
+            self.flush(out)?;
         }
-        self.widths = Some(widths);
         Ok(())
     }
-}
 
-fn width(s: &str) -> usize {
-    s.chars().count()
-}
-
-fn line(fields: Vec<String>) -> String {
-    format!(" {} ", fields.join(" | ")).trim_end().to_owned()
-}
-
-/// One table line: numbers right-aligned, the rest left-aligned.
-fn write_cells(
-    cells: &[(String, bool)],
-    widths: &[usize],
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
-    let fields = cells
-        .iter()
-        .zip(widths)
-        .map(|((cell, number), w)| {
-            let pad = w.saturating_sub(width(cell));
-            if *number {
-                format!("{}{cell}", " ".repeat(pad))
-            } else {
-                format!("{cell}{}", " ".repeat(pad))
+    /// Draws the held rows as one block: the first with the header (also when there are
+    /// no rows), later ones at least as wide as the first.
+    fn flush(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.widths.is_some() && self.held.is_empty() {
+            return Ok(());
+        }
+        let mut table = Table::new();
+        table.load_preset(TABLE_STYLE);
+        if self.widths.is_none() {
+            table.set_header(&self.names);
+        }
+        table.add_rows(std::mem::take(&mut self.held));
+        match &self.widths {
+            Some(widths) => {
+                table.set_constraints(
+                    widths
+                        .iter()
+                        .map(|w| ColumnConstraint::LowerBoundary(Width::Fixed(*w))),
+                );
             }
-        })
-        .collect();
-    writeln!(out, "{}", line(fields))
+            None => {
+                let padding: Vec<u16> = table.column_iter().map(Column::padding_width).collect();
+                let content = table.column_max_content_widths();
+                self.widths = Some(
+                    content
+                        .iter()
+                        .zip(padding)
+                        .map(|(w, p)| w.saturating_add(p))
+                        .collect(),
+                );
+            }
+        }
+        for line in table.lines() {
+            writeln!(out, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
 }
 
 fn is_number(value: &Value) -> bool {
@@ -404,14 +375,6 @@ fn is_number(value: &Value) -> bool {
             | Value::Double(_)
             | Value::Decimal(_)
     )
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
 }
 
 /// The value as text; `None` for NULL. `dtype` tells a `TIMESTAMPTZ` (shown in RFC 3339

@@ -1,7 +1,7 @@
-//! The DuckDB store: one DuckDB file that keeps deployments, recordings, model outputs
-//! and messages ([`DuckDbStore`] implements both [`Store`] and [`MessageStore`]), plus the
-//! functions `acoupi query`, `acoupi export` and `acoupi bench store` call ([`query()`],
-//! [`export()`], [`bench()`]).
+//! The DuckDB store (`store.duckdb`): one DuckDB file that keeps deployments, recordings,
+//! model outputs and messages ([`DuckDbStore`] implements both [`Store`] and
+//! [`MessageStore`]), plus the functions `acoupi query`, `acoupi export` and `acoupi merge`
+//! call ([`query()`], [`export()`], [`merge()`]).
 //!
 //! This file owns opening: the in-process registry of open files, locks, snapshots and
 //! error mapping. [`schema`] holds the DDL and migrations, [`rows`] the row ↔ data model
@@ -86,7 +86,6 @@
 //! read-only or snapshot open of a file this process has open for writing is refused
 //! with [`StoreError::Locked`] (read through the writing handle instead).
 
-mod bench;
 mod export;
 mod merge;
 mod query;
@@ -106,7 +105,6 @@ pub use acoupi_engine::store::StoreError;
 use acoupi_engine::store::{MessageStore, Store};
 use duckdb::{AccessMode, Config, Connection};
 
-pub use bench::{BenchReport, BenchSizes, BenchStep, bench, bench_with};
 pub use export::{ExportFormat, ExportWhat, export};
 pub use merge::{MergeReport, export_parquet, merge};
 pub use query::{QueryFormat, query};

@@ -44,8 +44,12 @@ fn build_model(kind: &str, keys: &str, dir: &Path) -> Result<Arc<dyn Model>, Str
          [components.replay]\ntype = \"recorder.replay\"\nfolder = \".\"\n\n\
          [stages.record]\nkind = \"recording\"\nrecorder = \"replay\"\nschedule = {{ every = \"3s\" }}\n"
     );
-    let pipeline = load_str(&dir.join("bench.toml"), &source, &crate::registry())
-        .map_err(|e| e.to_string())?;
+    let pipeline = load_str(
+        &dir.join("bench.toml"),
+        &source,
+        &acoupi_components::registry(),
+    )
+    .map_err(|e| e.to_string())?;
     let instance = pipeline
         .components
         .iter()
@@ -163,7 +167,7 @@ pub fn bench_model(
 /// prints a table.
 /// The entries of `all` named by `kinds` (a model type each), in that order; all of them
 /// when `kinds` is empty. An unknown type is an error listing the known ones.
-pub(crate) fn choose<T: Copy>(
+pub(super) fn choose<T: Copy>(
     all: &[(&'static str, T)],
     kinds: &[String],
 ) -> Result<Vec<(&'static str, T)>, String> {

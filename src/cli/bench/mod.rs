@@ -1,0 +1,152 @@
+//! `acoupi bench store | models | reprocess`: the subcommands and their folders. Each
+//! benchmark is its own module; it writes its table to the given output.
+
+mod models;
+mod reprocess;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::{INVALID, USAGE_OR_IO};
+
+#[derive(Subcommand)]
+pub enum BenchWhat {
+    /// The store workload: 10,000 recordings with outputs, 10,000 messages sent in
+    /// batches of 100, 1,000 look-ups by path; operations per second per step.
+    Store {
+        /// Folder for the benchmark database (default: a temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Multiply the workload's counts by this (e.g. 0.1 for a quick check); the
+        /// figures to report are those of the full workload (1).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
+    /// Each model on a 3 s chunk: milliseconds per chunk on one thread, and the real-time
+    /// factor with every core busy (build with --release for figures worth reporting).
+    Models {
+        /// Model types to measure (default: model.birdnet and model.batdetect2).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Chunks per thread.
+        #[arg(long, default_value_t = 10)]
+        repeats: usize,
+    },
+    /// `acoupi reprocess` on a synthetic archive (deterministic WAVs at 48 kHz): the
+    /// real-time factor with 1 job and with one per core, per model.
+    Reprocess {
+        /// Model types to measure (default: model.band_energy, model.birdnet,
+        /// model.batdetect2).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Files in the archive.
+        #[arg(long, default_value_t = 200)]
+        files: usize,
+        /// Seconds per file.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Folder for the archive and stores (default: a temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub fn bench(what: BenchWhat) -> ExitCode {
+    match what {
+        BenchWhat::Store { dir, scale } => bench_store(dir, scale),
+        BenchWhat::Models { models, repeats } => bench_models(&models, repeats),
+        BenchWhat::Reprocess {
+            models,
+            files,
+            seconds,
+            dir,
+        } => bench_reprocess(&models, files, seconds, dir),
+    }
+}
+
+/// `acoupi bench store`: the store benchmark in a temporary folder (or `--dir`).
+fn bench_store(dir: Option<PathBuf>, scale: f64) -> ExitCode {
+    if scale.is_nan() || scale <= 0.0 {
+        eprintln!("error: --scale must be greater than 0");
+        return ExitCode::from(USAGE_OR_IO);
+    }
+    let temp;
+    let dir = match dir {
+        Some(dir) => dir,
+        None => match tempfile::tempdir() {
+            Ok(d) => {
+                temp = d;
+                temp.path().to_path_buf()
+            }
+            Err(error) => {
+                eprintln!("error: cannot create a temporary folder: {error}");
+                return ExitCode::from(USAGE_OR_IO);
+            }
+        },
+    };
+    let sizes = store::BenchSizes::scaled(scale);
+    match store::bench_with(&dir, &sizes, &mut std::io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(INVALID)
+        }
+    }
+}
+
+/// `acoupi bench models`: see [`models`].
+fn bench_models(models: &[String], repeats: usize) -> ExitCode {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("error: cannot create a temporary folder: {error}");
+            return ExitCode::from(USAGE_OR_IO);
+        }
+    };
+    match models::bench_models(models, repeats, dir.path(), &mut std::io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(INVALID)
+        }
+    }
+}
+
+/// `acoupi bench reprocess`: see [`reprocess`].
+fn bench_reprocess(
+    models: &[String],
+    files: usize,
+    seconds: f64,
+    dir: Option<PathBuf>,
+) -> ExitCode {
+    let temporary = match dir {
+        Some(_) => None,
+        None => match tempfile::tempdir() {
+            Ok(dir) => Some(dir),
+            Err(error) => {
+                eprintln!("error: cannot create a temporary folder: {error}");
+                return ExitCode::from(USAGE_OR_IO);
+            }
+        },
+    };
+    let dir = dir.unwrap_or_else(|| {
+        temporary
+            .as_ref()
+            .map(|t| t.path().to_path_buf())
+            .unwrap_or_default()
+    });
+    if let Err(error) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create `{}`: {error}", dir.display());
+        return ExitCode::from(USAGE_OR_IO);
+    }
+    match reprocess::bench_reprocess(models, files, seconds, &dir, &mut std::io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(INVALID)
+        }
+    }
+}
