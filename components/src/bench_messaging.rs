@@ -33,7 +33,7 @@ fn deliver_all(name: &str, messenger: Arc<dyn Messenger>, count: usize) -> f64 {
     let store = Arc::new(DuckDbStore::open(&dir.path().join("store.duckdb")).unwrap());
     let payload = format!(
         "{{\"detections\": [{}]}}",
-        vec!["{\"species\": \"Turdus merula\", \"score\": 0.91}"; 8].join(", ")
+        ["{\"species\": \"Turdus merula\", \"score\": 0.91}"; 8].join(", ")
     );
     for _ in 0..count {
         store.store_message(&Message::new(payload.clone())).unwrap();

@@ -435,7 +435,7 @@ mod tests {
         assert!(again.rows.iter().all(|(_, n)| *n == 0), "{again:?}");
         assert_eq!(counts(&out), [4, 3, 3, 6, 3, 3, 4]);
         assert!(
-            merge(&out, &[out.clone()])
+            merge(&out, std::slice::from_ref(&out))
                 .unwrap_err()
                 .to_string()
                 .contains("merge's output")
