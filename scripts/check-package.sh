@@ -68,7 +68,9 @@ copy_checks() {
         || fail "/usr/lib/acoupi/libduckdb.so exists: the check would not show that the moved one is used"
     "${acoupi[@]}" --version >/dev/null || fail "--version (moved to $moved)"
     if [[ "$arch" == "$host" ]]; then
-        ldd "$moved/bin/acoupi" | grep -qF "$moved/lib/acoupi/libduckdb.so" \
+        local loaded
+        loaded="$(ldd "$moved/bin/acoupi" | awk '$1 == "libduckdb.so" {print $3}')"
+        [[ -n "$loaded" && "$(realpath "$loaded")" == "$moved/lib/acoupi/libduckdb.so" ]] \
             || { ldd "$moved/bin/acoupi" >&2; fail "the moved binary does not load the moved libduckdb.so"; }
     fi
     for pipeline in "$moved"/share/acoupi/pipelines/*.toml; do

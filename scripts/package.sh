@@ -185,7 +185,11 @@ Description: autonomous bioacoustic monitoring station
 CONTROL
 
 deb="dist/acoupi_${version}_${arch}.deb"
-dpkg-deb --root-owner-group --build "$root" "$deb" >/dev/null
+# xz (dpkg's default, the smallest) for a release; gzip -1 for dev packages, about 15 %
+# larger and 20 times faster (xz takes 7 min for the 190 MB tree on a busy 2-core
+# machine). Not zstd: Debian 12's lintian and older dpkg reject it.
+if [[ "$profile" == release ]]; then compression=(-Zxz -z6); else compression=(-Zgzip -z1); fi
+dpkg-deb --root-owner-group "${compression[@]}" --build "$root" "$deb" >/dev/null
 rm -rf "$root"
 say "wrote $deb ($(du -h "$deb" | cut -f1), installed $((installed_size / 1024)) MiB) in $((SECONDS - started)) s"
 if [[ "${ACOUPI_PACKAGE_LINTIAN:-1}" == 1 ]] && command -v lintian >/dev/null; then
