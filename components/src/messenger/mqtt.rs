@@ -446,7 +446,13 @@ pub fn remove_home_assistant(pipeline: &acoupi_engine::config::Pipeline) -> Vec<
         let outcome = config
             .options(&ctx)
             .map_err(RemoveError::Options)
-            .and_then(|options| home_assistant::remove(options, &entities, config.timeout.0.max(Duration::from_secs(5))));
+            .and_then(|options| {
+                home_assistant::remove(
+                    options,
+                    &entities,
+                    config.timeout.0.max(Duration::from_secs(5)),
+                )
+            });
         removals.push(Removal {
             messenger: component.name.clone(),
             entities,

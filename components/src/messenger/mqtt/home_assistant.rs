@@ -350,11 +350,13 @@ impl StationState {
     }
 
     /// The current value of a sensor's state, if it has one.
+    #[cfg(test)]
     pub fn state(&self, object: &str) -> Option<&str> {
         self.states.get(object).map(String::as_str)
     }
 
     /// The current attributes (JSON) of a sensor, if it has some.
+    #[cfg(test)]
     pub fn attributes(&self, object: &str) -> Option<&str> {
         self.attributes.get(object).map(String::as_str)
     }

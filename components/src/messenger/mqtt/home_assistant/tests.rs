@@ -108,7 +108,7 @@ fn a_bad_discovery_prefix_is_reported_at_its_line_and_column() {
                 let problem = &errors.problems[0];
                 assert_eq!(problem.code, Code::InvalidValue, "{prefix}: {errors}");
                 let at = line_col(&errors.source, problem.span.clone().unwrap().start);
-                assert_eq!(at, (7, 37), "{prefix}: {errors}");
+                assert_eq!(at, (7, 39), "the value: {prefix}: {errors}");
             }
             (other, _) => panic!("{prefix}: {other:?}"),
         }
