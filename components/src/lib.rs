@@ -24,6 +24,12 @@ pub mod microphone {
     pub use crate::recorder::microphone::devices::*;
     pub use crate::recorder::microphone::stream::*;
 }
+/// Home Assistant's MQTT discovery (`messenger.mqtt`'s `home_assistant`), for `acoupi ha
+/// remove`.
+pub mod home_assistant {
+    pub use crate::messenger::mqtt::home_assistant::{Entities, RemoveError, SENSORS};
+    pub use crate::messenger::mqtt::{Removal, remove_home_assistant};
+}
 /// The audio probe `acoupi reprocess` uses.
 pub use shared::audio_probe;
 

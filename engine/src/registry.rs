@@ -213,6 +213,9 @@ pub trait ComponentSettings: fmt::Debug + Send + Sync {
     fn build(&self, ctx: &BuildContext) -> Result<Built, BuildError>;
     /// See [`ComponentConfig::check`].
     fn check(&self) -> Vec<KeyProblem>;
+    /// The config itself, for a command that reads one kind's settings (`acoupi ha
+    /// remove` reads `messenger.mqtt`'s).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 impl<T: ComponentConfig> ComponentSettings for T {
@@ -232,6 +235,10 @@ impl<T: ComponentConfig> ComponentSettings for T {
 
     fn check(&self) -> Vec<KeyProblem> {
         ComponentConfig::check(self)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -4,6 +4,7 @@
 mod bench;
 mod components;
 mod devices;
+mod ha;
 mod reprocess;
 mod retention;
 mod run;
@@ -86,6 +87,11 @@ enum Command {
         #[command(subcommand)]
         command: service::ServiceCommand,
     },
+    /// Home Assistant: `acoupi ha remove FILE` deletes the station's entities.
+    Ha {
+        #[command(subcommand)]
+        command: ha::HaCommand,
+    },
     /// Print the JSON Schema of pipeline files (for editors and `taplo`).
     Schema,
     /// List the audio input devices (for `recorder.microphone`'s `device`) with the
@@ -125,6 +131,7 @@ impl Cli {
             Command::Merge(args) => reprocess::merge_command(args),
             Command::Bench { what } => bench::bench(what),
             Command::Service { command } => service::service(&registry, command),
+            Command::Ha { command } => ha::ha(&registry, command),
             Command::Schema => {
                 print!("{}", acoupi_engine::schema::pipeline_schema_text(&registry));
                 ExitCode::SUCCESS

@@ -10,6 +10,7 @@ mod corpus;
 mod crash;
 mod faults;
 mod guano;
+mod home_assistant;
 mod hostile_fs;
 mod microphone;
 mod pipelines;

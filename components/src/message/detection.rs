@@ -15,8 +15,8 @@
 //!  "SpeciesCode": "", "ScientificName": "Turdus merula", "CommonName": "Eurasian Blackbird",
 //!  "Confidence": 0.91, "Latitude": 51.5, "Longitude": -0.12, "Threshold": 0.7,
 //!  "Sensitivity": 1.0, "ClipName": "recordings/2026/05/14/20260514_053109.wav",
-//!  "ProcessingTime": 412000000, "detectionId": "…uuid…", "sourceId": "…deployment uuid…",
-//!  "sourceName": "north field"}
+//!  "ProcessingTime": 412000000, "detectionId": "…uuid…", "recordingId": "…uuid…",
+//!  "sourceId": "…deployment uuid…", "sourceName": "north field"}
 //! ```
 //!
 //! Privacy markers (detections tagged `privacy`, from `cleaner.privacy`) are never sent.
@@ -29,7 +29,8 @@
 //! `Longitude` are 0 when the deployment has none (as BirdNET-Go writes them);
 //! `Threshold` is this factory's threshold and `Sensitivity` the `sensitivity` given here
 //! (the model's setting is not in a ModelOutput); `ClipName` is the recording's path at
-//! detection time; `ProcessingTime` (nanoseconds) is the time from the end of the
+//! detection time; `recordingId` (not BirdNET-Go's, for Home Assistant's last-species
+//! attributes) the recording's id; `ProcessingTime` (nanoseconds) is the time from the end of the
 //! recording to the model output's creation; `SourceNode` is the device id from `[device]`,
 //! else the deployment name.
 
@@ -256,6 +257,7 @@ impl DetectionMessages {
             "ClipName": recording.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             "ProcessingTime": processing_ns,
             "detectionId": detection.id.to_string(),
+            "recordingId": recording.id.to_string(),
             "sourceId": recording.deployment.id.to_string(),
             "sourceName": recording.deployment.name,
         })
@@ -386,6 +388,7 @@ mod tests {
             "ClipName": "recordings/2026/05/14/a.wav",
             "ProcessingTime": 412_000_000,
             "detectionId": input.detections[0].id.to_string(),
+            "recordingId": input.recording.id.to_string(),
             "sourceId": input.recording.deployment.id.to_string(),
             "sourceName": "test site",
         });

@@ -78,6 +78,10 @@ use rumqttc::{
 
 use crate::shared::secret::Secret;
 
+pub mod home_assistant;
+
+use home_assistant::{Entities, HomeAssistantSettings, Publisher, RemoveError, StationState};
+
 /// The first wait before reconnecting, doubled after each failed attempt up to
 /// [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -161,6 +165,13 @@ pub struct MqttMessengerConfig {
     /// warning naming this messenger is logged at each start.
     #[serde(default)]
     pub insecure: bool,
+    /// Home Assistant: `home_assistant = {}` (or `{ discovery_prefix = "homeassistant" }`)
+    /// publishes MQTT discovery configs for one device per station with its sensors (last
+    /// species, detections and species today, errors, unsent messages, free disk, CPU
+    /// temperature, last heartbeat), their retained state topics under `topic`, and
+    /// `<topic>/availability` (`online`, `offline`, and `offline` as the Last Will).
+    /// `acoupi ha remove` deletes them.
+    pub home_assistant: Option<HomeAssistantSettings>,
 }
 
 /// TLS settings of an MQTT connection.
@@ -391,6 +402,66 @@ impl MqttMessengerConfig {
     }
 }
 
+impl MqttMessengerConfig {
+    /// The Home Assistant entities of this messenger's station.
+    fn entities(&self, settings: &HomeAssistantSettings, ctx: &BuildContext) -> Entities {
+        let name = &ctx.settings.deployment.name;
+        Entities::new(&settings.discovery_prefix, &self.topic.render(name), name)
+    }
+}
+
+/// What `acoupi ha remove` did for one messenger.
+#[derive(Debug)]
+pub struct Removal {
+    /// The messenger's name in the pipeline.
+    pub messenger: String,
+    pub entities: Entities,
+    /// The number of retained topics emptied.
+    pub outcome: Result<usize, RemoveError>,
+}
+
+/// `acoupi ha remove`: empties the retained discovery configs, states and availability of
+/// every `messenger.mqtt` of the pipeline that has `home_assistant` (Home Assistant then
+/// deletes the station's entities). One [`Removal`] per such messenger.
+pub fn remove_home_assistant(pipeline: &acoupi_engine::config::Pipeline) -> Vec<Removal> {
+    let mut removals = Vec::new();
+    for component in &pipeline.components {
+        let Some(config) = component
+            .settings
+            .as_any()
+            .downcast_ref::<MqttMessengerConfig>()
+        else {
+            continue;
+        };
+        let Some(settings) = &config.home_assistant else {
+            continue;
+        };
+        let ctx = BuildContext {
+            settings: pipeline.settings.clone(),
+            instance: component.name.clone(),
+            store: None,
+            telemetry: acoupi_engine::telemetry::Telemetry::new(),
+        };
+        let entities = config.entities(settings, &ctx);
+        let outcome = config
+            .options(&ctx)
+            .map_err(RemoveError::Options)
+            .and_then(|options| {
+                home_assistant::remove(
+                    options,
+                    &entities,
+                    config.timeout.0.max(Duration::from_secs(5)),
+                )
+            });
+        removals.push(Removal {
+            messenger: component.name.clone(),
+            entities,
+            outcome,
+        });
+    }
+    removals
+}
+
 impl ComponentConfig for MqttMessengerConfig {
     const KIND: &'static str = "messenger.mqtt";
 
@@ -428,6 +499,17 @@ impl ComponentConfig for MqttMessengerConfig {
             options.broker_address().0,
             options.broker_address().1
         );
+        let topic = self.topic.render(&ctx.settings.deployment.name);
+        // Only a running station (it has a store) publishes its entities.
+        let home_assistant = match (&self.home_assistant, &ctx.store) {
+            (Some(settings), Some(store)) => Some(Publisher::start(
+                options.clone(),
+                self.entities(settings, ctx),
+                StationState::new(ctx.settings.deployment.timezone, Some(store.clone())),
+                &ctx.instance,
+            )?),
+            _ => None,
+        };
         let (client, mut eventloop) = AsyncClient::new(options, 16);
         eventloop
             .network_options
@@ -451,7 +533,8 @@ impl ComponentConfig for MqttMessengerConfig {
                 reported: 0,
             }),
             stop: Mutex::new(Some(stop_tx)),
-            topic: self.topic.render(&ctx.settings.deployment.name),
+            topic,
+            home_assistant,
             use_message_type: self.use_message_type,
             qos,
             retain: self.retain,
@@ -619,6 +702,8 @@ pub struct MqttMessenger {
     link: Mutex<Link>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     topic: String,
+    /// The Home Assistant entities' connection, when `home_assistant` is set.
+    home_assistant: Option<Publisher>,
     use_message_type: bool,
     qos: QoS,
     retain: bool,
@@ -638,6 +723,20 @@ impl Drop for MqttMessenger {
 
 impl Messenger for MqttMessenger {
     fn send(&self, message: &Message) -> Result<Response, SendError> {
+        let response = self.publish(message)?;
+        // The message is with the broker: now (never instead) the states it changes.
+        if response.status == ResponseStatus::Success
+            && let Some(home_assistant) = &self.home_assistant
+        {
+            home_assistant.delivered(message);
+        }
+        Ok(response)
+    }
+}
+
+impl MqttMessenger {
+    /// Publishes one message and waits for its outcome.
+    fn publish(&self, message: &Message) -> Result<Response, SendError> {
         let mut link = self
             .link
             .lock()
