@@ -26,6 +26,8 @@ pub mod microphone {
 }
 /// The audio probe `acoupi reprocess` uses.
 pub use shared::audio_probe;
+/// The bundled models, for `acoupi models`.
+pub use model::bundled;
 
 use acoupi_engine::registry::Registry;
 

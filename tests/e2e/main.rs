@@ -12,6 +12,7 @@ mod faults;
 mod guano;
 mod hostile_fs;
 mod microphone;
+mod models;
 mod pipelines;
 mod recovery;
 mod reprocess;
