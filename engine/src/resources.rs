@@ -205,7 +205,8 @@ impl DataDirs {
             .map(PathBuf::from);
         let beside_executable = inputs.executable.and_then(|exe| {
             let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
-            exe.parent().map(|bin| normalise(&bin.join(BESIDE_EXECUTABLE)))
+            exe.parent()
+                .map(|bin| normalise(&bin.join(BESIDE_EXECUTABLE)))
         });
         let candidates = [
             (Step::DataDirVar, data_dir_var),

@@ -169,15 +169,20 @@ fn print_model(report: &ModelReport) {
                 ByteSize::b(*size).display().si(),
                 found.step
             ),
-            Err(reason) => println!("  {}: MISSING\n    {}", file.resource, reason.replace('\n', "\n    ")),
+            Err(reason) => println!(
+                "  {}: MISSING\n    {}",
+                file.resource,
+                reason.replace('\n', "\n    ")
+            ),
         }
     }
 }
 
 fn print_check(check: &Check) {
-    let diff = check
-        .max_abs_diff
-        .map_or_else(|| "no difference measured".into(), |d| format!("max abs difference {d:.2e}"));
+    let diff = check.max_abs_diff.map_or_else(
+        || "no difference measured".into(),
+        |d| format!("max abs difference {d:.2e}"),
+    );
     match &check.outcome {
         Ok(()) => println!(
             "{}: {}: {diff} (tolerance {:.0e}): pass",

@@ -22,8 +22,7 @@ fn installed_prefix(prefix: &Path) -> PathBuf {
     let models = prefix.join("share/acoupi/models");
     std::fs::create_dir_all(&models).unwrap();
     for model in MODELS {
-        std::os::unix::fs::symlink(root().join("models").join(model), models.join(model))
-            .unwrap();
+        std::os::unix::fs::symlink(root().join("models").join(model), models.join(model)).unwrap();
     }
     exe
 }
@@ -112,7 +111,11 @@ fn a_copied_binary_finds_and_verifies_the_models_beside_it_before_the_source_tre
     let share_text = share.display().to_string();
     let root_text = root().display().to_string();
     assert_eq!(steps[0], ("ACOUPI_DATA_DIR", None), "{steps:?}");
-    assert_eq!(steps[1], ("executable", Some(share_text.as_str())), "{steps:?}");
+    assert_eq!(
+        steps[1],
+        ("executable", Some(share_text.as_str())),
+        "{steps:?}"
+    );
     assert_eq!(
         steps.last().copied(),
         Some(("source-tree", Some(root_text.as_str()))),
@@ -198,7 +201,12 @@ fn acoupi_data_dir_comes_first_and_the_text_listing_names_each_place() {
         let found_in = file["found_in"].as_str().unwrap();
         if model == "birdnet-mdata" {
             assert_eq!(found_in, "ACOUPI_DATA_DIR", "{file}");
-            assert!(file["path"].as_str().unwrap().starts_with(&data.display().to_string()));
+            assert!(
+                file["path"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&data.display().to_string())
+            );
         } else {
             assert_ne!(found_in, "ACOUPI_DATA_DIR", "{file}");
         }

@@ -106,7 +106,11 @@ mod tests {
                 for found in model.find_files(&dirs) {
                     let found = found.unwrap();
                     assert!(
-                        found.path.starts_with(format!("{}/models/{}", found.data_dir.display(), model.name)),
+                        found.path.starts_with(format!(
+                            "{}/models/{}",
+                            found.data_dir.display(),
+                            model.name
+                        )),
                         "{found:?}"
                     );
                 }
@@ -142,6 +146,9 @@ mod tests {
         );
         assert_eq!(licence.file.unwrap().path, folder.join("LICENSE.md"));
         assert_eq!(BUNDLED_MODELS[0].licence(&dirs), None);
-        assert_eq!(licence_name("CC BY-NC 4.0 (see LICENSE.md)"), "CC BY-NC 4.0");
+        assert_eq!(
+            licence_name("CC BY-NC 4.0 (see LICENSE.md)"),
+            "CC BY-NC 4.0"
+        );
     }
 }

@@ -90,9 +90,8 @@ pub fn verify(dirs: &DataDirs) -> Vec<Check> {
             })
             .unwrap_or_else(|e| Check::failed(MODEL, SPECTROGRAM, SPECTROGRAM_TOLERANCE, e)),
     );
-    let network = find(dirs, BUNDLED_MODEL).and_then(|model| {
-        Network::load(&model, &find(dirs, BUNDLED_LABELS)?, REFERENCE_WIDTH)
-    });
+    let network = find(dirs, BUNDLED_MODEL)
+        .and_then(|model| Network::load(&model, &find(dirs, BUNDLED_LABELS)?, REFERENCE_WIDTH));
     let maps = network.and_then(|network| {
         let spectrogram = Spectrogram {
             width: REFERENCE_WIDTH,
@@ -185,9 +184,7 @@ pub(crate) fn differences(
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(k)).collect();
     let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(k)).collect();
     if !missing.is_empty() || !extra.is_empty() {
-        return Err(format!(
-            "peaks (x, y) missing {missing:?}, extra {extra:?}"
-        ));
+        return Err(format!("peaks (x, y) missing {missing:?}, extra {extra:?}"));
     }
     let mut d = Differences {
         prob: 0.0,

@@ -286,7 +286,7 @@ impl BirdnetModel {
                     BUNDLED_RANGE_MODEL,
                     "range_filter.model",
                 )?)
-                    .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?;
                 if model.species() != network.labels.len() {
                     return Err(format!(
                         "the range model scores {} species but BirdNET has {} classes",

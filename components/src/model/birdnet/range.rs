@@ -101,10 +101,12 @@ mod tests {
 
     fn model() -> &'static RangeModel {
         static MODEL: OnceLock<RangeModel> = OnceLock::new();
-        MODEL.get_or_init(|| RangeModel::load(
+        MODEL.get_or_init(|| {
+            RangeModel::load(
                 &acoupi_engine::resources::default_file(BUNDLED_RANGE_MODEL, "model").unwrap(),
             )
-            .unwrap())
+            .unwrap()
+        })
     }
 
     fn read_f32(path: &Path) -> Vec<f32> {

@@ -41,7 +41,8 @@ pub fn verify_birdnet(dirs: &DataDirs) -> Vec<Check> {
 pub fn verify_range(dirs: &DataDirs) -> Vec<Check> {
     const WHAT: &str = "occurrence scores at the reference place and week vs TFLite";
     let run = || -> Result<Check, String> {
-        let model = RangeModel::load(&find(dirs, BUNDLED_RANGE_MODEL)?).map_err(|e| e.to_string())?;
+        let model =
+            RangeModel::load(&find(dirs, BUNDLED_RANGE_MODEL)?).map_err(|e| e.to_string())?;
         let input = read_reference(dirs, "birdnet-mdata", "ref_input_1x3.f32")?;
         let want = read_reference(dirs, "birdnet-mdata", "ref_output_1x6522.f32")?;
         let [latitude, longitude, week] = input[..] else {
@@ -59,7 +60,10 @@ pub fn verify_range(dirs: &DataDirs) -> Vec<Check> {
             RANGE_TOLERANCE,
         ))
     };
-    vec![run().unwrap_or_else(|reason| Check::failed("birdnet-mdata", WHAT, RANGE_TOLERANCE, reason))]
+    vec![
+        run()
+            .unwrap_or_else(|reason| Check::failed("birdnet-mdata", WHAT, RANGE_TOLERANCE, reason)),
+    ]
 }
 
 /// The index of the largest value (the first of equals).
