@@ -24,10 +24,10 @@ pub mod microphone {
     pub use crate::recorder::microphone::devices::*;
     pub use crate::recorder::microphone::stream::*;
 }
-/// The audio probe `acoupi reprocess` uses.
-pub use shared::audio_probe;
 /// The bundled models, for `acoupi models`.
 pub use model::bundled;
+/// The audio probe `acoupi reprocess` uses.
+pub use shared::audio_probe;
 
 use acoupi_engine::registry::Registry;
 

@@ -157,13 +157,13 @@ impl Differences {
     /// frequencies within `tolerance` × 10 kHz; what is not, when they are not.
     pub(crate) fn within(&self, tolerance: f64) -> Result<(), String> {
         let mut problems = Vec::new();
-        if !(self.prob <= tolerance) {
+        if self.prob.is_nan() || self.prob > tolerance {
             problems.push(format!("probability difference {:e}", self.prob));
         }
-        if !(self.time <= tolerance * 1e-2) {
+        if self.time.is_nan() || self.time > tolerance * 1e-2 {
             problems.push(format!("time difference {:e} s", self.time));
         }
-        if !(self.freq <= tolerance * 1e4) {
+        if self.freq.is_nan() || self.freq > tolerance * 1e4 {
             problems.push(format!("frequency difference {:e} Hz", self.freq));
         }
         if problems.is_empty() {
@@ -213,4 +213,49 @@ pub(crate) fn differences(
             .max((g.high_freq - e.call.high_freq).abs());
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(det_prob: f64, class: &str) -> Call {
+        Call {
+            det_prob,
+            start_time: 0.1,
+            end_time: 0.11,
+            low_freq: 40_000.0,
+            high_freq: 50_000.0,
+            class: class.into(),
+            class_prob: det_prob / 2.0,
+        }
+    }
+
+    #[test]
+    fn detections_differ_by_their_peaks_classes_and_values() {
+        let want = [Expected {
+            x: 3,
+            y: 40,
+            call: call(0.5, "Myotis daubentonii"),
+        }];
+        let got =
+            |prob: f64, class: &str, at: (usize, usize)| BTreeMap::from([(at, call(prob, class))]);
+        let same = differences(&got(0.50001, "Myotis daubentonii", (3, 40)), &want).unwrap();
+        assert!((same.prob - 1e-5).abs() < 1e-9 && same.time == 0.0 && same.freq == 0.0);
+        assert!(same.within(1e-4).is_ok());
+        assert!(same.within(1e-6).unwrap_err().contains("probability"));
+        let moved = differences(&got(0.5, "Myotis daubentonii", (4, 40)), &want).unwrap_err();
+        assert!(
+            moved.contains("missing [(3, 40)], extra [(4, 40)]"),
+            "{moved}"
+        );
+        let other = differences(&got(0.5, "Nyctalus noctula", (3, 40)), &want).unwrap_err();
+        assert!(other.contains("Nyctalus noctula"), "{other}");
+        let late = Differences {
+            prob: 0.0,
+            time: 1e-5,
+            freq: 0.0,
+        };
+        assert!(late.within(1e-4).unwrap_err().contains("time"));
+    }
 }
