@@ -52,7 +52,7 @@ pub fn models(args: ModelsArgs) -> ExitCode {
                 .iter()
                 .zip(model.find_files(&dirs))
                 .map(|(resource, found)| FileReport {
-                    resource: *resource,
+                    resource,
                     found: described(found),
                 })
                 .collect(),
