@@ -30,6 +30,8 @@ pub mod home_assistant {
     pub use crate::messenger::mqtt::home_assistant::{Entities, RemoveError, SENSORS};
     pub use crate::messenger::mqtt::{Removal, remove_home_assistant};
 }
+/// The bundled models, for `acoupi models`.
+pub use model::bundled;
 /// The audio probe `acoupi reprocess` uses.
 pub use shared::audio_probe;
 

@@ -13,6 +13,7 @@ pub mod guano;
 pub mod recovery;
 pub mod registry;
 pub mod reprocess;
+pub mod resources;
 pub mod retention;
 pub mod runtime;
 pub mod schedule;

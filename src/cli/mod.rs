@@ -5,6 +5,7 @@ mod bench;
 mod components;
 mod devices;
 mod ha;
+mod models;
 mod reprocess;
 mod retention;
 mod run;
@@ -101,6 +102,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the bundled models found in acoupi's data dirs: file, size, sha256, licence
+    /// and where each was found ($ACOUPI_DATA_DIR, <exe>/../share/acoupi,
+    /// /usr/share/acoupi, the source tree of a dev build).
+    ///
+    /// With --verify, also run each model's reference case through the model code and
+    /// print each check's max abs difference. Exit status: 0 all found (and passed), 1 a
+    /// file missing or a check failed.
+    Models(models::ModelsArgs),
     /// List every component type with its one-line description.
     Components {
         /// Print the full list with each type's parameter schema as JSON.
@@ -138,6 +147,7 @@ impl Cli {
             }
             Command::Components { json, markdown } => components::list(&registry, json, markdown),
             Command::Devices { json } => devices::list(json),
+            Command::Models(args) => models::models(args),
         }
     }
 }

@@ -13,6 +13,7 @@ mod guano;
 mod home_assistant;
 mod hostile_fs;
 mod microphone;
+mod models;
 mod pipelines;
 mod recovery;
 mod reprocess;

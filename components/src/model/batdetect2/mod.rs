@@ -43,6 +43,7 @@
 //! per chunk and gives the same maps.
 
 mod ops;
+pub(crate) mod reference;
 mod spectrogram;
 
 use std::collections::HashMap;
@@ -76,16 +77,9 @@ const ROW_HZ: f64 = (MAX_FREQ - MIN_FREQ) / HEIGHT as f64;
 const NMS_KERNEL: usize = 9;
 /// Peaks kept per second of (resized, see the module doc) spectrogram.
 const TOP_K_PER_SECOND: f64 = 200.0;
-/// The files shipped in the repository's `models/batdetect2/`, located from where this
-/// crate was compiled.
-const BUNDLED_MODEL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../models/batdetect2/batdetect2.onnx"
-);
-const BUNDLED_LABELS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../models/batdetect2/class_names.txt"
-);
+/// The default files, relative to a data dir (found at run time: `acoupi_engine::resources`).
+pub(crate) const BUNDLED_MODEL: &str = "models/batdetect2/batdetect2.onnx";
+pub(crate) const BUNDLED_LABELS: &str = "models/batdetect2/class_names.txt";
 
 /// Detect bat echolocation calls and classify them to 17 UK species with BatDetect2
 /// (Net2DFast_UK_same; weights CC BY-NC 4.0, non-commercial use only). Recordings are
@@ -97,9 +91,10 @@ pub struct BatDetect2ModelConfig {
     #[serde(default = "default_name")]
     #[schemars(default = "default_name")]
     pub name: String,
-    /// The ONNX file, relative to the pipeline file. Default: the model bundled in the
-    /// repository's `models/batdetect2/batdetect2.onnx`, found from where acoupi was
-    /// compiled (set this on a station whose binary was built elsewhere).
+    /// The ONNX file, relative to the pipeline file. Default: the bundled
+    /// `models/batdetect2/batdetect2.onnx`, found in acoupi's data dirs
+    /// (`$ACOUPI_DATA_DIR`, `<exe>/../share/acoupi`, `/usr/share/acoupi`; `acoupi models`
+    /// lists what is found).
     pub model: Option<PathBuf>,
     /// The class names, one a line in the model's class order (background excluded),
     /// relative to the pipeline file. Default: the bundled
@@ -411,15 +406,13 @@ pub struct BatDetect2Model {
 
 impl BatDetect2Model {
     fn load(config: &BatDetect2ModelConfig, ctx: &BuildContext) -> Result<BatDetect2Model, String> {
-        let path = |given: &Option<PathBuf>, bundled: &str| {
-            given
-                .as_deref()
-                .map_or_else(|| PathBuf::from(bundled), |p| ctx.resolve(p))
+        let path = |given: &Option<PathBuf>, bundled: &str, key: &str| {
+            crate::model::file_or_default(ctx, given.as_deref(), bundled, key)
         };
         let chunk_samples = (f64::from(SAMPLE_RATE) * config.chunk_seconds.0) as usize;
         let network = Network::load(
-            &path(&config.model, BUNDLED_MODEL),
-            &path(&config.labels, BUNDLED_LABELS),
+            &path(&config.model, BUNDLED_MODEL, "model")?,
+            &path(&config.labels, BUNDLED_LABELS, "labels")?,
             padded_width(chunk_samples),
         )?;
         Ok(BatDetect2Model {
@@ -569,33 +562,9 @@ mod tests {
     use crate::model::batdetect2::spectrogram::testing::{REFERENCE_DIR, read_f32};
     use crate::shared::audio::resample;
 
-    /// model.json: onnxruntime and tract 0.23.9 were seen within 1e-4 of PyTorch.
-    const NETWORK_TOLERANCE: f32 = 1e-4;
+    use crate::model::batdetect2::reference::{Call, Expected, NETWORK_TOLERANCE, differences};
     /// The reference detections were decoded with this threshold.
     const REFERENCE_THRESHOLD: f64 = 0.01;
-
-    /// One reference detection (`ref_detections.json`, the library's `run_nms`): its peak
-    /// and what was found there.
-    #[derive(Debug, Clone, serde::Deserialize)]
-    struct Expected {
-        x: usize,
-        y: usize,
-        #[serde(flatten)]
-        call: Call,
-    }
-
-    /// A detection in the library's terms: probability, start and end (real seconds), low
-    /// and high frequency (Hz), top class and its probability.
-    #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-    struct Call {
-        det_prob: f64,
-        start_time: f64,
-        end_time: f64,
-        low_freq: f64,
-        high_freq: f64,
-        class: String,
-        class_prob: f64,
-    }
 
     fn expected() -> Vec<Expected> {
         let path = Path::new(REFERENCE_DIR).join("ref_detections.json");
@@ -706,44 +675,16 @@ mod tests {
         want: &[Expected],
         tolerance: f64,
     ) -> (f64, f64, f64) {
-        let want: BTreeMap<(usize, usize), &Expected> =
-            want.iter().map(|e| ((e.x, e.y), e)).collect();
-        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(k)).collect();
-        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(k)).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "peaks missing {missing:?}, extra {extra:?}"
-        );
-        let (mut prob, mut time, mut freq) = (0.0f64, 0.0f64, 0.0f64);
-        for (key, e) in &want {
-            let g = &got[key];
-            assert_eq!(g.class, e.call.class, "class at {key:?}");
-            prob = prob
-                .max((g.det_prob - e.call.det_prob).abs())
-                .max((g.class_prob - e.call.class_prob).abs());
-            time = time
-                .max((g.start_time - e.call.start_time).abs())
-                .max((g.end_time - e.call.end_time).abs());
-            freq = freq
-                .max((g.low_freq - e.call.low_freq).abs())
-                .max((g.high_freq - e.call.high_freq).abs());
-        }
-        assert!(prob <= tolerance, "probability difference {prob:e}");
-        assert!(time <= tolerance * 1e-2, "time difference {time:e} s");
-        assert!(freq <= tolerance * 1e4, "frequency difference {freq:e} Hz");
-        (prob, time, freq)
+        let d = differences(got, want).unwrap();
+        d.within(tolerance).unwrap();
+        (d.prob, d.time, d.freq)
     }
 
     #[test]
     fn the_network_matches_the_reference_detection_map() {
         let want = read_f32("ref_pred_det_1x1x128x1024.f32");
         let got = &reference_maps().det;
-        assert_eq!(got.len(), want.len());
-        let max_diff = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let max_diff = crate::model::reference::max_abs_difference(got, &want).unwrap();
         eprintln!("pred_det: max abs difference from PyTorch {max_diff:e}");
         assert!(
             max_diff <= NETWORK_TOLERANCE,
@@ -759,24 +700,7 @@ mod tests {
         let labels = &shared().network.labels;
         let got: BTreeMap<(usize, usize), Call> = peaks
             .iter()
-            .map(|p| {
-                let (class, prob) = p
-                    .class_probs
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .unwrap();
-                let found = Call {
-                    det_prob: f64::from(p.det_prob),
-                    start_time: p.start_time,
-                    end_time: p.end_time,
-                    low_freq: p.low_freq,
-                    high_freq: p.high_freq,
-                    class: labels[class].clone(),
-                    class_prob: f64::from(*prob),
-                };
-                ((p.x, p.y), found)
-            })
+            .map(|p| ((p.x, p.y), Call::of_peak(p, labels)))
             .collect();
         let (prob, time, freq) = compare(&got, &want, 1e-4);
         eprintln!(

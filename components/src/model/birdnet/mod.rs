@@ -30,6 +30,7 @@
 //! detections it dropped is logged at debug level for each recording.
 
 pub(crate) mod range;
+pub(crate) mod reference;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -58,16 +59,9 @@ const CHUNK_SAMPLES: usize = 144_000;
 const MIN_CHUNK_SECONDS: f64 = 1.5;
 /// The upper edge of the band the network's spectrograms cover, in Hz.
 const HIGH_FREQ: f64 = 15_000.0;
-/// The files shipped in the repository's `models/birdnet/`, located from where this crate
-/// was compiled.
-const BUNDLED_MODEL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../models/birdnet/birdnet_v24_fp32.onnx"
-);
-const BUNDLED_LABELS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt"
-);
+/// The default files, relative to a data dir (found at run time: `acoupi_engine::resources`).
+pub(crate) const BUNDLED_MODEL: &str = "models/birdnet/birdnet_v24_fp32.onnx";
+pub(crate) const BUNDLED_LABELS: &str = "models/birdnet/BirdNET_GLOBAL_6K_V2.4_Labels.txt";
 
 /// Detect bird species with BirdNET GLOBAL 6K V2.4 (6522 classes, 3 s windows at 48 kHz;
 /// weights CC BY-NC-SA 4.0, non-commercial use only).
@@ -78,9 +72,10 @@ pub struct BirdnetModelConfig {
     #[serde(default = "default_name")]
     #[schemars(default = "default_name")]
     pub name: String,
-    /// The ONNX file, relative to the pipeline file. Default: the model bundled in the
-    /// repository's `models/birdnet/birdnet_v24_fp32.onnx`, found from where acoupi was
-    /// compiled (set this on a station whose binary was built elsewhere).
+    /// The ONNX file, relative to the pipeline file. Default: the bundled
+    /// `models/birdnet/birdnet_v24_fp32.onnx`, found in acoupi's data dirs
+    /// (`$ACOUPI_DATA_DIR`, `<exe>/../share/acoupi`, `/usr/share/acoupi`; `acoupi models`
+    /// lists what is found).
     pub model: Option<PathBuf>,
     /// The labels file, one `Scientific_Common` name a line in the model's class order,
     /// relative to the pipeline file. Default: the bundled
@@ -120,7 +115,7 @@ pub struct RangeFilterConfig {
     #[schemars(default = "default_range_threshold")]
     pub threshold: Score,
     /// The range model's ONNX file, relative to the pipeline file. Default: the bundled
-    /// `models/birdnet-mdata/birdnet_v24_mdata_v2.onnx`.
+    /// `models/birdnet-mdata/birdnet_v24_mdata_v2.onnx`, found as for `model`.
     pub model: Option<PathBuf>,
 }
 
@@ -269,14 +264,12 @@ impl RangeFilter {
 
 impl BirdnetModel {
     fn load(config: &BirdnetModelConfig, ctx: &BuildContext) -> Result<BirdnetModel, String> {
-        let path = |given: &Option<PathBuf>, bundled: &str| {
-            given
-                .as_deref()
-                .map_or_else(|| PathBuf::from(bundled), |p| ctx.resolve(p))
+        let path = |given: &Option<PathBuf>, bundled: &str, key: &str| {
+            crate::model::file_or_default(ctx, given.as_deref(), bundled, key)
         };
         let network = Network::load(
-            &path(&config.model, BUNDLED_MODEL),
-            &path(&config.labels, BUNDLED_LABELS),
+            &path(&config.model, BUNDLED_MODEL, "model")?,
+            &path(&config.labels, BUNDLED_LABELS, "labels")?,
         )
         .map_err(|e| e.to_string())?;
         let allowed = allowed_classes(&network.labels, config.include.as_deref(), &config.exclude)?;
@@ -288,8 +281,12 @@ impl BirdnetModel {
                 else {
                     return Err("range_filter needs the station's position: set `latitude` and `longitude` in [deployment]".into());
                 };
-                let model = RangeModel::load(&path(&filter.model, BUNDLED_RANGE_MODEL))
-                    .map_err(|e| e.to_string())?;
+                let model = RangeModel::load(&path(
+                    &filter.model,
+                    BUNDLED_RANGE_MODEL,
+                    "range_filter.model",
+                )?)
+                .map_err(|e| e.to_string())?;
                 if model.species() != network.labels.len() {
                     return Err(format!(
                         "the range model scores {} species but BirdNET has {} classes",
@@ -487,15 +484,10 @@ mod tests {
     /// The reference case (audio, TFLite logits), copied into the repository so that CI
     /// runs it.
     const REFERENCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/birdnet/reference");
-    /// model.json: tract 0.23.9 was seen 4.2e-5 from the TFLite logits.
-    const TOLERANCE: f32 = 1e-4;
+    use crate::model::birdnet::reference::LOGITS_TOLERANCE as TOLERANCE;
 
     fn read_f32(path: &Path) -> Vec<f32> {
-        std::fs::read(path)
-            .unwrap()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
+        crate::model::reference::read_f32(path).unwrap()
     }
 
     /// The reference audio and logits.
@@ -560,11 +552,7 @@ mod tests {
         let got = model.network.logits(&audio).unwrap();
         eprintln!("one 3 s window in {:.1?}", t.elapsed());
         assert_eq!(got.len(), want.len());
-        let max_diff = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let max_diff = crate::model::reference::max_abs_difference(&got, &want).unwrap();
         eprintln!("max abs logit difference from TFLite: {max_diff:e}");
         assert!(
             max_diff <= TOLERANCE,
@@ -810,7 +798,10 @@ mod tests {
         recording.created_on = "2026-05-15T05:00:00Z".parse().unwrap();
         let everything = with_min_confidence(1e-4).run(&recording).unwrap();
         let range = RangeFilter {
-            model: RangeModel::load(Path::new(BUNDLED_RANGE_MODEL)).unwrap(),
+            model: RangeModel::load(
+                &acoupi_engine::resources::default_file(BUNDLED_RANGE_MODEL, "model").unwrap(),
+            )
+            .unwrap(),
             threshold: DEFAULT_RANGE_THRESHOLD,
             latitude: 52.5,
             longitude: 13.4,

