@@ -359,9 +359,11 @@ fn archive(dir: &Path) -> PathBuf {
 fn query<T: duckdb::types::FromSql>(db: &Path, sql: &str) -> Vec<Vec<T>> {
     let conn = duckdb::Connection::open(db).unwrap();
     let mut statement = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let columns = statement.column_count();
     statement
-        .query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
+        .query_map([], |row| {
+            let columns = row.as_ref().column_count();
+            (0..columns).map(|i| row.get(i)).collect()
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect()

@@ -105,10 +105,12 @@ pub fn shard_from_env(
                 var: "SLURM_ARRAY_TASK_ID",
             });
         };
-        let offset = id.checked_sub(min).ok_or(ArrayTaskError::Invalid {
-            engine: "Slurm",
-            reason: format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"),
-        })?;
+        let offset = id
+            .checked_sub(min)
+            .ok_or_else(|| ArrayTaskError::Invalid {
+                engine: "Slurm",
+                reason: format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"),
+            })?;
         return shard("Slurm", offset / step + 1, count);
     }
     // The other engines number tasks from 0.
@@ -181,7 +183,7 @@ mod tests {
             ("SLURM_ARRAY_TASK_COUNT", "1"),
         ];
         assert_eq!(from(&vars, None).unwrap(), "Slurm 1/1");
-        let with_var = [&vars[..], &[("ACOUPI_SHARDS", "4")]].concat();
+        let with_var = [&vars[..], &[("ACOUPI_SHARDS", "4")][..]].concat();
         assert_eq!(from(&with_var, None).unwrap(), "Slurm 3/4");
         assert_eq!(from(&vars, Some(4)).unwrap(), "Slurm 3/4");
         // --shards wins over the variable.

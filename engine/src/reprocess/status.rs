@@ -369,7 +369,11 @@ impl Summary {
         let mut text = format!(
             "tasks: {} reported{of}: {}\nfiles: {} of {} done ({} errors); audio analysed: {hours:.2} h\n",
             self.tasks.len(),
-            if states.is_empty() { "none" } else { &states },
+            if states.is_empty() {
+                "none"
+            } else {
+                states.as_str()
+            },
             sum(|s| s.files_done),
             sum(|s| s.files_total),
             sum(|s| s.errors),
