@@ -522,7 +522,7 @@ mod partitioned_tests {
         ));
         // Each file's output holds 2 detections (one tag each at most): 4 files, 8 rows.
         let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-        assert_eq!(detections, [("test%20site".to_string(), today.clone(), 8)]);
+        assert_eq!(detections, [("test site".to_string(), today.clone(), 8)]);
         let recordings = rows(&format!(
             "SELECT deployment_name, filename.split('/')[-1], count(*) FROM read_parquet('{}', filename = true) GROUP BY ALL ORDER BY 2",
             glob("recordings")

@@ -337,12 +337,12 @@ fn write_wav(path: &Path, seconds: u32, bursts: u32) {
 }
 
 /// The archive: each length written once, then hard-linked under site folders.
-fn archive(dir: &Path) -> PathBuf {
+fn archive(dir: &Path, lengths: &[(u32, usize)]) -> PathBuf {
     let sources = dir.join("sources");
     let archive = dir.join("archive");
     std::fs::create_dir_all(&sources).unwrap();
     let mut n = 0;
-    for (i, (seconds, copies)) in LENGTHS.iter().enumerate() {
+    for (i, (seconds, copies)) in lengths.iter().enumerate() {
         let source = sources.join(format!("{seconds}s.wav"));
         write_wav(&source, *seconds, 1 + i as u32);
         for copy in 0..*copies {
@@ -423,7 +423,7 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .unwrap();
     let pipeline = demo_in(dir.path());
-    let archive = archive(dir.path());
+    let archive = archive(dir.path(), &LENGTHS);
     let files: usize = LENGTHS.iter().map(|(_, n)| n).sum();
     lap("archive written", &mut timings);
 
@@ -748,4 +748,122 @@ fn the_kubernetes_recipes_are_indexed_jobs_on_a_shared_volume() {
         merge_claims.iter().all(|c| reprocess_claims.contains(c)) && !merge_claims.is_empty(),
         "the merge mounts the reprocess Job's shared volume: {merge_claims:?} / {reprocess_claims:?}"
     );
+}
+
+/// `--shard auto` outside any array engine says which variables it looked for; inside
+/// one (a Kubernetes index here) it picks its shard and `--out` names the store after it.
+#[test]
+fn shard_auto_takes_the_task_from_the_engine_variables_or_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let archive = archive(dir.path(), &[(2, 3)]);
+    let out = dir.path().join("out");
+    let engine_vars = [
+        "SLURM_ARRAY_TASK_ID",
+        "JOB_COMPLETION_INDEX",
+        "AWS_BATCH_JOB_ARRAY_INDEX",
+        "CLOUD_RUN_TASK_INDEX",
+        "ACOUPI_SHARDS",
+    ];
+    let run = |vars: &[(&str, &str)], extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_acoupi"));
+        command.args(["reprocess", text(&pipeline), text(&archive), "--shard", "auto"]);
+        command.args(["--out", text(&out), "--progress", "off"]).args(extra);
+        for var in engine_vars {
+            command.env_remove(var);
+        }
+        command.envs(vars.iter().copied()).output().unwrap()
+    };
+    let outside = run(&[], &[]);
+    assert_eq!(outside.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&outside.stderr);
+    assert!(
+        stderr.contains("SLURM_ARRAY_TASK_ID") && stderr.contains("JOB_COMPLETION_INDEX"),
+        "{stderr}"
+    );
+    let no_count = run(&[("JOB_COMPLETION_INDEX", "1")], &[]);
+    assert_eq!(no_count.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_count.stderr).contains("--shards N"));
+
+    let inside = run(&[("JOB_COMPLETION_INDEX", "1")], &["--shards", "2"]);
+    assert!(inside.status.success(), "{}", String::from_utf8_lossy(&inside.stderr));
+    assert!(String::from_utf8_lossy(&inside.stderr).contains("shard 2/2 (from Kubernetes"));
+    let store = out.join("shard-2-of-2.duckdb");
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("shard-2-of-2.status.json")).unwrap())
+            .unwrap();
+    assert_eq!(status["state"], "done");
+    assert_eq!(status["shard"], "2/2");
+    assert_eq!(
+        status["files_done"].as_i64().unwrap(),
+        count(&store, "SELECT count(*) FROM reprocessed_files")
+    );
+    let shown = stdout_of(&["reprocess", "--status", text(&out)]);
+    assert!(shown.starts_with("tasks: 1 reported of 2: 1 done"), "{shown}");
+}
+
+/// Locally, without a scheduler: a plan splits the archive by duration, the shards'
+/// hive-partitioned Parquet together is the whole archive's, and a rerun of a shard
+/// rewrites its part files without duplicating a row.
+#[test]
+fn plan_shards_leave_partitioned_parquet_that_a_rerun_never_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = demo_in(dir.path());
+    let lengths = [(12, 2), (4, 3), (2, 4)];
+    let archive = archive(dir.path(), &lengths);
+    let plan = dir.path().join("plan.parquet");
+    let planned = stdout_of(&["reprocess", "--plan", text(&plan), text(&archive), "--shards", "3"]);
+    assert!(planned.contains("files: 9 (0 without a readable header)"), "{planned}");
+    assert!(planned.contains("3 shards: "), "{planned}");
+    let out = dir.path().join("out");
+    let shard = |i: u32| {
+        stdout_of(&[
+            "reprocess", text(&pipeline), text(&archive), "--plan", text(&plan), "--shard",
+            &format!("{i}/3"), "--out", text(&out), "--format", "parquet", "--progress", "off",
+        ])
+    };
+    let mut audio = Vec::new();
+    for i in 1..=3 {
+        let report = shard(i);
+        assert!(report.contains("files: 9 found"), "{report}");
+        let store = out.join(format!("shard-{i}-of-3.duckdb"));
+        audio.push(query::<f64>(&store, "SELECT coalesce(sum(duration), 0) FROM recordings")[0][0]);
+    }
+    let max = audio.iter().copied().fold(f64::MIN, f64::max);
+    let min = audio.iter().copied().fold(f64::MAX, f64::min);
+    assert!(max - min <= 12.0 + 1e-6, "{audio:?}");
+    assert!((audio.iter().sum::<f64>() - 44.0).abs() < 1e-6, "{audio:?}");
+    let rerun = shard(2);
+    assert!(rerun.contains("0 analysed"), "{rerun}");
+
+    let whole = dir.path().join("whole.duckdb");
+    stdout_of(&["reprocess", text(&pipeline), text(&archive), "--store", text(&whole), "--progress", "off"]);
+    let flat = count(&whole, "SELECT count(*) FROM detections_flat");
+    assert!(flat > 0);
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let in_place: (i64, i64, i64) = conn
+        .query_row(
+            &format!(
+                "SELECT count(*), count(DISTINCT filename), count(DISTINCT deployment) \
+                 FROM read_parquet('{}/parquet/detections/**/*.parquet', hive_partitioning = true, filename = true)",
+                text(&out)
+            ),
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(in_place.0, flat, "the season in place holds every row once");
+    assert!(in_place.1 >= 3, "one part file per shard and day at least: {in_place:?}");
+    assert_eq!(in_place.2, 1);
+    let recordings: (i64, i64) = conn
+        .query_row(
+            &format!(
+                "SELECT count(*), count(DISTINCT path) FROM read_parquet('{}/parquet/recordings/**/*.parquet')",
+                text(&out)
+            ),
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(recordings, (9, 9), "every recording once");
 }
