@@ -336,10 +336,7 @@ fn plan_command(archive: &Path, plan: &Path, shards: Option<NonZeroU32>) -> Exit
 fn status_command(folder: &Path) -> ExitCode {
     match Summary::read(folder) {
         Ok(summary) if summary.tasks.is_empty() && summary.unreadable.is_empty() => usage(
-            &format!(
-                "no status files (*.status.json) in `{}`",
-                folder.display()
-            ),
+            &format!("no status files (*.status.json) in `{}`", folder.display()),
         ),
         Ok(summary) => {
             print!("{}", summary.render());

@@ -355,7 +355,11 @@ pub fn read_plan(plan: &Path) -> Result<Vec<PlanEntry>, StoreError> {
 /// and never duplicates a row; other parts' files are never touched. In a deployment
 /// name, bytes other than ASCII letters, digits, `-` and `_` (and a `.` after the first
 /// character) are written as `%XX`. Returns the number of files written.
-pub fn export_partitioned(store: &DuckDbStore, root: &Path, part: &str) -> Result<usize, StoreError> {
+pub fn export_partitioned(
+    store: &DuckDbStore,
+    root: &Path,
+    part: &str,
+) -> Result<usize, StoreError> {
     let fail = |path: &Path, e: &dyn std::fmt::Display| {
         StoreError::Database(format!("Parquet: cannot write `{}`: {e}", path.display()))
     };
@@ -370,7 +374,9 @@ pub fn export_partitioned(store: &DuckDbStore, root: &Path, part: &str) -> Resul
         )
         .map_err(database)?;
     let partitions = statement
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
         .map_err(database)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(database)?;
@@ -530,8 +536,16 @@ mod partitioned_tests {
         assert_eq!(
             recordings,
             [
-                ("test site".to_string(), "part-shard-1-of-2.parquet".to_string(), 1),
-                ("test site".to_string(), "part-shard-2-of-2.parquet".to_string(), 3)
+                (
+                    "test site".to_string(),
+                    "part-shard-1-of-2.parquet".to_string(),
+                    1
+                ),
+                (
+                    "test site".to_string(),
+                    "part-shard-2-of-2.parquet".to_string(),
+                    3
+                )
             ]
         );
         assert!(export_partitioned(&one, &root, "../x").is_err());

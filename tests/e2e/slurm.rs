@@ -76,7 +76,10 @@ fn cluster_possible() -> bool {
 fn free_ports() -> (u16, u16) {
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
     let b = TcpListener::bind("127.0.0.1:0").unwrap();
-    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
 }
 
 fn program(name: &str) -> PathBuf {
@@ -128,7 +131,10 @@ impl Cluster {
             .arg(format!("--key-file={}", key.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", munge.join("munged.pid").display()))
-            .arg(format!("--seed-file={}", munge.join("munged.seed").display()))
+            .arg(format!(
+                "--seed-file={}",
+                munge.join("munged.seed").display()
+            ))
             .arg(format!("--log-file={}", munge.join("munged.log").display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -160,7 +166,8 @@ impl Cluster {
             ("slurmctld", vec!["-D"]),
             ("slurmd", vec!["-D", "-N", "localhost"]),
         ] {
-            let log = std::fs::File::create(base.join("log").join(format!("{name}.stderr"))).unwrap();
+            let log =
+                std::fs::File::create(base.join("log").join(format!("{name}.stderr"))).unwrap();
             let child = Command::new(program(name))
                 .args(&args)
                 .arg("-f")
@@ -173,7 +180,10 @@ impl Cluster {
             cluster.daemons.push((name, child));
         }
         let idle = wait_until(Duration::from_secs(60), || {
-            cluster.output("sinfo", &["-h", "-n", "localhost", "-o", "%T"]).trim() == "idle"
+            cluster
+                .output("sinfo", &["-h", "-n", "localhost", "-o", "%T"])
+                .trim()
+                == "idle"
         });
         assert!(idle, "the node never became idle:\n{}", cluster.logs());
         cluster
@@ -197,7 +207,12 @@ impl Cluster {
 
     /// Submits with `sbatch --parsable` and returns the job id.
     fn sbatch(&self, args: &[&str]) -> String {
-        let output = self.command("sbatch").arg("--parsable").args(args).output().unwrap();
+        let output = self
+            .command("sbatch")
+            .arg("--parsable")
+            .args(args)
+            .output()
+            .unwrap();
         assert!(
             output.status.success(),
             "sbatch {args:?}: {}\n{}",
@@ -219,7 +234,11 @@ impl Cluster {
 
     fn wait_gone(&self, job: &str) {
         let gone = wait_until(WAIT, || !self.queued(job));
-        assert!(gone, "job {job} still queued after {WAIT:?}:\n{}", self.logs());
+        assert!(
+            gone,
+            "job {job} still queued after {WAIT:?}:\n{}",
+            self.logs()
+        );
     }
 
     /// `JobState=...` of each job (task) `scontrol show job` lists for `job`.
@@ -233,12 +252,14 @@ impl Cluster {
 
     fn logs(&self) -> String {
         let mut text = String::new();
-        for name in ["slurmctld.log", "slurmd.log", "slurmctld.stderr", "slurmd.stderr"] {
+        for name in [
+            "slurmctld.log",
+            "slurmd.log",
+            "slurmctld.stderr",
+            "slurmd.stderr",
+        ] {
             let log = std::fs::read_to_string(self.base.join("log").join(name)).unwrap_or_default();
-            let lines: Vec<&str> = log
-                .lines()
-                .filter(|l| !l.contains("pmix"))
-                .collect();
+            let lines: Vec<&str> = log.lines().filter(|l| !l.contains("pmix")).collect();
             let tail = &lines[lines.len().saturating_sub(15)..];
             text.push_str(&format!("--- {name}\n{}\n", tail.join("\n")));
         }
@@ -348,8 +369,11 @@ fn archive(dir: &Path, lengths: &[(u32, usize)]) -> PathBuf {
         for copy in 0..*copies {
             let folder = archive.join(format!("site-{}", n % 3));
             std::fs::create_dir_all(&folder).unwrap();
-            std::fs::hard_link(&source, folder.join(format!("rec-{n:03}-{seconds}s-{copy}.wav")))
-                .unwrap();
+            std::fs::hard_link(
+                &source,
+                folder.join(format!("rec-{n:03}-{seconds}s-{copy}.wav")),
+            )
+            .unwrap();
             n += 1;
         }
     }
@@ -420,8 +444,11 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
     };
     let dir = tempfile::tempdir().unwrap();
     // munged wants the folders above its socket world-executable.
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let pipeline = demo_in(dir.path());
     let archive = archive(dir.path(), &LENGTHS);
     let files: usize = LENGTHS.iter().map(|(_, n)| n).sum();
@@ -429,7 +456,14 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
 
     // The plan: one walk, durations from the headers.
     let plan = dir.path().join("season.plan.parquet");
-    let planned = stdout_of(&["reprocess", "--plan", text(&plan), text(&archive), "--shards", "4"]);
+    let planned = stdout_of(&[
+        "reprocess",
+        "--plan",
+        text(&plan),
+        text(&archive),
+        "--shards",
+        "4",
+    ]);
     assert!(
         planned.contains(&format!("files: {files} (0 without a readable header)")),
         "{planned}"
@@ -560,7 +594,9 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
     );
     let victim_store = out.join(victim_file.replace(".status.json", ".duckdb"));
     let committed = count(&victim_store, "SELECT count(*) FROM reprocessed_files");
-    let claimed = status_files(&out)[&victim_file]["files_done"].as_i64().unwrap();
+    let claimed = status_files(&out)[&victim_file]["files_done"]
+        .as_i64()
+        .unwrap();
     assert!(
         committed >= claimed && claimed >= 1,
         "the status file claims {claimed} files done, the store holds {committed}"
@@ -610,7 +646,10 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
         "the rerun resumes: {rerun_log}"
     );
     assert_eq!(skipped + analysed, in_shard, "{rerun_log}");
-    assert!(rerun_log.contains(&format!("shard {index}/4")), "{rerun_log}");
+    assert!(
+        rerun_log.contains(&format!("shard {index}/4")),
+        "{rerun_log}"
+    );
 
     // The merged store is the unsharded run: same files, same detections, nothing twice.
     let merged = out.join("merged.duckdb");
@@ -627,7 +666,10 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
         assert_eq!(count(&merged, &sql), count(&whole, &sql), "{table}");
     }
     assert_eq!(
-        count(&victim_store, "SELECT count(*) - count(DISTINCT path) FROM recordings"),
+        count(
+            &victim_store,
+            "SELECT count(*) - count(DISTINCT path) FROM recordings"
+        ),
         0,
         "the resumed shard stored a file twice"
     );
@@ -643,7 +685,10 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
     assert!(max - min <= LONGEST + 1e-6, "shard audio {audio:?}");
     let finished = stdout_of(&["reprocess", "--status", text(&out)]);
     assert!(finished.contains("4 reported of 4: 4 done"), "{finished}");
-    assert!(finished.contains("complete: every task is done"), "{finished}");
+    assert!(
+        finished.contains("complete: every task is done"),
+        "{finished}"
+    );
     drop(cluster);
     lap("cluster stopped", &mut timings);
     println!(
@@ -676,7 +721,12 @@ fn the_kubernetes_recipes_are_indexed_jobs_on_a_shared_volume() {
             .as_vec()
             .unwrap()
             .iter()
-            .map(|v| v["persistentVolumeClaim"]["claimName"].as_str().unwrap().to_owned())
+            .map(|v| {
+                v["persistentVolumeClaim"]["claimName"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     };
 
@@ -685,14 +735,23 @@ fn the_kubernetes_recipes_are_indexed_jobs_on_a_shared_volume() {
     assert_eq!(job["kind"].as_str(), Some("Job"));
     let spec = &job["spec"];
     assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
-    assert!(spec["backoffLimitPerIndex"].as_i64().is_some_and(|n| n >= 1));
+    assert!(
+        spec["backoffLimitPerIndex"]
+            .as_i64()
+            .is_some_and(|n| n >= 1)
+    );
     let completions = spec["completions"].as_i64().unwrap();
     let pod = &spec["template"]["spec"];
     // backoffLimitPerIndex needs pods that are not restarted in place.
     assert_eq!(pod["restartPolicy"].as_str(), Some("Never"));
     let container = &pod["containers"][0];
     let env = env_of(container);
-    for name in ["ACOUPI_PIPELINE", "ACOUPI_ARCHIVE", "ACOUPI_OUT", "ACOUPI_SHARDS"] {
+    for name in [
+        "ACOUPI_PIPELINE",
+        "ACOUPI_ARCHIVE",
+        "ACOUPI_OUT",
+        "ACOUPI_SHARDS",
+    ] {
         assert!(env.contains_key(name), "{name} missing");
     }
     assert_eq!(
@@ -723,7 +782,9 @@ fn the_kubernetes_recipes_are_indexed_jobs_on_a_shared_volume() {
         })
         .collect();
     assert!(
-        mounts.iter().any(|(path, read_only)| out.starts_with(path) && !read_only),
+        mounts
+            .iter()
+            .any(|(path, read_only)| out.starts_with(path) && !read_only),
         "ACOUPI_OUT {out} must be on a writable mount: {mounts:?}"
     );
     let reprocess_claims = claims(pod);
@@ -767,8 +828,16 @@ fn shard_auto_takes_the_task_from_the_engine_variables_or_names_them() {
     ];
     let run = |vars: &[(&str, &str)], extra: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_acoupi"));
-        command.args(["reprocess", text(&pipeline), text(&archive), "--shard", "auto"]);
-        command.args(["--out", text(&out), "--progress", "off"]).args(extra);
+        command.args([
+            "reprocess",
+            text(&pipeline),
+            text(&archive),
+            "--shard",
+            "auto",
+        ]);
+        command
+            .args(["--out", text(&out), "--progress", "off"])
+            .args(extra);
         for var in engine_vars {
             command.env_remove(var);
         }
@@ -786,7 +855,11 @@ fn shard_auto_takes_the_task_from_the_engine_variables_or_names_them() {
     assert!(String::from_utf8_lossy(&no_count.stderr).contains("--shards N"));
 
     let inside = run(&[("JOB_COMPLETION_INDEX", "1")], &["--shards", "2"]);
-    assert!(inside.status.success(), "{}", String::from_utf8_lossy(&inside.stderr));
+    assert!(
+        inside.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inside.stderr)
+    );
     assert!(String::from_utf8_lossy(&inside.stderr).contains("shard 2/2 (from Kubernetes"));
     let store = out.join("shard-2-of-2.duckdb");
     let status: serde_json::Value =
@@ -799,7 +872,10 @@ fn shard_auto_takes_the_task_from_the_engine_variables_or_names_them() {
         count(&store, "SELECT count(*) FROM reprocessed_files")
     );
     let shown = stdout_of(&["reprocess", "--status", text(&out)]);
-    assert!(shown.starts_with("tasks: 1 reported of 2: 1 done"), "{shown}");
+    assert!(
+        shown.starts_with("tasks: 1 reported of 2: 1 done"),
+        "{shown}"
+    );
 }
 
 /// Locally, without a scheduler: a plan splits the archive by duration, the shards'
@@ -812,14 +888,35 @@ fn plan_shards_leave_partitioned_parquet_that_a_rerun_never_duplicates() {
     let lengths = [(12, 2), (4, 3), (2, 4)];
     let archive = archive(dir.path(), &lengths);
     let plan = dir.path().join("plan.parquet");
-    let planned = stdout_of(&["reprocess", "--plan", text(&plan), text(&archive), "--shards", "3"]);
-    assert!(planned.contains("files: 9 (0 without a readable header)"), "{planned}");
+    let planned = stdout_of(&[
+        "reprocess",
+        "--plan",
+        text(&plan),
+        text(&archive),
+        "--shards",
+        "3",
+    ]);
+    assert!(
+        planned.contains("files: 9 (0 without a readable header)"),
+        "{planned}"
+    );
     assert!(planned.contains("3 shards: "), "{planned}");
     let out = dir.path().join("out");
     let shard = |i: u32| {
         stdout_of(&[
-            "reprocess", text(&pipeline), text(&archive), "--plan", text(&plan), "--shard",
-            &format!("{i}/3"), "--out", text(&out), "--format", "parquet", "--progress", "off",
+            "reprocess",
+            text(&pipeline),
+            text(&archive),
+            "--plan",
+            text(&plan),
+            "--shard",
+            &format!("{i}/3"),
+            "--out",
+            text(&out),
+            "--format",
+            "parquet",
+            "--progress",
+            "off",
         ])
     };
     let mut audio = Vec::new();
@@ -837,7 +934,15 @@ fn plan_shards_leave_partitioned_parquet_that_a_rerun_never_duplicates() {
     assert!(rerun.contains("0 analysed"), "{rerun}");
 
     let whole = dir.path().join("whole.duckdb");
-    stdout_of(&["reprocess", text(&pipeline), text(&archive), "--store", text(&whole), "--progress", "off"]);
+    stdout_of(&[
+        "reprocess",
+        text(&pipeline),
+        text(&archive),
+        "--store",
+        text(&whole),
+        "--progress",
+        "off",
+    ]);
     let flat = count(&whole, "SELECT count(*) FROM detections_flat");
     assert!(flat > 0);
     let conn = duckdb::Connection::open_in_memory().unwrap();
@@ -853,7 +958,10 @@ fn plan_shards_leave_partitioned_parquet_that_a_rerun_never_duplicates() {
         )
         .unwrap();
     assert_eq!(in_place.0, flat, "the season in place holds every row once");
-    assert!(in_place.1 >= 3, "one part file per shard and day at least: {in_place:?}");
+    assert!(
+        in_place.1 >= 3,
+        "one part file per shard and day at least: {in_place:?}"
+    );
     assert_eq!(in_place.2, 1);
     let recordings: (i64, i64) = conn
         .query_row(

@@ -105,12 +105,10 @@ pub fn shard_from_env(
                 var: "SLURM_ARRAY_TASK_ID",
             });
         };
-        let offset = id
-            .checked_sub(min)
-            .ok_or_else(|| ArrayTaskError::Invalid {
-                engine: "Slurm",
-                reason: format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"),
-            })?;
+        let offset = id.checked_sub(min).ok_or_else(|| ArrayTaskError::Invalid {
+            engine: "Slurm",
+            reason: format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"),
+        })?;
         return shard("Slurm", offset / step + 1, count);
     }
     // The other engines number tasks from 0.
@@ -268,6 +266,9 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert!(bad_count.to_string().contains("ACOUPI_SHARDS"), "{bad_count}");
+        assert!(
+            bad_count.to_string().contains("ACOUPI_SHARDS"),
+            "{bad_count}"
+        );
     }
 }

@@ -168,9 +168,10 @@ pub fn select(
             Ok(_) => selection
                 .unreadable
                 .push((path, "in the plan, but not a file now".into())),
-            Err(error) => selection
-                .unreadable
-                .push((path, format!("in the plan, but cannot be read now: {error}"))),
+            Err(error) => selection.unreadable.push((
+                path,
+                format!("in the plan, but cannot be read now: {error}"),
+            )),
         }
     }
     Ok(selection)
@@ -240,7 +241,11 @@ mod tests {
         backward.reverse();
         assert_eq!(forward, backward);
         // Equal durations: ties go by path, to the lowest shard first.
-        let same = [entry("b.wav", 1.0), entry("a.wav", 1.0), entry("c.wav", 1.0)];
+        let same = [
+            entry("b.wav", 1.0),
+            entry("a.wav", 1.0),
+            entry("c.wav", 1.0),
+        ];
         assert_eq!(assign(&same, 2), [2, 1, 1]);
         // Unknown durations weigh nothing but still land somewhere.
         let unknown = PlanEntry {
@@ -284,7 +289,12 @@ mod tests {
     #[test]
     fn paths_leaving_the_root_or_listed_twice_are_refused() {
         let root = Path::new("/archive");
-        for bad in ["../etc/passwd.wav", "/etc/x.wav", "a/../../x.wav", "./x.wav"] {
+        for bad in [
+            "../etc/passwd.wav",
+            "/etc/x.wav",
+            "a/../../x.wav",
+            "./x.wav",
+        ] {
             assert_eq!(
                 select(&[entry(bad, 1.0)], None, root).unwrap_err(),
                 PlanError::OutsideRoot(bad.into()),

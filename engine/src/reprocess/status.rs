@@ -450,10 +450,18 @@ mod tests {
         file.start(7, 7000);
         let first = read(file.path());
         assert_eq!(
-            (first.state, first.files_total, first.files_done, first.bytes_total),
+            (
+                first.state,
+                first.files_total,
+                first.files_done,
+                first.bytes_total
+            ),
             (TaskState::Running, 10, 3, 7000)
         );
-        assert_eq!((first.pid, first.host.clone()), (std::process::id(), host_name()));
+        assert_eq!(
+            (first.pid, first.host.clone()),
+            (std::process::id(), host_name())
+        );
         let stored = Totals {
             files: 2,
             bytes: 2000,
@@ -530,7 +538,9 @@ mod tests {
         assert!(!summary.complete());
         let text = summary.render();
         assert!(
-            text.starts_with("tasks: 2 reported of 3: 1 done, 1 running\nfiles: 7 of 15 done (0 errors)"),
+            text.starts_with(
+                "tasks: 2 reported of 3: 1 done, 1 running\nfiles: 7 of 15 done (0 errors)"
+            ),
             "{text}"
         );
         // 2000 of 10000 bytes in 2 s: 8 s to go.
