@@ -408,8 +408,10 @@ fn per_file(db: &Path) -> Vec<Vec<String>> {
 }
 
 fn status_files(out: &Path) -> BTreeMap<String, serde_json::Value> {
+    // Empty until the first task has made the folder.
     std::fs::read_dir(out)
-        .unwrap()
+        .into_iter()
+        .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.to_string_lossy().ends_with(".status.json"))
         .filter_map(|p| {
