@@ -326,8 +326,9 @@ fn text(path: &Path) -> &str {
 }
 
 /// Distinct lengths (seconds) of the synthetic recordings, and how many hard links of
-/// each the archive holds: mixed lengths, so hash shards would be uneven.
-const LENGTHS: [(u32, usize); 5] = [(90, 4), (40, 6), (20, 8), (8, 10), (3, 12)];
+/// each the archive holds: mixed lengths, so hash shards would be uneven; 4,900 s in
+/// all, so that each task runs for seconds and can be caught mid-run.
+const LENGTHS: [(u32, usize); 5] = [(90, 16), (40, 40), (20, 60), (8, 60), (3, 60)];
 const RATE: u32 = 16_000;
 const LONGEST: f64 = 90.0;
 
@@ -536,7 +537,7 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
         for (name, status) in status_files(&out) {
             let done = status["files_done"].as_u64().unwrap_or(0);
             let total = status["files_total"].as_u64().unwrap_or(0);
-            if status["state"] == "running" && done >= 1 && done + 2 <= total {
+            if status["state"] == "running" && done >= 1 && 2 * done <= total {
                 // What --status says at this moment.
                 seen_running = stdout_of(&["reprocess", "--status", text(&out)]);
                 victim = Some((name, status));
