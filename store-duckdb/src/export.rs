@@ -5,12 +5,16 @@
 //! Rows are selected by time: detections and recordings by the recording's
 //! `created_on`, messages by their `created_on`; `since` is included, `until` is not.
 //! The queries read the base tables, so files of every schema version export alike.
+//!
+//! Also the plan files of `acoupi reprocess --plan` ([`write_plan`], [`read_plan`]):
+//! Parquet written and read through an in-memory DuckDB.
 
 use std::io::Write;
 use std::path::Path;
 
+use acoupi_engine::reprocess::PlanEntry;
 use chrono::{DateTime, Utc};
-use duckdb::Connection;
+use duckdb::{Connection, params};
 
 use super::rows::{SqlUuid, timestamp_literal};
 use super::schema::detections_flat_select;
@@ -261,4 +265,299 @@ fn raven(conn: &Connection, condition: &str, output: &Path) -> Result<usize, Sto
     })();
     written.map_err(|e| write_error(output, e))?;
     Ok(selections.len())
+}
+
+/// Writes a plan (see `docs/reprocess.md`): one row per file, sorted by path, columns
+/// `path` (relative to the archive root, `/`-separated), `size` (bytes), `mtime_ns`
+/// (nanoseconds since the Unix epoch) and `duration` (seconds; NULL when the header
+/// could not be read). The file is written beside its name and renamed into place.
+pub fn write_plan(output: &Path, entries: &[PlanEntry]) -> Result<(), StoreError> {
+    let fail = |e: &dyn std::fmt::Display| {
+        StoreError::Database(format!("plan: cannot write `{}`: {e}", output.display()))
+    };
+    let name = output
+        .file_name()
+        .ok_or_else(|| fail(&"not a file name"))?
+        .to_string_lossy()
+        .into_owned();
+    let partial = output.with_file_name(format!(".{name}.partial"));
+    let target = super::rows::sql_path(&partial).ok_or_else(|| fail(&"not valid UTF-8"))?;
+    let conn = Connection::open_in_memory().map_err(|e| fail(&e))?;
+    conn.execute_batch(
+        "CREATE TABLE plan (path VARCHAR NOT NULL, size UBIGINT NOT NULL, \
+         mtime_ns BIGINT NOT NULL, duration DOUBLE)",
+    )
+    .map_err(|e| fail(&e))?;
+    {
+        let mut appender = conn.appender("plan").map_err(|e| fail(&e))?;
+        for entry in entries {
+            appender
+                .append_row(params![
+                    entry.relative,
+                    entry.size,
+                    entry.mtime_ns,
+                    entry.duration
+                ])
+                .map_err(|e| fail(&e))?;
+        }
+        appender.flush().map_err(|e| fail(&e))?;
+    }
+    conn.execute_batch(&format!(
+        "COPY (SELECT * FROM plan ORDER BY path) TO {target} (FORMAT parquet)"
+    ))
+    .map_err(|e| fail(&e))?;
+    std::fs::rename(&partial, output).map_err(|e| fail(&e))
+}
+
+/// Reads a plan [`write_plan`] wrote (or any Parquet file with its columns).
+pub fn read_plan(plan: &Path) -> Result<Vec<PlanEntry>, StoreError> {
+    let fail = |e: &dyn std::fmt::Display| {
+        StoreError::Database(format!("plan: cannot read `{}`: {e}", plan.display()))
+    };
+    // read_parquet expands glob patterns: such a name would read other files.
+    if plan.to_string_lossy().contains(['*', '?', '[']) {
+        return Err(fail(
+            &"the path holds `*`, `?` or `[`, which DuckDB takes for a pattern; rename the file",
+        ));
+    }
+    if !plan.is_file() {
+        return Err(fail(&"no such file"));
+    }
+    let source = super::rows::sql_path(plan).ok_or_else(|| fail(&"not valid UTF-8"))?;
+    let conn = Connection::open_in_memory().map_err(|e| fail(&e))?;
+    let mut statement = conn
+        .prepare(&format!(
+            "SELECT CAST(path AS VARCHAR), CAST(size AS UBIGINT), CAST(mtime_ns AS BIGINT), \
+             CAST(duration AS DOUBLE) FROM read_parquet({source}) ORDER BY path"
+        ))
+        .map_err(|e| fail(&e))?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(PlanEntry {
+                relative: row.get(0)?,
+                size: row.get(1)?,
+                mtime_ns: row.get(2)?,
+                duration: row.get(3)?,
+            })
+        })
+        .map_err(|e| fail(&e))?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(|e| fail(&e))
+}
+
+/// The hive-partitioned layout of `acoupi reprocess --format parquet`: the store's
+/// detections (the `detections_flat` columns) and recordings as
+/// `<root>/<table>/deployment=<name>/date=<YYYY-MM-DD>/part-<part>.parquet`, one file
+/// per deployment name and recording day (UTC), so a season's shards can be queried in place
+/// (`read_parquet('<root>/detections/**/*.parquet', hive_partitioning = true)`).
+///
+/// Each file holds every row of its partition the store has, and is written beside its
+/// name and renamed into place: a rerun of the same shard (`part`) replaces its files
+/// and never duplicates a row; other parts' files are never touched. In a deployment
+/// name, bytes other than ASCII letters, digits, `-` and `_` (and a `.` after the first
+/// character) are written as `%XX`. Returns the number of files written.
+pub fn export_partitioned(
+    store: &DuckDbStore,
+    root: &Path,
+    part: &str,
+) -> Result<usize, StoreError> {
+    let fail = |path: &Path, e: &dyn std::fmt::Display| {
+        StoreError::Database(format!("Parquet: cannot write `{}`: {e}", path.display()))
+    };
+    if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {
+        return Err(fail(root, &format!("`{part}` is not a part name")));
+    }
+    let conn = store.connection();
+    let mut statement = conn
+        .prepare(
+            "SELECT DISTINCT d.name, strftime(CAST(r.created_on AS DATE), '%Y-%m-%d') \
+             FROM recordings r JOIN deployments d ON d.id = r.deployment_id ORDER BY 1, 2",
+        )
+        .map_err(database)?;
+    let partitions = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(database)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(database)?;
+    let tables = [
+        (
+            "detections",
+            format!(
+                "{} WHERE d.name = {{deployment}} AND CAST(r.created_on AS DATE) = {{date}}::DATE \
+                 ORDER BY r.created_on, r.id, det.rowid, t.rowid",
+                detections_flat_select!()
+            ),
+        ),
+        (
+            "recordings",
+            "SELECT r.id, r.created_on, r.duration, r.samplerate, r.audio_channels, \
+             r.time_expansion, r.path, d.id AS deployment_id, d.name AS deployment_name \
+             FROM recordings r JOIN deployments d ON d.id = r.deployment_id \
+             WHERE d.name = {deployment} AND CAST(r.created_on AS DATE) = {date}::DATE ORDER BY r.created_on, r.id"
+                .to_owned(),
+        ),
+    ];
+    let mut written = 0;
+    for (name, date) in &partitions {
+        for (table, select) in &tables {
+            let folder = root
+                .join(table)
+                .join(format!("deployment={}", partition_value(name)))
+                .join(format!("date={date}"));
+            std::fs::create_dir_all(&folder).map_err(|e| fail(&folder, &e))?;
+            let file = folder.join(format!("part-{part}.parquet"));
+            let partial = folder.join(format!(".part-{part}.parquet.partial"));
+            let target = super::rows::sql_path(&partial)
+                .ok_or_else(|| fail(&partial, &"not valid UTF-8"))?;
+            // COPY takes no parameters: the values go in as literals, the name last (it
+            // may hold anything, `{date}` included).
+            let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
+            let select = select
+                .replace("{date}", &literal(date))
+                .replace("{deployment}", &literal(name));
+            conn.execute(&format!("COPY ({select}) TO {target} (FORMAT parquet)"), [])
+                .map_err(|e| fail(&file, &e))?;
+            std::fs::rename(&partial, &file).map_err(|e| fail(&file, &e))?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// A deployment name as a partition folder's value (see [`export_partitioned`]).
+fn partition_value(name: &str) -> String {
+    let mut value = String::new();
+    for (i, byte) in name.bytes().enumerate() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' || (byte == b'.' && i > 0) {
+            value.push(char::from(byte));
+        } else {
+            value.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    if value.is_empty() {
+        value.push_str("%00");
+    }
+    value
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_round_trips_through_parquet_sorted_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("season.plan.parquet");
+        let entries = vec![
+            PlanEntry {
+                relative: "site-b/20260601_000000.wav".into(),
+                size: 9_600_044,
+                mtime_ns: 1_780_000_000_123_456_789,
+                duration: Some(100.0),
+            },
+            PlanEntry {
+                relative: "site-a/bad.wav".into(),
+                size: 0,
+                mtime_ns: -5,
+                duration: None,
+            },
+        ];
+        write_plan(&file, &entries).unwrap();
+        let read = read_plan(&file).unwrap();
+        assert_eq!(read, [entries[1].clone(), entries[0].clone()]);
+        // Readable without acoupi: plain Parquet with the documented columns.
+        let conn = Connection::open_in_memory().unwrap();
+        let columns: String = conn
+            .query_row(
+                &format!(
+                    "SELECT string_agg(name || ' ' || type, ', ') FROM parquet_schema('{}') WHERE num_children IS NULL",
+                    file.display()
+                ),
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            columns,
+            "path BYTE_ARRAY, size INT64, mtime_ns INT64, duration DOUBLE"
+        );
+        // No partial file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let missing = read_plan(&dir.path().join("none.parquet")).unwrap_err();
+        assert!(missing.to_string().contains("none.parquet"), "{missing}");
+        std::fs::write(dir.path().join("junk.parquet"), b"not parquet").unwrap();
+        assert!(read_plan(&dir.path().join("junk.parquet")).is_err());
+    }
+}
+
+#[cfg(test)]
+mod partitioned_tests {
+    use super::*;
+    use crate::reprocessed::tests::file;
+    use acoupi_engine::reprocess::ArchiveStore;
+
+    fn rows(sql: &str) -> Vec<(String, String, i64)> {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut statement = conn.prepare(sql).unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn shards_write_their_own_part_of_each_partition_and_a_rerun_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("parquet");
+        let one = DuckDbStore::open(&dir.path().join("one.duckdb")).unwrap();
+        let two = DuckDbStore::open(&dir.path().join("two.duckdb")).unwrap();
+        one.store_reprocessed(&[file("/a/1.wav", true)]).unwrap();
+        two.store_reprocessed(&[file("/a/2.wav", true), file("/a/3.wav", true)])
+            .unwrap();
+        assert_eq!(export_partitioned(&one, &root, "shard-1-of-2").unwrap(), 2);
+        assert_eq!(export_partitioned(&two, &root, "shard-2-of-2").unwrap(), 2);
+        // Again, after more rows: replaced, not appended.
+        two.store_reprocessed(&[file("/a/4.wav", true)]).unwrap();
+        export_partitioned(&two, &root, "shard-2-of-2").unwrap();
+        let glob = |table: &str| format!("{}/{table}/**/*.parquet", root.display());
+        let detections = rows(&format!(
+            "SELECT deployment, date::VARCHAR, count(*) FROM read_parquet('{}', hive_partitioning = true) GROUP BY ALL",
+            glob("detections")
+        ));
+        // Each file's output holds 2 detections (one tag each at most): 4 files, 8 rows.
+        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        assert_eq!(detections, [("test site".to_string(), today.clone(), 8)]);
+        let recordings = rows(&format!(
+            "SELECT deployment_name, filename.split('/')[-1], count(*) FROM read_parquet('{}', filename = true) GROUP BY ALL ORDER BY 2",
+            glob("recordings")
+        ));
+        assert_eq!(
+            recordings,
+            [
+                (
+                    "test site".to_string(),
+                    "part-shard-1-of-2.parquet".to_string(),
+                    1
+                ),
+                (
+                    "test site".to_string(),
+                    "part-shard-2-of-2.parquet".to_string(),
+                    3
+                )
+            ]
+        );
+        assert!(export_partitioned(&one, &root, "../x").is_err());
+    }
+
+    #[test]
+    fn deployment_names_become_safe_folder_names() {
+        assert_eq!(partition_value("north-field_2"), "north-field_2");
+        assert_eq!(partition_value("a/b=c d"), "a%2Fb%3Dc%20d");
+        assert_eq!(partition_value(".."), "%2E.");
+        assert_eq!(partition_value("v1.2"), "v1.2");
+        assert_eq!(partition_value("é"), "%C3%A9");
+        assert_eq!(partition_value(""), "%00");
+    }
 }

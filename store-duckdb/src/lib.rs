@@ -105,7 +105,7 @@ pub use acoupi_engine::store::StoreError;
 use acoupi_engine::store::{MessageStore, Store};
 use duckdb::{AccessMode, Config, Connection};
 
-pub use export::{ExportFormat, ExportWhat, export};
+pub use export::{ExportFormat, ExportWhat, export, export_partitioned, read_plan, write_plan};
 pub use merge::{MergeReport, export_parquet, merge};
 pub use query::{QueryFormat, query};
 pub use rows::stored_precision;

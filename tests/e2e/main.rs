@@ -21,6 +21,7 @@ mod retention;
 mod run;
 mod schema;
 mod service;
+mod slurm;
 mod store_cli;
 
 use std::path::{Path, PathBuf};

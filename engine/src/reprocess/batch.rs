@@ -30,6 +30,7 @@ use uuid::Uuid;
 use super::capture::{CaptureStore, capturing};
 use super::discovery::{ArchiveFile, DiscoveryError, discover};
 use super::fingerprint::{deployment_id, fingerprint};
+use super::plan::{PlanEntry, PlanError};
 use super::printable::printable;
 use super::progress::{Progress, Totals};
 use super::time_source::{TimeHints, recorded_at};
@@ -59,6 +60,9 @@ pub struct ReprocessOptions {
     pub stages: Vec<String>,
     /// Analyse again the files recorded as `error`.
     pub retry_errors: bool,
+    /// The archive's files as a plan lists them: shards by duration, no walk (see
+    /// [`super::plan`]); `None` walks the archive and shards by path hash.
+    pub plan: Option<Arc<[PlanEntry]>>,
 }
 
 /// Why a batch could not run (bad files never stop it; see [`BatchReport::bad`]).
@@ -66,6 +70,8 @@ pub struct ReprocessOptions {
 pub enum ReprocessError {
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error("the pipeline has no detection stage to run")]
     NoDetectionStage,
     #[error("`{name}` is not a detection stage of the pipeline (detection stages: {known})")]
@@ -166,18 +172,28 @@ pub fn reprocess(
         store.clone() as Arc<dyn MessageStore>,
     )?;
     let deployment = reprocess_deployment(store.as_ref(), &pipeline.settings)?;
-    let discovery = discover(&options.archive)?;
+    let (found, in_shard, unreadable) = match &options.plan {
+        Some(plan) => {
+            let selection = super::plan::select(plan, options.shard, &options.archive)?;
+            (selection.found, selection.files, selection.unreadable)
+        }
+        None => {
+            let discovery = discover(&options.archive)?;
+            let found = discovery.files.len();
+            let in_shard: Vec<ArchiveFile> = discovery
+                .files
+                .into_iter()
+                .filter(|f| options.shard.is_none_or(|s| s.contains(&f.relative)))
+                .collect();
+            (found, in_shard, discovery.unreadable)
+        }
+    };
     let mut report = BatchReport {
         fingerprint: fingerprint.clone(),
-        found: discovery.files.len(),
-        bad: discovery.unreadable,
+        found,
+        bad: unreadable,
         ..BatchReport::default()
     };
-    let in_shard: Vec<ArchiveFile> = discovery
-        .files
-        .into_iter()
-        .filter(|f| options.shard.is_none_or(|s| s.contains(&f.relative)))
-        .collect();
     report.in_shard = in_shard.len();
     let done: HashMap<PathBuf, ProcessedEntry> = store
         .reprocessed_files(&fingerprint)?
@@ -209,6 +225,7 @@ pub fn reprocess(
         time_format: options.time_format.clone(),
         timezone: pipeline.settings.deployment.timezone,
     };
+    progress.selected(report.in_shard as u64, report.skipped as u64);
     progress.start(pending.len() as u64, pending.iter().map(|f| f.size).sum());
     let outcome = run_pipeline(
         &worker,
@@ -352,22 +369,17 @@ fn write(
     report: &mut BatchReport,
     progress: &mut dyn Progress,
 ) -> Result<(), ReprocessError> {
-    let mut batch: Vec<ReprocessedFile> = Vec::with_capacity(BATCH_FILES);
+    let mut batch: Vec<(ReprocessedFile, u64)> = Vec::with_capacity(BATCH_FILES);
     let mut totals = Totals::default();
+    let mut stored = Totals::default();
     let mut last_commit = Instant::now();
     loop {
         let wait = BATCH_INTERVAL.saturating_sub(last_commit.elapsed());
         let closed = match results.recv_timeout(wait) {
             Ok((file, bytes)) => {
-                totals.files += 1;
-                totals.bytes += bytes;
-                if file.status == FileStatus::Error {
-                    totals.errors += 1;
-                } else if let Some(recording) = &file.recording {
-                    totals.audio_seconds += recording.duration;
-                }
+                add(&mut totals, &file, bytes);
                 progress.update(&totals);
-                batch.push(file);
+                batch.push((file, bytes));
                 false
             }
             Err(RecvTimeoutError::Timeout) => false,
@@ -376,17 +388,41 @@ fn write(
         if !batch.is_empty()
             && (closed || batch.len() >= BATCH_FILES || last_commit.elapsed() >= BATCH_INTERVAL)
         {
-            store.store_reprocessed(&batch)?;
-            for file in batch.drain(..) {
+            let mut committed = Totals::default();
+            let files: Vec<ReprocessedFile> = batch
+                .drain(..)
+                .map(|(file, bytes)| {
+                    add(&mut committed, &file, bytes);
+                    file
+                })
+                .collect();
+            store.store_reprocessed(&files)?;
+            stored.files += committed.files;
+            stored.bytes += committed.bytes;
+            stored.errors += committed.errors;
+            stored.audio_seconds += committed.audio_seconds;
+            for file in files {
                 count(report, file);
             }
         }
+        progress.committed(&stored);
         if last_commit.elapsed() >= BATCH_INTERVAL || closed {
             last_commit = Instant::now();
         }
         if closed {
             return Ok(());
         }
+    }
+}
+
+/// Adds a file to running totals.
+fn add(totals: &mut Totals, file: &ReprocessedFile, bytes: u64) {
+    totals.files += 1;
+    totals.bytes += bytes;
+    if file.status == FileStatus::Error {
+        totals.errors += 1;
+    } else if let Some(recording) = &file.recording {
+        totals.audio_seconds += recording.duration;
     }
 }
 

@@ -9,6 +9,11 @@
 //! - [`time_source`]: when each file was recorded (a `--time-format` pattern, GUANO, the
 //!   AudioMoth comment, a `YYYYMMDD_HHMMSS` file name, else the file's mtime);
 //! - [`shard`]: `--shard I/N`, by an xxh3 hash of the path relative to the archive root;
+//! - [`array_task`]: `--shard auto`, the shard of an array task from its engine's
+//!   variables (Slurm, Kubernetes, AWS Batch, Cloud Run);
+//! - [`plan`]: `--plan`, the archive listed once with durations, split into shards by
+//!   audio duration (greedy longest-first);
+//! - [`status`]: the status file each task keeps, and `--status` over a folder of them;
 //! - [`fingerprint`]: what "processed with the same model and parameters" means;
 //! - [`capture`]: a store that keeps what a [`DetectionTask`] writes, so a file's
 //!   outputs, messages and its `reprocessed_files` row are committed together;
@@ -31,13 +36,16 @@
 //! [`batch::BATCH_INTERVAL`]) per transaction, so a crash loses at most the files being
 //! analysed and those finished within the last second; none is ever stored twice.
 
+pub mod array_task;
 pub mod batch;
 pub mod capture;
 pub mod discovery;
 pub mod fingerprint;
+pub mod plan;
 pub mod printable;
 pub mod progress;
 pub mod shard;
+pub mod status;
 pub mod time_source;
 
 use std::path::{Path, PathBuf};
@@ -49,12 +57,15 @@ use crate::store::{MessageStore, Store, StoreResult};
 #[cfg(doc)]
 use crate::tasks::DetectionTask;
 
+pub use array_task::{ArrayTaskError, ShardChoice, shard_from_env};
 pub use batch::{BatchReport, ReprocessError, ReprocessOptions, reprocess};
 pub use discovery::{ArchiveFile, Discovery, discover};
 pub use fingerprint::fingerprint;
+pub use plan::{PlanEntry, PlanError, make_plan};
 pub use printable::printable;
 pub use progress::{NoProgress, Progress, Totals};
 pub use shard::Shard;
+pub use status::{StatusFile, Summary};
 pub use time_source::TimeSource;
 
 /// What became of one archive file.

@@ -119,6 +119,7 @@ pub fn bench_run(
         time_format: None,
         stages: Vec::new(),
         retry_errors: false,
+        plan: None,
     };
     let report = reprocess(
         &pipeline,
