@@ -11,12 +11,17 @@
 #                                Pi (arm64) build the cross compiler, qemu-user, arm64
 #                                multiarch with libasound2-dev:arm64 and libstdc++6:arm64,
 #                                and the Rust target aarch64-unknown-linux-gnu
+#   scripts/setup.sh --ci        all of --package, and the daemons the CI suite starts:
+#                                mosquitto (the Home Assistant tests' broker), slurm-wlm
+#                                and munge (the single-node Slurm cluster test)
 set -euo pipefail
 package=0
+ci=0
 case "${1:-}" in
     "") ;;
     --package) package=1 ;;
-    *) echo "usage: scripts/setup.sh [--package]" >&2; exit 2 ;;
+    --ci) package=1 ci=1 ;;
+    *) echo "usage: scripts/setup.sh [--package | --ci]" >&2; exit 2 ;;
 esac
 sudo=()
 [[ $(id -u) == 0 ]] || sudo=(sudo)
@@ -29,6 +34,11 @@ command -v pulseaudio >/dev/null || need+=(pulseaudio)
 command -v pacat >/dev/null || need+=(pulseaudio-utils)
 compgen -G "/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so" >/dev/null || need+=(libasound2-plugins)
 update=0
+if ((ci)); then
+    command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || need+=(mosquitto)
+    command -v slurmctld >/dev/null || [[ -x /usr/sbin/slurmctld ]] || need+=(slurm-wlm)
+    command -v munged >/dev/null || [[ -x /usr/sbin/munged ]] || need+=(munge)
+fi
 if ((package)); then
     command -v patchelf >/dev/null || need+=(patchelf)
     command -v lintian >/dev/null || need+=(lintian)
