@@ -1,9 +1,11 @@
 //! [`Store`] and [`MessageStore`] for [`DuckDbStore`]: every write in one transaction
 //! under the connection's lock, every read through [`super::rows`].
 //!
-//! Rows are added through Appenders (a single-row INSERT costs DuckDB about as much as
-//! a query, 0.3 ms; an appended row microseconds); every other statement is prepared
-//! for the call that runs it (see "Prepared statements" in the module docs).
+//! Single rows are added and updated by statements prepared once per connection
+//! (`INSERT ... ON CONFLICT DO NOTHING`, so "add unless stored" is one statement); a
+//! model output's detections and tags, and batches, go through Appenders; reads are
+//! prepared for the call that runs them (see "Prepared statements and speed" in the
+//! module docs).
 //!
 //! Writes that need a parent row (a model output's recording and deployment, a
 //! response's message) add the parent when it is missing and leave it alone when it is
