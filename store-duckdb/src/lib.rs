@@ -69,12 +69,20 @@
 //! DuckDB 1.5.6 plans a prepared statement with the table statistics of the moment and
 //! does not re-plan when the data changes: an `ORDER BY ... LIMIT` prepared on an empty
 //! table and run again after rows arrived reads garbage strings (pinned by a test). So
-//! the store never caches statements: each call prepares what it runs. Rows are added
-//! with Appenders (microseconds a row, where a one-row INSERT costs about as much as a
-//! query). What remains per call is DuckDB's fixed cost per statement (a few hundred
-//! µs) and the commit, which writes and syncs the write-ahead log: the price of every
-//! stored output surviving a power cut. Look-ups by path and by recording go through
-//! the indexes (measured flat from 10,000 to 100,000 recordings); `get_unsent_messages` and
+//! reads are prepared for the call that runs them, while writes (`INSERT ... ON CONFLICT
+//! DO NOTHING`, `UPDATE ... WHERE id = ?`), whose plans do not depend on the data, are
+//! prepared once per connection (`prepare_cached`). The writing connection runs on one
+//! thread (DuckDB's pool woke and parked its workers for every tiny transaction). A
+//! single-statement write is its own transaction; every write is committed, its
+//! write-ahead log synced, before the call returns: the price of every stored output
+//! surviving a power cut, and most of a write's time on a slow disk.
+//!
+//! DuckDB 1.5 decides on an index scan when a table scan starts, for a scan with one
+//! filter, `column = constant`: look-ups name their key (a path, an id) as a literal,
+//! and the writing connection turns off join filter pushdown, whose extra filter on
+//! `recordings` would otherwise turn the path look-up into a full scan. A look-up by
+//! path seeks through `recordings_path` (EXPLAIN ANALYZE shows an index scan; pinned by
+//! a test on 100,000 recordings). `get_unsent_messages` and
 //! `get_model_outputs_between` scan (fine for tens of thousands of rows).
 //!
 //! # Within one process
@@ -187,6 +195,7 @@ impl DuckDbStore {
         }
         let mut conn = Connection::open(path).map_err(|e| connect_error(path, e))?;
         prepare_connection(&conn);
+        prepare_writer(&conn);
         let found = schema::migrate(&mut conn, path)?;
         if (1..CURRENT_VERSION).contains(&found) {
             tracing::info!(
@@ -354,6 +363,27 @@ fn prepare_connection(conn: &Connection) {
         tracing::debug!("store: cannot set the time zone to UTC: {e}");
     }
 }
+
+/// Settings of the writing connection, chosen for many small transactions (see "Speed"
+/// in the module docs): one thread (DuckDB's pool would wake and park its workers for
+/// every statement of a few rows); no join filter pushdown (its filter on the join key
+/// joins the look-up's own in the scan of `recordings`, and DuckDB 1.5 seeks through
+/// an index only for a scan with one filter); room in the statement cache for every
+/// write.
+fn prepare_writer(conn: &Connection) {
+    for setting in [
+        "SET threads = 1",
+        "SET disabled_optimizers = 'join_filter_pushdown'",
+    ] {
+        if let Err(e) = conn.execute_batch(setting) {
+            tracing::debug!("store: cannot `{setting}`: {e}");
+        }
+    }
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+}
+
+/// Prepared statements kept per writing connection: the store's writes, with room.
+const STATEMENT_CACHE: usize = 64;
 
 fn open_read_only_connection(path: &Path, reading: Reading) -> Result<Connection, StoreError> {
     let mut config = Config::default()

@@ -1,9 +1,11 @@
 //! [`Store`] and [`MessageStore`] for [`DuckDbStore`]: every write in one transaction
 //! under the connection's lock, every read through [`super::rows`].
 //!
-//! Rows are added through Appenders (a single-row INSERT costs DuckDB about as much as
-//! a query, 0.3 ms; an appended row microseconds); every other statement is prepared
-//! for the call that runs it (see "Prepared statements" in the module docs).
+//! Single rows are added and updated by statements prepared once per connection
+//! (`INSERT ... ON CONFLICT DO NOTHING`, so "add unless stored" is one statement); a
+//! model output's detections and tags, and batches, go through Appenders; reads are
+//! prepared for the call that runs them (see "Prepared statements and speed" in the
+//! module docs).
 //!
 //! Writes that need a parent row (a model output's recording and deployment, a
 //! response's message) add the parent when it is missing and leave it alone when it is
@@ -31,38 +33,27 @@ use super::rows::{
 };
 use super::{DuckDbStore, StoreError, database};
 
-const DEPLOYMENT_INSERT_COLUMNS: [&str; 6] = [
-    "id",
-    "name",
-    "latitude",
-    "longitude",
-    "started_on",
-    "ended_on",
-];
 const UPDATE_DEPLOYMENT: &str = "UPDATE deployments SET \
     name = ?2, latitude = ?3, longitude = ?4, started_on = ?5, ended_on = ?6 WHERE id = ?1";
-const RECORDING_INSERT_COLUMNS: [&str; 10] = [
-    "id",
-    "deployment_id",
-    "created_on",
-    "duration",
-    "samplerate",
-    "audio_channels",
-    "time_expansion",
-    "path",
-    "gaps",
-    "lost_frames",
-];
 const UPDATE_RECORDING: &str = "UPDATE recordings SET deployment_id = ?2, created_on = ?3, \
     duration = ?4, samplerate = ?5, audio_channels = ?6, time_expansion = ?7, path = ?8, \
     gaps = ?9, lost_frames = ?10 WHERE id = ?1";
-const MESSAGE_INSERT_COLUMNS: [&str; 5] = [
-    "id",
-    "content",
-    "content_bytes",
-    "created_on",
-    "message_type",
-];
+/// Adds a deployment unless its id is stored (then changes nothing).
+const INSERT_DEPLOYMENT: &str = "INSERT INTO deployments \
+    (id, name, latitude, longitude, started_on, ended_on) VALUES (?, ?, ?, ?, ?, ?) \
+    ON CONFLICT DO NOTHING";
+/// Adds a recording unless its id is stored.
+const INSERT_RECORDING: &str = "INSERT INTO recordings (id, deployment_id, created_on, \
+    duration, samplerate, audio_channels, time_expansion, path, gaps, lost_frames) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
+/// Adds a message unless its id is stored.
+const INSERT_MESSAGE: &str = "INSERT INTO messages \
+    (id, content, content_bytes, created_on, message_type) VALUES (?, ?, ?, ?, ?) \
+    ON CONFLICT DO NOTHING";
+const INSERT_MODEL_OUTPUT: &str =
+    "INSERT INTO model_outputs (id, recording_id, name_model, created_on) VALUES (?, ?, ?, ?)";
+const INSERT_RESPONSE: &str = "INSERT INTO responses \
+    (id, message_id, status, content, received_on) VALUES (?, ?, ?, ?, ?)";
 
 /// Runs `write` in a transaction: committed when it returns `Ok`, rolled back otherwise.
 pub(super) fn in_transaction<T>(
@@ -75,10 +66,15 @@ pub(super) fn in_transaction<T>(
     Ok(value)
 }
 
-/// Prepares and runs a statement; returns the number of rows changed. Statements are
-/// never cached: see "Prepared statements" in the module docs.
-fn execute(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql]) -> StoreResult<usize> {
-    conn.prepare(sql)
+/// Runs a statement prepared once per connection (DuckDB's plan of a write with
+/// parameters does not depend on the data; reads are prepared afresh, see the module
+/// docs); returns the number of rows changed.
+pub(super) fn execute_cached(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn duckdb::ToSql],
+) -> StoreResult<usize> {
+    conn.prepare_cached(sql)
         .and_then(|mut statement| statement.execute(params))
         .map_err(database)
 }
@@ -99,52 +95,6 @@ pub(super) fn append(
     appender.flush().map_err(database)
 }
 
-fn append_one(
-    conn: &Connection,
-    table: &str,
-    columns: &[&str],
-    params: &[Box<dyn ToSql>],
-) -> StoreResult<()> {
-    append(conn, table, columns, |appender| {
-        appender.append_row(refs(params).as_slice())
-    })
-}
-
-/// Which of the `(table, id)` rows are stored, in one query.
-fn stored<const N: usize>(conn: &Connection, rows: [(&str, Uuid); N]) -> StoreResult<[bool; N]> {
-    let columns: Vec<String> = rows
-        .iter()
-        .map(|(table, _)| format!("(SELECT count(*) FROM {table} WHERE id = ?) > 0"))
-        .collect();
-    let ids = rows.map(|(_, id)| SqlUuid(id));
-    let mut found = [false; N];
-    conn.prepare(&format!("SELECT {}", columns.join(", ")))
-        .and_then(|mut statement| {
-            statement.query_row(duckdb::params_from_iter(ids), |row| {
-                for (i, slot) in found.iter_mut().enumerate() {
-                    *slot = row.get(i)?;
-                }
-                Ok(())
-            })
-        })
-        .map_err(database)?;
-    Ok(found)
-}
-
-/// Updates the row with the parameters' id (`?1`), or appends it.
-fn upsert(
-    conn: &Connection,
-    update: &str,
-    table: &str,
-    columns: &[&str],
-    params: &[Box<dyn ToSql>],
-) -> StoreResult<()> {
-    if execute(conn, update, &refs(params))? == 0 {
-        append_one(conn, table, columns, params)?;
-    }
-    Ok(())
-}
-
 /// What [`put_recording`] does with a recording that is stored already.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum IfStored {
@@ -155,49 +105,37 @@ pub(super) enum IfStored {
 }
 
 /// Adds the recording, and its deployment if missing (a stored deployment is left
-/// alone).
+/// alone): two cached INSERTs that do nothing where the row is stored, then an UPDATE
+/// where `if_stored` asks for one.
 pub(super) fn put_recording(
     conn: &Connection,
     recording: &Recording,
     if_stored: IfStored,
 ) -> StoreResult<()> {
     let params = recording_params(recording)?;
-    let [deployment, found] = stored(
+    execute_cached(
         conn,
-        [
-            ("deployments", recording.deployment.id),
-            ("recordings", recording.id),
-        ],
+        INSERT_DEPLOYMENT,
+        &refs(&deployment_params(&recording.deployment)),
     )?;
-    if !deployment {
-        append_one(
-            conn,
-            "deployments",
-            &DEPLOYMENT_INSERT_COLUMNS,
-            &deployment_params(&recording.deployment),
-        )?;
+    let added = execute_cached(conn, INSERT_RECORDING, &refs(&params))?;
+    if added == 0 && if_stored == IfStored::Update {
+        execute_cached(conn, UPDATE_RECORDING, &refs(&params))?;
     }
-    match (found, if_stored) {
-        (false, _) => append_one(conn, "recordings", &RECORDING_INSERT_COLUMNS, &params),
-        (true, IfStored::Update) => execute(conn, UPDATE_RECORDING, &refs(&params)).map(drop),
-        (true, IfStored::Keep) => Ok(()),
-    }
+    Ok(())
 }
 
 /// The output, its detections and their tags. The output's id must be new.
 pub(super) fn insert_model_output(conn: &Connection, output: &ModelOutput) -> StoreResult<()> {
-    append(
+    execute_cached(
         conn,
-        "model_outputs",
-        &["id", "recording_id", "name_model", "created_on"],
-        |appender| {
-            appender.append_row(params![
-                SqlUuid(output.id),
-                SqlUuid(output.recording.id),
-                output.name_model,
-                SqlTime(output.created_on)
-            ])
-        },
+        INSERT_MODEL_OUTPUT,
+        params![
+            SqlUuid(output.id),
+            SqlUuid(output.recording.id),
+            output.name_model,
+            SqlTime(output.created_on)
+        ],
     )?;
     let columns = [
         "id",
@@ -250,16 +188,7 @@ pub(super) fn insert_model_output(conn: &Connection, output: &ModelOutput) -> St
 
 /// The message unless it is stored.
 pub(super) fn add_message_if_missing(conn: &Connection, message: &Message) -> StoreResult<()> {
-    let [found] = stored(conn, [("messages", message.id)])?;
-    if !found {
-        append_one(
-            conn,
-            "messages",
-            &MESSAGE_INSERT_COLUMNS,
-            &message_params(message),
-        )?;
-    }
-    Ok(())
+    execute_cached(conn, INSERT_MESSAGE, &refs(&message_params(message))).map(drop)
 }
 
 fn unsent_sql(order: MessageOrder) -> String {
@@ -280,13 +209,10 @@ impl Store for DuckDbStore {
     fn store_deployment(&self, deployment: &Deployment) -> StoreResult<()> {
         let params = deployment_params(deployment);
         in_transaction(&mut self.connection(), |conn| {
-            upsert(
-                conn,
-                UPDATE_DEPLOYMENT,
-                "deployments",
-                &DEPLOYMENT_INSERT_COLUMNS,
-                &params,
-            )
+            if execute_cached(conn, INSERT_DEPLOYMENT, &refs(&params))? == 0 {
+                execute_cached(conn, UPDATE_DEPLOYMENT, &refs(&params))?;
+            }
+            Ok(())
         })
     }
 
@@ -306,7 +232,7 @@ impl Store for DuckDbStore {
     fn update_deployment(&self, deployment: &Deployment) -> StoreResult<()> {
         let params = deployment_params(deployment);
         in_transaction(&mut self.connection(), |conn| {
-            match execute(conn, UPDATE_DEPLOYMENT, &refs(&params))? {
+            match execute_cached(conn, UPDATE_DEPLOYMENT, &refs(&params))? {
                 0 => Err(StoreError::Database(format!(
                     "cannot update deployment {} (`{}`): it is not in the store",
                     deployment.id, deployment.name
@@ -360,7 +286,8 @@ impl Store for DuckDbStore {
         let conn = self.connection();
         let mut found = Vec::with_capacity(ids.len());
         for id in dedup(ids) {
-            found.extend(rows::recordings_where(&conn, "r.id = ?", &[&SqlUuid(*id)])?);
+            let condition = format!("r.id = {}", rows::uuid_literal(*id));
+            found.extend(rows::recordings_where(&conn, &condition, &[])?);
         }
         Ok(found)
     }
@@ -384,7 +311,8 @@ impl Store for DuckDbStore {
 
     fn get_recording_model_outputs(&self, recording_id: Uuid) -> StoreResult<Vec<ModelOutput>> {
         let conn = self.connection();
-        match rows::recordings_where(&conn, "r.id = ?", &[&SqlUuid(recording_id)])?.first() {
+        let condition = format!("r.id = {}", rows::uuid_literal(recording_id));
+        match rows::recordings_where(&conn, &condition, &[])?.first() {
             Some(recording) => rows::outputs_of_recording(&conn, recording),
             None => Ok(Vec::new()),
         }
@@ -400,7 +328,7 @@ impl Store for DuckDbStore {
         updated.path = path.map(Path::to_path_buf);
         let text = path.map(path_text).transpose()?;
         in_transaction(&mut self.connection(), |conn| {
-            let changed = execute(
+            let changed = execute_cached(
                 conn,
                 "UPDATE recordings SET path = ? WHERE id = ?",
                 params![text, SqlUuid(recording.id)],
@@ -572,7 +500,7 @@ impl DuckDbStore {
         let conn = self.connection();
         let mut found = Vec::new();
         for path in dedup(paths) {
-            for recording in rows::recordings_where(&conn, "r.path = ?", &[&path_text(path)?])? {
+            for recording in rows::recordings_where(&conn, &rows::path_condition(path)?, &[])? {
                 let read = read(&conn, &recording)?;
                 found.push((recording, read));
             }
@@ -584,25 +512,26 @@ impl DuckDbStore {
 impl MessageStore for DuckDbStore {
     /// Storing a message again (same id) changes nothing.
     fn store_message(&self, message: &Message) -> StoreResult<()> {
-        in_transaction(&mut self.connection(), |conn| {
-            add_message_if_missing(conn, message)
-        })
+        // One statement: its own transaction, committed (and synced) before it returns.
+        add_message_if_missing(&self.connection(), message)
     }
 
     /// Also adds the message if it is missing.
     fn store_response(&self, response: &Response) -> StoreResult<()> {
         in_transaction(&mut self.connection(), |conn| {
             add_message_if_missing(conn, &response.message)?;
-            let columns = ["id", "message_id", "status", "content", "received_on"];
-            append(conn, "responses", &columns, |appender| {
-                appender.append_row(params![
+            execute_cached(
+                conn,
+                INSERT_RESPONSE,
+                params![
                     SqlUuid(Uuid::new_v4()),
                     SqlUuid(response.message.id),
                     response.status.as_i32(),
                     response.content,
                     SqlTime(response.received_on)
-                ])
-            })
+                ],
+            )
+            .map(drop)
         })
     }
 

@@ -1712,3 +1712,73 @@ fn a_recordings_gaps_are_stored_updated_and_read_back() {
         [(3, 4_800), (0, 0)]
     );
 }
+
+/// The plan DuckDB ran for `sql` on the store's connection (EXPLAIN ANALYZE's text:
+/// DuckDB 1.5 decides on an index scan when the scan starts, so plain EXPLAIN always
+/// shows a sequential one).
+fn plan(store: &DuckDbStore, sql: &str) -> String {
+    let conn = store.connection();
+    let mut statement = conn.prepare(&format!("EXPLAIN ANALYZE {sql}")).unwrap();
+    let lines: Vec<String> = statement
+        .query_map([], |row| row.get::<_, String>(1))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    lines.join("\n")
+}
+
+/// Issue #19: in a store of 100,000 recordings a look-up by path seeks through the ART
+/// index on `recordings.path` (EXPLAIN ANALYZE shows an index scan), and finds its
+/// recording and output among them.
+#[test]
+fn path_look_ups_seek_through_the_index_in_a_big_store() {
+    let (_dir, store) = fresh();
+    let d = deployment("big", "2026-05-01T06:00:00Z");
+    let r = recording(&d, "/data/audio/the one.wav", "2026-05-01T06:10:00Z");
+    let o = output(&r, "2026-05-01T06:10:05Z");
+    store.store_model_output(&o).unwrap();
+    store
+        .connection()
+        .execute_batch(
+            "INSERT INTO recordings (id, deployment_id, created_on, duration, samplerate, \
+             audio_channels, time_expansion, path) \
+             SELECT gen_random_uuid(), (SELECT id FROM deployments LIMIT 1), \
+             TIMESTAMPTZ '2020-01-01 00:00:00+00' + to_seconds(i), 3.0, 48000, 1, 1.0, \
+             '/data/audio/rec-' || i || '.wav' FROM range(100000) t(i)",
+        )
+        .unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM recordings"), 100_001);
+
+    let path = PathBuf::from("/data/audio/the one.wav");
+    let condition = rows::path_condition(&path).unwrap();
+    let by_path = plan(
+        &store,
+        &format!("SELECT id FROM recordings r WHERE {condition}"),
+    );
+    assert!(by_path.contains("Index Scan"), "{by_path}");
+    let full = plan(
+        &store,
+        &format!(
+            "SELECT {} FROM recordings r JOIN deployments d ON d.id = r.deployment_id \
+             WHERE {condition} ORDER BY r.created_on, r.id",
+            rows::RECORDING_COLUMNS
+        ),
+    );
+    assert!(full.contains("Index Scan"), "{full}");
+    // A scan of the same table for a condition the index cannot answer, for contrast.
+    let scan = plan(
+        &store,
+        "SELECT id FROM recordings r WHERE r.path LIKE '%one%'",
+    );
+    assert!(!scan.contains("Index Scan"), "{scan}");
+
+    assert_eq!(
+        store.get_recordings_by_path(&[path]).unwrap(),
+        vec![(r, vec![o])]
+    );
+    let filler = store
+        .get_recordings_by_path(&[PathBuf::from("/data/audio/rec-99999.wav")])
+        .unwrap();
+    assert_eq!(filler.len(), 1);
+    assert!(filler[0].1.is_empty());
+}

@@ -14,8 +14,9 @@ use super::{INVALID, USAGE_OR_IO};
 
 #[derive(Subcommand)]
 pub enum BenchWhat {
-    /// The store workload: 10,000 recordings with outputs, 10,000 messages sent in
-    /// batches of 100, 1,000 look-ups by path; operations per second per step.
+    /// The store workload: 2,000 recordings with outputs, 2,000 messages sent in
+    /// batches of 100, 1,000 look-ups by path, and again in a store of 100,000
+    /// recordings; operations per second per step.
     Store {
         /// Folder for the benchmark database (default: a temporary folder).
         #[arg(long)]
@@ -24,6 +25,10 @@ pub enum BenchWhat {
         /// figures to report are those of the full workload (1).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// Also run the workload on Python acoupi's SQLite stores with this Python
+        /// interpreter (one where `import acoupi` works) and print the ratio per step.
+        #[arg(long, value_name = "PYTHON")]
+        compare_acoupi: Option<PathBuf>,
     },
     /// Each model on a 3 s chunk: milliseconds per chunk on one thread, and the real-time
     /// factor with every core busy (build with --release for figures worth reporting).
@@ -56,7 +61,11 @@ pub enum BenchWhat {
 
 pub fn bench(what: BenchWhat) -> ExitCode {
     match what {
-        BenchWhat::Store { dir, scale } => bench_store(dir, scale),
+        BenchWhat::Store {
+            dir,
+            scale,
+            compare_acoupi,
+        } => bench_store(dir, scale, compare_acoupi),
         BenchWhat::Models { models, repeats } => bench_models(&models, repeats),
         BenchWhat::Reprocess {
             models,
@@ -67,8 +76,9 @@ pub fn bench(what: BenchWhat) -> ExitCode {
     }
 }
 
-/// `acoupi bench store`: the store benchmark in a temporary folder (or `--dir`).
-fn bench_store(dir: Option<PathBuf>, scale: f64) -> ExitCode {
+/// `acoupi bench store`: the store benchmark in a temporary folder (or `--dir`), and
+/// Python acoupi's beside it with `--compare-acoupi`.
+fn bench_store(dir: Option<PathBuf>, scale: f64, python: Option<PathBuf>) -> ExitCode {
     if scale.is_nan() || scale <= 0.0 {
         eprintln!("error: --scale must be greater than 0");
         return ExitCode::from(USAGE_OR_IO);
@@ -88,8 +98,13 @@ fn bench_store(dir: Option<PathBuf>, scale: f64) -> ExitCode {
         },
     };
     let sizes = store::BenchSizes::scaled(scale);
-    match store::bench_with(&dir, &sizes, &mut std::io::stdout().lock()) {
-        Ok(_) => ExitCode::SUCCESS,
+    let mut out = std::io::stdout().lock();
+    let compared = store::bench_with(&dir, &sizes, &mut out).and_then(|ours| match &python {
+        Some(python) => store::compare_acoupi(python, &dir, &sizes, &ours, &mut out).map(drop),
+        None => Ok(()),
+    });
+    match compared {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(INVALID)
