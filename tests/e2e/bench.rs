@@ -32,7 +32,9 @@ fn bench_memory_samples_a_birdnet_station_that_analysed_recordings() {
     // Samples every second over 30 s, warm-up 6 s.
     let samples = text
         .lines()
-        .filter(|l| l.split_whitespace().count() == 5 && l.trim_start().starts_with(char::is_numeric))
+        .filter(|l| {
+            l.split_whitespace().count() == 5 && l.trim_start().starts_with(char::is_numeric)
+        })
         .count();
     assert!(samples >= 20, "{samples} samples:\n{text}");
     let outputs = figure(&text, "recordings, ");

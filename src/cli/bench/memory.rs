@@ -278,7 +278,10 @@ pub fn bench_memory(bench: &MemoryBench, out: &mut dyn Write) -> Result<Summary,
         .args(["run", "--for"])
         .arg(format!("{soak_seconds}s"))
         .arg(&pipeline)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or("warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io)?)
         .stderr(log)
@@ -416,8 +419,14 @@ mod tests {
             let path = write_station(model, dir.path()).unwrap();
             let pipeline =
                 acoupi_engine::config::load(&path, &acoupi_components::registry()).unwrap();
-            assert_eq!(pipeline.settings.store_path, dir.path().join("station.duckdb"));
-            assert_eq!(std::fs::read_dir(dir.path().join("audio")).unwrap().count(), 4);
+            assert_eq!(
+                pipeline.settings.store_path,
+                dir.path().join("station.duckdb")
+            );
+            assert_eq!(
+                std::fs::read_dir(dir.path().join("audio")).unwrap().count(),
+                4
+            );
         }
     }
 }
