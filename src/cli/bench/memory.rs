@@ -3,7 +3,8 @@
 //! model) or the BatDetect2 station, generated in a folder of its own and replaying
 //! generated audio at the model's rate, or a pipeline file of your own — and its
 //! `/proc/<pid>/status` (VmRSS, RssAnon, RssFile, VmHWM) is read every few seconds.
-//! Prints the samples, then start, steady, peak and end RSS and the growth over the soak,
+//! Prints the samples, then start, steady, peak and end RSS and the growth over the soak
+//! (the median RSS of the last quarter of the samples over that of the first),
 //! and what the station stored (so a station that never analysed anything is not taken
 //! for a small one).
 
@@ -117,7 +118,8 @@ pub struct Summary {
     pub peak: u64,
     /// The last sample.
     pub end: u64,
-    /// `end` over `start`, in per cent.
+    /// The median of the last quarter of the samples after the warm-up over that of the
+    /// first quarter, in per cent (single samples swing with the model's runs).
     pub growth: f64,
 }
 
@@ -135,10 +137,18 @@ pub fn summarise(samples: &[Sample], warm_up: f64) -> Option<Summary> {
     rss.sort_unstable();
     let steady = rss[rss.len() / 2];
     let peak = samples.iter().map(|s| s.status.hwm).max().unwrap_or(0);
-    let growth = if start == 0 {
+    let quarter = (after.len() / 4).max(1);
+    let median = |part: &[&Sample]| -> u64 {
+        let mut rss: Vec<u64> = part.iter().map(|s| s.status.rss).collect();
+        rss.sort_unstable();
+        rss[rss.len() / 2]
+    };
+    let early = median(&after[..quarter]);
+    let late = median(&after[after.len() - quarter..]);
+    let growth = if early == 0 {
         0.0
     } else {
-        (end as f64 - start as f64) / start as f64 * 100.0
+        (late as f64 - early as f64) / early as f64 * 100.0
     };
     Some(Summary {
         warm_up,
@@ -350,7 +360,7 @@ pub fn bench_memory(bench: &MemoryBench, out: &mut dyn Write) -> Result<Summary,
     writeln!(
         out,
         "start (after {:.0} s) {:.1} MiB, steady (median) {:.1} MiB, peak (VmHWM) {:.1} MiB, \
-         end {:.1} MiB, growth {:+.1} %",
+         end {:.1} MiB, growth {:+.1} % (median of the last quarter over the first)",
         summary.warm_up,
         mib(summary.start),
         mib(summary.steady),
