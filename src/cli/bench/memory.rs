@@ -290,7 +290,7 @@ pub fn bench_memory(bench: &MemoryBench, out: &mut dyn Write) -> Result<Summary,
         .arg(&pipeline)
         .env(
             "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or("warn".into()),
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io)?)
