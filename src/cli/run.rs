@@ -14,6 +14,12 @@ use clap::Args;
 
 use super::LogFormat;
 
+/// The most memory DuckDB may use for a running station's store, in MiB (DuckDB's
+/// default is 80 % of the RAM): a station writes a recording's rows at a time and
+/// retention reads a few columns, and on a 512 MB Raspberry Pi Zero 2 W the cache must
+/// not grow with the store. What does not fit spills to `<store>.tmp/`.
+const STORE_MEMORY_LIMIT_MIB: u64 = 64;
+
 #[derive(Args)]
 pub struct RunArgs {
     /// The pipeline file.
@@ -121,6 +127,9 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
             return ExitCode::from(super::INVALID);
         }
     };
+    if let Err(error) = store.limit_memory(STORE_MEMORY_LIMIT_MIB) {
+        tracing::warn!(%error, "the store keeps DuckDB's default memory limit");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

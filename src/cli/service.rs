@@ -292,6 +292,10 @@ fn render_unit(
          Group={user}\n\
          SupplementaryGroups=audio\n\
          WorkingDirectory={dir}\n\
+         # Large buffers (model activations) go back to the system when freed instead of\n\
+         # staying in glibc's heap: BatDetect2's station holds half the memory\n\
+         # (`acoupi bench memory`). The .env file can override it.\n\
+         Environment=MALLOC_MMAP_THRESHOLD_=131072\n\
          EnvironmentFile=-/etc/acoupi/{name}.env\n\
          UMask=0077\n\
          NoNewPrivileges=yes\n\

@@ -316,6 +316,17 @@ impl DuckDbStore {
         }
     }
 
+    /// Caps the memory DuckDB may use for this file at `mib` MiB (`SET memory_limit`):
+    /// its buffer pool of cached blocks, indexes and query state. DuckDB's default is 80 %
+    /// of the machine's RAM; a station's tiny transactions need a few MiB, and a cap
+    /// keeps the cache from growing with the store over months. (The station's
+    /// `memory_limit` only; DuckDB's `threads` is set elsewhere.)
+    pub fn limit_memory(&self, mib: u64) -> Result<(), StoreError> {
+        self.connection()
+            .execute_batch(&format!("SET memory_limit = '{mib}MiB'"))
+            .map_err(|e| StoreError::Database(format!("cannot set memory_limit: {e}")))
+    }
+
     /// The file as given to `open` (for a snapshot: the original file).
     pub fn path(&self) -> &Path {
         &self.shared.path
@@ -556,5 +567,24 @@ impl Drop for SnapshotDir {
                 self.dir.display()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_limit_is_set_on_the_stations_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DuckDbStore::open(&dir.path().join("store.duckdb")).unwrap();
+        store.limit_memory(48).unwrap();
+        let limit: String = store
+            .connection()
+            .query_row("SELECT current_setting('memory_limit')", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(limit, "48.0 MiB");
     }
 }

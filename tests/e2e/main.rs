@@ -5,6 +5,7 @@
 // `#[test]` functions and `#[cfg(test)]` modules).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bench;
 mod cli;
 mod corpus;
 mod crash;

@@ -1,12 +1,14 @@
-//! `acoupi bench store | models | reprocess`: the subcommands and their folders. Each
-//! benchmark is its own module; it writes its table to the given output.
+//! `acoupi bench store | models | reprocess | memory`: the subcommands and their folders.
+//! Each benchmark is its own module; it writes its table to the given output.
 
+mod memory;
 mod models;
 mod reprocess;
 mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Subcommand;
 
@@ -57,6 +59,26 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// A station's resident memory over a soak: `acoupi run` in a child process (the
+    /// BirdNET or BatDetect2 station, generated with its own audio, or --pipeline),
+    /// sampled from /proc; prints start, steady, peak and end RSS and the growth.
+    Memory {
+        /// The generated station's model.
+        #[arg(long, value_enum, default_value = "birdnet")]
+        model: memory::StationModel,
+        /// Run this pipeline file instead of a generated station.
+        #[arg(long, conflicts_with = "model")]
+        pipeline: Option<PathBuf>,
+        /// Minutes the station runs, its start included (e.g. 0.5 for a quick check).
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Seconds between two samples.
+        #[arg(long, default_value_t = 5.0)]
+        interval: f64,
+        /// Folder for the generated station and the log (default: a temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub fn bench(what: BenchWhat) -> ExitCode {
@@ -73,6 +95,74 @@ pub fn bench(what: BenchWhat) -> ExitCode {
             seconds,
             dir,
         } => bench_reprocess(&models, files, seconds, dir),
+        BenchWhat::Memory {
+            model,
+            pipeline,
+            minutes,
+            interval,
+            dir,
+        } => bench_memory(model, pipeline, minutes, interval, dir),
+    }
+}
+
+/// `acoupi bench memory`: see [`memory`].
+fn bench_memory(
+    model: memory::StationModel,
+    pipeline: Option<PathBuf>,
+    minutes: f64,
+    interval: f64,
+    dir: Option<PathBuf>,
+) -> ExitCode {
+    let (Ok(soak), Ok(interval)) = (
+        Duration::try_from_secs_f64(minutes * 60.0),
+        Duration::try_from_secs_f64(interval),
+    ) else {
+        eprintln!("error: --minutes and --interval must be positive numbers");
+        return ExitCode::from(USAGE_OR_IO);
+    };
+    if soak < Duration::from_secs(1) || interval.is_zero() {
+        eprintln!("error: --minutes must be at least 1 s and --interval above 0");
+        return ExitCode::from(USAGE_OR_IO);
+    }
+    let station = match pipeline {
+        Some(path) => {
+            if let Err(code) = super::load_or_report(&acoupi_components::registry(), &path) {
+                return code;
+            }
+            memory::Station::Pipeline(path)
+        }
+        None => memory::Station::Generated(model),
+    };
+    let temporary;
+    let dir = match dir {
+        Some(dir) => dir,
+        None => match tempfile::tempdir() {
+            Ok(d) => {
+                temporary = d;
+                temporary.path().to_path_buf()
+            }
+            Err(error) => {
+                eprintln!("error: cannot create a temporary folder: {error}");
+                return ExitCode::from(USAGE_OR_IO);
+            }
+        },
+    };
+    if let Err(error) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create `{}`: {error}", dir.display());
+        return ExitCode::from(USAGE_OR_IO);
+    }
+    let bench = memory::MemoryBench {
+        station,
+        soak,
+        interval,
+        dir,
+    };
+    match memory::bench_memory(&bench, &mut std::io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(INVALID)
+        }
     }
 }
 

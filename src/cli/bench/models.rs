@@ -67,8 +67,9 @@ fn build_model(kind: &str, keys: &str, dir: &Path) -> Result<Arc<dyn Model>, Str
     }
 }
 
-/// Writes the benchmark chunk: 3 s of 16-bit mono at `samplerate`.
-fn write_chunk(path: &Path, samplerate: u32) -> Result<Recording, String> {
+/// Writes the benchmark chunk: 3 s of 16-bit mono at `samplerate`, its noise drawn from
+/// `seed`.
+pub(super) fn write_chunk(path: &Path, samplerate: u32, seed: u32) -> Result<Recording, String> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: samplerate,
@@ -77,7 +78,7 @@ fn write_chunk(path: &Path, samplerate: u32) -> Result<Recording, String> {
     };
     let mut writer = hound::WavWriter::create(path, spec).map_err(|e| e.to_string())?;
     let n = (CHUNK_SECONDS * f64::from(samplerate)) as usize;
-    let mut seed: u32 = 0x1234_5678;
+    let mut seed = seed;
     for i in 0..n {
         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         let noise = (f64::from(seed >> 8) / f64::from(1u32 << 24) - 0.5) * 0.1;
@@ -113,6 +114,7 @@ pub fn bench_model(
     let recording = write_chunk(
         &dir.join(format!("{}.wav", kind.replace('.', "_"))),
         samplerate,
+        0x1234_5678,
     )?;
     let model = build_model(kind, keys, dir)?;
     // Warm-up (first-run allocations).

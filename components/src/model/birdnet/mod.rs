@@ -27,14 +27,16 @@
 //! model (`crate::model::birdnet::range`) scores every species at the deployment's latitude and
 //! longitude in the recording's week (its local date in the deployment's time zone), and
 //! species scored below the filter's threshold are not reported. The number of
-//! detections it dropped is logged at debug level for each recording.
+//! detections it dropped is logged at debug level for each recording. The range network is
+//! not kept in memory (it is 30 MB of weights and answers once a week): each species list
+//! is computed by loading it, running it once and freeing it, and the list is kept.
 
 pub(crate) mod range;
 pub(crate) mod reference;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use acoupi_engine::component::{ComponentError, ComponentResult, Model};
 use acoupi_engine::config::values::Score;
@@ -236,19 +238,62 @@ pub struct BirdnetModel {
     range: Option<Arc<RangeFilter>>,
 }
 
-/// The range filter of one model instance.
+/// The range filter of one model instance. Its network runs rarely (once per week of the
+/// year and position), so it is not kept loaded: a species list not yet known is computed
+/// by loading the network, running it once and freeing it, and kept (one flag per class,
+/// a few KiB) for the recordings of the same week and position.
 struct RangeFilter {
-    model: RangeModel,
+    /// The range model's file.
+    path: PathBuf,
     threshold: f64,
     /// The station's position, used when a recording's deployment has none.
     latitude: f64,
     longitude: f64,
     timezone: chrono_tz::Tz,
+    /// The species lists computed so far, by position and week.
+    lists: Mutex<HashMap<ListKey, Arc<[bool]>>>,
 }
 
+/// A species list's latitude and longitude (their bits) and week.
+type ListKey = (u64, u64, i32);
+
+/// The species lists kept at most; beyond it they are forgotten and computed again (a
+/// station needs one a week; reprocessing a year at one place, 48).
+const MAX_RANGE_LISTS: usize = 256;
+
 impl RangeFilter {
+    /// Loads the network once to check it (and its species count), computes the list for
+    /// the station's position this week, and frees the network.
+    fn new(
+        path: PathBuf,
+        threshold: f64,
+        latitude: f64,
+        longitude: f64,
+        timezone: chrono_tz::Tz,
+        classes: usize,
+    ) -> Result<RangeFilter, String> {
+        let model = RangeModel::load(&path).map_err(|e| e.to_string())?;
+        if model.species() != classes {
+            return Err(format!(
+                "the range model scores {} species but BirdNET has {classes} classes",
+                model.species(),
+            ));
+        }
+        let week = week_48(chrono::Utc::now().with_timezone(&timezone).date_naive());
+        let list: Arc<[bool]> = model.allowed(latitude, longitude, week, threshold)?.into();
+        let key = (latitude.to_bits(), longitude.to_bits(), week);
+        Ok(RangeFilter {
+            path,
+            threshold,
+            latitude,
+            longitude,
+            timezone,
+            lists: Mutex::new(HashMap::from([(key, list)])),
+        })
+    }
+
     /// Per class, whether the species is expected where and when `recording` was made.
-    fn allowed(&self, recording: &Recording) -> Result<Vec<bool>, String> {
+    fn allowed(&self, recording: &Recording) -> Result<Arc<[bool]>, String> {
         let latitude = recording.deployment.latitude.unwrap_or(self.latitude);
         let longitude = recording.deployment.longitude.unwrap_or(self.longitude);
         let week = week_48(
@@ -257,8 +302,33 @@ impl RangeFilter {
                 .with_timezone(&self.timezone)
                 .date_naive(),
         );
-        self.model
-            .allowed(latitude, longitude, week, self.threshold)
+        let key = (latitude.to_bits(), longitude.to_bits(), week);
+        // Held while a list is computed: other runs wait for it rather than load the
+        // network too.
+        let mut lists = self
+            .lists
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(list) = lists.get(&key) {
+            return Ok(list.clone());
+        }
+        let model = RangeModel::load(&self.path).map_err(|e| e.to_string())?;
+        let list: Arc<[bool]> = model
+            .allowed(latitude, longitude, week, self.threshold)?
+            .into();
+        drop(model);
+        tracing::debug!(
+            latitude,
+            longitude,
+            week,
+            species = list.iter().filter(|kept| **kept).count(),
+            "BirdNET range filter: species list computed"
+        );
+        if lists.len() >= MAX_RANGE_LISTS {
+            lists.clear();
+        }
+        lists.insert(key, list.clone());
+        Ok(list)
     }
 }
 
@@ -281,26 +351,14 @@ impl BirdnetModel {
                 else {
                     return Err("range_filter needs the station's position: set `latitude` and `longitude` in [deployment]".into());
                 };
-                let model = RangeModel::load(&path(
-                    &filter.model,
-                    BUNDLED_RANGE_MODEL,
-                    "range_filter.model",
-                )?)
-                .map_err(|e| e.to_string())?;
-                if model.species() != network.labels.len() {
-                    return Err(format!(
-                        "the range model scores {} species but BirdNET has {} classes",
-                        model.species(),
-                        network.labels.len()
-                    ));
-                }
-                Some(Arc::new(RangeFilter {
-                    model,
-                    threshold: filter.threshold.0,
+                Some(Arc::new(RangeFilter::new(
+                    path(&filter.model, BUNDLED_RANGE_MODEL, "range_filter.model")?,
+                    filter.threshold.0,
                     latitude,
                     longitude,
-                    timezone: deployment.timezone,
-                }))
+                    deployment.timezone,
+                    network.labels.len(),
+                )?))
             }
         };
         Ok(BirdnetModel {
@@ -797,17 +855,25 @@ mod tests {
         let mut recording = write_f32_wav(&dir.path().join("ref.wav"), 48_000, &audio);
         recording.created_on = "2026-05-15T05:00:00Z".parse().unwrap();
         let everything = with_min_confidence(1e-4).run(&recording).unwrap();
-        let range = RangeFilter {
-            model: RangeModel::load(
-                &acoupi_engine::resources::default_file(BUNDLED_RANGE_MODEL, "model").unwrap(),
-            )
-            .unwrap(),
-            threshold: DEFAULT_RANGE_THRESHOLD,
-            latitude: 52.5,
-            longitude: 13.4,
-            timezone: chrono_tz::Europe::Berlin,
-        };
+        let range = RangeFilter::new(
+            acoupi_engine::resources::default_file(BUNDLED_RANGE_MODEL, "model").unwrap(),
+            DEFAULT_RANGE_THRESHOLD,
+            52.5,
+            13.4,
+            chrono_tz::Europe::Berlin,
+            shared().network.labels.len(),
+        )
+        .unwrap();
         let expected = range.allowed(&recording).unwrap();
+        // The list is computed once per position and week, by the network itself.
+        let by_hand = RangeModel::load(
+            &acoupi_engine::resources::default_file(BUNDLED_RANGE_MODEL, "model").unwrap(),
+        )
+            .unwrap()
+            .allowed(52.5, 13.4, 18, DEFAULT_RANGE_THRESHOLD)
+            .unwrap();
+        assert_eq!(&*expected, by_hand.as_slice());
+        assert!(Arc::ptr_eq(&expected, &range.allowed(&recording).unwrap()));
         let filtered = BirdnetModel {
             range: Some(Arc::new(range)),
             ..with_min_confidence(1e-4)

@@ -12,7 +12,8 @@
 //!   is kept when its score is at least the threshold (birdnetlib's location filter uses
 //!   0.03).
 //!
-//! Loaded and optimised once; one run takes a few milliseconds.
+//! One load and run takes a fraction of a second and its answer changes once a week, so
+//! `model.birdnet` keeps the species lists, not the network (see `RangeFilter` there).
 
 use std::path::Path;
 
