@@ -869,9 +869,9 @@ mod tests {
         let by_hand = RangeModel::load(
             &acoupi_engine::resources::default_file(BUNDLED_RANGE_MODEL, "model").unwrap(),
         )
-            .unwrap()
-            .allowed(52.5, 13.4, 18, DEFAULT_RANGE_THRESHOLD)
-            .unwrap();
+        .unwrap()
+        .allowed(52.5, 13.4, 18, DEFAULT_RANGE_THRESHOLD)
+        .unwrap();
         assert_eq!(&*expected, by_hand.as_slice());
         assert!(Arc::ptr_eq(&expected, &range.allowed(&recording).unwrap()));
         let filtered = BirdnetModel {
