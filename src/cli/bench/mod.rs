@@ -133,24 +133,10 @@ fn bench_memory(
         }
         None => memory::Station::Generated(model),
     };
-    let temporary;
-    let dir = match dir {
-        Some(dir) => dir,
-        None => match tempfile::tempdir() {
-            Ok(d) => {
-                temporary = d;
-                temporary.path().to_path_buf()
-            }
-            Err(error) => {
-                eprintln!("error: cannot create a temporary folder: {error}");
-                return ExitCode::from(USAGE_OR_IO);
-            }
-        },
+    let (dir, _temporary) = match work_dir(dir, true) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
-    if let Err(error) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: cannot create `{}`: {error}", dir.display());
-        return ExitCode::from(USAGE_OR_IO);
-    }
     let bench = memory::MemoryBench {
         station,
         soak,
@@ -166,6 +152,28 @@ fn bench_memory(
     }
 }
 
+/// A benchmark's folder: `--dir` (created when `create` is set and it is missing) or a
+/// temporary folder, removed when the returned guard is dropped. Errors are printed.
+fn work_dir(
+    dir: Option<PathBuf>,
+    create: bool,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), ExitCode> {
+    let Some(dir) = dir else {
+        return match tempfile::tempdir() {
+            Ok(temporary) => Ok((temporary.path().to_path_buf(), Some(temporary))),
+            Err(error) => {
+                eprintln!("error: cannot create a temporary folder: {error}");
+                Err(ExitCode::from(USAGE_OR_IO))
+            }
+        };
+    };
+    if create && let Err(error) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create `{}`: {error}", dir.display());
+        return Err(ExitCode::from(USAGE_OR_IO));
+    }
+    Ok((dir, None))
+}
+
 /// `acoupi bench store`: the store benchmark in a temporary folder (or `--dir`), and
 /// Python acoupi's beside it with `--compare-acoupi`.
 fn bench_store(dir: Option<PathBuf>, scale: f64, python: Option<PathBuf>) -> ExitCode {
@@ -173,19 +181,9 @@ fn bench_store(dir: Option<PathBuf>, scale: f64, python: Option<PathBuf>) -> Exi
         eprintln!("error: --scale must be greater than 0");
         return ExitCode::from(USAGE_OR_IO);
     }
-    let temp;
-    let dir = match dir {
-        Some(dir) => dir,
-        None => match tempfile::tempdir() {
-            Ok(d) => {
-                temp = d;
-                temp.path().to_path_buf()
-            }
-            Err(error) => {
-                eprintln!("error: cannot create a temporary folder: {error}");
-                return ExitCode::from(USAGE_OR_IO);
-            }
-        },
+    let (dir, _temporary) = match work_dir(dir, false) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
     let sizes = store::BenchSizes::scaled(scale);
     let mut out = std::io::stdout().lock();
@@ -227,26 +225,10 @@ fn bench_reprocess(
     seconds: f64,
     dir: Option<PathBuf>,
 ) -> ExitCode {
-    let temporary = match dir {
-        Some(_) => None,
-        None => match tempfile::tempdir() {
-            Ok(dir) => Some(dir),
-            Err(error) => {
-                eprintln!("error: cannot create a temporary folder: {error}");
-                return ExitCode::from(USAGE_OR_IO);
-            }
-        },
+    let (dir, _temporary) = match work_dir(dir, true) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
-    let dir = dir.unwrap_or_else(|| {
-        temporary
-            .as_ref()
-            .map(|t| t.path().to_path_buf())
-            .unwrap_or_default()
-    });
-    if let Err(error) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: cannot create `{}`: {error}", dir.display());
-        return ExitCode::from(USAGE_OR_IO);
-    }
     match reprocess::bench_reprocess(models, files, seconds, &dir, &mut std::io::stdout().lock()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
