@@ -421,11 +421,7 @@ fn subscribe(port: u16, topic: &str) -> Arc<Mutex<Vec<Vec<u8>>>> {
 #[test]
 fn a_broker_down_for_a_whole_run_gets_every_message_once_it_is_up() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::free_local_port();
     let pipeline = demo_in(dir.path());
     let text = std::fs::read_to_string(&pipeline).unwrap();
     let send = format!(

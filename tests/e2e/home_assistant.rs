@@ -38,11 +38,7 @@ impl Mosquitto {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_local_port();
         let config = dir.path().join("mosquitto.conf");
         std::fs::write(
             &config,
@@ -170,17 +166,12 @@ schedule = {{ every = "2s" }}
 }
 
 fn run_for(pipeline: &Path, seconds: &str) {
-    let output = Command::new(env!("CARGO_BIN_EXE_acoupi"))
-        .arg("run")
-        .arg(pipeline)
-        .args(["--for", seconds])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    crate::acoupi_ok(&[
+        "run".as_ref(),
+        pipeline.as_os_str(),
+        "--for".as_ref(),
+        seconds.as_ref(),
+    ]);
 }
 
 fn count(dir: &Path, sql: &str) -> i64 {
@@ -343,17 +334,7 @@ fn two_stations_on_one_broker_keep_their_own_state_and_ha_remove_deletes_only_it
     );
 
     let north = north_dir.path().join("demo.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_acoupi"))
-        .args(["ha", "remove"])
-        .arg(&north)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = crate::acoupi_ok(&["ha".as_ref(), "remove".as_ref(), north.as_os_str()]);
     assert!(stdout.contains("acoupi_acoupi_north"), "{stdout}");
     let after = retained(broker.port, "#");
     let left: Vec<&String> = after.keys().filter(|t| t.contains("north")).collect();

@@ -39,6 +39,32 @@ pub fn skip_unless_required(var: &str, reason: &str) {
     println!("skipped: {reason}");
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a broker or server a test
+/// starts).
+pub fn free_local_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `acoupi` with `args`, asserts it succeeded (printing its output otherwise) and
+/// returns its standard output.
+pub fn acoupi_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_acoupi"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "acoupi {args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// The repository root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -14,9 +14,10 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::acoupi_ok;
 use crate::root;
 use crate::run::demo_in;
 
@@ -303,22 +304,18 @@ fn wait_for(what: &str, limit: Duration, done: impl FnMut() -> bool) {
     assert!(wait_until(limit, done), "{what}: not there after {limit:?}");
 }
 
-fn acoupi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_acoupi"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout_of(args: &[&str]) -> String {
-    let output = acoupi(args);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "acoupi {args:?}: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+/// One unsharded run of `pipeline` over `archive` into `store`: the reference a sharded
+/// run is compared with.
+fn unsharded(pipeline: &Path, archive: &Path, store: &Path) {
+    acoupi_ok(&[
+        "reprocess",
+        text(pipeline),
+        text(archive),
+        "--store",
+        text(store),
+        "--progress",
+        "off",
+    ]);
 }
 
 fn text(path: &Path) -> &str {
@@ -459,7 +456,7 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
 
     // The plan: one walk, durations from the headers.
     let plan = dir.path().join("season.plan.parquet");
-    let planned = stdout_of(&[
+    let planned = acoupi_ok(&[
         "reprocess",
         "--plan",
         text(&plan),
@@ -474,15 +471,7 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
 
     // The reference: one unsharded run.
     let whole = dir.path().join("whole.duckdb");
-    stdout_of(&[
-        "reprocess",
-        text(&pipeline),
-        text(&archive),
-        "--store",
-        text(&whole),
-        "--progress",
-        "off",
-    ]);
+    unsharded(&pipeline, &archive, &whole);
     let expected = per_file(&whole);
     assert_eq!(expected.len(), files);
     assert!(
@@ -539,7 +528,7 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
             let total = status["files_total"].as_u64().unwrap_or(0);
             if status["state"] == "running" && done >= 1 && 2 * done <= total {
                 // What --status says at this moment.
-                seen_running = stdout_of(&["reprocess", "--status", text(&out)]);
+                seen_running = acoupi_ok(&["reprocess", "--status", text(&out)]);
                 victim = Some((name, status));
                 return true;
             }
@@ -590,7 +579,7 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
 
     // --status tells the truth: three done, the cancelled one stopped; the done ones'
     // counts are their stores'.
-    let after_cancel = stdout_of(&["reprocess", "--status", text(&out)]);
+    let after_cancel = acoupi_ok(&["reprocess", "--status", text(&out)]);
     assert!(
         after_cancel.starts_with("tasks: 4 reported of 4: 3 done, 1 stopped"),
         "{after_cancel}"
@@ -686,7 +675,7 @@ fn a_four_task_array_with_a_cancelled_task_merges_into_the_unsharded_result() {
     let max = audio.iter().copied().fold(f64::MIN, f64::max);
     let min = audio.iter().copied().fold(f64::MAX, f64::min);
     assert!(max - min <= LONGEST + 1e-6, "shard audio {audio:?}");
-    let finished = stdout_of(&["reprocess", "--status", text(&out)]);
+    let finished = acoupi_ok(&["reprocess", "--status", text(&out)]);
     assert!(finished.contains("4 reported of 4: 4 done"), "{finished}");
     assert!(
         finished.contains("complete: every task is done"),
@@ -874,7 +863,7 @@ fn shard_auto_takes_the_task_from_the_engine_variables_or_names_them() {
         status["files_done"].as_i64().unwrap(),
         count(&store, "SELECT count(*) FROM reprocessed_files")
     );
-    let shown = stdout_of(&["reprocess", "--status", text(&out)]);
+    let shown = acoupi_ok(&["reprocess", "--status", text(&out)]);
     assert!(
         shown.starts_with("tasks: 1 reported of 2: 1 done"),
         "{shown}"
@@ -891,7 +880,7 @@ fn plan_shards_leave_partitioned_parquet_that_a_rerun_never_duplicates() {
     let lengths = [(12, 2), (4, 3), (2, 4)];
     let archive = archive(dir.path(), &lengths);
     let plan = dir.path().join("plan.parquet");
-    let planned = stdout_of(&[
+    let planned = acoupi_ok(&[
         "reprocess",
         "--plan",
         text(&plan),
@@ -906,7 +895,7 @@ fn plan_shards_leave_partitioned_parquet_that_a_rerun_never_duplicates() {
     assert!(planned.contains("3 shards: "), "{planned}");
     let out = dir.path().join("out");
     let shard = |i: u32| {
-        stdout_of(&[
+        acoupi_ok(&[
             "reprocess",
             text(&pipeline),
             text(&archive),
@@ -937,15 +926,7 @@ fn plan_shards_leave_partitioned_parquet_that_a_rerun_never_duplicates() {
     assert!(rerun.contains("0 analysed"), "{rerun}");
 
     let whole = dir.path().join("whole.duckdb");
-    stdout_of(&[
-        "reprocess",
-        text(&pipeline),
-        text(&archive),
-        "--store",
-        text(&whole),
-        "--progress",
-        "off",
-    ]);
+    unsharded(&pipeline, &archive, &whole);
     let flat = count(&whole, "SELECT count(*) FROM detections_flat");
     assert!(flat > 0);
     let conn = duckdb::Connection::open_in_memory().unwrap();
