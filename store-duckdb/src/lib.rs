@@ -327,6 +327,15 @@ impl DuckDbStore {
             .map_err(|e| StoreError::Database(format!("cannot set memory_limit: {e}")))
     }
 
+    /// Another connection on this store's database (the same DuckDB instance, with its
+    /// own transactions), for readers that must not wait on the writer's lock: the
+    /// dashboard's queries while the station writes. Reads are prepared for the call
+    /// that runs them, as everywhere in this crate (see the crate docs). A reader of a
+    /// store opened for writing can write too; only the dashboard's reviews do.
+    pub fn reader(&self) -> Result<Connection, StoreError> {
+        self.connection().try_clone().map_err(database)
+    }
+
     /// The file as given to `open` (for a snapshot: the original file).
     pub fn path(&self) -> &Path {
         &self.shared.path

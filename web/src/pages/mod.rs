@@ -1,0 +1,11 @@
+//! The server-rendered pages (maud), one file each, and their shared layout.
+
+mod layout;
+
+use axum::Router;
+
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+}
