@@ -162,6 +162,7 @@ mod testing {
             recordings_dir: base_dir.join("recordings"),
             device_id: None,
             retention: None,
+            web: None,
         };
         acoupi_engine::registry::BuildContext {
             settings,

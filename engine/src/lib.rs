@@ -18,6 +18,7 @@ pub mod retention;
 pub mod runtime;
 pub mod schedule;
 pub mod schema;
+pub mod secret;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::component::Family;
 use crate::config::pipeline::{
     DeploymentSection, DeviceSection, PathsSection, RetentionSection, StageSpec, StoreSection,
+    WebSection,
 };
 use crate::registry::Registry;
 
@@ -33,6 +34,8 @@ struct PipelineFile {
     device: Option<DeviceSection>,
     /// How the recordings tree is kept from filling the disk.
     retention: Option<RetentionSection>,
+    /// The station dashboard `acoupi run` serves.
+    web: Option<WebSection>,
     /// Named component instances: `[components.<name>]` with `type = "family.kind"` and
     /// its parameters.
     components: Option<BTreeMap<String, AnyComponent>>,

@@ -9,6 +9,7 @@ mod models;
 mod reprocess;
 mod retention;
 mod run;
+mod serve;
 mod service;
 mod status;
 mod store;
@@ -93,6 +94,10 @@ enum Command {
         #[command(subcommand)]
         command: ha::HaCommand,
     },
+    /// Serve the dashboard of a store no station holds (read-only unless
+    /// --allow-reviews): a pipeline's, a `.duckdb` file, or a reprocessing output
+    /// folder's. A running station serves its own with [web] in its pipeline.
+    Serve(serve::ServeArgs),
     /// Print the JSON Schema of pipeline files (for editors and `taplo`).
     Schema,
     /// List the audio input devices (for `recorder.microphone`'s `device`) with the
@@ -141,6 +146,7 @@ impl Cli {
             Command::Bench { what } => bench::bench(what),
             Command::Service { command } => service::service(&registry, command),
             Command::Ha { command } => ha::ha(&registry, command),
+            Command::Serve(args) => serve::serve(&registry, args, self.log_format),
             Command::Schema => {
                 print!("{}", acoupi_engine::schema::pipeline_schema_text(&registry));
                 ExitCode::SUCCESS

@@ -146,6 +146,8 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
     };
     // The pipeline that ran last without a build error, to fall back on.
     let mut last_good: Option<acoupi_engine::config::Pipeline> = None;
+    // `[web]`: the dashboard, restarted with each reloaded pipeline (see serve.rs).
+    let mut dashboard: Option<super::serve::Dashboard> = None;
     loop {
         let mut station =
             match Station::build_with(&pipeline, store.clone(), store.clone(), telemetry.clone()) {
@@ -165,6 +167,29 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
                 }
             };
         tracing::info!(pipeline = %args.pipeline.display(), store = %pipeline.settings.store_path.display(), "{}", pipeline.summary());
+        if let Some(running) = dashboard.take() {
+            running.stop(runtime.handle());
+        }
+        if let Some(web) = &pipeline.settings.web {
+            match super::serve::Dashboard::for_station(
+                runtime.handle(),
+                web,
+                &pipeline.settings,
+                &store,
+                &telemetry,
+            ) {
+                Ok(started) => dashboard = Some(started),
+                // At start a dashboard that cannot start stops the station; after a
+                // reload the station runs on without it.
+                Err(message) if last_good.is_none() => {
+                    tracing::error!("{message}");
+                    return ExitCode::from(super::USAGE_OR_IO);
+                }
+                Err(message) => {
+                    tracing::error!("{message}; the station runs on without its dashboard")
+                }
+            }
+        }
         station.recover();
         let next = std::sync::Mutex::new(None);
         let summary = runtime.block_on(station.run(
@@ -179,6 +204,9 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
                 last_good = Some(std::mem::replace(&mut pipeline, reloaded));
             }
             None => {
+                if let Some(running) = dashboard.take() {
+                    running.stop(runtime.handle());
+                }
                 // Closing the last handle checkpoints the database file.
                 drop(store);
                 tracing::info!("stopped");
@@ -244,7 +272,7 @@ async fn stop_or_reload(
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");

@@ -7,12 +7,14 @@
 //! blocking thread); `data/` holds the SQL, `pages/` the HTML, `api/` the JSON.
 
 mod api;
+mod assets;
 mod data;
 mod error;
 mod pages;
+mod security;
 mod server;
 mod state;
 
 pub use error::WebError;
 pub use server::{router, serve};
-pub use state::{AppState, Served};
+pub use state::{AppState, Served, StateOptions};

@@ -6,13 +6,19 @@ use std::future::Future;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::{AppState, api, pages};
+use crate::{AppState, api, assets, pages, security};
 
 /// Every page and endpoint, with the security layers, on `state`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::routes())
         .merge(api::routes())
+        .merge(assets::routes())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::guard,
+        ))
         .with_state(state)
 }
 
@@ -26,4 +32,8 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+async fn not_found(uri: axum::http::Uri) -> crate::WebError {
+    crate::WebError::NotFound(format!("`{}`", uri.path()))
 }

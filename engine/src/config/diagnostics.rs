@@ -52,6 +52,7 @@ codes! {
     InvalidValue => "invalid-value",
     CredentialsInClear => "credentials-in-clear",
     SecretInPipeline => "secret-in-pipeline",
+    WebTokenRequired => "web-token-required",
     FileTooLarge => "file-too-large",
     BuildFailed => "build-failed",
 }

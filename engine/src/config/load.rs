@@ -17,7 +17,7 @@ use super::diagnostics::{Code, PipelineErrors, Problem, ReadError, suggestion};
 use super::pipeline::{
     DetectionStage, DeviceSection, HeartbeatStage, ManagementStage, MessagingStage, PathsSection,
     RecordingStage, RefTarget, RetentionSection, Schedule, StageKind, StageSpec, StoreSection,
-    SummaryStage,
+    SummaryStage, WebSection,
 };
 use super::values::{CronExpr, Located};
 use super::{DeploymentSection, Settings};
@@ -207,12 +207,13 @@ pub fn load_str(
     }
 }
 
-const TOP_LEVEL: [&str; 7] = [
+const TOP_LEVEL: [&str; 8] = [
     "deployment",
     "store",
     "paths",
     "device",
     "retention",
+    "web",
     "components",
     "stages",
 ];
@@ -234,6 +235,62 @@ struct Pending<'a, 'i> {
 impl Loader<'_> {
     fn problem(&mut self, problem: Problem) {
         self.problems.push(problem);
+    }
+
+    /// `[web]`: at most one token source, and one at all unless `listen` is this machine
+    /// (`span`: the table, where a problem without a key of its own points). A problem is
+    /// reported and the table dropped.
+    fn check_web(&mut self, web: WebSection, span: Range<usize>) -> Option<WebSection> {
+        if web.token_env.is_some() && web.token_file.is_some() {
+            self.problem(
+                Problem::new(
+                    Code::InvalidValue,
+                    span,
+                    "[web] takes `token_env` or `token_file`, not both",
+                )
+                .with_help("keep one of them"),
+            );
+            return None;
+        }
+        if let Some(problem) = web
+            .token_env
+            .clone()
+            .map(|env| crate::secret::Secret::from_keys(Some(env), None))
+            .or_else(|| {
+                web.token_file
+                    .clone()
+                    .map(|file| crate::secret::Secret::from_keys(None, Some(file)))
+            })
+            .and_then(Result::err)
+        {
+            self.problem(Problem::new(
+                Code::InvalidValue,
+                span,
+                format!("[web] {problem}"),
+            ));
+            return None;
+        }
+        let no_token = web.token_env.is_none() && web.token_file.is_none();
+        if let Some(listen) = &web.listen
+            && no_token
+            && !listen.get().0.ip().is_loopback()
+        {
+            self.problem(
+                Problem::new(
+                    Code::WebTokenRequired,
+                    listen.span(),
+                    format!(
+                        "[web] listens on {}, which other machines can reach, without a token",
+                        listen.get().0
+                    ),
+                )
+                .with_help(
+                    "add `token_env = \"NAME\"` or `token_file = \"path\"` (a file only its owner can read), or listen on 127.0.0.1",
+                ),
+            );
+            return None;
+        }
+        Some(web)
     }
 
     fn load(&mut self, path: &Path, source: &str) -> Option<Pipeline> {
@@ -295,6 +352,12 @@ impl Loader<'_> {
         let retention: Option<Option<RetentionSection>> = root
             .get("retention")
             .map_or(Some(None), |v| self.section(v).map(Some));
+        let web: Option<Option<WebSection>> = match root.get("web") {
+            None => Some(None),
+            Some(value) => self
+                .section(value)
+                .map(|web| self.check_web(web, value.span())),
+        };
 
         // Components that failed to parse are `None`: their problems are already reported,
         // so references to them are not reported again.
@@ -341,7 +404,7 @@ impl Loader<'_> {
         let triggers = self.triggers(&pending, &broken);
 
         let deployment = deployment?;
-        let settings = Settings::new(path, deployment, store?, paths?, device?, retention?);
+        let settings = Settings::new(path, deployment, store?, paths?, device?, retention?, web?);
         // Retention and recovery treat everything under the recordings folder as kept:
         // recordings still waiting for their models there would be taken for kept ones.
         if settings.temp_dir.starts_with(&settings.recordings_dir)

@@ -38,6 +38,31 @@ pub struct Settings {
     pub device_id: Option<String>,
     /// `[retention]`, if given (folders resolved against the recordings root).
     pub retention: Option<crate::retention::RetentionPolicy>,
+    /// `[web]`, if given: the dashboard `acoupi run` serves.
+    pub web: Option<WebSettings>,
+}
+
+/// `[web]` as validated: where the dashboard listens and where its token is read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSettings {
+    pub listen: std::net::SocketAddr,
+    /// Where the token is read when the station starts (a file resolved against the
+    /// pipeline file); `None`: no token (allowed on a loopback `listen` only).
+    pub token: Option<crate::secret::Secret>,
+    /// Reads need no token (changes still do).
+    pub public: bool,
+    pub species_key: Option<String>,
+}
+
+impl WebSettings {
+    /// The token, read now from its variable or owner-only file (errors name the source,
+    /// never the value).
+    pub fn read_token(&self) -> Result<Option<String>, String> {
+        self.token
+            .as_ref()
+            .map(|secret| secret.read_in(Path::new(""), "[web] token"))
+            .transpose()
+    }
 }
 
 impl Settings {
@@ -48,6 +73,7 @@ impl Settings {
         paths: pipeline::PathsSection,
         device: pipeline::DeviceSection,
         retention: Option<pipeline::RetentionSection>,
+        web: Option<pipeline::WebSection>,
     ) -> Self {
         let base_dir = pipeline_path
             .parent()
@@ -67,6 +93,16 @@ impl Settings {
                 .map(|f| normalise(&recordings_dir.join(f)))
                 .collect(),
         });
+        let web = web.map(|w| WebSettings {
+            listen: w.listen.map_or(pipeline::DEFAULT_LISTEN, |l| l.get().0),
+            token: match (w.token_env, w.token_file) {
+                (Some(env), _) => Some(crate::secret::Secret::Env(env)),
+                (None, Some(file)) => Some(crate::secret::Secret::File(resolve(&file))),
+                (None, None) => None,
+            },
+            public: w.public,
+            species_key: w.species_key,
+        });
         Settings {
             deployment: DeploymentSettings {
                 name: deployment.name,
@@ -79,6 +115,7 @@ impl Settings {
             recordings_dir,
             device_id: device.id,
             retention,
+            web,
             base_dir,
         }
     }

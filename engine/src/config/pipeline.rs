@@ -146,6 +146,63 @@ pub struct RetentionSection {
     pub protect_folders: Vec<PathBuf>,
 }
 
+/// `[web]`: the station dashboard, served by `acoupi run` from the station process (see
+/// docs/dashboard.md). Without this table no dashboard is served.
+#[derive(Debug, Clone, Default, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// The address and port to listen on, e.g. "127.0.0.1:8080" or "[::1]:8080". Default:
+    /// "127.0.0.1:8080" (this machine only). Any other address (e.g. "0.0.0.0:8080")
+    /// requires a token (`token_env` or `token_file`).
+    pub listen: Option<Located<ListenAddress>>,
+    /// The name of the environment variable holding the dashboard's token (the token is
+    /// never written in the pipeline file).
+    pub token_env: Option<String>,
+    /// A file holding the dashboard's token (relative to the pipeline file), readable by
+    /// its owner only (`chmod 600`).
+    pub token_file: Option<PathBuf>,
+    /// With a token: reads (pages, the JSON API) need no token, only changes (reviews,
+    /// "keep") do. Default: false (every request needs the token).
+    #[serde(default)]
+    pub public: bool,
+    /// The tag key whose values are the dashboard's species (e.g. "species"). Default:
+    /// `species` when the store's models emit it, else the first tag key they emit.
+    pub species_key: Option<String>,
+}
+
+/// `[web] listen`: an IP address and a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddress(pub std::net::SocketAddr);
+
+/// Where the dashboard listens when `[web] listen` is not given: this machine only.
+pub const DEFAULT_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 8080),
+);
+
+impl<'de> Deserialize<'de> for ListenAddress {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map(ListenAddress).map_err(|_| {
+            de::Error::custom(format!(
+                "`{text}` is not an address and port: give an IP address and a port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\""
+            ))
+        })
+    }
+}
+
+impl JsonSchema for ListenAddress {
+    fn schema_name() -> Cow<'static, str> {
+        "ListenAddress".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "An IP address and a port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\".",
+            "examples": ["127.0.0.1:8080", "0.0.0.0:8080"]
+        })
+    }
+}
+
 /// `schedule = { every = "10s", offset = "5s" }` or `schedule = { cron = "0 6 * * *" }`.
 #[derive(Debug, Clone, serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

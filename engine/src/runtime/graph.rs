@@ -519,6 +519,7 @@ mod tests {
             Default::default(),
             Default::default(),
             None,
+            None,
         );
         Station {
             backlog: Vec::new(),

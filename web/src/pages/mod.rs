@@ -1,6 +1,6 @@
 //! The server-rendered pages (maud), one file each, and their shared layout.
 
-mod layout;
+pub(crate) mod layout;
 
 use axum::Router;
 
