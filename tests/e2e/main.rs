@@ -24,6 +24,7 @@ mod schema;
 mod service;
 mod slurm;
 mod store_cli;
+mod web;
 
 use std::path::{Path, PathBuf};
 
