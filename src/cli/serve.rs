@@ -108,7 +108,7 @@ impl Dashboard {
                 Ok(_) => {}
                 Err(_) => {
                     task.abort();
-                    let _ = task.await;
+                    let _ = (&mut task).await;
                 }
             }
         });

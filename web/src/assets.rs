@@ -56,7 +56,7 @@ async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
-#[allow(dead_code)] // Used by tests.
+#[cfg(test)]
 pub(crate) fn names() -> impl Iterator<Item = &'static str> {
     ASSETS.iter().map(|(name, _, _)| *name)
 }

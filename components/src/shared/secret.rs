@@ -10,7 +10,7 @@
 //! - never into a stored Response or a log: URLs there lose their user name, query and
 //!   fragment ([`redact_url`]).
 
-pub use acoupi_engine::secret::{Secret, from_env, from_file, is_loopback_host};
+pub use acoupi_engine::secret::{Secret, is_loopback_host};
 use reqwest::Url;
 
 /// Query parameter names taken for a secret (compared in lower case, `-` read as `_`).

@@ -60,7 +60,7 @@ pub(crate) fn login() -> Markup {
                 code { "Authorization: Bearer" } "."
             }
             form id="acoupi-login" class="login" {
-                label for="acoupi-token" {
+                label {
                     "Token"
                     input id="acoupi-token" name="token" type="password" autocomplete="current-password" required;
                 }
