@@ -37,9 +37,9 @@ pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src
 /// The layer (`axum::middleware::from_fn_with_state`): checks the request, then adds the
 /// security headers to whatever answers it.
 pub(crate) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = match check(&state, &request) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => refusal,
+    let mut response = match refusal(&state, &request) {
+        None => next.run(request).await,
+        Some(refusal) => refusal,
     };
     add_headers(response.headers_mut());
     response
@@ -66,8 +66,8 @@ fn is_read(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// `Ok` when the request may go on; otherwise the answer that refuses it.
-fn check(state: &AppState, request: &Request) -> Result<(), Response> {
+/// `None` when the request may go on; otherwise the answer that refuses it.
+fn refusal(state: &AppState, request: &Request) -> Option<Response> {
     let options = state.options();
     let read = is_read(request.method());
     let headers = request.headers();
@@ -75,33 +75,33 @@ fn check(state: &AppState, request: &Request) -> Result<(), Response> {
         return same_machine(headers, read);
     };
     if request.uri().path().starts_with("/assets/") || (read && options.public) {
-        return Ok(());
+        return None;
     }
     if bearer(headers).is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
-        return Ok(());
+        return None;
     }
     if read && wants_page(headers) {
         let mut response = crate::pages::layout::login().into_response();
         *response.status_mut() = StatusCode::UNAUTHORIZED;
-        return Err(response);
+        return Some(response);
     }
-    Err(WebError::Unauthorized.into_response())
+    Some(WebError::Unauthorized.into_response())
 }
 
 /// Without a token: the `Host` must be this machine, and a change must not come from a
 /// page of another origin.
-fn same_machine(headers: &HeaderMap, read: bool) -> Result<(), Response> {
+fn same_machine(headers: &HeaderMap, read: bool) -> Option<Response> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     if !host.is_empty() && !acoupi_engine::secret::is_loopback_host(host_name(host)) {
-        return Err(forbidden(format!(
+        return Some(forbidden(format!(
             "this dashboard answers requests for this machine only (Host `{host}`); set a token to serve other machines"
         )));
     }
     if read {
-        return Ok(());
+        return None;
     }
     let cross_site = headers
         .get("sec-fetch-site")
@@ -113,11 +113,11 @@ fn same_machine(headers: &HeaderMap, read: bool) -> Result<(), Response> {
             origin.split_once("://").map(|(_, rest)| rest) != Some(host) || host.is_empty()
         });
     if cross_site || foreign_origin {
-        return Err(forbidden(
+        return Some(forbidden(
             "a change from a page of another site is refused".to_string(),
         ));
     }
-    Ok(())
+    None
 }
 
 /// The host of a `Host` header (`name:port`, `[v6]:port`, `name`).
