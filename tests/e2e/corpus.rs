@@ -108,6 +108,7 @@ fn the_codes_in_the_corpus_cover_the_required_mistakes() {
         "invalid-schedule",
         "credentials-in-clear",
         "secret-in-pipeline",
+        "web-token-required",
     ] {
         assert!(
             codes.contains(required),
