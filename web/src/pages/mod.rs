@@ -1,6 +1,7 @@
 //! The server-rendered pages (maud), one file each, and their shared layout.
 
 mod layout;
+pub(crate) mod review;
 
 use axum::Router;
 
