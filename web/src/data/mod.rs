@@ -2,5 +2,6 @@
 //! page or an API answer shows, prepared for the call that runs it (see
 //! acoupi-store-duckdb's docs on prepared reads).
 
+pub(crate) mod detections;
 pub(crate) mod reviews;
 pub(crate) mod species_key;

@@ -2,8 +2,6 @@
 //! schema version 6), for the detections list, the review controls and the API.
 //! Writing goes through `DuckDbStore::add_review` (its writing connection).
 
-#![allow(dead_code)] // Until every page and endpoint that uses it has landed.
-
 use std::collections::HashMap;
 
 use acoupi_store_duckdb::{Review, Verdict};
@@ -48,6 +46,7 @@ pub(crate) fn latest_reviews(
 }
 
 /// The latest review of one detection.
+#[allow(dead_code)] // For the recording page.
 pub(crate) fn latest_review(conn: &Connection, id: Uuid) -> Result<Option<Review>, WebError> {
     Ok(latest_reviews(conn, &[id])?.remove(&id))
 }

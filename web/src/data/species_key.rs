@@ -8,8 +8,6 @@
 //! (extra tags such as a call type follow it), and the newest output because the
 //! station's models may have changed since older outputs were stored.
 
-#![allow(dead_code)] // Until every page and endpoint that uses it has landed.
-
 use acoupi_engine::data::PRIVACY_TAG_KEY;
 use duckdb::{Connection, OptionalExt};
 

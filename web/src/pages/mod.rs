@@ -1,5 +1,6 @@
 //! The server-rendered pages (maud), one file each, and their shared layout.
 
+mod detections;
 mod layout;
 pub(crate) mod review;
 
@@ -8,5 +9,5 @@ use axum::Router;
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().merge(detections::routes())
 }

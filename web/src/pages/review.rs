@@ -4,8 +4,6 @@
 //! request carries `HX-Request`) replaces the controls: no reload. Without JavaScript
 //! the form posts the same fields and the endpoint answers JSON.
 
-#![allow(dead_code)] // Until every page and endpoint that uses it has landed.
-
 use acoupi_store_duckdb::{Review, Verdict};
 use maud::{Markup, html};
 use uuid::Uuid;
@@ -33,6 +31,23 @@ pub(crate) fn review_controls(detection_id: Uuid, latest: Option<&Review>) -> Ma
             }
             input type="text" name="comment" placeholder="comment" aria-label="comment"
                 maxlength="1000" value=[latest.and_then(|r| r.comment.as_deref())];
+        }
+    }
+}
+
+/// The "keep" toggle of a recording (`POST /api/v1/recordings/{id}/keep`): retention
+/// never deletes a kept recording.
+pub(crate) fn keep_control(recording_id: Uuid, kept: bool) -> Markup {
+    let url = format!("/api/v1/recordings/{recording_id}/keep");
+    html! {
+        form class="keep" method="post" action=(url) hx-post=(url) hx-swap="outerHTML" {
+            input type="hidden" name="keep" value=(!kept);
+            @if kept {
+                span class="kept" { "kept: retention never deletes it" }
+                button type="submit" { "stop keeping" }
+            } @else {
+                button type="submit" title="protect this recording from retention" { "keep" }
+            }
         }
     }
 }
