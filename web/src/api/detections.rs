@@ -258,7 +258,7 @@ async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Re
 }
 
 /// A body's fields, from JSON or a form (values as text; JSON booleans and numbers too).
-fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, WebError> {
+async fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, WebError> {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -278,19 +278,23 @@ fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, 
             })
             .collect())
     } else {
-        serde_urlencoded_pairs(body)
+        form_pairs(body).await
     }
 }
 
-/// A form body's pairs (`application/x-www-form-urlencoded`; the last of a repeated name).
-fn serde_urlencoded_pairs(body: &Bytes) -> Result<HashMap<String, String>, WebError> {
-    axum::extract::Query::<HashMap<String, String>>::try_from_uri(
-        &format!("/?{}", String::from_utf8_lossy(body))
-            .parse()
-            .map_err(|_| WebError::BadRequest("body: not a form".into()))?,
-    )
-    .map(|q| q.0)
-    .map_err(|e| WebError::BadRequest(format!("body: not a form: {e}")))
+/// A form body's pairs (`application/x-www-form-urlencoded`), through axum's own form
+/// decoding.
+async fn form_pairs(body: &Bytes) -> Result<HashMap<String, String>, WebError> {
+    use axum::extract::FromRequest;
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(body.clone()))
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    axum::Form::<HashMap<String, String>>::from_request(request, &())
+        .await
+        .map(|form| form.0)
+        .map_err(|e| WebError::BadRequest(format!("body: not a form: {e}")))
 }
 
 fn writable(state: &AppState) -> Result<(), WebError> {
@@ -321,7 +325,7 @@ async fn review(
 ) -> Result<Response, WebError> {
     let id = path_id("detection", &id)?;
     writable(&state)?;
-    let fields = fields(&headers, &body)?;
+    let fields = fields(&headers, &body).await?;
     let text = |name: &str| {
         fields
             .get(name)
@@ -360,7 +364,7 @@ async fn keep(
 ) -> Result<Response, WebError> {
     let id = path_id("recording", &id)?;
     writable(&state)?;
-    let fields = fields(&headers, &body)?;
+    let fields = fields(&headers, &body).await?;
     let kept = match fields.get("keep").map(|v| v.trim()) {
         Some("true") => true,
         Some("false") => false,

@@ -31,12 +31,11 @@ fn fill(store: &DuckDbStore) {
             + chrono::TimeDelta::hours(i);
         let mut detections = Vec::new();
         for j in 0..3 {
-            let confidence = 0.3 + 0.1 * f64::from(j as i32) + 0.05 * i as f64;
+            let confidence = 0.3 + 0.1 * j as f64 + 0.05 * i as f64;
             detections.push(
                 Detection::new(PredictionType::Event)
                     .with_location(
-                        BoundingBox::new(f64::from(j), 1_000.0, f64::from(j) + 1.5, 8_000.0)
-                            .unwrap(),
+                        BoundingBox::new((j as f64), 1_000.0, (j as f64) + 1.5, 8_000.0).unwrap(),
                     )
                     .with_score(confidence)
                     .unwrap()
