@@ -3,7 +3,8 @@
 //! (what would be deleted and why, for `acoupi retention --dry-run`) and applying it.
 //!
 //! The policy, in order:
-//! 1. **Protected** recordings are never deleted by any rule: those in a
+//! 1. **Protected** recordings are never deleted by any rule: those marked "keep"
+//!    (the dashboard's `POST /api/v1/recordings/{id}/keep`), those in a
 //!    `protect_folders` folder, those with a tag in `protect_species`, and for every
 //!    species (tag value, of `species_key` when set) its `keep_best` recordings with the
 //!    highest score (the older one first among equal scores, so the set is stable).
@@ -508,7 +509,8 @@ fn protected(policy: &RetentionPolicy, files: &[KeptFile]) -> HashSet<usize> {
         .iter()
         .enumerate()
         .filter(|(_, f)| {
-            in_folder(&f.path)
+            f.kept
+                || in_folder(&f.path)
                 || f.tags
                     .iter()
                     .any(|t| is_species(&t.key) && policy.protect_species.contains(&t.value))

@@ -37,6 +37,10 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Database(String),
+    /// No row of this kind has the id (a review of an unknown detection, "keep" on an
+    /// unknown recording).
+    #[error("no {what} has id {id}")]
+    NotFound { what: &'static str, id: Uuid },
     /// A stored value could not be read back as the data model (a corrupt row).
     #[error("store holds an invalid value: {0}")]
     Invalid(String),
@@ -128,6 +132,8 @@ pub struct KeptFile {
     /// The highest detection score over its model outputs; `None` when it has no
     /// detection.
     pub best_score: Option<f64>,
+    /// Marked "keep" (from the dashboard): retention never deletes it.
+    pub kept: bool,
     /// One entry per distinct tag (key and value) of its detections, privacy markers
     /// excepted, with the best `min(detection score, tag confidence)`.
     pub tags: Vec<TagScore>,

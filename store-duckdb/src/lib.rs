@@ -12,7 +12,7 @@
 //! | table | columns |
 //! |---|---|
 //! | `deployments` | `id` UUID, `name`, `latitude` DOUBLE?, `longitude` DOUBLE?, `started_on` TIMESTAMPTZ, `ended_on` TIMESTAMPTZ? |
-//! | `recordings` | `id` UUID, `deployment_id`, `created_on`, `duration` DOUBLE (s), `samplerate` UINTEGER (Hz), `audio_channels` UINTEGER, `time_expansion` DOUBLE, `path` VARCHAR? (NULL once the file is deleted; the row stays), `gaps` UINTEGER and `lost_frames` UBIGINT (audio lost inside or just before the recording; 0 when gapless) |
+//! | `recordings` | `id` UUID, `deployment_id`, `created_on`, `duration` DOUBLE (s), `samplerate` UINTEGER (Hz), `audio_channels` UINTEGER, `time_expansion` DOUBLE, `path` VARCHAR? (NULL once the file is deleted; the row stays), `gaps` UINTEGER and `lost_frames` UBIGINT (audio lost inside or just before the recording; 0 when gapless), `kept` BOOLEAN ("keep" from the dashboard: retention never deletes the file) |
 //! | `model_outputs` | `id`, `recording_id`, `name_model`, `created_on` |
 //! | `detections` | `id`, `model_output_id`, `prediction_type` (`presence`/`sequence`/`event`), `start_time`?, `low_freq`?, `end_time`?, `high_freq`? (DOUBLE; all four NULL without a location), `detection_score` |
 //! | `detection_tags` | `detection_id`, `key`, `value`, `confidence_score` |
@@ -21,25 +21,30 @@
 //! | `metrics` | `name`, `value` DOUBLE, `unit`, `captured_on` |
 //! | `stage_runs` | `stage`, `kind`, `started_on`, `finished_on`, `outcome` (what the run did): one row per stage run |
 //! | `reprocessed_files` | `path` (absolute), `size`, `mtime_ns`, `fingerprint`, `recording_id` UUID?, `status` (`done`/`filtered`/`error`), `error`?, `time_source`? (`time_format`, `audiomoth_comment`, `file_name`, `mtime`), `processed_on`: one row per archive file per fingerprint (`acoupi reprocess`) |
+//! | `reviews` | `id` UUID, `detection_id`, `verdict` (`correct`/`false_positive`/`unsure`), `comment` VARCHAR?, `reviewer` VARCHAR?, `reviewed_on` TIMESTAMPTZ: every review of a detection is kept (its history); the latest (by `reviewed_on`, then `id`) wins |
 //! | `schema_version` | `version`, `applied_on`: one row per applied migration |
 //!
 //! Ids are `UUID`, times `TIMESTAMPTZ` in UTC kept to the microsecond (a stored value
 //! reads back truncated to whole microseconds; see [`stored_precision`]). Indexes:
 //! `recordings.path`, `model_outputs.recording_id`, `detections.model_output_id`,
-//! `detection_tags.detection_id`, `responses.message_id`, `responses.status`.
+//! `detection_tags.detection_id`, `responses.message_id`, `responses.status`,
+//! `reviews.detection_id`.
 //!
 //! Views: `detections_flat` (one row per detection × tag, detections without tags
 //! once with NULL tag columns: `detection_id`, `model_output_id`, `recording_id`,
 //! `recording_created_on`, `recording_path`, `deployment_name`, `model_name`,
 //! `model_output_created_on`, `prediction_type`, `detection_score`, `start_time`,
-//! `low_freq`, `end_time`, `high_freq`, `tag_key`, `tag_value`, `tag_confidence`) and
+//! `low_freq`, `end_time`, `high_freq`, `tag_key`, `tag_value`, `tag_confidence`, then the
+//! latest review's `review_verdict`, `review_comment`, `reviewed_on`, NULL when never
+//! reviewed), `latest_reviews` (one row per reviewed detection: `detection_id`,
+//! `verdict`, `comment`, `reviewer`, `reviewed_on`) and
 //! `message_status` (one row per message: `message_id`, `created_on`, `message_type`,
 //! `attempts` (responses so far), `latest_status`, `latest_status_name`,
 //! `latest_received_on`, `sent`).
 //!
 //! # Schema versions
 //!
-//! The current version is [`CURRENT_VERSION`] (5). [`DuckDbStore::open`] upgrades an older
+//! The current version is [`CURRENT_VERSION`] (6). [`DuckDbStore::open`] upgrades an older
 //! file in place, one migration per transaction; a file from a newer acoupi is refused
 //! with [`StoreError::NewerSchema`]; read-only opens never migrate.
 //!
@@ -98,6 +103,7 @@ mod export;
 mod merge;
 mod query;
 mod reprocessed;
+mod reviews;
 mod rows;
 mod schema;
 mod store;
@@ -116,6 +122,7 @@ use duckdb::{AccessMode, Config, Connection};
 pub use export::{ExportFormat, ExportWhat, export, export_partitioned, read_plan, write_plan};
 pub use merge::{MergeReport, export_parquet, merge};
 pub use query::{QueryFormat, query};
+pub use reviews::{Review, Verdict};
 pub use rows::stored_precision;
 pub use schema::CURRENT_VERSION;
 

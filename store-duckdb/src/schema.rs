@@ -6,7 +6,8 @@
 //! no views); version 2 adds `metrics`, the `responses.status` index and the views
 //! `detections_flat` and `message_status`; version 3 adds `stage_runs`; version 4 adds
 //! `reprocessed_files` (`acoupi reprocess`); version 5 adds `recordings.gaps` and
-//! `recordings.lost_frames`. `schema_version`
+//! `recordings.lost_frames`; version 6 adds `reviews`, the `latest_reviews` view,
+//! `recordings.kept` and the review columns at the end of `detections_flat`. `schema_version`
 //! has one row per applied
 //! migration; the file's version is the largest.
 
@@ -16,10 +17,11 @@ use super::rows::SqlTime;
 use super::{StoreError, database};
 
 /// The schema version this acoupi writes.
-pub const CURRENT_VERSION: i64 = 5;
+pub const CURRENT_VERSION: i64 = 6;
 
 /// `(version, SQL)`: the statements that bring a file from `version - 1` to `version`.
-pub(super) const MIGRATIONS: [(i64, &str); 5] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
+pub(super) const MIGRATIONS: [(i64, &str); 6] =
+    [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
 
 /// Version 5 adds the audio gaps a recording notes (`Recording::gaps`, `lost_frames`).
 /// DuckDB cannot add a NOT NULL column, so they may be NULL in a file upgraded while
@@ -133,10 +135,45 @@ CREATE TABLE responses (
 CREATE INDEX responses_message_id ON responses (message_id);
 ";
 
-/// The SELECT behind the `detections_flat` view, also used by `export` (which adds a
-/// WHERE on `r.created_on`). Part of schema version 2: a change needs a new migration
-/// that replaces the view.
+/// The SELECT behind the `detections_flat` view since version 6, also used by `export`
+/// (which adds a WHERE on `r.created_on`): version 2's columns, then the latest review's
+/// `review_verdict`, `review_comment` and `reviewed_on` (NULL when never reviewed). A
+/// change needs a new migration that replaces the view.
 macro_rules! detections_flat_select {
+    () => {
+        "SELECT
+    det.id AS detection_id,
+    mo.id AS model_output_id,
+    r.id AS recording_id,
+    r.created_on AS recording_created_on,
+    r.path AS recording_path,
+    d.name AS deployment_name,
+    mo.name_model AS model_name,
+    mo.created_on AS model_output_created_on,
+    det.prediction_type,
+    det.detection_score,
+    det.start_time,
+    det.low_freq,
+    det.end_time,
+    det.high_freq,
+    t.key AS tag_key,
+    t.value AS tag_value,
+    t.confidence_score AS tag_confidence,
+    lr.verdict AS review_verdict,
+    lr.comment AS review_comment,
+    lr.reviewed_on AS reviewed_on
+FROM detections det
+JOIN model_outputs mo ON mo.id = det.model_output_id
+JOIN recordings r ON r.id = mo.recording_id
+JOIN deployments d ON d.id = r.deployment_id
+LEFT JOIN detection_tags t ON t.detection_id = det.id
+LEFT JOIN latest_reviews lr ON lr.detection_id = det.id"
+    };
+}
+pub(super) use detections_flat_select;
+
+/// The view as version 2 created it (its migration must stay as it ran).
+macro_rules! detections_flat_select_v2 {
     () => {
         "SELECT
     det.id AS detection_id,
@@ -163,7 +200,6 @@ JOIN deployments d ON d.id = r.deployment_id
 LEFT JOIN detection_tags t ON t.detection_id = det.id"
     };
 }
-pub(super) use detections_flat_select;
 
 /// Version 2: metrics, the status index and the two views.
 const V2: &str = concat!(
@@ -177,7 +213,7 @@ CREATE TABLE metrics (
 CREATE INDEX responses_status ON responses (status);
 CREATE VIEW detections_flat AS
 ",
-    detections_flat_select!(),
+    detections_flat_select_v2!(),
     ";
 CREATE VIEW message_status AS
 SELECT
@@ -194,6 +230,43 @@ SELECT
 FROM messages m
 LEFT JOIN responses r ON r.message_id = m.id
 GROUP BY m.id, m.created_on, m.message_type;
+"
+);
+
+/// The view of each reviewed detection's latest review (version 6).
+macro_rules! latest_reviews_view {
+    () => {
+        "CREATE VIEW latest_reviews AS
+SELECT detection_id, verdict, comment, reviewer, reviewed_on
+FROM reviews
+QUALIFY row_number() OVER (PARTITION BY detection_id ORDER BY reviewed_on DESC, id DESC) = 1;
+"
+    };
+}
+
+/// Version 6: reviews of detections (every review kept; the latest, by `reviewed_on`
+/// then `id`, is the one `latest_reviews` and `detections_flat` show) and "keep" on a
+/// recording (retention never deletes a kept recording's file). No foreign keys, as
+/// everywhere in this schema: `DuckDbStore::add_review` checks the detection.
+const V6: &str = concat!(
+    "
+CREATE TABLE reviews (
+    id UUID PRIMARY KEY,
+    detection_id UUID NOT NULL,
+    verdict VARCHAR NOT NULL CHECK (verdict IN ('correct', 'false_positive', 'unsure')),
+    comment VARCHAR,
+    reviewer VARCHAR,
+    reviewed_on TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX reviews_detection_id ON reviews (detection_id);
+ALTER TABLE recordings ADD COLUMN kept BOOLEAN DEFAULT false;
+",
+    latest_reviews_view!(),
+    "
+CREATE OR REPLACE VIEW detections_flat AS
+",
+    detections_flat_select!(),
+    ";
 "
 );
 
@@ -250,21 +323,39 @@ pub(super) fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<i
     Ok(found)
 }
 
-/// Lets a read-only connection to a file older than version 5 (which cannot be migrated)
-/// be read by this version's queries: a temporary view shadows `recordings` with the
-/// columns version 5 added, as 0.
+/// Lets a read-only connection to a file older than version 6 (which cannot be migrated)
+/// be read by this version's queries: temporary views shadow `recordings` with the
+/// columns versions 5 and 6 added (0 gaps, not kept), give an empty `reviews` and
+/// `latest_reviews`, and (from version 2, which has the view) `detections_flat` with the
+/// review columns.
 pub(super) fn read_older(conn: &Connection, found: i64) -> Result<(), String> {
-    if found == 0 || found >= 5 {
+    if found == 0 || found >= CURRENT_VERSION {
         return Ok(());
     }
     let database: String = conn
         .query_row("SELECT current_database()", [], |row| row.get(0))
         .map_err(|e| e.to_string())?;
-    conn.execute_batch(&format!(
-        "CREATE TEMP VIEW recordings AS SELECT *, 0::UINTEGER AS gaps, 0::UBIGINT AS lost_frames FROM \"{}\".main.recordings",
-        database.replace('"', "\"\"")
-    ))
-    .map_err(|e| format!("cannot read a version {found} store: {e}"))
+    let main = format!("\"{}\".main", database.replace('"', "\"\""));
+    let added = if found < 5 {
+        "0::UINTEGER AS gaps, 0::UBIGINT AS lost_frames, false AS kept"
+    } else {
+        "false AS kept"
+    };
+    let mut sql = format!(
+        "CREATE TEMP VIEW recordings AS SELECT *, {added} FROM {main}.recordings;
+CREATE TEMP VIEW reviews AS SELECT NULL::UUID AS id, NULL::UUID AS detection_id, \
+NULL::VARCHAR AS verdict, NULL::VARCHAR AS comment, NULL::VARCHAR AS reviewer, \
+NULL::TIMESTAMPTZ AS reviewed_on WHERE false;
+{latest}",
+        latest = latest_reviews_view!().replace("CREATE VIEW", "CREATE TEMP VIEW"),
+    );
+    if found >= 2 {
+        sql.push_str("CREATE TEMP VIEW detections_flat AS ");
+        sql.push_str(detections_flat_select!());
+        sql.push(';');
+    }
+    conn.execute_batch(&sql)
+        .map_err(|e| format!("cannot read a version {found} store: {e}"))
 }
 
 /// Refuses a file written by a newer acoupi.

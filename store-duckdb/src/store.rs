@@ -430,7 +430,8 @@ impl Store for DuckDbStore {
         let conn = self.connection();
         let rows = rows::select(
             &conn,
-            "SELECT r.id, r.path, r.created_on, det.detection_score, t.key, t.value, t.confidence_score \
+            "SELECT r.id, r.path, r.created_on, det.detection_score, t.key, t.value, t.confidence_score, \
+             coalesce(r.kept, false) \
              FROM recordings r \
              LEFT JOIN model_outputs mo ON mo.recording_id = r.id \
              LEFT JOIN detections det ON det.model_output_id = mo.id \
@@ -447,11 +448,12 @@ impl Store for DuckDbStore {
                     row.get::<_, Option<String>>(4)?,
                     row.get::<_, Option<String>>(5)?,
                     row.get::<_, Option<f64>>(6)?,
+                    row.get::<_, bool>(7)?,
                 ))
             },
         )?;
         let mut kept: Vec<KeptFile> = Vec::new();
-        for (id, path, created_on, detection, key, value, confidence) in rows {
+        for (id, path, created_on, detection, key, value, confidence, kept_mark) in rows {
             let path = PathBuf::from(path);
             if !path.starts_with(root) {
                 continue;
@@ -462,6 +464,7 @@ impl Store for DuckDbStore {
                     path,
                     created_on,
                     best_score: None,
+                    kept: kept_mark,
                     tags: Vec::new(),
                 });
             }

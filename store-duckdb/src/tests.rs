@@ -1615,6 +1615,7 @@ fn kept_files_under_a_root_with_their_best_scores() {
         path: PathBuf::from("/rec/b.wav"),
         created_on: silent.created_on,
         best_score: None,
+        kept: false,
         tags: vec![],
     };
     assert_eq!(files.len(), 2, "not /records, not a deleted one: {files:?}");

@@ -15,6 +15,7 @@ fn file(name: &str, day: u32, best: Option<f64>, tags: &[(&str, f64)]) -> KeptFi
         path: PathBuf::from("/rec").join(name),
         created_on: at(day),
         best_score: best,
+        kept: false,
         tags: tags
             .iter()
             .map(|(v, s)| crate::store::TagScore {

@@ -385,6 +385,7 @@ impl Store for FakeStore {
                     path,
                     created_on: recording.created_on,
                     best_score,
+                    kept: false,
                     tags,
                 })
             })

@@ -1,9 +1,11 @@
 //! The JSON API under `/api/v1` (documented in docs/dashboard.md) and `/metrics`.
 
+pub(crate) mod detections;
+
 use axum::Router;
 
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().merge(detections::routes())
 }

@@ -1,3 +1,7 @@
 //! The dashboard's SQL: each function takes a reader connection and returns the rows a
 //! page or an API answer shows, prepared for the call that runs it (see
 //! acoupi-store-duckdb's docs on prepared reads).
+
+pub(crate) mod detections;
+pub(crate) mod reviews;
+pub(crate) mod species_key;
