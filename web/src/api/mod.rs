@@ -1,9 +1,14 @@
 //! The JSON API under `/api/v1` (documented in docs/dashboard.md) and `/metrics`.
 
+mod events;
+mod species;
+
 use axum::Router;
 
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .merge(events::routes())
+        .merge(species::routes())
 }

@@ -1,6 +1,13 @@
 //! The server-rendered pages (maud), one file each, and their shared layout.
 
+mod analytics;
+mod charts;
+mod clips;
 mod layout;
+mod species;
+mod today;
+#[cfg(test)]
+mod today_tests;
 
 use axum::Router;
 
@@ -8,4 +15,7 @@ use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .merge(analytics::routes())
+        .merge(species::routes())
+        .merge(today::routes())
 }
