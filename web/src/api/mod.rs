@@ -1,11 +1,16 @@
 //! The JSON API under `/api/v1` (documented in docs/dashboard.md) and `/metrics`.
 
 pub(crate) mod detections;
+mod events;
+mod species;
 
 use axum::Router;
 
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().merge(detections::routes())
+    Router::new()
+        .merge(detections::routes())
+        .merge(events::routes())
+        .merge(species::routes())
 }

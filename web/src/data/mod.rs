@@ -4,4 +4,5 @@
 
 pub(crate) mod detections;
 pub(crate) mod reviews;
+pub(crate) mod species;
 pub(crate) mod species_key;

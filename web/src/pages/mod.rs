@@ -1,13 +1,24 @@
 //! The server-rendered pages (maud), one file each, and their shared layout.
 
+mod analytics;
+mod charts;
+mod clips;
 mod detections;
 pub(crate) mod layout;
 pub(crate) mod review;
+mod species;
+mod today;
+#[cfg(test)]
+mod today_tests;
 
 use axum::Router;
 
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().merge(detections::routes())
+    Router::new()
+        .merge(analytics::routes())
+        .merge(detections::routes())
+        .merge(species::routes())
+        .merge(today::routes())
 }
