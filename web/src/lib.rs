@@ -9,8 +9,10 @@
 mod api;
 mod data;
 mod error;
+mod media;
 mod pages;
 mod server;
+mod spectrogram;
 mod state;
 
 pub use error::WebError;
