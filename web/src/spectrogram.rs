@@ -107,8 +107,9 @@ pub(crate) fn render(
     let half = (nfft / 2) as i64;
     // Each column's first frame (its window's start, possibly before the file).
     let span = (end - start) * rate;
-    let first_frame =
-        |x: usize| -> i64 { (start * rate + (x as f64 + 0.5) * span / w as f64).round() as i64 - half };
+    let first_frame = |x: usize| -> i64 {
+        (start * rate + (x as f64 + 0.5) * span / w as f64).round() as i64 - half
+    };
     // The rows' bins.
     let bins = nfft / 2;
     let rows: Vec<(usize, usize)> = (0..h)

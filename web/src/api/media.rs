@@ -34,14 +34,16 @@ use crate::{AppState, WebError};
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/recordings/{id}/audio", get(audio))
-        .route("/api/v1/recordings/{id}/spectrogram.png", get(spectrogram_png))
+        .route(
+            "/api/v1/recordings/{id}/spectrogram.png",
+            get(spectrogram_png),
+        )
 }
 
 /// A recording id from the URL: a UUID, nothing else.
 pub(crate) fn recording_id(text: &str) -> Result<Uuid, WebError> {
-    Uuid::parse_str(text).map_err(|_| {
-        WebError::BadRequest(format!("`{text}` is not a recording id (a UUID)"))
-    })
+    Uuid::parse_str(text)
+        .map_err(|_| WebError::BadRequest(format!("`{text}` is not a recording id (a UUID)")))
 }
 
 /// The recording row, or a 404 naming the id.
@@ -101,7 +103,9 @@ async fn audio(
         };
         let mut file = tokio::fs::File::from_std(opened.file);
         let io = |e: std::io::Error| WebError::Internal(format!("recording {id}: {e}"));
-        file.seek(std::io::SeekFrom::Start(start)).await.map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(io)?;
         let body_len = if len == 0 { 0 } else { end - start + 1 };
         let stream = tokio_util::io::ReaderStream::new(file.take(body_len));
         return Ok(answer(part, len, content_type, Body::from_stream(stream)));
@@ -149,7 +153,9 @@ fn answer(part: Wanted, len: u64, content_type: &'static str, body: Body) -> Res
 fn unsatisfiable(len: u64) -> Response {
     let mut response = (
         StatusCode::RANGE_NOT_SATISFIABLE,
-        axum::Json(serde_json::json!({ "error": format!("the range is past the end ({len} bytes)") })),
+        axum::Json(
+            serde_json::json!({ "error": format!("the range is past the end ({len} bytes)") }),
+        ),
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
@@ -174,15 +180,17 @@ pub(crate) fn marks(outputs: &[recording::OutputRow]) -> Vec<Mark> {
     outputs
         .iter()
         .flat_map(|o| &o.detections)
-        .map(|d| match (d.start_time, d.end_time, d.low_freq, d.high_freq) {
-            (Some(start), Some(end), Some(low), Some(high)) => Mark::Box {
-                start,
-                end,
-                low,
-                high,
+        .map(
+            |d| match (d.start_time, d.end_time, d.low_freq, d.high_freq) {
+                (Some(start), Some(end), Some(low), Some(high)) => Mark::Box {
+                    start,
+                    end,
+                    low,
+                    high,
+                },
+                _ => Mark::Presence,
             },
-            _ => Mark::Presence,
-        })
+        )
         .collect()
 }
 

@@ -43,9 +43,10 @@ pub(crate) async fn view(state: &AppState, id: uuid::Uuid) -> Result<RecordingVi
     let outputs = state.read(move |conn| recording::outputs(conn, id)).await?;
     let settings = state.options().settings.clone();
     let stored = row.path.clone();
-    let guano = tokio::task::spawn_blocking(move || guano(id, stored.as_deref(), settings.as_deref()))
-        .await
-        .map_err(|e| WebError::Internal(format!("reading GUANO stopped: {e}")))?;
+    let guano =
+        tokio::task::spawn_blocking(move || guano(id, stored.as_deref(), settings.as_deref()))
+            .await
+            .map_err(|e| WebError::Internal(format!("reading GUANO stopped: {e}")))?;
     let (guano, guano_error) = match guano {
         Ok(fields) => (Some(fields), None),
         Err(e) => (None, Some(e)),

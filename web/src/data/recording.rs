@@ -159,7 +159,11 @@ pub(crate) fn outputs(conn: &Connection, id: Uuid) -> Result<Vec<OutputRow>, Web
             continue;
         };
         let detection_id = uuid(&detection_id)?;
-        if output.detections.last().is_none_or(|d| d.id != detection_id) {
+        if output
+            .detections
+            .last()
+            .is_none_or(|d| d.id != detection_id)
+        {
             output.detections.push(DetectionRow {
                 id: detection_id,
                 prediction_type: row.get(4)?,

@@ -36,7 +36,9 @@ pub(crate) struct Key {
 impl Key {
     fn file_name(&self) -> String {
         let ms = |s: f64| (s * 1000.0).round() as i64;
-        let end = self.end.map_or_else(|| "end".to_owned(), |e| ms(e).to_string());
+        let end = self
+            .end
+            .map_or_else(|| "end".to_owned(), |e| ms(e).to_string());
         format!(
             "{PREFIX}{}-{}x{}-{}-{end}-{}{SUFFIX}",
             self.id.simple(),
@@ -134,7 +136,9 @@ mod tests {
             file.set_modified(old).unwrap();
         }
         evict(dir.path(), 3000).unwrap();
-        let left: Vec<u64> = (0..5).filter(|n| get(dir.path(), &key(*n)).is_some()).collect();
+        let left: Vec<u64> = (0..5)
+            .filter(|n| get(dir.path(), &key(*n)).is_some())
+            .collect();
         assert_eq!(left, vec![2, 3, 4]);
         assert!(other.exists(), "a file not of the cache stays");
         assert_eq!(get(dir.path(), &key(4)).unwrap(), vec![4u8; 1000]);

@@ -50,7 +50,10 @@ pub(crate) fn open(
         if path.is_relative() {
             path = settings.base_dir.join(&path);
         }
-        let roots = [settings.temp_dir.as_path(), settings.recordings_dir.as_path()];
+        let roots = [
+            settings.temp_dir.as_path(),
+            settings.recordings_dir.as_path(),
+        ];
         match check(&path, &roots) {
             Ok(Found::File { path: real, .. }) => path = real,
             Ok(Found::Gone) => return Err(missing(id, &path)),
@@ -71,8 +74,8 @@ pub(crate) fn open(
     if !seen.is_file() {
         return Err(refused(format!("`{}` is not a plain file", path.display())));
     }
-    let file = File::open(&path)
-        .map_err(|e| refused(format!("cannot open `{}`: {e}", path.display())))?;
+    let file =
+        File::open(&path).map_err(|e| refused(format!("cannot open `{}`: {e}", path.display())))?;
     let opened = file
         .metadata()
         .map_err(|e| refused(format!("cannot read `{}`: {e}", path.display())))?;

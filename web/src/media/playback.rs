@@ -187,11 +187,7 @@ impl Biquad {
         let a0 = 1.0 + alpha;
         let c = w.cos();
         Biquad {
-            b: [
-                (1.0 - c) / 2.0 / a0,
-                (1.0 - c) / a0,
-                (1.0 - c) / 2.0 / a0,
-            ],
+            b: [(1.0 - c) / 2.0 / a0, (1.0 - c) / a0, (1.0 - c) / 2.0 / a0],
             a: [-2.0 * c / a0, (1.0 - alpha) / a0],
         }
     }
@@ -200,7 +196,8 @@ impl Biquad {
         let (mut x1, mut x2, mut y1, mut y2) = (0.0, 0.0, 0.0, 0.0);
         for s in samples {
             let x = f64::from(*s);
-            let y = self.b[0] * x + self.b[1] * x1 + self.b[2] * x2 - self.a[0] * y1 - self.a[1] * y2;
+            let y =
+                self.b[0] * x + self.b[1] * x1 + self.b[2] * x2 - self.a[0] * y1 - self.a[1] * y2;
             (x2, x1, y2, y1) = (x1, x, y1, y);
             *s = y as f32;
         }
@@ -240,7 +237,10 @@ mod tests {
         let mixed = heterodyne(rate, &tone, 40_000.0);
         // Zero crossings over the second half: 2 per period.
         let half = &mixed[mixed.len() / 2..];
-        let crossings = half.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+        let crossings = half
+            .windows(2)
+            .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+            .count();
         let hz = crossings as f64 / 2.0 / 0.5;
         assert!((hz - 2000.0).abs() < 20.0, "{hz} Hz");
         let peak = half.iter().fold(0.0f32, |m, s| m.max(s.abs()));

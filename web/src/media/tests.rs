@@ -82,7 +82,10 @@ impl Station {
             .with_score(0.9)
             .unwrap()
             .with_tag(PredictedTag::new(Tag::new("species", "Parus major"), 0.8).unwrap());
-        (self.recording(Some(&path), rate, seconds, vec![detection]), path)
+        (
+            self.recording(Some(&path), rate, seconds, vec![detection]),
+            path,
+        )
     }
 }
 
@@ -154,7 +157,10 @@ async fn audio_is_served_with_ranges() {
 
     let past = get(url.clone(), Some("bytes=999999-")).await;
     assert_eq!(past.status, 416);
-    assert_eq!(past.header("content-range"), format!("bytes */{}", file.len()));
+    assert_eq!(
+        past.header("content-range"),
+        format!("bytes */{}", file.len())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -166,7 +172,10 @@ async fn clips_and_bat_playback() {
     let clip = get(url("start=0.25&end=0.75"), None).await;
     assert_eq!(clip.status, 200, "{}", String::from_utf8_lossy(&clip.body));
     let (spec, frames) = wav_spec(&clip.body);
-    assert_eq!((spec.sample_rate, spec.channels, frames), (192_000, 1, 96_000));
+    assert_eq!(
+        (spec.sample_rate, spec.channels, frames),
+        (192_000, 1, 96_000)
+    );
 
     let part = get(url("start=0.25&end=0.75"), Some("bytes=0-43")).await;
     assert_eq!(part.status, 206);
@@ -177,7 +186,12 @@ async fn clips_and_bat_playback() {
     assert_eq!((spec.sample_rate, frames), (19_200, 192_000));
 
     let heterodyne = get(url("playback=heterodyne&khz=40&start=0&end=0.5"), None).await;
-    assert_eq!(heterodyne.status, 200, "{}", String::from_utf8_lossy(&heterodyne.body));
+    assert_eq!(
+        heterodyne.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&heterodyne.body)
+    );
     let (spec, frames) = wav_spec(&heterodyne.body);
     assert_eq!(spec.sample_rate, 44_100);
     assert!((i64::from(frames) - 22_050).abs() <= 1, "{frames} frames");
@@ -189,7 +203,12 @@ async fn clips_and_bat_playback() {
 }
 
 /// Whether some pixel of the decoded RGB image inside `x0..x1 × y0..y1` has `colour`.
-fn has_colour(rgb: &[u8], width: usize, (x0, x1, y0, y1): (usize, usize, usize, usize), colour: [u8; 3]) -> bool {
+fn has_colour(
+    rgb: &[u8],
+    width: usize,
+    (x0, x1, y0, y1): (usize, usize, usize, usize),
+    colour: [u8; 3],
+) -> bool {
     (y0..y1).any(|y| (x0..x1).any(|x| rgb[(y * width + x) * 3..][..3] == colour))
 }
 
@@ -211,14 +230,25 @@ async fn spectrograms_show_the_boxes_and_are_cached() {
         station.base
     );
     let first = get(url.clone(), None).await;
-    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
     assert_eq!(first.header("content-type"), "image/png");
     assert_eq!(first.header("x-cache"), "miss");
     let (w, h, rgb) = decode_png(&first.body);
     assert_eq!((w, h), (200, 100));
     // The box: 0.25–0.75 s of 1 s (x 50–150), 4–8 kHz of 16 kHz (y 50–75).
-    assert!(has_colour(&rgb, 200, (48, 53, 50, 75), BOX_COLOUR), "the box's left edge");
-    assert!(!has_colour(&rgb, 200, (0, 40, 0, 100), BOX_COLOUR), "nothing left of it");
+    assert!(
+        has_colour(&rgb, 200, (48, 53, 50, 75), BOX_COLOUR),
+        "the box's left edge"
+    );
+    assert!(
+        !has_colour(&rgb, 200, (0, 40, 0, 100), BOX_COLOUR),
+        "nothing left of it"
+    );
     // The tone (6 kHz, y 62) is the loudest: the top of the colour map, off the box.
     let row = 62 * 200 * 3;
     assert_eq!(rgb[row + 20 * 3..][..3], [253, 231, 37]);
@@ -240,7 +270,14 @@ async fn spectrograms_show_the_boxes_and_are_cached() {
     assert_eq!(decode_png(&small.body).0, 64);
 
     for bad in ["width=10", "width=3000", "height=5", "height=1001"] {
-        let answer = get(format!("{}/api/v1/recordings/{id}/spectrogram.png?{bad}", station.base), None).await;
+        let answer = get(
+            format!(
+                "{}/api/v1/recordings/{id}/spectrogram.png?{bad}",
+                station.base
+            ),
+            None,
+        )
+        .await;
         assert_eq!(answer.status, 400, "{bad}");
     }
 }
@@ -256,7 +293,10 @@ async fn a_presence_detection_is_a_band_over_the_clip() {
         .with_tag(PredictedTag::new(Tag::new("sound", "chirp"), 0.7).unwrap());
     let id = station.recording(Some(&path), 16_000, 1.0, vec![presence]);
     let answer = get(
-        format!("{}/api/v1/recordings/{id}/spectrogram.png?width=100&height=50", station.base),
+        format!(
+            "{}/api/v1/recordings/{id}/spectrogram.png?width=100&height=50",
+            station.base
+        ),
         None,
     )
     .await;
@@ -270,29 +310,53 @@ async fn a_presence_detection_is_a_band_over_the_clip() {
 async fn ids_links_and_deleted_files() {
     let station = station(|_| None).await;
     let (_, path) = station.tone("real.wav", 8000, 0.5);
-    for bad in ["..%2Fstore.duckdb", "%2Fetc%2Fpasswd", "not-a-uuid", "real.wav"] {
+    for bad in [
+        "..%2Fstore.duckdb",
+        "%2Fetc%2Fpasswd",
+        "not-a-uuid",
+        "real.wav",
+    ] {
         for what in ["audio", "spectrogram.png"] {
-            let answer = get(format!("{}/api/v1/recordings/{bad}/{what}", station.base), None).await;
+            let answer = get(
+                format!("{}/api/v1/recordings/{bad}/{what}", station.base),
+                None,
+            )
+            .await;
             assert_eq!(answer.status, 400, "{bad} {what}");
         }
         let answer = get(format!("{}/api/v1/recordings/{bad}", station.base), None).await;
         assert_eq!(answer.status, 400, "{bad}");
     }
     let unknown = Uuid::new_v4();
-    let answer = get(format!("{}/api/v1/recordings/{unknown}/audio", station.base), None).await;
+    let answer = get(
+        format!("{}/api/v1/recordings/{unknown}/audio", station.base),
+        None,
+    )
+    .await;
     assert_eq!(answer.status, 404);
 
     let link = station.dir.path().join("link.wav");
     std::os::unix::fs::symlink(&path, &link).unwrap();
     let linked = station.recording(Some(&link), 8000, 0.5, Vec::new());
-    let answer = get(format!("{}/api/v1/recordings/{linked}/audio", station.base), None).await;
+    let answer = get(
+        format!("{}/api/v1/recordings/{linked}/audio", station.base),
+        None,
+    )
+    .await;
     assert_eq!(answer.status, 403);
     let error = String::from_utf8_lossy(&answer.body);
-    assert!(error.contains(&linked.to_string()) && error.contains("symbolic link"), "{error}");
+    assert!(
+        error.contains(&linked.to_string()) && error.contains("symbolic link"),
+        "{error}"
+    );
 
     let deleted = station.recording(None, 8000, 0.5, Vec::new());
     for what in ["audio", "spectrogram.png"] {
-        let answer = get(format!("{}/api/v1/recordings/{deleted}/{what}", station.base), None).await;
+        let answer = get(
+            format!("{}/api/v1/recordings/{deleted}/{what}", station.base),
+            None,
+        )
+        .await;
         assert_eq!(answer.status, 404, "{what}");
         let error = String::from_utf8_lossy(&answer.body);
         assert!(error.contains("retention removed"), "{error}");
@@ -300,7 +364,11 @@ async fn ids_links_and_deleted_files() {
 
     let dotted = station.dir.path().join("sub/../real.wav");
     let dotted = station.recording(Some(&dotted), 8000, 0.5, Vec::new());
-    let answer = get(format!("{}/api/v1/recordings/{dotted}/audio", station.base), None).await;
+    let answer = get(
+        format!("{}/api/v1/recordings/{dotted}/audio", station.base),
+        None,
+    )
+    .await;
     assert_eq!(answer.status, 403);
 }
 
@@ -313,7 +381,7 @@ async fn with_settings_only_the_station_folders_are_read() {
                 name: "media test".into(),
                 latitude: None,
                 longitude: None,
-                timezone: chrono_tz::UTC,
+                timezone: chrono_tz::Tz::UTC,
             },
             store_path: dir.join("store.duckdb"),
             temp_dir: dir.join("temp"),
@@ -327,11 +395,19 @@ async fn with_settings_only_the_station_folders_are_read() {
     std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
     acoupi_audio::testing::write_wav(&inside, 8000, 1, 0.5, |_| 0.1);
     let inside = station.recording(Some(&inside), 8000, 0.5, Vec::new());
-    let answer = get(format!("{}/api/v1/recordings/{inside}/audio", station.base), None).await;
+    let answer = get(
+        format!("{}/api/v1/recordings/{inside}/audio", station.base),
+        None,
+    )
+    .await;
     assert_eq!(answer.status, 200);
 
     let (outside, _) = station.tone("outside.wav", 8000, 0.5);
-    let answer = get(format!("{}/api/v1/recordings/{outside}/audio", station.base), None).await;
+    let answer = get(
+        format!("{}/api/v1/recordings/{outside}/audio", station.base),
+        None,
+    )
+    .await;
     assert_eq!(answer.status, 403);
     let error = String::from_utf8_lossy(&answer.body);
     assert!(error.contains("outside the station's folders"), "{error}");
@@ -355,10 +431,25 @@ async fn the_recording_json_and_page() {
     let page = get(format!("{}/recordings/{id}", station.base), None).await;
     assert_eq!(page.status, 200);
     let html = String::from_utf8(page.body).unwrap();
-    assert!(html.contains(&format!("/api/v1/recordings/{id}/spectrogram.png")), "{html}");
+    assert!(
+        html.contains(&format!("/api/v1/recordings/{id}/spectrogram.png")),
+        "{html}"
+    );
     assert!(html.contains("Parus major 0.80"));
-    assert!(html.contains("playback=heterodyne"), "ultrasonic: bat playback offered");
-    let page = get(format!("{}/recordings/{id}?playback=expanded", station.base), None).await;
+    assert!(
+        html.contains("playback=heterodyne"),
+        "ultrasonic: bat playback offered"
+    );
+    let page = get(
+        format!("{}/recordings/{id}?playback=expanded", station.base),
+        None,
+    )
+    .await;
     let html = String::from_utf8(page.body).unwrap();
-    assert!(html.contains(&format!("/api/v1/recordings/{id}/audio?playback=expanded&amp;factor=10")), "{html}");
+    assert!(
+        html.contains(&format!(
+            "/api/v1/recordings/{id}/audio?playback=expanded&amp;factor=10"
+        )),
+        "{html}"
+    );
 }

@@ -47,7 +47,10 @@ async fn recording_page(
     let id = recording_id(&id)?;
     let view = view(&state, id).await?;
     Ok(page(
-        &format!("Recording {}", view.recording.created_on.format("%Y-%m-%d %H:%M:%S")),
+        &format!(
+            "Recording {}",
+            view.recording.created_on.format("%Y-%m-%d %H:%M:%S")
+        ),
         "",
         body(&view, &query),
     ))
@@ -57,7 +60,10 @@ fn body(view: &RecordingView, query: &PageQuery) -> Markup {
     let r = &view.recording;
     let audio_base = format!("/api/v1/recordings/{}/audio", r.id);
     let ultrasonic = r.samplerate > AUDIBLE_RATE;
-    let khz = query.khz.filter(|k| k.is_finite() && *k > 0.0).unwrap_or(40.0);
+    let khz = query
+        .khz
+        .filter(|k| k.is_finite() && *k > 0.0)
+        .unwrap_or(40.0);
     let source = match (ultrasonic, query.playback.as_deref()) {
         (true, Some("expanded")) => format!("{audio_base}?playback=expanded&factor=10"),
         (true, Some("heterodyne")) => format!("{audio_base}?playback=heterodyne&khz={khz}"),
@@ -101,8 +107,8 @@ fn body(view: &RecordingView, query: &PageQuery) -> Markup {
                     @for f in fields { tr { th { (f.key) } td { (f.value) } } }
                 }
             }
-            (_, Some(error)) => p { "Not available: " (error) },
-            _ => p { "None in the file." },
+            (_, Some(error)) => { p { "Not available: " (error) } }
+            _ => { p { "None in the file." } }
         }
         h2 { "Model outputs" }
         @if view.model_outputs.is_empty() { p { "None." } }
@@ -149,7 +155,11 @@ fn spectrogram(view: &RecordingView) -> Markup {
         "/api/v1/recordings/{}/spectrogram.png?width={WIDTH}&height={HEIGHT}",
         r.id
     );
-    let detections: Vec<_> = view.model_outputs.iter().flat_map(|o| &o.detections).collect();
+    let detections: Vec<_> = view
+        .model_outputs
+        .iter()
+        .flat_map(|o| &o.detections)
+        .collect();
     let marks = marks(&view.model_outputs);
     // Each presence mark's rank (its band's row).
     let mut presence = 0u32;
