@@ -17,6 +17,9 @@ pub enum WebError {
     /// A token is missing or wrong.
     #[error("a valid token is required (header `Authorization: Bearer <token>`)")]
     Unauthorized,
+    /// The server will not do this (e.g. read a recording file through a symbolic link).
+    #[error("{0}")]
+    Forbidden(String),
     /// The request is valid but this server cannot do it (e.g. a review on a store
     /// served read-only).
     #[error("{0}")]
@@ -35,6 +38,7 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Unauthorized => StatusCode::UNAUTHORIZED,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::Store(_) | WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -10,9 +10,11 @@ mod api;
 mod assets;
 mod data;
 mod error;
+mod media;
 mod pages;
 mod security;
 mod server;
+mod spectrogram;
 mod state;
 
 pub use error::WebError;

@@ -2,6 +2,8 @@
 
 pub(crate) mod detections;
 mod events;
+pub(crate) mod media;
+pub(crate) mod recording;
 mod species;
 
 use axum::Router;
@@ -12,5 +14,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .merge(detections::routes())
         .merge(events::routes())
+        .merge(media::routes())
+        .merge(recording::routes())
         .merge(species::routes())
 }

@@ -3,6 +3,7 @@
 //! acoupi-store-duckdb's docs on prepared reads).
 
 pub(crate) mod detections;
+pub(crate) mod recording;
 pub(crate) mod reviews;
 pub(crate) mod species;
 pub(crate) mod species_key;

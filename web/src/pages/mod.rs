@@ -5,6 +5,7 @@ mod charts;
 mod clips;
 mod detections;
 pub(crate) mod layout;
+mod recording;
 pub(crate) mod review;
 mod species;
 mod today;
@@ -19,6 +20,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .merge(analytics::routes())
         .merge(detections::routes())
+        .merge(recording::routes())
         .merge(species::routes())
         .merge(today::routes())
 }
