@@ -170,15 +170,11 @@ async fn status_on_a_station_shows_its_telemetry() {
     assert_eq!(status["stages_source"], "telemetry");
     let stages = status["stages"].as_array().unwrap();
     assert_eq!(stages.len(), 2);
-    assert_eq!(
-        (
-            &stages[0]["name"],
-            &stages[0]["runs"],
-            &stages[0]["errors"],
-            &stages[0]["state"]
-        ),
-        (&"record".into(), &1.into(), &1.into(), &"idle".into())
-    );
+    assert_eq!(stages[0]["name"], "record");
+    assert_eq!(stages[0]["runs"], 1);
+    assert_eq!(stages[0]["errors"], 1);
+    assert_eq!(stages[0]["state"], "idle");
+    assert_eq!(stages[0]["last_outcome"], "recorded x");
     assert_eq!(stages[1]["queue_capacity"], 4);
     let birdnet = status["models"]
         .as_array()
