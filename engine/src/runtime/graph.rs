@@ -28,6 +28,7 @@ use crate::config::Trigger;
 use crate::data::Recording;
 use crate::schedule::{Aligned, next_cron};
 use crate::store::{StageRunRecord, Store};
+use crate::telemetry::{StageProbe, Telemetry};
 
 /// How long to run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -134,14 +135,39 @@ enum Input {
     Recording(Recording),
 }
 
-/// Runs one task (on a blocking thread); returns the Recording a recording stage made
-/// and a few words on what the run did.
+/// What one run of a task gave.
+struct Ran {
+    /// The Recording a recording stage made.
+    recording: Option<Recording>,
+    /// A few words on what the run did.
+    outcome: String,
+    /// The task reported a failure (see [`crate::telemetry`] on stage errors).
+    failed: bool,
+}
+
+/// Runs one task (on a blocking thread), counting model inference in `telemetry`.
 fn run_job(
     job: &Job,
     input: Input,
     now: DateTime<Utc>,
     stats: &Stats,
-) -> (Option<Recording>, String) {
+    telemetry: &Telemetry,
+) -> Ran {
+    let (recording, outcome, failed) = run_task(job, input, now, stats, telemetry);
+    Ran {
+        recording,
+        outcome,
+        failed,
+    }
+}
+
+fn run_task(
+    job: &Job,
+    input: Input,
+    now: DateTime<Utc>,
+    stats: &Stats,
+    telemetry: &Telemetry,
+) -> (Option<Recording>, String, bool) {
     match (job, input) {
         (Job::Recording(task), _) => {
             let recording = task.run(now);
@@ -150,10 +176,18 @@ fn run_job(
                 || "no recording".to_string(),
                 |r| format!("recorded {}", r.id),
             );
-            (recording, outcome)
+            (recording, outcome, false)
         }
         (Job::Detection(task), Input::Recording(recording)) => {
             let report = task.run(&recording);
+            if let Some(compute) = report.inference {
+                telemetry.record_inference(
+                    &task.model.name,
+                    &task.stage,
+                    compute,
+                    recording.duration,
+                );
+            }
             add(&stats.analysed, usize::from(report.stored));
             add(&stats.detections, report.detections);
             add(&stats.messages_queued, report.messages);
@@ -165,11 +199,11 @@ fn run_job(
             } else {
                 format!("{}: no output stored", recording.id)
             };
-            (None, outcome)
+            (None, outcome, report.failure.is_some())
         }
         (Job::Detection(task), Input::Tick) => {
             tracing::warn!(stage = %task.stage, "a detection stage was triggered without a recording");
-            (None, "no recording given".to_string())
+            (None, "no recording given".to_string(), false)
         }
         (Job::Management(task), _) => {
             let report = task.run(now);
@@ -188,7 +222,7 @@ fn run_job(
                     report.retention_deleted
                 ));
             }
-            (None, outcome)
+            (None, outcome, report.errors > 0)
         }
         (Job::Messaging(task), _) => {
             let report = task.run(now);
@@ -202,6 +236,7 @@ fn run_job(
                     report.successful,
                     report.failed + report.send_errors
                 ),
+                report.failed + report.send_errors > 0,
             )
         }
         (Job::Heartbeat(task), _) => {
@@ -213,12 +248,13 @@ fn run_job(
                     "{} metrics, delivered {} times",
                     report.metrics, report.delivered
                 ),
+                false,
             )
         }
         (Job::Summary(task), _) => {
             let queued = task.run(now);
             add(&stats.messages_queued, queued);
-            (None, format!("{queued} summaries queued"))
+            (None, format!("{queued} summaries queued"), false)
         }
     }
 }
@@ -240,6 +276,7 @@ struct Downstream {
     name: String,
     sender: mpsc::Sender<Input>,
     wants_recording: bool,
+    probe: StageProbe,
 }
 
 struct Worker {
@@ -249,6 +286,8 @@ struct Worker {
     stats: Arc<Stats>,
     clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
+    telemetry: Telemetry,
+    probe: StageProbe,
 }
 
 async fn worker(w: Worker, mut queue: mpsc::Receiver<Input>) {
@@ -259,33 +298,40 @@ async fn worker(w: Worker, mut queue: mpsc::Receiver<Input>) {
         stats,
         clock,
         store,
+        telemetry,
+        probe,
     } = w;
     while let Some(input) = queue.recv().await {
-        let (job, run_stats, store, stage, run_clock) = (
+        let (job, run_stats, store, stage, run_clock, run_telemetry, run_probe) = (
             job.clone(),
             stats.clone(),
             store.clone(),
             name.clone(),
             clock.clone(),
+            telemetry.clone(),
+            probe.clone(),
         );
         let now = clock.now();
+        probe.started(now);
         let run = move || {
-            let (recording, outcome) = run_job(&job, input, now, &run_stats);
+            let ran = run_job(&job, input, now, &run_stats, &run_telemetry);
             let record = StageRunRecord {
                 stage,
                 kind: kind_of(&job).into(),
                 started_on: now,
                 finished_on: run_clock.now(),
-                outcome,
+                outcome: ran.outcome,
             };
+            run_probe.finished(record.finished_on, record.outcome.clone(), ran.failed);
             if let Err(error) = store.store_stage_run(&record) {
                 tracing::warn!(stage = %record.stage, %error, "cannot record the stage run");
             }
-            recording
+            ran.recording
         };
         let recording = match tokio::task::spawn_blocking(run).await {
             Ok(recording) => recording,
             Err(error) => {
+                probe.finished(clock.now(), "crashed", true);
                 stats.crashed_runs.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(stage = %name, %error, "the stage's run crashed; the station goes on");
                 continue;
@@ -298,7 +344,7 @@ async fn worker(w: Worker, mut queue: mpsc::Receiver<Input>) {
                 (_, false) => Input::Tick,
             };
             match next.sender.try_send(input) {
-                Ok(()) => {}
+                Ok(()) => next.probe.queued(None),
                 Err(TrySendError::Full(Input::Recording(recording))) => {
                     stats.not_queued.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(stage = %next.name, recording = %recording.id, path = ?recording.path, "detection queue full; the recording stays in the temp folder unanalysed");
@@ -317,9 +363,19 @@ async fn sleep_until(target: DateTime<Utc>, clock: &dyn Clock) {
     tokio::time::sleep(wait).await;
 }
 
-fn enqueue_tick(name: &str, sender: &mpsc::Sender<Input>, stats: &Stats) -> bool {
+/// Queues a scheduled run due at `due`.
+fn enqueue_tick(
+    name: &str,
+    sender: &mpsc::Sender<Input>,
+    stats: &Stats,
+    probe: &StageProbe,
+    due: DateTime<Utc>,
+) -> bool {
     match sender.try_send(Input::Tick) {
-        Ok(()) => true,
+        Ok(()) => {
+            probe.queued(Some(due));
+            true
+        }
         Err(TrySendError::Full(_)) => {
             stats.skipped_runs.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(stage = %name, "still busy with the previous run; this run is skipped");
@@ -336,17 +392,19 @@ async fn timer(
     stats: Arc<Stats>,
     clock: Arc<dyn Clock>,
     timezone: chrono_tz::Tz,
+    probe: StageProbe,
 ) {
     match trigger {
         Trigger::Every { every, offset } => {
             let mut schedule = Aligned::starting_at(clock.now(), every, offset);
             loop {
-                sleep_until(schedule.next_due(), clock.as_ref()).await;
+                let due = schedule.next_due();
+                sleep_until(due, clock.as_ref()).await;
                 if let Some(skipped) = schedule.take_due(clock.now()) {
                     if skipped > 0 {
                         tracing::warn!(stage = %name, skipped, "late: missed schedule slots are skipped, not made up");
                     }
-                    if !enqueue_tick(&name, &sender, &stats) {
+                    if !enqueue_tick(&name, &sender, &stats, &probe, due) {
                         return;
                     }
                 }
@@ -358,7 +416,7 @@ async fn timer(
                 return;
             };
             sleep_until(next, clock.as_ref()).await;
-            if !enqueue_tick(&name, &sender, &stats) {
+            if !enqueue_tick(&name, &sender, &stats, &probe, next) {
                 return;
             }
         },
@@ -376,6 +434,36 @@ impl Station {
         shutdown: impl Future<Output = ()>,
     ) -> RunSummary {
         let stats = Arc::new(Stats::default());
+        let probes: Vec<StageProbe> = self
+            .stages
+            .iter()
+            .map(|s| {
+                let (trigger, scheduled) = match &s.trigger {
+                    Trigger::Every { every, offset } if offset.is_zero() => {
+                        (format!("every {}s", every.as_secs()), true)
+                    }
+                    Trigger::Every { every, offset } => (
+                        format!("every {}s + {}s", every.as_secs(), offset.as_secs()),
+                        true,
+                    ),
+                    Trigger::Cron(cron) => (format!("cron {}", cron.text), true),
+                    Trigger::After(up) => (
+                        format!(
+                            "after {}",
+                            self.stages.get(*up).map_or("?", |u| u.name.as_str())
+                        ),
+                        false,
+                    ),
+                };
+                self.telemetry.register_stage(
+                    &s.name,
+                    kind_of(&s.job),
+                    &trigger,
+                    scheduled,
+                    s.queue.max(1),
+                )
+            })
+            .collect();
         let (mut senders, receivers): (Vec<_>, Vec<_>) = self
             .stages
             .iter()
@@ -392,6 +480,7 @@ impl Station {
                     name: s.name.clone(),
                     sender: senders[j].clone(),
                     wants_recording: matches!(*s.job, Job::Detection(_)),
+                    probe: probes[j].clone(),
                 })
                 .collect();
             let stage = &self.stages[i];
@@ -402,6 +491,8 @@ impl Station {
                 stats: stats.clone(),
                 clock: clock.clone(),
                 store: self.store.clone(),
+                telemetry: self.telemetry.clone(),
+                probe: probes[i].clone(),
             };
             workers.push(tokio::spawn(worker(w, receiver)));
         }
@@ -409,11 +500,13 @@ impl Station {
         // their queues (the feeder holds a sender until it is done).
         for (i, recordings) in std::mem::take(&mut self.backlog) {
             let sender = senders[i].clone();
+            let probe = probes[i].clone();
             tokio::spawn(async move {
                 for recording in recordings {
                     if sender.send(Input::Recording(recording)).await.is_err() {
                         break;
                     }
+                    probe.queued(None);
                 }
             });
         }
@@ -425,8 +518,9 @@ impl Station {
             .filter(|(i, _)| !matches!(self.stages[*i].trigger, Trigger::After(_)))
             .collect();
         if options.once {
+            let now = clock.now();
             for (i, sender) in &roots {
-                enqueue_tick(&self.stages[*i].name, sender, &stats);
+                enqueue_tick(&self.stages[*i].name, sender, &stats, &probes[*i], now);
             }
             drop(roots);
         } else {
@@ -441,6 +535,7 @@ impl Station {
                         stats.clone(),
                         clock.clone(),
                         self.settings.deployment.timezone,
+                        probes[i].clone(),
                     ))
                 })
                 .collect();
@@ -598,6 +693,46 @@ mod tests {
                 "model.run",
                 "store.store_model_output"
             ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn telemetry_counts_each_stage_its_queue_and_the_model() {
+        let calls = Calls::default();
+        let clock = Arc::new(TokioClock::new(start()));
+        let station = station(&calls, 10, 4);
+        let telemetry = station.telemetry.clone();
+        let options = RunOptions {
+            once: false,
+            duration: Some(Duration::from_secs(35)),
+        };
+        station
+            .run(options, clock.clone(), std::future::pending())
+            .await;
+        let stages = telemetry.stages(clock.now());
+        let names: Vec<_> = stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.trigger.as_str(), s.runs, s.errors))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("record", "every 10s", 3, 0),
+                ("detect", "after record", 3, 0)
+            ]
+        );
+        assert!(
+            stages
+                .iter()
+                .all(|s| s.queue_depth == 0 && s.state == crate::telemetry::StageState::Idle)
+        );
+        assert_eq!(stages[1].queue_capacity, 4);
+        // Paused time: each tick's run starts at its due time.
+        assert_eq!(stages[0].lag, Some(Duration::ZERO));
+        let models = telemetry.models();
+        assert_eq!(
+            (models["m"].chunks, models["m"].stage.as_str()),
+            (3, "detect")
         );
     }
 

@@ -33,6 +33,9 @@ pub struct DetectionReport {
     pub filtered_by: Option<String>,
     /// Why no output was stored, when a filter, the model or the store failed.
     pub failure: Option<String>,
+    /// How long the model's `run` took (the filters, cleaners and store not counted),
+    /// when it ran.
+    pub inference: Option<std::time::Duration>,
 }
 
 impl DetectionTask {
@@ -66,7 +69,10 @@ impl DetectionTask {
                 }
             }
         }
-        let mut output = match self.model.run(recording) {
+        let started = std::time::Instant::now();
+        let ran = self.model.run(recording);
+        report.inference = Some(started.elapsed());
+        let mut output = match ran {
             Ok(output) => output,
             Err(error) => {
                 tracing::error!(stage = %self.stage, recording = %recording.id, model = %self.model.name, %error, "model failed");
@@ -192,6 +198,7 @@ mod tests {
                 detections: 1,
                 messages: 2,
                 cleaned: 2,
+                inference: report.inference,
                 ..Default::default()
             }
         );

@@ -3,8 +3,12 @@
 pub(crate) mod detections;
 mod events;
 pub(crate) mod media;
+mod metrics;
 pub(crate) mod recording;
 mod species;
+pub(crate) mod status;
+#[cfg(test)]
+mod status_tests;
 
 use axum::Router;
 
@@ -15,6 +19,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(detections::routes())
         .merge(events::routes())
         .merge(media::routes())
+        .merge(metrics::routes())
         .merge(recording::routes())
         .merge(species::routes())
+        .merge(status::routes())
 }

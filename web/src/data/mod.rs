@@ -7,3 +7,4 @@ pub(crate) mod recording;
 pub(crate) mod reviews;
 pub(crate) mod species;
 pub(crate) mod species_key;
+pub(crate) mod status;

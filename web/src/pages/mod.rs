@@ -8,6 +8,7 @@ pub(crate) mod layout;
 mod recording;
 pub(crate) mod review;
 mod species;
+mod station;
 mod today;
 #[cfg(test)]
 mod today_tests;
@@ -22,5 +23,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(detections::routes())
         .merge(recording::routes())
         .merge(species::routes())
+        .merge(station::routes())
         .merge(today::routes())
 }
