@@ -86,6 +86,7 @@ impl DuckDbStore {
         }
         let output = scratch.join(name);
         let conn = self.reader()?;
+        super::prepare_connection(&conn);
         let rows = export_on(&conn, what, format, &output, since, until)?;
         Ok((output, rows))
     }

@@ -68,6 +68,7 @@ impl DuckDbStore {
             ));
         }
         let conn = self.reader()?;
+        super::prepare_connection(&conn);
         conn.execute_batch("BEGIN TRANSACTION READ ONLY")
             .map_err(|e| StoreError::Database(format!("query: {e}")))?;
         let result = run(&conn, sql, format, out);
