@@ -16,7 +16,7 @@ struct Source<'a> {
     station: Option<LocalClient>,
 }
 
-fn rows(store: &Source, sql: &str) -> Result<Vec<Value>, String> {
+fn rows(store: &Source<'_>, sql: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     match &store.station {
         Some(client) => client
@@ -33,7 +33,7 @@ fn rows(store: &Source, sql: &str) -> Result<Vec<Value>, String> {
     }
 }
 
-fn number(store: &Source, sql: &str) -> Result<i64, String> {
+fn number(store: &Source<'_>, sql: &str) -> Result<i64, String> {
     let rows = rows(store, sql)?;
     Ok(rows
         .first()

@@ -123,10 +123,10 @@ impl LocalApi {
         }
         if let Some(task) = self.task.take() {
             let abort = task.abort_handle();
-            if runtime
-                .block_on(tokio::time::timeout(Duration::from_secs(2), task))
-                .is_err()
-            {
+            // The timer is made inside the runtime (it needs its reactor).
+            let waited = runtime
+                .block_on(async move { tokio::time::timeout(Duration::from_secs(2), task).await });
+            if waited.is_err() {
                 abort.abort();
             }
         }
