@@ -135,9 +135,18 @@ impl Cli {
                 validate::validate(&registry, &pipelines, build)
             }
             Command::Run(args) => run::run(&registry, args, self.log_format),
-            Command::Status { pipeline } => status::status(&registry, &pipeline),
-            Command::Query(args) => store::query(&registry, args),
-            Command::Export(args) => store::export(&registry, args),
+            Command::Status { pipeline } => {
+                run::init_logging_with(self.log_format, "warn", None);
+                status::status(&registry, &pipeline)
+            }
+            Command::Query(args) => {
+                run::init_logging_with(self.log_format, "warn", None);
+                store::query(&registry, args)
+            }
+            Command::Export(args) => {
+                run::init_logging_with(self.log_format, "warn", None);
+                store::export(&registry, args)
+            }
             Command::Retention(args) => retention::retention(&registry, args),
             Command::Reprocess(args) => {
                 reprocess::reprocess_command(&registry, args, self.log_format)

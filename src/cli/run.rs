@@ -140,6 +140,15 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
             return ExitCode::from(super::USAGE_OR_IO);
         }
     };
+    // The local API (`acoupi query`, `status`, `export` while the station runs); it seals
+    // the store's DuckDB instance first (external access off, see acoupi_web::local).
+    let mut local = match acoupi_web::local::LocalApi::start(runtime.handle(), &store) {
+        Ok(local) => Some(local),
+        Err(error) => {
+            tracing::warn!(%error, "no local API: `acoupi query` and `export` will copy the store");
+            None
+        }
+    };
     let options = RunOptions {
         once: args.once,
         duration: args.for_,
@@ -206,6 +215,9 @@ pub fn run(registry: &Registry, args: RunArgs, log_format: LogFormat) -> ExitCod
             None => {
                 if let Some(running) = dashboard.take() {
                     running.stop(runtime.handle());
+                }
+                if let Some(local) = local.take() {
+                    local.stop(&runtime);
                 }
                 // Closing the last handle checkpoints the database file.
                 drop(store);

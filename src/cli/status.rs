@@ -1,23 +1,39 @@
-//! `acoupi status`: what a station has done, read from its store (a snapshot while the
-//! station runs) and its folders.
+//! `acoupi status`: what a station has done, read from its store and its folders. While
+//! the station runs, its SQL goes through the station's local API when it answers (else
+//! a snapshot; see `store.rs`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use acoupi_engine::registry::Registry;
 use acoupi_store_duckdb::{self as store_duckdb, QueryFormat};
+use acoupi_web::local_client::LocalClient;
 use serde_json::Value;
 
-fn rows(store: &Path, sql: &str) -> Result<Vec<Value>, String> {
+/// Where the status's SQL runs: the running station's local API, or the store file.
+struct Source<'a> {
+    file: &'a Path,
+    station: Option<LocalClient>,
+}
+
+fn rows(store: &Source<'_>, sql: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
-    store_duckdb::query(store, sql, QueryFormat::Json, &mut out).map_err(|e| e.to_string())?;
+    match &store.station {
+        Some(client) => client
+            .query(sql, "json", &mut out)
+            .map_err(|e| e.to_string())?,
+        None => {
+            store_duckdb::query(store.file, sql, QueryFormat::Json, &mut out)
+                .map_err(|e| e.to_string())?;
+        }
+    }
     match serde_json::from_slice(&out).map_err(|e| e.to_string())? {
         Value::Array(rows) => Ok(rows),
         other => Err(format!("unexpected query result {other}")),
     }
 }
 
-fn number(store: &Path, sql: &str) -> Result<i64, String> {
+fn number(store: &Source<'_>, sql: &str) -> Result<i64, String> {
     let rows = rows(store, sql)?;
     Ok(rows
         .first()
@@ -74,6 +90,10 @@ pub fn status(registry: &Registry, pipeline_path: &Path) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    let source = Source {
+        file: store,
+        station: super::store::station(store, "status"),
+    };
     let report = || -> Result<(), String> {
         println!(
             "station `{}`  store {} ({})",
@@ -82,7 +102,7 @@ pub fn status(registry: &Registry, pipeline_path: &Path) -> ExitCode {
             human_bytes(disk_usage(store))
         );
         let runs = rows(
-            store,
+            &source,
             "SELECT stage, count(*) AS runs, max(finished_on) AS last, arg_max(outcome, finished_on) AS outcome FROM stage_runs GROUP BY stage",
         )?;
         println!("stages:");
@@ -110,11 +130,17 @@ pub fn status(registry: &Registry, pipeline_path: &Path) -> ExitCode {
                 ),
             }
         }
-        let recordings = number(store, "SELECT count(*) FROM recordings")?;
-        let deleted = number(store, "SELECT count(*) FROM recordings WHERE path IS NULL")?;
-        let detections = number(store, "SELECT count(*) FROM detections")?;
-        let messages = number(store, "SELECT count(*) FROM messages")?;
-        let unsent = number(store, "SELECT count(*) FROM message_status WHERE NOT sent")?;
+        let recordings = number(&source, "SELECT count(*) FROM recordings")?;
+        let deleted = number(
+            &source,
+            "SELECT count(*) FROM recordings WHERE path IS NULL",
+        )?;
+        let detections = number(&source, "SELECT count(*) FROM detections")?;
+        let messages = number(&source, "SELECT count(*) FROM messages")?;
+        let unsent = number(
+            &source,
+            "SELECT count(*) FROM message_status WHERE NOT sent",
+        )?;
         println!("recordings: {recordings} ({deleted} deleted, their rows kept)");
         println!("detections: {detections}");
         println!("messages: {messages} ({unsent} unsent)");

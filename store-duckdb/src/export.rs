@@ -53,6 +53,46 @@ pub fn export(
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
 ) -> Result<usize, StoreError> {
+    check_what(what, format)?;
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| write_error(output, e))?;
+    }
+    let store = DuckDbStore::open_for_reading(path)?;
+    let conn = store.connection();
+    export_on(&conn, what, format, output, since, until)
+}
+
+impl DuckDbStore {
+    /// [`export()`] inside the station's process (the local API): on a reader connection
+    /// of this sealed store ([`DuckDbStore::seal`]), into a file named `name` (a plain
+    /// file name) in the scratch folder, whose path it returns with the row count. The
+    /// caller streams the file back and removes it.
+    pub fn export_sealed(
+        &self,
+        what: ExportWhat,
+        format: ExportFormat,
+        name: &str,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(std::path::PathBuf, usize), StoreError> {
+        check_what(what, format)?;
+        let scratch = self.sealed_scratch().ok_or_else(|| {
+            StoreError::Database("export: the store is not sealed (no scratch folder)".into())
+        })?;
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(StoreError::Database(format!(
+                "export: `{name}` is not a plain file name"
+            )));
+        }
+        let output = scratch.join(name);
+        let conn = self.reader()?;
+        super::prepare_connection(&conn);
+        let rows = export_on(&conn, what, format, &output, since, until)?;
+        Ok((output, rows))
+    }
+}
+
+fn check_what(what: ExportWhat, format: ExportFormat) -> Result<(), StoreError> {
     if format == ExportFormat::Raven && what != ExportWhat::Detections {
         return Err(StoreError::Database(format!(
             "a Raven selection table holds detections only; export {} as parquet or csv",
@@ -62,21 +102,27 @@ pub fn export(
             }
         )));
     }
-    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| write_error(output, e))?;
-    }
-    let store = DuckDbStore::open_for_reading(path)?;
-    let conn = store.connection();
+    Ok(())
+}
+
+fn export_on(
+    conn: &Connection,
+    what: ExportWhat,
+    format: ExportFormat,
+    output: &Path,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<usize, StoreError> {
     let time_column = match what {
         ExportWhat::Detections | ExportWhat::Recordings => "r.created_on",
         ExportWhat::Messages => "m.created_on",
     };
     let condition = time_condition(time_column, since, until);
     match format {
-        ExportFormat::Raven => raven(&conn, &condition, output),
-        ExportFormat::Parquet => copy(&conn, &select(what, &condition), output, "FORMAT parquet"),
+        ExportFormat::Raven => raven(conn, &condition, output),
+        ExportFormat::Parquet => copy(conn, &select(what, &condition), output, "FORMAT parquet"),
         ExportFormat::Csv => copy(
-            &conn,
+            conn,
             &select(what, &condition),
             output,
             "FORMAT csv, HEADER",

@@ -153,6 +153,9 @@ struct Shared {
     /// request for the same kind).
     sandboxed: bool,
     snapshot: Option<SnapshotDir>,
+    /// The station's scratch folder once [`DuckDbStore::seal`] turned external access
+    /// off on this instance (the local API's queries and exports need it).
+    sealed: Mutex<Option<PathBuf>>,
 }
 
 /// How a read-only connection is opened.
@@ -216,6 +219,7 @@ impl DuckDbStore {
             access: Access::Write,
             sandboxed: false,
             snapshot: None,
+            sealed: Mutex::new(None),
         });
         open.retain(|_, handle| handle.strong_count() > 0);
         open.insert(key, Arc::downgrade(&shared));
@@ -251,6 +255,7 @@ impl DuckDbStore {
             access: Access::ReadOnly,
             sandboxed,
             snapshot: None,
+            sealed: Mutex::new(None),
         });
         open.insert(key, Arc::downgrade(&shared));
         Ok(DuckDbStore { shared })
@@ -290,6 +295,7 @@ impl DuckDbStore {
                             access: Access::Snapshot,
                             sandboxed,
                             snapshot: Some(dir),
+                            sealed: Mutex::new(None),
                         }),
                     });
                 }
@@ -341,6 +347,63 @@ impl DuckDbStore {
     /// store opened for writing can write too; only the dashboard's reviews do.
     pub fn reader(&self) -> Result<Connection, StoreError> {
         self.connection().try_clone().map_err(database)
+    }
+
+    /// Seals a station's instance for SQL a user sends over the local API (`local.rs` in
+    /// acoupi-web): DuckDB's external access goes off for the rest of the process, so no
+    /// statement on any connection of this instance reads or writes a file but the
+    /// database's own (its file, write-ahead log and `<store>.tmp/` spill folder, which
+    /// DuckDB keeps allowing) and `scratch` (created here, mode 0700), where
+    /// [`DuckDbStore::export_sealed`] writes; no extension is installed, loaded or
+    /// autoloaded. DuckDB refuses to turn external access back on or to change the
+    /// allowed folders while the database runs (`SET` fails), so this cannot be undone;
+    /// measured with DuckDB 1.5.6 that the station still records, checkpoints and spills
+    /// (tests: `sealed_*`). Only for a store opened for writing; idempotent.
+    pub fn seal(&self, scratch: &Path) -> Result<(), StoreError> {
+        if self.shared.access != Access::Write {
+            return Err(StoreError::Database(
+                "only a store opened for writing is sealed".into(),
+            ));
+        }
+        let mut sealed = self
+            .shared
+            .sealed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if sealed.is_some() {
+            return Ok(());
+        }
+        let fail = |what: String| StoreError::Database(format!("cannot seal the store: {what}"));
+        create_private_dir(scratch)
+            .map_err(|e| fail(format!("creating `{}`: {e}", scratch.display())))?;
+        let scratch = std::fs::canonicalize(scratch)
+            .map_err(|e| fail(format!("`{}`: {e}", scratch.display())))?;
+        let mut folder = rows::sql_path(&scratch)
+            .ok_or_else(|| fail(format!("`{}` is not valid UTF-8", scratch.display())))?;
+        // A folder is allowed with a trailing `/` (else `<scratch>-x` would match too).
+        folder.insert(folder.len() - 1, '/');
+        let conn = self.connection();
+        for setting in [
+            format!("SET allowed_directories = [{folder}]"),
+            "SET autoinstall_known_extensions = false".to_owned(),
+            "SET autoload_known_extensions = false".to_owned(),
+            "SET allow_community_extensions = false".to_owned(),
+            "SET enable_external_access = false".to_owned(),
+        ] {
+            conn.execute_batch(&setting)
+                .map_err(|e| fail(format!("`{setting}`: {e}")))?;
+        }
+        *sealed = Some(scratch);
+        Ok(())
+    }
+
+    /// The scratch folder [`DuckDbStore::seal`] allowed; `None` while not sealed.
+    pub fn sealed_scratch(&self) -> Option<PathBuf> {
+        self.shared
+            .sealed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The file as given to `open` (for a snapshot: the original file).
@@ -452,6 +515,16 @@ fn sandbox(config: Config) -> duckdb::Result<Config> {
         .enable_external_access(false)?
         .enable_autoload_extension(false)?
         .with("allow_community_extensions", "false")
+}
+
+/// Creates `dir` (and its parents) with mode 0700 for the folder itself.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// The canonical form of a path whose folder exists (the file itself may not).

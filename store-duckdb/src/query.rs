@@ -50,6 +50,35 @@ pub fn query(
     run(&conn, sql, format, out)
 }
 
+impl DuckDbStore {
+    /// `acoupi query` inside the station's process (the local API): the same check and
+    /// writer as [`query()`], on a reader connection of this store, which must be sealed
+    /// ([`DuckDbStore::seal`]: external access off for the whole instance, so the file
+    /// sandbox holds as in `acoupi query`), in a `READ ONLY` transaction (the store is
+    /// not written, as by a read-only open) rolled back at the end.
+    pub fn query_sealed(
+        &self,
+        sql: &str,
+        format: QueryFormat,
+        out: &mut dyn Write,
+    ) -> Result<usize, StoreError> {
+        if self.sealed_scratch().is_none() {
+            return Err(StoreError::Database(
+                "query: the store is not sealed; user SQL is refused".into(),
+            ));
+        }
+        let conn = self.reader()?;
+        super::prepare_connection(&conn);
+        conn.execute_batch("BEGIN TRANSACTION READ ONLY")
+            .map_err(|e| StoreError::Database(format!("query: {e}")))?;
+        let result = run(&conn, sql, format, out);
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::debug!("query: rollback of the read-only transaction: {e}");
+        }
+        result
+    }
+}
+
 /// The statements `acoupi query` runs, as a refusal names them.
 const ALLOWED: &str =
     "SELECT, WITH, FROM, VALUES, TABLE, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE or PIVOT";

@@ -1783,3 +1783,207 @@ fn path_look_ups_seek_through_the_index_in_a_big_store() {
     assert_eq!(filler.len(), 1);
     assert!(filler[0].1.is_empty());
 }
+
+/// [`DuckDbStore::seal`]: the station's instance with external access off (the local
+/// API's sandbox).
+mod sealed {
+    use super::*;
+
+    /// A store opened for writing with a few outputs, sealed with `<dir>/scratch`.
+    fn sealed_store() -> (tempfile::TempDir, DuckDbStore, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.duckdb");
+        let store = DuckDbStore::open(&path).unwrap();
+        store.seal(&dir.path().join("scratch")).unwrap();
+        let d = deployment("sealed", "2026-05-01T05:00:00Z");
+        for (i, time) in ["2026-05-01T06:00:00Z", "2026-05-01T07:00:00Z"]
+            .iter()
+            .enumerate()
+        {
+            let r = recording(&d, &format!("/audio/{i}.wav"), time);
+            store.store_model_output(&output(&r, time)).unwrap();
+        }
+        (dir, store, path)
+    }
+
+    fn query_text(store: &DuckDbStore, sql: &str) -> Result<String, StoreError> {
+        let mut out = Vec::new();
+        store.query_sealed(sql, QueryFormat::Csv, &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn sealed_station_still_records_checkpoints_spills_and_exports() {
+        let (dir, store, path) = sealed_store();
+        // Records after sealing.
+        let d = deployment("sealed", "2026-05-01T05:00:00Z");
+        let r = recording(&d, "/audio/late.wav", "2026-05-01T08:00:00Z");
+        store
+            .store_model_output(&output(&r, "2026-05-01T08:00:00Z"))
+            .unwrap();
+        assert_eq!(count(&store, "SELECT count(*) FROM recordings"), 3);
+        store.connection().execute_batch("CHECKPOINT").unwrap();
+        // Spills: a sort of ~150 MB under a 40 MiB cap runs only through `<store>.tmp/`.
+        store.limit_memory(40).unwrap();
+        let sorted: i64 = store
+            .connection()
+            .query_row(
+                "SELECT count(*) FROM (SELECT repeat('x', 100) || range AS s FROM range(1500000) ORDER BY s DESC)",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(sorted, 1_500_000);
+        // Exports into the scratch folder, the same files as an export after the close.
+        let mut inside = Vec::new();
+        for (format, name) in [
+            (ExportFormat::Csv, "d.csv"),
+            (ExportFormat::Parquet, "d.parquet"),
+            (ExportFormat::Raven, "d.txt"),
+        ] {
+            let (file, rows) = store
+                .export_sealed(ExportWhat::Detections, format, name, None, None)
+                .unwrap();
+            assert_eq!(
+                file,
+                dir.path()
+                    .join("scratch")
+                    .canonicalize()
+                    .unwrap()
+                    .join(name)
+            );
+            assert!(rows > 0);
+            inside.push((format, name, std::fs::read(&file).unwrap(), rows));
+        }
+        assert!(
+            store
+                .export_sealed(
+                    ExportWhat::Detections,
+                    ExportFormat::Csv,
+                    "../x.csv",
+                    None,
+                    None
+                )
+                .is_err()
+        );
+        drop(store);
+        for (format, name, bytes, rows) in inside {
+            let after = dir.path().join(format!("after-{name}"));
+            let n = export(&path, ExportWhat::Detections, format, &after, None, None).unwrap();
+            assert_eq!(n, rows, "{name}");
+            if format != ExportFormat::Parquet {
+                assert_eq!(std::fs::read(&after).unwrap(), bytes, "{name}");
+            } else {
+                let conn = Connection::open_in_memory().unwrap();
+                let differ: i64 = conn
+                    .query_row(
+                        &format!(
+                            "SELECT count(*) FROM ((FROM read_parquet('{a}') EXCEPT ALL FROM read_parquet('{b}')) UNION ALL (FROM read_parquet('{b}') EXCEPT ALL FROM read_parquet('{a}')))",
+                            a = after.display(),
+                            b = dir.path().join("scratch").join(name).display()
+                        ),
+                        [],
+                        |row| row.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(differ, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn sealed_queries_answer_like_acoupi_query() {
+        let (_dir, store, path) = sealed_store();
+        let sql = "SELECT tag_value, count(*) AS n FROM detections_flat GROUP BY 1 ORDER BY 1";
+        let inside = query_text(&store, sql).unwrap();
+        drop(store);
+        let mut after = Vec::new();
+        query(&path, sql, QueryFormat::Csv, &mut after).unwrap();
+        assert_eq!(inside, String::from_utf8(after).unwrap());
+        assert!(inside.lines().count() > 2, "{inside}");
+    }
+
+    #[test]
+    fn sealed_queries_refuse_every_escape() {
+        let (dir, store, _path) = sealed_store();
+        let outside = dir.path().join("outside.csv");
+        std::fs::write(&outside, "a,b\n1,2\n").unwrap();
+        let o = outside.display();
+        let escapes = [
+            "SELECT * FROM read_csv('/etc/passwd')".to_owned(),
+            "FROM '/etc/passwd'".to_owned(),
+            format!("FROM '{o}'"),
+            format!("SELECT * FROM read_csv_auto('{o}')"),
+            "SELECT * FROM read_text('/etc/passwd')".to_owned(),
+            "SELECT * FROM read_blob('/etc/passwd')".to_owned(),
+            "SELECT * FROM glob('/etc/*')".to_owned(),
+            "SELECT getenv('HOME')".to_owned(),
+            format!(
+                "COPY (SELECT 1) TO '{}'",
+                dir.path().join("x.csv").display()
+            ),
+            format!(
+                "COPY recordings TO '{}/scratch/x.csv'",
+                dir.path().display()
+            ),
+            format!(
+                "ATTACH '{}' AS other",
+                dir.path().join("other.duckdb").display()
+            ),
+            "ATTACH ':memory:' AS m".to_owned(),
+            format!("EXPORT DATABASE '{}'", dir.path().join("e").display()),
+            "INSTALL httpfs".to_owned(),
+            "LOAD httpfs".to_owned(),
+            "SET enable_external_access = true".to_owned(),
+            "RESET enable_external_access".to_owned(),
+            "SET allowed_directories = ['/']".to_owned(),
+            "DELETE FROM recordings".to_owned(),
+            "CREATE TABLE t (i INTEGER)".to_owned(),
+            "SELECT 1; DELETE FROM recordings".to_owned(),
+            "SELECT * FROM query('DELETE FROM recordings')".to_owned(),
+            "CHECKPOINT".to_owned(),
+            "PRAGMA enable_external_access".to_owned(),
+            "CALL pragma_version()".to_owned(),
+        ];
+        for sql in &escapes {
+            assert!(query_text(&store, sql).is_err(), "ran: {sql}");
+        }
+        // Nothing was written or attached, the settings hold.
+        assert!(!dir.path().join("x.csv").exists());
+        assert!(!dir.path().join("scratch/x.csv").exists());
+        assert!(!dir.path().join("e").exists());
+        assert_eq!(count(&store, "SELECT count(*) FROM recordings"), 2);
+        let conn = store.reader().unwrap();
+        for sql in [
+            "SET enable_external_access = true",
+            "SET allowed_directories = ['/']",
+            "SET allowed_paths = ['/etc/passwd']",
+        ] {
+            assert!(
+                conn.execute_batch(sql).is_err(),
+                "ran on the instance: {sql}"
+            );
+        }
+        let external: String = conn
+            .query_row(
+                "SELECT current_setting('enable_external_access')::VARCHAR",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(external, "false");
+        // A write-capable table function inside the read-only transaction cannot write.
+        assert!(query_text(&store, "SELECT 1 AS one").is_ok());
+    }
+
+    #[test]
+    fn an_unsealed_store_refuses_user_sql() {
+        let (_dir, store) = fresh();
+        let mut out = Vec::new();
+        assert!(
+            store
+                .query_sealed("SELECT 1", QueryFormat::Csv, &mut out)
+                .is_err()
+        );
+    }
+}

@@ -13,6 +13,7 @@ mod faults;
 mod guano;
 mod home_assistant;
 mod hostile_fs;
+mod local_api;
 mod microphone;
 mod models;
 mod pipelines;

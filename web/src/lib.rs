@@ -5,11 +5,15 @@
 //! `server.rs` builds the router from each module's `routes()`; `state.rs` owns the
 //! store handles every handler reads through ([`AppState::read`] runs the query on a
 //! blocking thread); `data/` holds the SQL, `pages/` the HTML, `api/` the JSON.
+//! `local.rs` is the station's local API on a Unix socket (`acoupi query`, `status` and
+//! `export` while a station runs), `local_client.rs` the CLI's client for it.
 
 mod api;
 mod assets;
 mod data;
 mod error;
+pub mod local;
+pub mod local_client;
 mod media;
 mod pages;
 mod security;
