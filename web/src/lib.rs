@@ -15,4 +15,4 @@ mod state;
 
 pub use error::WebError;
 pub use server::{router, serve};
-pub use state::{AppState, Served};
+pub use state::{AppState, Served, StateOptions};
