@@ -23,8 +23,10 @@
 //! and the status codes. A URL that answers only 404 is reported as "not built" (a page
 //! not merged yet), anything else but 2xx as an error (and a non-zero exit). The
 //! spectrogram is asked with a different `width` each time, so no answer comes from the
-//! cache. RSS (VmRSS) is read before the server starts and after the run, and the peak
-//! (VmHWM); the goal (≤ 30 MB) is judged on the RSS after the run.
+//! cache. RSS (VmRSS) is read once the store is open (before the bench picks its ids, so
+//! what those two queries keep counts against the dashboard) and after the run, and the
+//! peak (VmHWM); the goal (≤ 30 MB) is judged on the RSS after the run. The fill ends with
+//! a CHECKPOINT, so opening the store replays no write-ahead log.
 //!
 //! Goals (issue #20): p95 ≤ 150 ms for every page and API call, ≤ 100 ms for the
 //! spectrogram of a 10 s recording; the audio is timed but has no goal (its time is
@@ -209,7 +211,8 @@ FROM range(144) t(i),
              ('disk_free', 12000.0, 'MiB')) m(name, base, unit);
 DROP TABLE bench_det;
 DROP TABLE bench_rec;
-COMMIT;",
+COMMIT;
+CHECKPOINT;",
         c0 = clip(0),
         c1 = clip(1),
         c2 = clip(2),
@@ -483,8 +486,8 @@ pub struct Report {
     pub rss_peak: u64,
 }
 
-/// The RSS goal, in MiB.
-const RSS_GOAL_MIB: f64 = 30.0;
+/// The RSS goal: 30 MB (28.6 MiB).
+const RSS_GOAL_MIB: f64 = 30e6 / 1_048_576.0;
 
 impl Report {
     pub fn overhead_mib(&self) -> f64 {
@@ -544,7 +547,7 @@ impl Report {
         format!(
             "serve bench: {} detections in {} recordings, {} requests per URL\n{table}\n\
              RSS before the server {:.1} MiB, after the run {:.1} MiB, peak {:.1} MiB: \
-             overhead {:.1} MiB (goal ≤ {RSS_GOAL_MIB:.0} MiB: {})",
+             overhead {:.1} MiB (goal ≤ 30 MB = {RSS_GOAL_MIB:.1} MiB: {})",
             self.filled.detections,
             self.filled.recordings,
             self.requests,
@@ -569,6 +572,8 @@ fn own_status() -> memory::Status {
 pub fn measure(dir: &Path, requests: usize, warm_ups: usize) -> Result<Report, String> {
     let path = dir.join(STORE_FILE);
     let store = DuckDbStore::open(&path).map_err(|e| e.to_string())?;
+    // Before the bench's own queries: what they keep is counted as the dashboard's.
+    let rss_before = own_status().rss;
     let conn = store.reader().map_err(|e| e.to_string())?;
     let count = |sql: &str| -> Result<i64, String> {
         conn.query_row(sql, [], |row| row.get(0))
@@ -582,7 +587,6 @@ pub fn measure(dir: &Path, requests: usize, warm_ups: usize) -> Result<Report, S
     let picks = pick(&store)?;
     let targets = urls(&picks);
     let cache_dir = dir.join("spectrogram-cache");
-    let rss_before = own_status().rss;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
