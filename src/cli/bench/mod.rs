@@ -1,9 +1,10 @@
-//! `acoupi bench store | models | reprocess | memory`: the subcommands and their folders.
+//! `acoupi bench store | models | reprocess | memory | serve`: the subcommands and their folders.
 //! Each benchmark is its own module; it writes its table to the given output.
 
 mod memory;
 mod models;
 mod reprocess;
+mod serve;
 mod store;
 
 use std::path::PathBuf;
@@ -79,6 +80,28 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The station dashboard on a big store: fills one with --detections over a year
+    /// (reused from --dir when it is there), serves it in-process on 127.0.0.1 and prints
+    /// p50 and p95 latency and status of each page and API URL, the RSS overhead, and
+    /// each goal met or missed.
+    Serve {
+        /// Detections in the store (recordings: a quarter as many).
+        #[arg(long, default_value_t = 1_000_000)]
+        detections: usize,
+        /// Timed requests per URL (after --warm-ups untimed ones).
+        #[arg(long, default_value_t = 30)]
+        requests: usize,
+        /// Untimed requests per URL first.
+        #[arg(long, default_value_t = 3)]
+        warm_ups: usize,
+        /// Folder for the store and its WAV files (default: a temporary folder); a store
+        /// filled there before with as many detections is reused.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn bench(what: BenchWhat) -> ExitCode {
@@ -102,6 +125,100 @@ pub fn bench(what: BenchWhat) -> ExitCode {
             interval,
             dir,
         } => bench_memory(model, pipeline, minutes, interval, dir),
+        BenchWhat::Serve {
+            detections,
+            requests,
+            warm_ups,
+            dir,
+            json,
+        } => bench_serve(detections, requests, warm_ups, dir, json),
+    }
+}
+
+/// `acoupi bench serve`: see [`serve`]. After a fill the command runs itself again on the
+/// filled folder, so the measuring process has only opened the store.
+fn bench_serve(
+    detections: usize,
+    requests: usize,
+    warm_ups: usize,
+    dir: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
+    if detections == 0 || requests == 0 {
+        eprintln!("error: --detections and --requests must be at least 1");
+        return ExitCode::from(USAGE_OR_IO);
+    }
+    let (dir, _temporary) = match work_dir(dir, true) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    match serve::is_filled(&serve::store_path(&dir), detections) {
+        Ok(true) => {}
+        Ok(false) => {
+            let timer = std::time::Instant::now();
+            match serve::fill(&dir, detections) {
+                Ok(filled) => eprintln!(
+                    "filled {} with {} detections in {} recordings in {:.1} s",
+                    serve::store_path(&dir).display(),
+                    filled.detections,
+                    filled.recordings,
+                    timer.elapsed().as_secs_f64()
+                ),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(INVALID);
+                }
+            }
+            let mut again = std::process::Command::new(match std::env::current_exe() {
+                Ok(exe) => exe,
+                Err(error) => {
+                    eprintln!("error: cannot find this program to measure: {error}");
+                    return ExitCode::from(USAGE_OR_IO);
+                }
+            });
+            again
+                .args(["bench", "serve", "--detections"])
+                .arg(detections.to_string())
+                .arg("--requests")
+                .arg(requests.to_string())
+                .arg("--warm-ups")
+                .arg(warm_ups.to_string())
+                .arg("--dir")
+                .arg(&dir);
+            if json {
+                again.arg("--json");
+            }
+            return match again.status() {
+                Ok(status) if status.success() => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(INVALID),
+                Err(error) => {
+                    eprintln!("error: cannot run the measuring process: {error}");
+                    ExitCode::from(USAGE_OR_IO)
+                }
+            };
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(INVALID);
+        }
+    }
+    let report = match serve::measure(&dir, requests, warm_ups) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    if json {
+        println!("{}", report.json());
+    } else {
+        println!("{}", report.table());
+    }
+    if report.answered() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: some URLs answered neither 2xx nor 404 (see the table)");
+        ExitCode::from(INVALID)
     }
 }
 
