@@ -250,6 +250,24 @@ fn absolute(relative_to_pipelines: &str) -> String {
         .to_string()
 }
 
+/// Headless Chromium at `width` × `height`; clips may play without a user gesture (and
+/// make no sound).
+fn chrome_options(width: u32, height: u32) -> Value {
+    json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                format!("--window-size={width},{height}"),
+                "--autoplay-policy=no-user-gesture-required",
+                "--mute-audio",
+            ],
+        }
+    })
+}
+
 /// Polls `check` (every 100 ms) until it returns `Some`, or fails naming `what`.
 fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
@@ -315,8 +333,8 @@ fn grid_from_page(client: &Client) -> BTreeMap<(String, u32), i64> {
     let cells = client
         .execute(
             "return Array.from(document.querySelectorAll(\
-             'table.species-grid td[data-species][data-hour]'))\
-             .map(td => [td.dataset.species, td.dataset.hour, td.textContent.trim()]);",
+             'table.grid tr[data-species] td[data-hour]'))\
+             .map(td => [td.closest('tr').dataset.species, td.dataset.hour, td.textContent.trim()]);",
             vec![],
         )
         .unwrap();
@@ -350,20 +368,7 @@ fn the_dashboard_works_in_a_real_browser_on_a_station_that_heard_great_tits() {
 }
 
 fn walk(driver: &Driver, station: &Station) {
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
-                "--autoplay-policy=no-user-gesture-required",
-                "--mute-audio",
-            ],
-        }
-    });
-    let client = Client::connect(&driver.url, capabilities);
+    let client = Client::connect(&driver.url, chrome_options(DESKTOP.0, DESKTOP.1));
     let base = station.base.as_str();
 
     // Today: the species × hour grid equals SQL over the same store (local hours of the
@@ -411,7 +416,7 @@ fn walk(driver: &Driver, station: &Station) {
 
     // A play button: the clip loads in the audio element, and its URL answers a Range
     // request with 206.
-    let audio = client.find(Locator::Css("audio.clip")).unwrap();
+    let audio = client.find(Locator::Css(".clip audio")).unwrap();
     client
         .execute("arguments[0].scrollIntoView();", vec![audio.json()])
         .unwrap();
@@ -470,19 +475,17 @@ fn walk(driver: &Driver, station: &Station) {
     open(&client, base, "/detections");
     screenshot(&client, "detections", DESKTOP.0);
     let controls = client
-        .find(Locator::Css(".review-controls[data-detection-id]"))
+        .find(Locator::Css("form.review[data-detection]"))
         .unwrap();
-    let id = controls.attr("data-detection-id").unwrap().unwrap();
+    let id = controls.attr("data-detection").unwrap().unwrap();
     controls
         .find(Locator::Css(
-            "button.review[data-verdict=\"false_positive\"]",
+            "button[name=\"verdict\"][value=\"false_positive\"]",
         ))
         .unwrap()
         .click()
         .unwrap();
-    let verdict = format!(
-        ".review-controls[data-detection-id=\"{id}\"] .review-verdict[data-verdict=\"false_positive\"]"
-    );
+    let verdict = format!("form.review[data-detection=\"{id}\"] .verdict.verdict-false_positive");
     wait_for("the verdict to show without a reload", || {
         client.find(Locator::Css(&verdict)).ok()
     });
@@ -542,4 +545,70 @@ fn station_timezone(station: &Station) -> String {
         .and_then(|t| t.as_str())
         .unwrap_or("UTC")
         .to_string()
+}
+
+/// The harness itself, on a static page (no station): the WebDriver client opens a page,
+/// runs scripts (also asynchronous ones), finds and clicks elements, reloads, and takes a
+/// PNG screenshot; chromedriver ends with the guard.
+#[test]
+fn the_webdriver_client_drives_chromium_on_a_static_page() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let page = "<!doctype html><title>t</title><table class=\"stages\"><tr>\
+                <td class=\"stage-name\">record</td><td class=\"stage-name\">detect</td>\
+                </tr></table><form data-detection=\"d1\"><button name=\"verdict\" \
+                value=\"unsure\" type=\"button\">unsure</button></form>";
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let header: tiny_http::Header = "Content-Type: text/html".parse().unwrap();
+            let _ = request.respond(tiny_http::Response::from_string(page).with_header(header));
+        }
+    });
+    let client = Client::connect(&driver.url, chrome_options(DESKTOP.0, DESKTOP.1));
+    let base = format!("http://127.0.0.1:{port}");
+    open(&client, &base, "/");
+    let names = client
+        .execute(
+            "return Array.from(document.querySelectorAll('table.stages td.stage-name'))\
+             .map(td => td.textContent.trim());",
+            vec![],
+        )
+        .unwrap();
+    assert_eq!(names, json!(["record", "detect"]));
+    let form = client.find(Locator::Css("form[data-detection]")).unwrap();
+    assert_eq!(form.attr("data-detection").unwrap().as_deref(), Some("d1"));
+    let button = form
+        .find(Locator::Css("button[name=\"verdict\"][value=\"unsure\"]"))
+        .unwrap();
+    client
+        .execute(
+            "arguments[0].addEventListener('click', () => document.title = 'clicked');",
+            vec![button.json()],
+        )
+        .unwrap();
+    button.click().unwrap();
+    assert_eq!(
+        client.execute("return document.title;", vec![]).unwrap(),
+        "clicked"
+    );
+    let later = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; setTimeout(() => done(41 + 1), 10);",
+            vec![],
+        )
+        .unwrap();
+    assert_eq!(later, 42);
+    client.refresh().unwrap();
+    assert_eq!(
+        client.execute("return document.title;", vec![]).unwrap(),
+        "t"
+    );
+    assert!(client.find(Locator::Css("audio.none")).is_err());
+    client.set_window_size(PHONE_WIDTH, 700).unwrap();
+    let png = client.screenshot().unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    client.close().unwrap();
 }
