@@ -13,7 +13,9 @@
 #                                and the Rust target aarch64-unknown-linux-gnu
 #   scripts/setup.sh --ci        all of --package, and the daemons the CI suite starts:
 #                                mosquitto (the Home Assistant tests' broker), slurm-wlm
-#                                and munge (the single-node Slurm cluster test)
+#                                and munge (the single-node Slurm cluster test),
+#                                chromium and chromium-driver (the dashboard's browser
+#                                test, tests/e2e/browser.rs)
 set -euo pipefail
 package=0
 ci=0
@@ -38,6 +40,8 @@ if ((ci)); then
     command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || need+=(mosquitto)
     command -v slurmctld >/dev/null || [[ -x /usr/sbin/slurmctld ]] || need+=(slurm-wlm)
     command -v munged >/dev/null || [[ -x /usr/sbin/munged ]] || need+=(munge)
+    [[ -x /usr/bin/chromium ]] || need+=(chromium)
+    [[ -x /usr/bin/chromedriver ]] || need+=(chromium-driver)
 fi
 if ((package)); then
     command -v patchelf >/dev/null || need+=(patchelf)
