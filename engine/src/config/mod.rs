@@ -155,6 +155,56 @@ mod tests {
     use super::normalise;
     use std::path::Path;
 
+    /// `[web]` as loaded: the default address, a token file resolved against the
+    /// pipeline file, `public`; a public address without a token refused at `listen`.
+    #[test]
+    fn web_settings_are_resolved_and_checked() {
+        let registry = crate::registry::Registry::new();
+        let head = "[deployment]\nname = \"t\"\n[stages.s]\nkind = \"messaging\"\nmessengers = []\nschedule = { every = \"1min\" }\n";
+        let load = |web: &str| {
+            super::load_str(
+                Path::new("/srv/station/p.toml"),
+                &format!("{web}\n{head}"),
+                &registry,
+            )
+        };
+        let codes = |web: &str| -> Vec<&'static str> {
+            load(web)
+                .err()
+                .map(|e| e.problems.iter().map(|p| p.code.as_str()).collect())
+                .unwrap_or_default()
+        };
+        assert!(
+            codes("[web]\nlisten = \"0.0.0.0:8080\"").contains(&"web-token-required"),
+            "a public address needs a token"
+        );
+        assert!(codes("[web]\nlisten = \"nowhere\"").contains(&"invalid-value"));
+        assert!(codes("[web]\ntoken_env = \"A\"\ntoken_file = \"b\"").contains(&"invalid-value"));
+        for ok in [
+            "[web]\nlisten = \"0.0.0.0:8080\"\ntoken_file = \"web-token\"\npublic = true",
+            "[web]",
+        ] {
+            let problems = codes(ok);
+            assert!(
+                !problems
+                    .iter()
+                    .any(|c| c.starts_with("web") || *c == "invalid-value"),
+                "{ok}: {problems:?}"
+            );
+        }
+        if let Ok(pipeline) =
+            load("[web]\nlisten = \"0.0.0.0:8080\"\ntoken_file = \"web-token\"\npublic = true")
+        {
+            let web = pipeline.settings.web.unwrap();
+            assert_eq!(web.listen, "0.0.0.0:8080".parse().unwrap());
+            assert_eq!(
+                web.token,
+                Some(crate::secret::Secret::File("/srv/station/web-token".into()))
+            );
+            assert!(web.public);
+        }
+    }
+
     #[test]
     fn paths_are_folded_lexically() {
         assert_eq!(
