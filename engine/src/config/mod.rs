@@ -192,17 +192,40 @@ mod tests {
                 "{ok}: {problems:?}"
             );
         }
-        if let Ok(pipeline) =
-            load("[web]\nlisten = \"0.0.0.0:8080\"\ntoken_file = \"web-token\"\npublic = true")
-        {
-            let web = pipeline.settings.web.unwrap();
-            assert_eq!(web.listen, "0.0.0.0:8080".parse().unwrap());
-            assert_eq!(
-                web.token,
-                Some(crate::secret::Secret::File("/srv/station/web-token".into()))
-            );
-            assert!(web.public);
-        }
+        let settings = super::Settings::new(
+            Path::new("/srv/station/p.toml"),
+            toml::from_str("name = \"t\"").unwrap(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+            None,
+            Some(
+                toml::from_str(
+                    "listen = \"0.0.0.0:8080\"\ntoken_file = \"web-token\"\npublic = true",
+                )
+                .unwrap(),
+            ),
+        );
+        let web = settings.web.unwrap();
+        assert_eq!(web.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(
+            web.token,
+            Some(crate::secret::Secret::File("/srv/station/web-token".into()))
+        );
+        assert!(web.public);
+        let default = super::Settings::new(
+            Path::new("/srv/station/p.toml"),
+            toml::from_str("name = \"t\"").unwrap(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+            None,
+            Some(toml::from_str("").unwrap()),
+        );
+        assert_eq!(
+            default.web.map(|w| (w.listen, w.token)),
+            Some((super::pipeline::DEFAULT_LISTEN, None))
+        );
     }
 
     #[test]
