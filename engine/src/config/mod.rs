@@ -155,6 +155,77 @@ mod tests {
     use super::normalise;
     use std::path::Path;
 
+    /// `[web]` as loaded: the default address, a token file resolved against the
+    /// pipeline file, `public`; a public address without a token refused at `listen`.
+    #[test]
+    fn web_settings_are_resolved_and_checked() {
+        let registry = crate::registry::Registry::new();
+        let head = "[deployment]\nname = \"t\"\n[stages.s]\nkind = \"messaging\"\nmessengers = []\nschedule = { every = \"1min\" }\n";
+        let load = |web: &str| {
+            super::load_str(
+                Path::new("/srv/station/p.toml"),
+                &format!("{web}\n{head}"),
+                &registry,
+            )
+        };
+        let codes = |web: &str| -> Vec<&'static str> {
+            load(web)
+                .err()
+                .map(|e| e.problems.iter().map(|p| p.code.as_str()).collect())
+                .unwrap_or_default()
+        };
+        assert!(
+            codes("[web]\nlisten = \"0.0.0.0:8080\"").contains(&"web-token-required"),
+            "a public address needs a token"
+        );
+        assert!(codes("[web]\nlisten = \"nowhere\"").contains(&"invalid-value"));
+        assert!(codes("[web]\ntoken_env = \"A\"\ntoken_file = \"b\"").contains(&"invalid-value"));
+        for ok in [
+            "[web]\nlisten = \"0.0.0.0:8080\"\ntoken_file = \"web-token\"\npublic = true",
+            "[web]",
+        ] {
+            let problems = codes(ok);
+            assert!(
+                !problems.iter().any(|c| c.starts_with("web")),
+                "{ok}: {problems:?}"
+            );
+        }
+        let settings = super::Settings::new(
+            Path::new("/srv/station/p.toml"),
+            toml::from_str("name = \"t\"").unwrap(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+            None,
+            Some(
+                toml::from_str(
+                    "listen = \"0.0.0.0:8080\"\ntoken_file = \"web-token\"\npublic = true",
+                )
+                .unwrap(),
+            ),
+        );
+        let web = settings.web.unwrap();
+        assert_eq!(web.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(
+            web.token,
+            Some(crate::secret::Secret::File("/srv/station/web-token".into()))
+        );
+        assert!(web.public);
+        let default = super::Settings::new(
+            Path::new("/srv/station/p.toml"),
+            toml::from_str("name = \"t\"").unwrap(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+            None,
+            Some(toml::from_str("").unwrap()),
+        );
+        assert_eq!(
+            default.web.map(|w| (w.listen, w.token)),
+            Some((super::pipeline::DEFAULT_LISTEN, None))
+        );
+    }
+
     #[test]
     fn paths_are_folded_lexically() {
         assert_eq!(
