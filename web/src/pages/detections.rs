@@ -107,7 +107,7 @@ fn table(page: &Page) -> Markup {
             div class="table-wrap" {
                 table class="detections" {
                     thead { tr {
-                        th { "species" } th { "confidence" } th { "time (UTC)" } th { "model" }
+                        th { (page.key.as_deref().unwrap_or("species")) } th { "confidence" } th { "time (UTC)" } th { "model" }
                         th { "clip" } th { "review" }
                     } }
                     tbody {

@@ -35,7 +35,7 @@ fn fill(store: &DuckDbStore) {
             detections.push(
                 Detection::new(PredictionType::Event)
                     .with_location(
-                        BoundingBox::new((j as f64), 1_000.0, (j as f64) + 1.5, 8_000.0).unwrap(),
+                        BoundingBox::new(j as f64, 1_000.0, j as f64 + 1.5, 8_000.0).unwrap(),
                     )
                     .with_score(confidence)
                     .unwrap()
@@ -331,7 +331,7 @@ fn a_review_round_trip_shows_in_the_api_the_page_and_detections_flat() {
         "the history is kept"
     );
     let page = s.json("/api/v1/detections?review=correct");
-    assert_eq!(ids(&page), [id.clone()]);
+    assert_eq!(ids(&page), std::slice::from_ref(&id));
     assert_eq!(page["data"][0]["review"]["comment"], "song after all");
     let (status, html) = s.get("/detections?review=correct");
     assert_eq!(status, 200);
