@@ -64,11 +64,12 @@ impl Client {
         let fail = |e: std::io::Error| Error(format!("{what}: {e}"));
         let mut stream = TcpStream::connect(&self.address).map_err(fail)?;
         stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
+            .set_read_timeout(Some(Duration::from_secs(180)))
             .map_err(fail)?;
         let body = body.map(Value::to_string).unwrap_or_default();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: acoupi-e2e\r\n\
+             Accept: */*\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.address,
             body.len()
