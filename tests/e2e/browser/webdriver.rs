@@ -75,8 +75,17 @@ impl Client {
             body.len()
         );
         stream.write_all(request.as_bytes()).map_err(fail)?;
+        // chromedriver keeps the connection open after its answer: read up to the end of
+        // the body its Content-Length gives, not to the end of the stream.
         let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).map_err(fail)?;
+        let mut buffer = [0u8; 65536];
+        loop {
+            let n = stream.read(&mut buffer).map_err(fail)?;
+            answer.extend_from_slice(&buffer[..n]);
+            if n == 0 || complete(&answer) {
+                break;
+            }
+        }
         let answer = String::from_utf8_lossy(&answer);
         let (head, rest) = answer
             .split_once("\r\n\r\n")
@@ -190,6 +199,24 @@ impl Element<'_> {
             Some(&locator.body()),
         )?;
         self.client.element(&value)
+    }
+}
+
+/// Whether `answer` holds the whole HTTP answer: its head and as many body bytes as its
+/// Content-Length says (a chunked body: up to its last, empty chunk).
+fn complete(answer: &[u8]) -> bool {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    let body = answer.len() - end - 4;
+    match head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+    {
+        Some(length) => body >= length,
+        None => answer.ends_with(b"0\r\n\r\n"),
     }
 }
 
