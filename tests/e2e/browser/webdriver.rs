@@ -64,18 +64,28 @@ impl Client {
         let fail = |e: std::io::Error| Error(format!("{what}: {e}"));
         let mut stream = TcpStream::connect(&self.address).map_err(fail)?;
         stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
+            .set_read_timeout(Some(Duration::from_secs(180)))
             .map_err(fail)?;
         let body = body.map(Value::to_string).unwrap_or_default();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: acoupi-e2e\r\n\
+             Accept: */*\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.address,
             body.len()
         );
         stream.write_all(request.as_bytes()).map_err(fail)?;
+        // chromedriver keeps the connection open after its answer: read up to the end of
+        // the body its Content-Length gives, not to the end of the stream.
         let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).map_err(fail)?;
+        let mut buffer = [0u8; 65536];
+        loop {
+            let n = stream.read(&mut buffer).map_err(fail)?;
+            answer.extend_from_slice(&buffer[..n]);
+            if n == 0 || complete(&answer) {
+                break;
+            }
+        }
         let answer = String::from_utf8_lossy(&answer);
         let (head, rest) = answer
             .split_once("\r\n\r\n")
@@ -189,6 +199,24 @@ impl Element<'_> {
             Some(&locator.body()),
         )?;
         self.client.element(&value)
+    }
+}
+
+/// Whether `answer` holds the whole HTTP answer: its head and as many body bytes as its
+/// Content-Length says (a chunked body: up to its last, empty chunk).
+fn complete(answer: &[u8]) -> bool {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    let body = answer.len() - end - 4;
+    match head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+    {
+        Some(length) => body >= length,
+        None => answer.ends_with(b"0\r\n\r\n"),
     }
 }
 
