@@ -131,7 +131,7 @@ async fn poll(state: AppState, sender: broadcast::Sender<Arc<str>>, feed: Feed) 
         let configured = state.options().species_key.clone();
         let read = state
             .read(move |conn| {
-                let Some(key) = species::resolve_key(conn, configured.as_deref())? else {
+                let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())? else {
                     return Ok(Vec::new());
                 };
                 stored_since(conn, &key, from)

@@ -38,26 +38,6 @@ const TIME_US: &str = "(epoch_us(f.recording_created_on) \
 /// A detection's confidence (see the module docs).
 const CONFIDENCE: &str = "coalesce(f.tag_confidence, f.detection_score)";
 
-/// The species key until helper "data"'s `species_key` lands: the configured key, else
-/// `species` when a model emits it, else the first key stored.
-pub(crate) fn resolve_key(
-    conn: &Connection,
-    configured: Option<&str>,
-) -> Result<Option<String>, WebError> {
-    if let Some(key) = configured {
-        return Ok(Some(key.to_owned()));
-    }
-    let mut statement = conn.prepare(
-        "SELECT key FROM detection_tags WHERE key <> 'common_name' \
-         GROUP BY key ORDER BY (key = 'species') DESC, min(rowid) LIMIT 1",
-    )?;
-    let mut rows = statement.query([])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(row.get(0)?)),
-        None => Ok(None),
-    }
-}
-
 /// The deployment's time zone: the served pipeline's `[deployment] timezone`, UTC for a
 /// bare store file.
 pub(crate) fn time_zone(state: &crate::AppState) -> Tz {

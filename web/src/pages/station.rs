@@ -113,12 +113,12 @@ fn body(
             @if status.stages_source == "stage_runs" {
                 p.note { "From the store's stage runs (no live station): state and errors unknown; lag is the time since the last run." }
             }
-            div.scroll { table {
+            div.scroll { table.stages {
                 thead { tr { th { "Stage" } th { "Kind" } th { "Trigger" } th { "State" } th { "Runs" } th { "Errors" } th { "Last run" } th { "Outcome" } th { "Lag" } } }
                 tbody {
                     @for s in &status.stages {
                         tr.stage data-stage=(s.name) {
-                            td { (s.name) } td { (s.kind) } td { (opt(s.trigger.as_deref())) }
+                            td.stage-name { (s.name) } td { (s.kind) } td { (opt(s.trigger.as_deref())) }
                             td class=(format!("state {}", s.state.unwrap_or("unknown"))) { (s.state.unwrap_or("—")) }
                             td.num { (s.runs) } td.num { (opt(s.errors)) }
                             td { (when(s.last_started)) } td { (opt(s.last_outcome.as_deref())) }
