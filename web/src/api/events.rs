@@ -25,7 +25,6 @@ use futures_util::Stream;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::data::species;
 use crate::{AppState, WebError};
 
 /// How often the poller reads the store.
@@ -131,7 +130,8 @@ async fn poll(state: AppState, sender: broadcast::Sender<Arc<str>>, feed: Feed) 
         let configured = state.options().species_key.clone();
         let read = state
             .read(move |conn| {
-                let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())? else {
+                let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())?
+                else {
                     return Ok(Vec::new());
                 };
                 stored_since(conn, &key, from)

@@ -50,7 +50,8 @@ async fn daily(
     let configured = state.options().species_key.clone();
     let days = state
         .read(move |conn| {
-            let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())? else {
+            let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())?
+            else {
                 return Ok(Vec::new());
             };
             species::daily(conn, &key, tz, date, min_confidence)

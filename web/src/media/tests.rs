@@ -388,6 +388,7 @@ async fn with_settings_only_the_station_folders_are_read() {
             recordings_dir: dir.join("recordings"),
             device_id: None,
             retention: None,
+            web: None,
         })
     })
     .await;

@@ -42,7 +42,8 @@ async fn analytics(
     let configured = state.options().species_key.clone();
     let data = state
         .read(move |conn| {
-            let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())? else {
+            let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())?
+            else {
                 return Ok(Analytics {
                     species: Vec::new(),
                     chosen: None,

@@ -40,7 +40,8 @@ async fn species_page(
     let wanted = name.clone();
     let data = state
         .read(move |conn| {
-            let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())? else {
+            let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())?
+            else {
                 return Ok(SpeciesPage {
                     activity: None,
                     best: Vec::new(),

@@ -52,7 +52,8 @@ async fn today(State(state): State<AppState>) -> Result<Markup, WebError> {
     let configured = state.options().species_key.clone();
     let data = state
         .read(move |conn| {
-            let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())? else {
+            let Some(key) = crate::data::species_key::species_key(conn, configured.as_deref())?
+            else {
                 return Ok(Today {
                     days: Vec::new(),
                     latest: Vec::new(),

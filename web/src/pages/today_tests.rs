@@ -88,6 +88,7 @@ fn settings(timezone: chrono_tz::Tz, dir: &std::path::Path) -> Arc<Settings> {
         recordings_dir: dir.join("recordings"),
         device_id: None,
         retention: None,
+        web: None,
     })
 }
 
