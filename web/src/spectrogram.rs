@@ -21,6 +21,7 @@ use realfft::RealFftPlanner;
 use realfft::num_complex::Complex32;
 
 use crate::WebError;
+use crate::media::playback::Stop;
 
 /// The colour of detection boxes and presence bands (no colour of the map).
 pub(crate) const BOX_COLOUR: [u8; 3] = [255, 48, 48];
@@ -68,17 +69,6 @@ pub(crate) enum Mark {
     },
     /// A presence-only detection.
     Presence,
-}
-
-enum Stop {
-    Audio(AudioError),
-    Done,
-}
-
-impl From<AudioError> for Stop {
-    fn from(e: AudioError) -> Self {
-        Stop::Audio(e)
-    }
 }
 
 /// The PNG of `[start, end)` seconds of the file at `path` (`end`: `None` for the whole

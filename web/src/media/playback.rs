@@ -71,8 +71,9 @@ impl Playback {
     }
 }
 
-/// Stops decoding once the span is read.
-enum Stop {
+/// Why a bounded read of a span stopped: an audio error, or the span is read (the
+/// clips here and the spectrogram's span use it).
+pub(crate) enum Stop {
     Audio(AudioError),
     Done,
 }
