@@ -437,6 +437,17 @@ async fn the_recording_json_and_page() {
         "{html}"
     );
     assert!(html.contains("Parus major 0.80"));
+    let detection = detections[0]["id"].as_str().unwrap();
+    assert!(
+        html.contains(&format!(
+            "hx-post=\"/api/v1/detections/{detection}/review\""
+        )),
+        "each detection has its review controls: {html}"
+    );
+    assert!(
+        html.contains(&format!("hx-post=\"/api/v1/recordings/{id}/keep\"")),
+        "the recording has its keep control"
+    );
     assert!(
         html.contains("playback=heterodyne"),
         "ultrasonic: bat playback offered"

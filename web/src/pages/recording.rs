@@ -8,9 +8,12 @@
 //! attributes, which the CSP forbids). Ultrasonic recordings (sample rate above 48 kHz)
 //! offer time-expanded (×10) and heterodyne (40 kHz, or `?khz=`) playback as links
 //! (`?playback=expanded|heterodyne`): the page reloads with the player's source changed,
-//! no script needed. Until the review controls reach this page, each detection shows its
-//! latest verdict as text when the store has one.
+//! no script needed. Each detection has the review controls (`pages/review.rs`), and the
+//! recording its "keep" control, as on the lists.
 
+use std::collections::HashMap;
+
+use acoupi_store_duckdb::Review;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -19,7 +22,9 @@ use serde::Deserialize;
 
 use crate::api::media::{marks, recording_id};
 use crate::api::recording::{RecordingView, view};
+use crate::data::reviews::latest_reviews;
 use crate::pages::layout::page;
+use crate::pages::review::{keep_control, review_controls};
 use crate::spectrogram::{BAND, Geometry, Mark};
 use crate::{AppState, WebError};
 
@@ -46,17 +51,23 @@ async fn recording_page(
 ) -> Result<Markup, WebError> {
     let id = recording_id(&id)?;
     let view = view(&state, id).await?;
+    let ids: Vec<uuid::Uuid> = view
+        .model_outputs
+        .iter()
+        .flat_map(|output| output.detections.iter().map(|d| d.id))
+        .collect();
+    let reviews = state.read(move |conn| latest_reviews(conn, &ids)).await?;
     Ok(page(
         &format!(
             "Recording {}",
             view.recording.created_on.format("%Y-%m-%d %H:%M:%S")
         ),
         "",
-        body(&view, &query),
+        body(&view, &reviews, &query),
     ))
 }
 
-fn body(view: &RecordingView, query: &PageQuery) -> Markup {
+fn body(view: &RecordingView, reviews: &HashMap<uuid::Uuid, Review>, query: &PageQuery) -> Markup {
     let r = &view.recording;
     let audio_base = format!("/api/v1/recordings/{}/audio", r.id);
     let ultrasonic = r.samplerate > AUDIBLE_RATE;
@@ -78,6 +89,7 @@ fn body(view: &RecordingView, query: &PageQuery) -> Markup {
             @if r.time_expansion != 1.0 { " · time expansion " (r.time_expansion) }
             @if let Some(kept) = r.kept { " · " (if kept { "kept" } else { "not kept" }) }
         }
+        @if let Some(kept) = r.kept { (keep_control(r.id, kept)) }
         @if r.path.is_some() {
             (spectrogram(view))
             section.player {
@@ -118,7 +130,7 @@ fn body(view: &RecordingView, query: &PageQuery) -> Markup {
                 p { "No detections." }
             } @else {
                 table.detections {
-                    thead { tr { th { "Detection" } th { "Time (s)" } th { "Frequency (Hz)" } th { "Score" } th { "Tags" } th { "Clip" } } }
+                    thead { tr { th { "Detection" } th { "Time (s)" } th { "Frequency (Hz)" } th { "Score" } th { "Tags" } th { "Clip" } th { "Review" } } }
                     tbody {
                         @for d in &output.detections {
                             tr id=(format!("detection-{}", d.id)) {
@@ -132,6 +144,7 @@ fn body(view: &RecordingView, query: &PageQuery) -> Markup {
                                         audio controls preload="none" src=(format!("{audio_base}?start={s}&end={e}")) {}
                                     }
                                 }
+                                td { (review_controls(d.id, reviews.get(&d.id))) }
                             }
                         }
                     }
